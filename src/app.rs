@@ -1,0 +1,110 @@
+//! Builds and binds herald: one `NotifyServer`, then the HTTP server around it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use actix::{Actor, Addr};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::hub::session::SessionLimits;
+use crate::hub::NotifyServer;
+use crate::routes::{self, AppState};
+
+/// A bound, not yet running herald.
+pub struct Application {
+    port: u16,
+    server: Server,
+    notify: Addr<NotifyServer>,
+}
+
+/// Why herald could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the console page {path}: {source}")]
+    Console {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("the server stopped with an error: {0}")]
+    Serve(std::io::Error),
+}
+
+impl Application {
+    /// Binds the listener and prepares the server. Must run inside an actix
+    /// system (`#[actix_web::main]`, `#[actix_web::test]`), which hosts the
+    /// `NotifyServer` actor. With `port = 0` the OS picks a free port;
+    /// [`Application::port`] tells which.
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let console_page =
+            std::fs::read(&config.console_template).map_err(|source| StartError::Console {
+                path: config.console_template.clone(),
+                source,
+            })?;
+        let addr = format!("{}:{}", config.host, config.port);
+        let bind_error = |source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        };
+        let listener =
+            TcpListener::bind((config.host.as_str(), config.port)).map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+
+        // One registry for the whole process, started outside the per-worker
+        // factory below: starting it there would split sessions between
+        // several registries.
+        let notify = NotifyServer::new().start();
+        let state = web::Data::new(AppState {
+            server: notify.clone(),
+            console_page: console_page.into(),
+            max_message_bytes: config.max_message_bytes,
+            session_limits: SessionLimits {
+                heartbeat_interval: config.heartbeat_interval(),
+                client_timeout: config.client_timeout(),
+                max_frame_bytes: config.max_frame_bytes,
+                queue_messages: config.session_queue_messages,
+            },
+            started_at: Instant::now(),
+        });
+        let static_dir = config.static_dir.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure(static_dir.clone()))
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)
+        .map_err(bind_error)?;
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        log::info!("herald listening on http://{local}");
+        Ok(Self {
+            port: local.port(),
+            server: server.run(),
+            notify,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The routing actor, for callers that embed herald.
+    pub fn notify_server(&self) -> Addr<NotifyServer> {
+        self.notify.clone()
+    }
+
+    /// Serves until the server is stopped (Ctrl-C / SIGTERM).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,310 @@
+//! herald's settings: one typed tree with a default for every key.
+//!
+//! Sources, each overriding the one before: built-in defaults → the config
+//! file (`config.toml`, or `--config` / `HERALD_CONFIG`) → `HERALD_*`
+//! environment variables → command-line flags. The result is validated once,
+//! at startup; every error names the file, variable or key at fault.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The config file read when none is named. Its absence is not an error.
+pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
+
+/// Every setting herald has. `config.toml` documents each one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Loopback by default, so a fresh install is not
+    /// reachable from other machines.
+    pub host: String,
+    /// TCP port; 0 asks the OS for a free one (tests use this).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// How often the server pings each WebSocket client.
+    pub heartbeat_interval_ms: u64,
+    /// A client that sends nothing (not even a pong) for this long is
+    /// dropped. Must exceed `heartbeat_interval_ms`.
+    pub client_timeout_ms: u64,
+    /// Largest `POST /` body accepted; larger ones get 413.
+    pub max_message_bytes: usize,
+    /// Largest message a client may send over its WebSocket, per frame and
+    /// after reassembling fragments; larger ones close the session with 1009.
+    pub max_frame_bytes: usize,
+    /// Messages that may wait for one session before herald treats it as a
+    /// slow consumer and closes it (code 4003).
+    pub session_queue_messages: usize,
+    /// Directory of the browser client files served under `/static/`.
+    pub static_dir: PathBuf,
+    /// The console page served at `/`.
+    pub console_template: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8001,
+            workers: 0,
+            heartbeat_interval_ms: 5_000,
+            client_timeout_ms: 15_000,
+            max_message_bytes: 64 * 1024,
+            max_frame_bytes: 64 * 1024,
+            session_queue_messages: 256,
+            static_dir: "static".into(),
+            console_template: "templates/console.html".into(),
+        }
+    }
+}
+
+/// A setting that could not be used, with the place it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {var}: {reason}")]
+    Env { var: &'static str, reason: String },
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Values given outside the config file, by environment or flags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// Config file to read instead of `config.toml`; it must exist.
+    pub config_path: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+}
+
+impl Overrides {
+    /// Reads `HERALD_CONFIG`, `HERALD_HOST` and `HERALD_PORT` through
+    /// `lookup` (the process environment in production, a map in tests).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let port = match lookup("HERALD_PORT") {
+            Some(raw) => Some(raw.trim().parse().map_err(|_| ConfigError::Env {
+                var: "HERALD_PORT",
+                reason: format!("{raw:?} is not a port number (0-65535)"),
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            config_path: lookup("HERALD_CONFIG").map(PathBuf::from),
+            host: lookup("HERALD_HOST"),
+            port,
+        })
+    }
+
+    /// `self` with every value that `over` sets replaced by it.
+    pub fn overridden_by(self, over: Overrides) -> Self {
+        Self {
+            config_path: over.config_path.or(self.config_path),
+            host: over.host.or(self.host),
+            port: over.port.or(self.port),
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the file named in `overrides` (or
+    /// `config.toml` if it exists), then applies the overrides and validates.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut config = match &overrides.config_path {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                Self::from_file(Path::new(DEFAULT_CONFIG_PATH))?
+            }
+            None => Self::default(),
+        };
+        if let Some(host) = &overrides.host {
+            config.host.clone_from(host);
+        }
+        if let Some(port) = overrides.port {
+            config.port = port;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML config file; keys it omits keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses TOML text; `path` only names the source in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// Checks the rules no type can express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        if self.host.parse::<IpAddr>().is_err() && self.host != "localhost" {
+            return invalid(
+                "host",
+                "must be an IP address such as 127.0.0.1, or localhost",
+            );
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return invalid("heartbeat_interval_ms", "must be above 0");
+        }
+        if self.client_timeout_ms <= self.heartbeat_interval_ms {
+            return invalid(
+                "client_timeout_ms",
+                "must be greater than heartbeat_interval_ms, or every client times out between two pings",
+            );
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return invalid("max_message_bytes", "must be between 1 and 16777216");
+        }
+        if !(125..=16 * 1024 * 1024).contains(&self.max_frame_bytes) {
+            return invalid("max_frame_bytes", "must be between 125 and 16777216");
+        }
+        if self.session_queue_messages == 0 {
+            return invalid("session_queue_messages", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_port_8001() {
+        let config = Config::default();
+        assert_eq!(config.host, "127.0.0.1");
+        assert_eq!(config.port, 8001);
+        assert_eq!(config.max_message_bytes, 65536);
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let file = Config::from_file(&path).expect("config.toml parses");
+        file.validate().expect("config.toml is valid");
+        assert_eq!(format!("{file:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn a_file_overrides_only_the_keys_it_sets() {
+        let config = Config::from_toml("port = 9000\n", Path::new("x.toml")).unwrap();
+        assert_eq!(config.port, 9000);
+        assert_eq!(config.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_file_and_key() {
+        let err = Config::from_toml("prot = 9000\n", Path::new("my.toml")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("my.toml"), "{text}");
+        assert!(text.contains("prot"), "{text}");
+    }
+
+    #[test]
+    fn a_mistyped_value_is_an_error_naming_the_key() {
+        let err = Config::from_toml("port = \"high\"\n", Path::new("my.toml")).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let config = Config {
+            client_timeout_ms: 100,
+            heartbeat_interval_ms: 200,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("client_timeout_ms"), "{err}");
+        let config = Config {
+            host: "not a host".into(),
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().to_string().contains("host"));
+    }
+
+    #[test]
+    fn env_then_flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "host = \"0.0.0.0\"\nport = 7000\nworkers = 3\n").unwrap();
+
+        let from_env = Overrides::from_env(env(&[
+            ("HERALD_CONFIG", path.to_str().unwrap()),
+            ("HERALD_PORT", "7100"),
+        ]))
+        .unwrap();
+        let config = Config::load(&from_env).unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port, config.workers),
+            ("0.0.0.0", 7100, 3)
+        );
+
+        let flags = Overrides {
+            host: Some("127.0.0.2".into()),
+            port: Some(7200),
+            ..Overrides::default()
+        };
+        let config = Config::load(&from_env.overridden_by(flags)).unwrap();
+        assert_eq!((config.host.as_str(), config.port), ("127.0.0.2", 7200));
+    }
+
+    #[test]
+    fn a_bad_env_port_names_the_variable() {
+        let err = Overrides::from_env(env(&[("HERALD_PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("HERALD_PORT"), "{err}");
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist() {
+        let overrides = Overrides {
+            config_path: Some("/nonexistent/herald.toml".into()),
+            ..Overrides::default()
+        };
+        let err = Config::load(&overrides).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/herald.toml"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Validated identifiers. Anything that names a client or a session is parsed
+//! once at the boundary into one of these newtypes, so the routing code never
+//! sees an unchecked string.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest client id accepted, in bytes of UTF-8.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// The id a client registers under, chosen by the client (or, later, taken
+/// from a signed token). Several sessions may share one id: every tab of one
+/// user.
+///
+/// Valid ids are 1 to [`MAX_CLIENT_ID_BYTES`] bytes of printable UTF-8: no
+/// control characters (CR, LF, NUL, ...), so an id can be logged and echoed
+/// back safely. In JSON an id may also be given as an integer (`63`), which
+/// is read as its decimal text (`"63"`); on the wire herald always sends ids
+/// as strings.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
+pub struct ClientId(String);
+
+/// Why a candidate id was refused. The text is shown to clients as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("id must not be empty")]
+    Empty,
+    #[error("id is {0} bytes long; the limit is {MAX_CLIENT_ID_BYTES}")]
+    TooLong(usize),
+    #[error("id contains a control character (code {0:#04x})")]
+    ControlChar(u32),
+}
+
+impl ClientId {
+    /// Checks `raw` against the rules above.
+    pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if raw.len() > MAX_CLIENT_ID_BYTES {
+            return Err(IdError::TooLong(raw.len()));
+        }
+        if let Some(c) = raw.chars().find(|c| c.is_control()) {
+            return Err(IdError::ControlChar(u32::from(c)));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<ClientId> for String {
+    fn from(id: ClientId) -> Self {
+        id.0
+    }
+}
+
+/// What JSON may carry as an id: a string, or an integer as the original
+/// console page sent.
+impl<'de> Deserialize<'de> for ClientId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = ClientId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an id (a string or an integer)")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClientId, E> {
+                ClientId::parse(v).map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ClientId, E> {
+                self.visit_str(&v.to_string())
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ClientId, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+/// One WebSocket (or, later, SSE) connection. Allocated by the session itself
+/// from a process-wide counter, so a session knows its id before
+/// `NotifyServer` hears of it and no round trip is needed at connect.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    /// A fresh id, never handed out before in this process.
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_printable_ids_up_to_the_limit() {
+        assert_eq!(ClientId::parse("63").map(String::from), Ok("63".into()));
+        assert!(ClientId::parse("user 7 · ü").is_ok());
+        assert!(ClientId::parse("x".repeat(MAX_CLIENT_ID_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn refuses_empty_long_and_control_characters() {
+        assert_eq!(ClientId::parse(""), Err(IdError::Empty));
+        assert_eq!(
+            ClientId::parse("x".repeat(MAX_CLIENT_ID_BYTES + 1)),
+            Err(IdError::TooLong(MAX_CLIENT_ID_BYTES + 1))
+        );
+        assert_eq!(ClientId::parse("a\nb"), Err(IdError::ControlChar(0x0a)));
+        assert_eq!(ClientId::parse("a\0"), Err(IdError::ControlChar(0)));
+        assert_eq!(ClientId::parse("a\r"), Err(IdError::ControlChar(0x0d)));
+    }
+
+    #[test]
+    fn json_ids_may_be_strings_or_integers() {
+        let id: ClientId = serde_json::from_str("63").unwrap();
+        assert_eq!(id.as_str(), "63");
+        let id: ClientId = serde_json::from_str("\"abc\"").unwrap();
+        assert_eq!(id.as_str(), "abc");
+        assert!(serde_json::from_str::<ClientId>("\"\"").is_err());
+        assert!(serde_json::from_str::<ClientId>("1.5").is_err());
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"abc\"");
+    }
+
+    #[test]
+    fn session_ids_are_unique() {
+        let a = SessionId::next();
+        let b = SessionId::next();
+        assert_ne!(a, b);
+    }
+}

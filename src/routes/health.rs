@@ -1,0 +1,28 @@
+//! `GET /health`: liveness and the size of the registry.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::hub::messages::GetCounts;
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    uptime_secs: u64,
+    /// Open WebSocket sessions.
+    sessions: usize,
+    /// Distinct registered ids.
+    ids: usize,
+}
+
+pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let counts = state.server.send(GetCounts).await?;
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ok",
+        uptime_secs: state.started_at.elapsed().as_secs(),
+        sessions: counts.sessions,
+        ids: counts.ids,
+    }))
+}

@@ -1,0 +1,71 @@
+//! The one route table, and the state every handler shares.
+//!
+//! | route          | handler                 |
+//! |----------------|-------------------------|
+//! | `GET /`        | [`console::page`]       |
+//! | `POST /`       | [`publish::publish`]    |
+//! | `GET /ws`      | [`ws::upgrade`]         |
+//! | `GET /health`  | [`health::health`]      |
+//! | `GET /static/*`| files from `static_dir` |
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::{web, HttpResponse};
+use bytes::Bytes;
+
+use crate::error::ApiError;
+use crate::hub::session::SessionLimits;
+use crate::hub::NotifyServer;
+
+pub mod console;
+pub mod health;
+pub mod publish;
+pub mod ws;
+
+/// What handlers share; built once in `app`, cloned cheaply per worker.
+pub struct AppState {
+    /// The process's one routing actor.
+    pub server: Addr<NotifyServer>,
+    /// The console page, read once at startup.
+    pub console_page: Bytes,
+    /// Largest `POST /` body, in bytes.
+    pub max_message_bytes: usize,
+    /// Limits handed to each new WebSocket session.
+    pub session_limits: SessionLimits,
+    /// When the process started, for `/health`.
+    pub started_at: Instant,
+}
+
+/// Registers every route. `static_dir` is served under `/static/`.
+pub fn configure(static_dir: PathBuf) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::resource("/")
+                .route(web::get().to(console::page))
+                .route(web::post().to(publish::publish))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/ws")
+                .route(web::get().to(ws::upgrade))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/health")
+                .route(web::get().to(health::health))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(actix_files::Files::new("/static", static_dir));
+    }
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Answers every path no route claims.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,242 @@
+//! `POST /`: a main site publishes a notification.
+//!
+//! Form (`message=…[&id=…]`) or JSON (`{"message": <any JSON>, "id": "…"}`).
+//! No `id` → every session; an `id` → every session registered as it. The
+//! frame is encoded here, once, and `NotifyServer` shares it among the
+//! recipients. Answer: `{"delivered": N}`, the number of sessions it was
+//! handed to.
+//!
+//! Unknown fields are refused rather than ignored: a misspelt target must not
+//! turn a private message into a broadcast.
+
+use actix_web::http::header;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::hub::messages::{Broadcast, Direct};
+use crate::ids::ClientId;
+use crate::protocol::ServerFrame;
+
+/// A validated publish request.
+#[derive(Debug)]
+pub struct Publish {
+    /// The message as JSON; a form's text becomes a JSON string.
+    pub message: Box<RawValue>,
+    /// The target id; none means everyone.
+    pub id: Option<ClientId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FormBody {
+    message: Option<String>,
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBody {
+    message: Option<Box<RawValue>>,
+    id: Option<ClientId>,
+}
+
+#[derive(Serialize)]
+struct Published {
+    delivered: usize,
+}
+
+/// The body formats `POST /` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Form,
+    Json,
+}
+
+impl BodyKind {
+    fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        let unsupported = || {
+            let given = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none");
+            ApiError::UnsupportedMediaType(given.chars().take(100).collect())
+        };
+        let mime = req
+            .mime_type()
+            .map_err(|_| unsupported())?
+            .ok_or_else(unsupported)?;
+        match (
+            mime.type_().as_str(),
+            mime.subtype().as_str(),
+            mime.suffix(),
+        ) {
+            ("application", "x-www-form-urlencoded", _) => Ok(Self::Form),
+            ("application", "json", _) => Ok(Self::Json),
+            ("application", _, Some(suffix)) if suffix == "json" => Ok(Self::Json),
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+impl Publish {
+    /// Parses and validates a body of the given kind.
+    pub fn parse(kind: BodyKind, body: &[u8]) -> Result<Self, ApiError> {
+        match kind {
+            BodyKind::Form => Self::from_form(body),
+            BodyKind::Json => Self::from_json(body),
+        }
+    }
+
+    fn from_form(body: &[u8]) -> Result<Self, ApiError> {
+        let form: FormBody = serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::MalformedBody(format!("invalid form body: {e}")))?;
+        let text = form
+            .message
+            .filter(|m| !m.is_empty())
+            .ok_or(ApiError::MissingMessage)?;
+        let message = serde_json::value::to_raw_value(&text)
+            .map_err(|e| ApiError::MalformedBody(format!("invalid message: {e}")))?;
+        let id = form
+            .id
+            .map(ClientId::parse)
+            .transpose()
+            .map_err(ApiError::InvalidId)?;
+        Ok(Self { message, id })
+    }
+
+    fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        // serde would also read a struct from an array (`["hi", "63"]`);
+        // only an object is a publish request.
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|&b| b != b'{') {
+            return Err(ApiError::MalformedBody(
+                "invalid JSON body: expected an object like {\"message\": ...}".into(),
+            ));
+        }
+        let json: JsonBody = serde_json::from_slice(body).map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                ApiError::MalformedBody(format!("malformed JSON: {e}"))
+            } else {
+                ApiError::MalformedBody(format!("invalid JSON body: {e}"))
+            }
+        })?;
+        let message = json
+            .message
+            .filter(|m| m.get() != "\"\"")
+            .ok_or(ApiError::MissingMessage)?;
+        Ok(Self {
+            message,
+            id: json.id,
+        })
+    }
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub async fn publish(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = BodyKind::of(&req)?;
+    let body = read_body(&req, payload, state.max_message_bytes).await?;
+    let publish = Publish::parse(kind, &body)?;
+    let frame = ServerFrame::Message {
+        id: publish.id.as_ref(),
+        data: &publish.message,
+    }
+    .encode();
+    let delivered = match publish.id {
+        Some(id) => state.server.send(Direct { id, frame }).await?,
+        None => state.server.send(Broadcast { frame }).await?,
+    };
+    Ok(HttpResponse::Ok().json(Published { delivered }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_text_becomes_a_json_string() {
+        let p = Publish::parse(BodyKind::Form, b"message=Hello+%22you%22&id=63").unwrap();
+        assert_eq!(p.message.get(), r#""Hello \"you\"""#);
+        assert_eq!(p.id.unwrap().as_str(), "63");
+    }
+
+    #[test]
+    fn json_message_is_kept_verbatim() {
+        let p = Publish::parse(BodyKind::Json, br#"{"message":{"a":[1,2]},"id":7}"#).unwrap();
+        assert_eq!(p.message.get(), r#"{"a":[1,2]}"#);
+        assert_eq!(p.id.unwrap().as_str(), "7");
+    }
+
+    #[test]
+    fn missing_empty_or_null_message_is_refused() {
+        for (kind, body) in [
+            (BodyKind::Form, &b""[..]),
+            (BodyKind::Form, b"message="),
+            (BodyKind::Form, b"id=3"),
+            (BodyKind::Json, b"{}"),
+            (BodyKind::Json, br#"{"message":null}"#),
+            (BodyKind::Json, br#"{"message":""}"#),
+        ] {
+            let err = Publish::parse(kind, body).unwrap_err();
+            assert!(matches!(err, ApiError::MissingMessage), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_repeated_fields_are_refused() {
+        for (kind, body) in [
+            (BodyKind::Form, &b"message=a&chanel=x"[..]),
+            (BodyKind::Form, b"message=a&message=b"),
+            (BodyKind::Json, br#"{"message":"a","chanel":"x"}"#),
+            (BodyKind::Json, br#"["a","63"]"#),
+            (BodyKind::Json, br#""a""#),
+        ] {
+            let err = Publish::parse(kind, body).unwrap_err();
+            assert!(matches!(err, ApiError::MalformedBody(_)), "{body:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_ids_are_refused_with_the_reason() {
+        let err = Publish::parse(BodyKind::Form, b"message=a&id=").unwrap_err();
+        assert!(matches!(err, ApiError::InvalidId(_)), "{err}");
+        let err = Publish::parse(BodyKind::Form, b"message=a&id=a%0Ab").unwrap_err();
+        assert!(err.to_string().contains("control character"), "{err}");
+        let err = Publish::parse(BodyKind::Json, br#"{"message":"a","id":"a\nb"}"#).unwrap_err();
+        assert!(err.to_string().contains("control character"), "{err}");
+    }
+}

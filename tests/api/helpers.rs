@@ -1,0 +1,399 @@
+//! The one way tests start herald and talk to it: `spawn_app` runs the real
+//! server in-process on an ephemeral port; `WsClient` is a real WebSocket
+//! client (awc); `RawWs` writes hand-made frames to test protocol errors.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_web::http::StatusCode;
+use awc::ws::{self, Frame};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use herald::{Application, Config};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestApp {
+    pub port: u16,
+    pub http: awc::Client,
+}
+
+/// A test config: ephemeral port, one worker, files from the source tree.
+pub fn test_config() -> Config {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    Config {
+        port: 0,
+        workers: 1,
+        static_dir: root.join("static"),
+        console_template: root.join("templates/console.html"),
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config();
+    configure(&mut config);
+    let app = Application::build(config).expect("herald starts");
+    let port = app.port();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        port,
+        http: awc::Client::builder().timeout(WAIT).finish(),
+    }
+}
+
+/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// POSTs a form to `/`; returns the status and the JSON reply.
+    pub async fn publish_form(&self, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut resp = self
+            .http
+            .post(self.url("/"))
+            .send_form(&fields)
+            .await
+            .expect("POST /");
+        let body = resp.json::<Value>().await.expect("JSON reply");
+        (resp.status(), body)
+    }
+
+    /// POSTs a JSON body to `/`.
+    pub async fn publish_json(&self, body: &Value) -> (StatusCode, Value) {
+        let mut resp = self
+            .http
+            .post(self.url("/"))
+            .send_json(body)
+            .await
+            .expect("POST /");
+        let body = resp.json::<Value>().await.expect("JSON reply");
+        (resp.status(), body)
+    }
+
+    /// POSTs raw bytes with the given content type (or none).
+    pub async fn post_raw(&self, content_type: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url("/"));
+        if let Some(ct) = content_type {
+            req = req.insert_header(("content-type", ct));
+        }
+        let mut resp = req.send_body(body).await.expect("POST /");
+        let body = resp.json::<Value>().await.expect("JSON reply");
+        (resp.status(), body)
+    }
+
+    pub async fn health(&self) -> Value {
+        let mut resp = self
+            .http
+            .get(self.url("/health"))
+            .send()
+            .await
+            .expect("GET /health");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json::<Value>().await.expect("JSON health")
+    }
+
+    /// Polls `/health` until `ready` holds, failing after [`WAIT`].
+    pub async fn wait_for_health(&self, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        within(what, async {
+            loop {
+                let health = self.health().await;
+                if ready(&health) {
+                    return health;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// Waits until `/health` reports exactly these counts.
+    pub async fn wait_for_counts(&self, sessions: u64, ids: u64) {
+        self.wait_for_health(&format!("{sessions} sessions and {ids} ids"), |h| {
+            h["sessions"] == sessions && h["ids"] == ids
+        })
+        .await;
+    }
+
+    /// Opens a WebSocket to `/ws?{query}`.
+    pub async fn ws(&self, query: &str) -> WsClient {
+        let url = format!("ws://127.0.0.1:{}/ws?{}", self.port, query);
+        let (_resp, framed) = within("the WebSocket handshake", self.http.ws(url).connect())
+            .await
+            .expect("WebSocket connects");
+        WsClient { framed }
+    }
+
+    /// Opens a WebSocket registered as `id` and consumes the `registered` answer.
+    pub async fn ws_registered(&self, id: &str) -> WsClient {
+        let mut client = self.ws(&format!("id={id}")).await;
+        let frame = client.recv_json().await;
+        assert_eq!(frame["type"], "registered", "{frame}");
+        assert_eq!(frame["id"], id);
+        client
+    }
+}
+
+pub struct WsClient {
+    framed: Framed<BoxedSocket, ws::Codec>,
+}
+
+impl WsClient {
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(ws::Message::Text(text.to_owned().into()))
+            .await
+            .expect("send text");
+    }
+
+    pub async fn send_json(&mut self, value: &Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send(&mut self, msg: ws::Message) {
+        self.framed.send(msg).await.expect("send frame");
+    }
+
+    /// The next frame other than a ping (pings are answered), or `None` when
+    /// the connection ended.
+    pub async fn recv(&mut self) -> Option<Frame> {
+        within("a WebSocket frame", async {
+            loop {
+                match self.framed.next().await {
+                    Some(Ok(Frame::Ping(payload))) => {
+                        self.framed
+                            .send(ws::Message::Pong(payload))
+                            .await
+                            .expect("send pong");
+                    }
+                    Some(Ok(frame)) => return Some(frame),
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next text frame, parsed as JSON.
+    pub async fn recv_json(&mut self) -> Value {
+        match self.recv().await {
+            Some(Frame::Text(bytes)) => serde_json::from_slice(&bytes).expect("frame is JSON"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Counts pings (answering each) until `n` have arrived, failing on any
+    /// other frame. Proves the session stayed open across that many beats.
+    pub async fn answer_pings(&mut self, n: usize) {
+        for _ in 0..n {
+            let frame = within("a ping", self.framed.next()).await;
+            match frame {
+                Some(Ok(Frame::Ping(payload))) => self
+                    .framed
+                    .send(ws::Message::Pong(payload))
+                    .await
+                    .expect("send pong"),
+                other => panic!("expected a ping, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a close frame and waits for the server's answer.
+    pub async fn close(mut self) {
+        self.send(ws::Message::Close(Some(ws::CloseCode::Normal.into())))
+            .await;
+        match self.recv().await {
+            Some(Frame::Close(_)) | None => {}
+            other => panic!("expected the close answer, got {other:?}"),
+        }
+    }
+}
+
+/// A WebSocket client speaking raw bytes over TCP, to send frames a real
+/// client library would refuse to build.
+pub struct RawWs {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// First-byte flags of a frame.
+pub const FIN: u8 = 0x80;
+pub const RSV1: u8 = 0x40;
+pub const OP_CONT: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+impl RawWs {
+    /// Connects and completes the opening handshake for `/ws?{query}`.
+    pub async fn connect(port: u16, query: &str) -> Self {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("TCP connect");
+        let request = format!(
+            "GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write handshake");
+        let mut raw = Self {
+            stream,
+            buf: Vec::new(),
+        };
+        let head = within("the handshake answer", raw.read_until_blank_line()).await;
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "handshake refused: {head}"
+        );
+        raw
+    }
+
+    async fn read_until_blank_line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 4);
+                return head;
+            }
+            self.fill().await.expect("connection open during handshake");
+        }
+    }
+
+    /// Reads more bytes; `None` at end of stream.
+    async fn fill(&mut self) -> Option<()> {
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Some(())
+            }
+        }
+    }
+
+    /// Writes one frame: `first` is FIN | RSV | opcode. Client frames are
+    /// masked unless `masked` is false.
+    pub async fn send_frame(&mut self, first: u8, payload: &[u8], masked: bool) {
+        let mut frame = vec![first];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => frame.push(mask_bit | n as u8),
+            n if n <= 0xFFFF => {
+                frame.push(mask_bit | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(mask_bit | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            let key = [0x12, 0x34, 0x56, 0x78];
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        // The server may already have closed; a failed write shows up as the
+        // close frame or end of stream the caller reads next.
+        let _ = self.stream.write_all(&frame).await;
+    }
+
+    /// The next frame as (opcode, payload), or `None` at end of stream.
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        within("a raw frame", async {
+            loop {
+                if let Some((opcode, payload, used)) = parse_server_frame(&self.buf) {
+                    self.buf.drain(..used);
+                    return Some((opcode, payload));
+                }
+                self.fill().await?;
+            }
+        })
+        .await
+    }
+
+    /// Reads until a close frame and returns its code, skipping pings and
+    /// text; then checks that the server ends the connection.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            match self.read_frame().await {
+                Some((OP_CLOSE, payload)) => {
+                    assert!(payload.len() >= 2, "close frame without a code");
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    let ended = within("the server to end the connection", async {
+                        loop {
+                            if self.fill().await.is_none() {
+                                return true;
+                            }
+                            self.buf.clear();
+                        }
+                    })
+                    .await;
+                    assert!(ended);
+                    return code;
+                }
+                Some(_) => continue,
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+
+    /// The next text frame, parsed as JSON (pings skipped).
+    pub async fn recv_json(&mut self) -> Value {
+        loop {
+            match self.read_frame().await {
+                Some((OP_TEXT, payload)) => return serde_json::from_slice(&payload).expect("JSON"),
+                Some((OP_PING, _)) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// Parses one unmasked server frame from the start of `buf`.
+fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0F;
+    let (len, mut at) = match buf[1] & 0x7F {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            (u64::from_be_bytes(b) as usize, 10)
+        }
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf.len() < at + len {
+        return None;
+    }
+    let payload = buf[at..at + len].to_vec();
+    at += len;
+    Some((opcode, payload, at))
+}

@@ -1,0 +1,12 @@
+//! herald's integration tests: one binary, one `spawn_app`, a real server
+//! on an ephemeral port, real HTTP and WebSocket clients.
+
+mod cli;
+mod client_js;
+mod console;
+mod health;
+mod helpers;
+mod lifecycle;
+mod protocol_errors;
+mod publish;
+mod ws;
