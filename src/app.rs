@@ -2,16 +2,20 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
+use crate::auth::{OriginPolicy, PublisherAuth};
 use crate::config::Config;
-use crate::hub::session::SessionLimits;
+use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
+use crate::limits::ConnectionLimiter;
 use crate::routes::{self, AppState};
+use crate::token::TokenVerifier;
 
 /// A bound, not yet running herald.
 pub struct Application {
@@ -33,6 +37,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Token(String),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
 }
@@ -57,6 +63,12 @@ impl Application {
             TcpListener::bind((config.host.as_str(), config.port)).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
 
+        let tokens = if config.client_secret.is_empty() {
+            None
+        } else {
+            Some(TokenVerifier::new(&config.client_secret).map_err(StartError::Token)?)
+        };
+
         // One registry for the whole process, started outside the per-worker
         // factory below: starting it there would split sessions between
         // several registries.
@@ -65,12 +77,23 @@ impl Application {
             server: notify.clone(),
             console_page: console_page.into(),
             max_message_bytes: config.max_message_bytes,
-            session_limits: SessionLimits {
+            session_settings: Arc::new(SessionSettings {
                 heartbeat_interval: config.heartbeat_interval(),
                 client_timeout: config.client_timeout(),
                 max_frame_bytes: config.max_frame_bytes,
                 queue_messages: config.session_queue_messages,
-            },
+                max_channels: config.max_channels_per_session,
+                frames_per_sec: config.max_client_frames_per_sec,
+                private_prefix: config.private_channel_prefix.clone(),
+                tokens,
+                require_token: config.require_token,
+            }),
+            publishers: PublisherAuth::new(&config.publish_keys),
+            origins: OriginPolicy::new(&config.allowed_origins),
+            connections: ConnectionLimiter::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            ),
             started_at: Instant::now(),
         });
         let static_dir = config.static_dir.clone();
@@ -86,6 +109,9 @@ impl Application {
             server = server.workers(config.workers);
         }
         log::info!("herald listening on http://{local}");
+        if config.publish_keys.is_empty() {
+            log::info!("no publish_keys configured: publishing is accepted from this machine only");
+        }
         Ok(Self {
             port: local.port(),
             server: server.run(),

@@ -42,7 +42,64 @@ pub struct Config {
     pub static_dir: PathBuf,
     /// The console page served at `/`.
     pub console_template: PathBuf,
+    /// Keys a publisher must present as `Authorization: Bearer <key>`.
+    /// Empty: only loopback peers may publish (local development).
+    pub publish_keys: Vec<Secret>,
+    /// Origins (`scheme://host[:port]`) that may open WebSockets and POST,
+    /// besides herald's own. `"*"` allows any (not recommended).
+    pub allowed_origins: Vec<String>,
+    /// HS256 secret that signs client tokens (JWT); empty turns signed
+    /// identity off. At least 32 bytes when set.
+    pub client_secret: Secret,
+    /// Refuse clients without a valid token.
+    pub require_token: bool,
+    /// Channels whose names start with this need a token listing them.
+    pub private_channel_prefix: String,
+    /// Most channels one session may subscribe to.
+    pub max_channels_per_session: usize,
+    /// Most WebSocket connections open at once; more get 503.
+    pub max_connections: usize,
+    /// Most WebSocket connections open at once from one IP address; more get 429.
+    pub max_connections_per_ip: usize,
+    /// Client frames per second a session may send (bursts up to this many);
+    /// beyond it frames are refused with an error frame, and a client that
+    /// keeps going is closed with 1008.
+    pub max_client_frames_per_sec: u32,
 }
+
+/// A secret from the config: compared and used, never printed.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"<redacted>\"")
+        }
+    }
+}
+
+/// Shortest `client_secret` accepted, in bytes (HS256 wants 256 bits).
+pub const MIN_CLIENT_SECRET_BYTES: usize = 32;
+/// Shortest publish key accepted, in bytes.
+pub const MIN_PUBLISH_KEY_BYTES: usize = 16;
 
 impl Default for Config {
     fn default() -> Self {
@@ -57,6 +114,15 @@ impl Default for Config {
             session_queue_messages: 256,
             static_dir: "static".into(),
             console_template: "templates/console.html".into(),
+            publish_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            client_secret: Secret::default(),
+            require_token: false,
+            private_channel_prefix: "private:".into(),
+            max_channels_per_session: 100,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            max_client_frames_per_sec: 50,
         }
     }
 }
@@ -84,10 +150,16 @@ pub struct Overrides {
     pub config_path: Option<PathBuf>,
     pub host: Option<String>,
     pub port: Option<u16>,
+    /// From `HERALD_PUBLISH_KEYS` (comma-separated); never from flags,
+    /// which other users of the machine can read.
+    pub publish_keys: Option<Vec<Secret>>,
+    /// From `HERALD_CLIENT_SECRET`; never from flags.
+    pub client_secret: Option<Secret>,
 }
 
 impl Overrides {
-    /// Reads `HERALD_CONFIG`, `HERALD_HOST` and `HERALD_PORT` through
+    /// Reads `HERALD_CONFIG`, `HERALD_HOST`, `HERALD_PORT`,
+    /// `HERALD_PUBLISH_KEYS` and `HERALD_CLIENT_SECRET` through
     /// `lookup` (the process environment in production, a map in tests).
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let port = match lookup("HERALD_PORT") {
@@ -97,10 +169,19 @@ impl Overrides {
             })?),
             None => None,
         };
+        let publish_keys = lookup("HERALD_PUBLISH_KEYS").map(|keys| {
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(Secret::new)
+                .collect()
+        });
         Ok(Self {
             config_path: lookup("HERALD_CONFIG").map(PathBuf::from),
             host: lookup("HERALD_HOST"),
             port,
+            publish_keys,
+            client_secret: lookup("HERALD_CLIENT_SECRET").map(Secret::new),
         })
     }
 
@@ -110,6 +191,8 @@ impl Overrides {
             config_path: over.config_path.or(self.config_path),
             host: over.host.or(self.host),
             port: over.port.or(self.port),
+            publish_keys: over.publish_keys.or(self.publish_keys),
+            client_secret: over.client_secret.or(self.client_secret),
         }
     }
 }
@@ -130,6 +213,12 @@ impl Config {
         }
         if let Some(port) = overrides.port {
             config.port = port;
+        }
+        if let Some(keys) = &overrides.publish_keys {
+            config.publish_keys.clone_from(keys);
+        }
+        if let Some(secret) = &overrides.client_secret {
+            config.client_secret = secret.clone();
         }
         config.validate()?;
         Ok(config)
@@ -183,6 +272,56 @@ impl Config {
         }
         if self.session_queue_messages == 0 {
             return invalid("session_queue_messages", "must be at least 1");
+        }
+        if self
+            .publish_keys
+            .iter()
+            .any(|k| k.expose().len() < MIN_PUBLISH_KEY_BYTES)
+        {
+            return invalid(
+                "publish_keys",
+                &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
+            );
+        }
+        if self.require_token && self.client_secret.is_empty() {
+            return invalid(
+                "client_secret",
+                "require_token = true needs a client_secret to verify tokens with",
+            );
+        }
+        if !self.client_secret.is_empty()
+            && self.client_secret.expose().len() < MIN_CLIENT_SECRET_BYTES
+        {
+            return invalid(
+                "client_secret",
+                &format!("must be at least {MIN_CLIENT_SECRET_BYTES} bytes long (a random string)"),
+            );
+        }
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| o.as_str() != "*" && crate::auth::Origin::parse(o).is_none())
+        {
+            return invalid(
+                "allowed_origins",
+                &format!("{bad:?} is not an origin like \"https://example.com\" or \"*\""),
+            );
+        }
+        if self.private_channel_prefix.is_empty() {
+            return invalid("private_channel_prefix", "must not be empty");
+        }
+        for (key, value) in [
+            ("max_channels_per_session", self.max_channels_per_session),
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            (
+                "max_client_frames_per_sec",
+                self.max_client_frames_per_sec as usize,
+            ),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
         }
         Ok(())
     }
@@ -287,6 +426,81 @@ mod tests {
         };
         let config = Config::load(&from_env.overridden_by(flags)).unwrap();
         assert_eq!((config.host.as_str(), config.port), ("127.0.0.2", 7200));
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_and_are_never_printed() {
+        let overrides = Overrides::from_env(env(&[
+            (
+                "HERALD_PUBLISH_KEYS",
+                "key-one-0123456789, key-two-0123456789",
+            ),
+            (
+                "HERALD_CLIENT_SECRET",
+                "a-client-secret-of-at-least-32-bytes",
+            ),
+        ]))
+        .unwrap();
+        let mut config = Config::default();
+        if let Some(keys) = overrides.publish_keys {
+            config.publish_keys = keys;
+        }
+        config.client_secret = overrides.client_secret.unwrap();
+        assert_eq!(config.publish_keys.len(), 2);
+        assert_eq!(config.publish_keys[1].expose(), "key-two-0123456789");
+        config.validate().unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("key-one"), "{printed}");
+        assert!(!printed.contains("a-client-secret"), "{printed}");
+    }
+
+    #[test]
+    fn weak_or_missing_secrets_refuse_to_start() {
+        let config = Config {
+            require_token: true,
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("client_secret"));
+        let config = Config {
+            client_secret: Secret::new("short"),
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("32 bytes"));
+        let config = Config {
+            publish_keys: vec![Secret::new("abc")],
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("publish_keys"));
+    }
+
+    #[test]
+    fn allowed_origins_must_be_origins() {
+        for good in ["https://example.com", "http://localhost:3000", "*"] {
+            let config = Config {
+                allowed_origins: vec![good.into()],
+                ..Config::default()
+            };
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        for bad in ["example.com", "https://example.com/path", "ftp://x"] {
+            let config = Config {
+                allowed_origins: vec![bad.into()],
+                ..Config::default()
+            };
+            assert!(config.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

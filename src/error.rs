@@ -1,11 +1,12 @@
 //! Errors a client of the HTTP API can see, and their one mapping to HTTP:
 //! a status code and a JSON body `{"error": "<clear reason>", "code": "<stable code>"}`.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::ids::IdError;
+use crate::ids::{ChannelError, IdError};
+use crate::token::TokenError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -13,6 +14,10 @@ pub enum ApiError {
     MissingMessage,
     #[error("invalid field `id`: {0}")]
     InvalidId(IdError),
+    #[error("invalid channel: {0}")]
+    InvalidChannel(ChannelError),
+    #[error("give at most one of `id` and `channel`")]
+    TargetConflict,
     #[error("{0}")]
     MalformedBody(String),
     #[error("body is larger than max_message_bytes ({limit} bytes)")]
@@ -21,12 +26,24 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("invalid query string: {0}")]
     InvalidQuery(String),
+    #[error("too many channels: at most {0} per session (max_channels_per_session)")]
+    TooManyChannels(usize),
     #[error("not a WebSocket upgrade request: {0}")]
     BadUpgrade(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("invalid token: {0}")]
+    InvalidToken(TokenError),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
+    #[error("too many connections from this address (max_connections_per_ip)")]
+    TooManyConnectionsFromIp,
+    #[error("the server is at its connection limit (max_connections); retry later")]
+    ServerFull,
     #[error("the notification hub is not running")]
     Unavailable,
 }
@@ -37,13 +54,21 @@ impl ApiError {
         match self {
             Self::MissingMessage => "missing_message",
             Self::InvalidId(_) => "invalid_id",
+            Self::InvalidChannel(_) => "invalid_channel",
+            Self::TargetConflict => "target_conflict",
             Self::MalformedBody(_) => "malformed_body",
             Self::TooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::InvalidQuery(_) => "invalid_query",
+            Self::TooManyChannels(_) => "too_many_channels",
             Self::BadUpgrade(_) => "bad_upgrade",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::TooManyConnectionsFromIp => "too_many_connections",
+            Self::ServerFull => "server_full",
             Self::Unavailable => "unavailable",
         }
     }
@@ -60,19 +85,29 @@ impl ResponseError for ApiError {
         match self {
             Self::MissingMessage
             | Self::InvalidId(_)
+            | Self::InvalidChannel(_)
+            | Self::TargetConflict
             | Self::MalformedBody(_)
             | Self::InvalidQuery(_)
+            | Self::TooManyChannels(_)
             | Self::BadUpgrade(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyConnectionsFromIp => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServerFull | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorBody {
             error: self.to_string(),
             code: self.code(),
         })

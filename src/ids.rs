@@ -103,6 +103,74 @@ impl<'de> Deserialize<'de> for ClientId {
     }
 }
 
+/// Longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_BYTES: usize = 128;
+
+/// A channel a session subscribes to and a publisher addresses.
+///
+/// Valid names are 1 to [`MAX_CHANNEL_BYTES`] bytes of `[A-Za-z0-9_.:-]`,
+/// so a name is safe in a URL, a log line and a Redis key as it is.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub struct ChannelName(String);
+
+/// Why a candidate channel name was refused. The text is shown to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("channel name must not be empty")]
+    Empty,
+    #[error("channel name is {0} bytes long; the limit is {MAX_CHANNEL_BYTES}")]
+    TooLong(usize),
+    #[error("channel name may only contain A-Z, a-z, 0-9, '_', '.', ':' and '-'")]
+    BadCharacter,
+}
+
+impl ChannelName {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, ChannelError> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(ChannelError::Empty);
+        }
+        if raw.len() > MAX_CHANNEL_BYTES {
+            return Err(ChannelError::TooLong(raw.len()));
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+        if !raw.bytes().all(allowed) {
+            return Err(ChannelError::BadCharacter);
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl From<ChannelName> for String {
+    fn from(name: ChannelName) -> Self {
+        name.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        ChannelName::parse(raw).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One WebSocket (or, later, SSE) connection. Allocated by the session itself
 /// from a process-wide counter, so a session knows its id before
 /// `NotifyServer` hears of it and no round trip is needed at connect.
@@ -161,6 +229,30 @@ mod tests {
         assert!(serde_json::from_str::<ClientId>("\"\"").is_err());
         assert!(serde_json::from_str::<ClientId>("1.5").is_err());
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"abc\"");
+    }
+
+    #[test]
+    fn channel_names_allow_a_safe_alphabet_only() {
+        for good in [
+            "news",
+            "private:user.63",
+            "a-b_c",
+            &"x".repeat(MAX_CHANNEL_BYTES),
+        ] {
+            assert!(ChannelName::parse(good).is_ok(), "{good}");
+        }
+        assert_eq!(ChannelName::parse(""), Err(ChannelError::Empty));
+        assert_eq!(
+            ChannelName::parse("x".repeat(129)),
+            Err(ChannelError::TooLong(129))
+        );
+        for bad in ["a b", "a\nb", "ü", "a/b", "a*", "a\0"] {
+            assert_eq!(
+                ChannelName::parse(bad),
+                Err(ChannelError::BadCharacter),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

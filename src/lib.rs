@@ -8,17 +8,25 @@
 //! - [`config`]: the typed settings, from file, environment and flags.
 //! - [`error`]: errors a client of the HTTP API sees, mapped to JSON.
 //! - [`protocol`]: the wire frames and close codes.
-//! - [`ids`]: validated client and session ids.
+//! - [`ids`]: validated client ids, channel names and session ids.
+//! - [`form`]: strict urlencoded parsing for bodies and query strings.
+//! - [`auth`]: who may publish (keys, loopback) and from which origins.
+//! - [`token`]: signed client identity (HS256 JWT).
+//! - [`limits`]: connection caps and the client frame-rate limit.
 //! - [`hub`]: the actors — `NotifyServer` (routing) and `WsSession` (a socket).
 //! - [`routes`]: the HTTP surface — console page, publish, WebSocket, health.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod form;
 pub mod hub;
 pub mod ids;
+pub mod limits;
 pub mod protocol;
 pub mod routes;
+pub mod token;
 
 pub use app::Application;
 pub use config::Config;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         config_path: cli.config,
         host: cli.host,
         port: cli.port,
+        ..Overrides::default()
     };
     let config = Overrides::from_env(|name| std::env::var(name).ok())
         .map(|env| env.overridden_by(flags))

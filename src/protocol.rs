@@ -6,15 +6,28 @@ use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::ids::ClientId;
+use crate::ids::{ChannelName, ClientId};
 
 /// A text frame a client sends. Fields a client adds beyond these are ignored,
 /// so newer clients keep working against older servers.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    /// Register (or re-register) this session under `id`.
-    Register { id: ClientId },
+    /// Register (or re-register) this session: under `id`, or under the
+    /// `sub` of `token` (which wins when both are given).
+    Register {
+        #[serde(default)]
+        id: Option<ClientId>,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// Start receiving a channel's messages.
+    Subscribe { channel: ChannelName },
+    /// Stop receiving a channel's messages.
+    Unsubscribe { channel: ChannelName },
+    /// Replace the session's token with a fresh one for the same id, before
+    /// the current one expires.
+    Refresh { token: String },
 }
 
 impl ClientFrame {
@@ -35,14 +48,23 @@ impl ClientFrame {
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
-    /// A notification. `id` is present on direct messages only.
+    /// A notification. `id` is present on direct messages only, `channel`
+    /// on channel messages only.
     Message {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a ClientId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<&'a ChannelName>,
         data: &'a RawValue,
     },
     /// The answer to a registration, with the greeting the console shows.
     Registered { id: &'a ClientId, greeting: String },
+    /// The session now receives this channel's messages.
+    Subscribed { channel: &'a ChannelName },
+    /// The session no longer receives this channel's messages.
+    Unsubscribed { channel: &'a ChannelName },
+    /// A fresh token was accepted; `exp` is its expiry (Unix seconds).
+    Refreshed { id: &'a ClientId, exp: u64 },
     /// A client frame herald could not act on; the session stays open.
     Error { error: &'a str },
 }
@@ -73,11 +95,19 @@ pub mod close_code {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text message that is not valid UTF-8.
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// The client sent frames faster than `max_client_frames_per_sec` and
+    /// kept going after being told.
+    pub const POLICY_VIOLATION: u16 = 1008;
     /// A client frame, or a fragmented message once reassembled, over
     /// `max_frame_bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The client stayed silent (no pong, no frame) for `client_timeout_ms`.
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+    /// No valid token: required by `require_token` and not given in time, a
+    /// frame other than `register` sent before it, or an invalid one.
+    pub const UNAUTHORIZED: u16 = 4001;
+    /// The session's token expired and no fresh one came (`refresh`).
+    pub const TOKEN_EXPIRED: u16 = 4002;
     /// The session's outbound queue (`session_queue_messages`) was full: the
     /// client does not read fast enough, and herald drops it rather than let
     /// it hold memory or slow anyone else.
@@ -90,12 +120,18 @@ mod tests {
 
     #[test]
     fn register_frames_parse_with_string_or_integer_ids() {
-        let ClientFrame::Register { id } =
-            ClientFrame::parse(r#"{"type":"register","id":"63"}"#).expect("valid frame");
-        assert_eq!(id.as_str(), "63");
-        let ClientFrame::Register { id } =
-            ClientFrame::parse(r#"{"type":"register","id":63,"extra":1}"#).expect("valid frame");
-        assert_eq!(id.as_str(), "63");
+        for text in [
+            r#"{"type":"register","id":"63"}"#,
+            r#"{"type":"register","id":63,"extra":1}"#,
+        ] {
+            match ClientFrame::parse(text) {
+                Ok(ClientFrame::Register {
+                    id: Some(id),
+                    token: None,
+                }) => assert_eq!(id.as_str(), "63"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -112,6 +148,11 @@ mod tests {
         assert!(ClientFrame::parse(r#"{"id":"1"}"#)
             .unwrap_err()
             .contains("type"));
+        assert!(
+            ClientFrame::parse(r#"{"type":"subscribe","channel":"a b"}"#)
+                .unwrap_err()
+                .contains("channel name may only contain")
+        );
     }
 
     #[test]
@@ -120,6 +161,7 @@ mod tests {
         let id = ClientId::parse("63").unwrap();
         let frame = ServerFrame::Message {
             id: Some(&id),
+            channel: None,
             data: &data,
         };
         assert_eq!(
@@ -128,11 +170,22 @@ mod tests {
         );
         let frame = ServerFrame::Message {
             id: None,
+            channel: None,
             data: &data,
         };
         assert_eq!(
             &*frame.encode(),
             r#"{"type":"message","data":{"order":17}}"#
+        );
+        let news = ChannelName::parse("news").unwrap();
+        let frame = ServerFrame::Message {
+            id: None,
+            channel: Some(&news),
+            data: &data,
+        };
+        assert_eq!(
+            &*frame.encode(),
+            r#"{"type":"message","channel":"news","data":{"order":17}}"#
         );
     }
 }

@@ -1,13 +1,20 @@
 /*
- * herald browser client: one WebSocket to herald, registered under an id,
- * reconnecting by itself with capped, jittered exponential backoff.
+ * herald browser client: one WebSocket to herald, registered under an id (or
+ * a signed token), subscribed to channels, reconnecting by itself with
+ * capped, jittered exponential backoff and restoring its registration and
+ * channels on every reconnect.
  *
- *   const client = new HeraldClient({ id: "63" });
+ *   const client = new HeraldClient({ id: "63", channels: ["news"] });
  *   client.on("message", (frame) => console.log(frame.data));
  *   client.connect();
  *
+ * With signed identity, pass `token`: a string, or a function returning a
+ * token (or a promise of one) that is called on every (re)connect and again
+ * shortly before the token expires, to refresh it.
+ *
  * Events: "state" (connecting | open | reconnecting | closed, with details),
- * "registered", "message", "error" (error frames from the server), "close".
+ * "registered", "subscribed", "unsubscribed", "refreshed", "message",
+ * "error" (error frames from the server), "close".
  * Works in browsers and, with an injected WebSocket, in Node (tests).
  */
 (function (root, factory) {
@@ -35,6 +42,19 @@
     return Math.floor(window / 2 + rand() * (window / 2));
   }
 
+  /* The `exp` claim of a JWT (seconds), or null. Read only to time the
+     refresh: the server is the one that verifies tokens. */
+  function tokenExpiry(token) {
+    try {
+      const part = String(token).split(".")[1];
+      const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+      const exp = JSON.parse(json).exp;
+      return typeof exp === "number" ? exp : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
   function defaultUrl() {
     const loc = self.location;
     const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
@@ -46,6 +66,10 @@
       const opts = options || {};
       this.url = opts.url || defaultUrl();
       this.id = opts.id == null ? null : String(opts.id);
+      this.token = opts.token || null;
+      this.channels = new Set(opts.channels || []);
+      this.refreshLeadMs = opts.refreshLeadMs || 30000;
+      this.refreshTimer = null;
       this.backoff = Object.assign({}, DEFAULT_BACKOFF, opts.backoff || {});
       this.WebSocketImpl = opts.WebSocket || self.WebSocket;
       this.random = opts.random || Math.random;
@@ -81,6 +105,17 @@
       this.send({ type: "register", id: this.id });
     }
 
+    /* Joins a channel now (if connected) and after every reconnect. */
+    subscribe(channel) {
+      this.channels.add(channel);
+      this.send({ type: "subscribe", channel: channel });
+    }
+
+    unsubscribe(channel) {
+      this.channels.delete(channel);
+      this.send({ type: "unsubscribe", channel: channel });
+    }
+
     send(frame) {
       if (this.socket && this.socket.readyState === 1) {
         this.socket.send(JSON.stringify(frame));
@@ -96,6 +131,7 @@
         this.clearTimer(this.timer);
         this.timer = null;
       }
+      this.cancelRefresh();
       if (this.socket) {
         this.socket.close(1000);
       }
@@ -108,9 +144,7 @@
       this.socket = socket;
       socket.onopen = () => {
         this.emit("state", { state: "open" });
-        if (this.id !== null) {
-          this.send({ type: "register", id: this.id });
-        }
+        this.identify(socket);
       };
       socket.onmessage = (event) => this.dispatch(event.data);
       socket.onclose = (event) => {
@@ -118,6 +152,7 @@
           return;
         }
         this.socket = null;
+        this.cancelRefresh();
         this.emit("close", { code: event.code, reason: event.reason });
         if (!this.stopped) {
           this.scheduleReconnect();
@@ -125,6 +160,65 @@
       };
       // Errors are followed by close, which does the reconnecting.
       socket.onerror = () => {};
+    }
+
+    /* Registers (token first, else id), then restores the channels: in
+       this order, because a server that requires tokens accepts nothing
+       before the registration. */
+    async identify(socket) {
+      if (this.token) {
+        let token;
+        try {
+          token = await this.currentToken();
+        } catch (e) {
+          this.emit("error", { type: "error", error: "could not get a token: " + e });
+          socket.close(1000);
+          return;
+        }
+        if (this.socket !== socket) {
+          return;
+        }
+        this.send({ type: "register", token: token });
+        this.scheduleRefresh(token);
+      } else if (this.id !== null) {
+        this.send({ type: "register", id: this.id });
+      }
+      for (const channel of this.channels) {
+        this.send({ type: "subscribe", channel: channel });
+      }
+    }
+
+    currentToken() {
+      return Promise.resolve(typeof this.token === "function" ? this.token() : this.token);
+    }
+
+    /* Asks for a fresh token `refreshLeadMs` before this one expires. Only
+       possible when `token` is a function. */
+    scheduleRefresh(token) {
+      this.cancelRefresh();
+      const exp = tokenExpiry(token);
+      if (typeof this.token !== "function" || exp === null) {
+        return;
+      }
+      const delayMs = Math.max(1000, exp * 1000 - Date.now() - this.refreshLeadMs);
+      this.refreshTimer = this.setTimer(async () => {
+        this.refreshTimer = null;
+        try {
+          const fresh = await this.currentToken();
+          if (this.send({ type: "refresh", token: fresh })) {
+            this.scheduleRefresh(fresh);
+          }
+        } catch (e) {
+          this.emit("error", { type: "error", error: "could not refresh the token: " + e });
+        }
+      }, delayMs);
+    }
+
+    cancelRefresh() {
+      if (this.refreshTimer !== null) {
+        this.clearTimer(this.refreshTimer);
+        this.refreshTimer = null;
+      }
     }
 
     scheduleReconnect() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use crate::ids::{ClientId, SessionId};
+use crate::ids::{ChannelName, ClientId, SessionId};
 
 // ---- to the server -------------------------------------------------------
 
@@ -37,6 +37,23 @@ pub struct Register {
     pub id: ClientId,
 }
 
+/// A session starts receiving a channel. Sent only once the session has
+/// checked its own limits and permissions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe {
+    pub session: SessionId,
+    pub channel: ChannelName,
+}
+
+/// A session stops receiving a channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub session: SessionId,
+    pub channel: ChannelName,
+}
+
 /// Hand `frame` to every session. Answers the number of sessions it was
 /// handed to.
 #[derive(Message)]
@@ -56,6 +73,16 @@ pub struct Direct {
     pub frame: ByteString,
 }
 
+/// Hand `frame` to every subscriber of `channel`. Answers the number of
+/// sessions it was handed to (0 for a channel nobody listens to).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ToChannel {
+    pub channel: ChannelName,
+    /// The complete, already encoded frame.
+    pub frame: ByteString,
+}
+
 /// Ask for the current size of the registry.
 #[derive(Message)]
 #[rtype(result = "Counts")]
@@ -68,6 +95,8 @@ pub struct Counts {
     pub sessions: usize,
     /// Distinct registered ids.
     pub ids: usize,
+    /// Channels with at least one subscriber.
+    pub channels: usize,
 }
 
 // ---- to a session --------------------------------------------------------
@@ -111,6 +140,12 @@ pub enum DisconnectReason {
     ProtocolError(String),
     /// The session's queue was full.
     SlowConsumer,
+    /// No valid token when one was needed; the text says why.
+    Unauthorized(String),
+    /// The session's token expired.
+    TokenExpired,
+    /// Too many frames, for too long.
+    Flooding,
     /// The session's mailbox was closed when the server tried to deliver.
     Gone,
 }
@@ -123,6 +158,9 @@ impl fmt::Display for DisconnectReason {
             Self::HeartbeatTimeout => f.write_str("heartbeat timeout"),
             Self::ProtocolError(what) => write!(f, "protocol error: {what}"),
             Self::SlowConsumer => f.write_str("slow consumer"),
+            Self::Unauthorized(why) => write!(f, "unauthorized: {why}"),
+            Self::TokenExpired => f.write_str("token expired"),
+            Self::Flooding => f.write_str("too many frames (max_client_frames_per_sec)"),
             Self::Gone => f.write_str("session gone"),
         }
     }

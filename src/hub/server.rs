@@ -15,9 +15,9 @@ use bytestring::ByteString;
 
 use super::messages::{
     Broadcast, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason, GetCounts,
-    Register, SessionOutbox,
+    Register, SessionOutbox, Subscribe, ToChannel, Unsubscribe,
 };
-use crate::ids::{ClientId, SessionId};
+use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::protocol::close_code;
 
 /// Mailbox size of the server itself. Publishers wait (back-pressure) when it
@@ -31,6 +31,8 @@ pub struct NotifyServer {
     sessions: HashMap<SessionId, SessionEntry>,
     /// Registered id → its sessions (one per tab). Never holds an empty set.
     ids: HashMap<ClientId, HashSet<SessionId>>,
+    /// Channel → its subscribers. Never holds an empty set.
+    channels: HashMap<ChannelName, HashSet<SessionId>>,
 }
 
 /// What the server keeps about one session.
@@ -38,6 +40,8 @@ struct SessionEntry {
     outbox: SessionOutbox,
     peer: Option<SocketAddr>,
     id: Option<ClientId>,
+    /// What to clean up from `channels` when the session goes.
+    channels: HashSet<ChannelName>,
 }
 
 /// A delivery that did not happen, and why.
@@ -101,7 +105,10 @@ impl NotifyServer {
             return;
         };
         if let Some(id) = &entry.id {
-            self.unindex(id, session);
+            remove_from(&mut self.ids, id, session);
+        }
+        for channel in &entry.channels {
+            remove_from(&mut self.channels, channel, session);
         }
         log::info!(
             "session {session} disconnected: peer={} id={} reason={reason}",
@@ -109,13 +116,19 @@ impl NotifyServer {
             id_label(entry.id.as_ref()),
         );
     }
+}
 
-    fn unindex(&mut self, id: &ClientId, session: SessionId) {
-        if let Some(set) = self.ids.get_mut(id) {
-            set.remove(&session);
-            if set.is_empty() {
-                self.ids.remove(id);
-            }
+/// Removes `session` from `key`'s set in `index`, dropping the set when it
+/// empties, so no id or channel outlives its last session.
+fn remove_from<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, HashSet<SessionId>>,
+    key: &K,
+    session: SessionId,
+) {
+    if let Some(set) = index.get_mut(key) {
+        set.remove(&session);
+        if set.is_empty() {
+            index.remove(key);
         }
     }
 }
@@ -151,6 +164,7 @@ impl Handler<Connect> for NotifyServer {
                 outbox: msg.outbox,
                 peer: msg.peer,
                 id: None,
+                channels: HashSet::new(),
             },
         );
     }
@@ -177,7 +191,7 @@ impl Handler<Register> for NotifyServer {
             if previous == msg.id {
                 return;
             }
-            self.unindex(&previous, msg.session);
+            remove_from(&mut self.ids, &previous, msg.session);
         }
         self.ids
             .entry(msg.id.clone())
@@ -189,6 +203,47 @@ impl Handler<Register> for NotifyServer {
             peer_label(peer),
             msg.id
         );
+    }
+}
+
+impl Handler<Subscribe> for NotifyServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session) else {
+            return;
+        };
+        if entry.channels.insert(msg.channel.clone()) {
+            self.channels
+                .entry(msg.channel)
+                .or_default()
+                .insert(msg.session);
+        }
+    }
+}
+
+impl Handler<Unsubscribe> for NotifyServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        let Some(entry) = self.sessions.get_mut(&msg.session) else {
+            return;
+        };
+        if entry.channels.remove(&msg.channel) {
+            remove_from(&mut self.channels, &msg.channel, msg.session);
+        }
+    }
+}
+
+impl Handler<ToChannel> for NotifyServer {
+    type Result = usize;
+
+    fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> usize {
+        let Some(targets) = self.channels.get(&msg.channel) else {
+            return 0;
+        };
+        let targets: Vec<SessionId> = targets.iter().copied().collect();
+        self.fan_out(&targets, &msg.frame)
     }
 }
 
@@ -220,6 +275,7 @@ impl Handler<GetCounts> for NotifyServer {
         Counts {
             sessions: self.sessions.len(),
             ids: self.ids.len(),
+            channels: self.channels.len(),
         }
     }
 }
@@ -356,7 +412,8 @@ mod tests {
             counts(&server).await,
             Counts {
                 sessions: 1,
-                ids: 1
+                ids: 1,
+                channels: 0,
             }
         );
         let old = ClientId::parse("old").unwrap();
@@ -383,7 +440,8 @@ mod tests {
             counts(&server).await,
             Counts {
                 sessions: 1,
-                ids: 1
+                ids: 1,
+                channels: 0,
             }
         );
         server.do_send(Disconnect {
@@ -394,9 +452,50 @@ mod tests {
             counts(&server).await,
             Counts {
                 sessions: 0,
-                ids: 0
+                ids: 0,
+                channels: 0,
             }
         );
+    }
+
+    fn channel(name: &str) -> ChannelName {
+        ChannelName::parse(name).unwrap()
+    }
+
+    #[actix::test]
+    async fn channel_messages_reach_subscribers_only_and_empty_channels_vanish() {
+        let server = NotifyServer::new().start();
+        let a = connect(&server, None).await;
+        let b = connect(&server, None).await;
+        let outsider = connect(&server, None).await;
+        for s in [&a, &b] {
+            server.do_send(Subscribe {
+                session: s.session,
+                channel: channel("news"),
+            });
+        }
+        let to_news = |text| ToChannel {
+            channel: channel("news"),
+            frame: frame(text),
+        };
+        assert_eq!(server.send(to_news("n1")).await.unwrap(), 2);
+        server.do_send(Unsubscribe {
+            session: a.session,
+            channel: channel("news"),
+        });
+        assert_eq!(server.send(to_news("n2")).await.unwrap(), 1);
+        settle().await;
+        assert_eq!(*a.frames.lock().unwrap(), ["n1"]);
+        assert_eq!(*b.frames.lock().unwrap(), ["n1", "n2"]);
+        assert!(outsider.frames.lock().unwrap().is_empty());
+
+        server.do_send(Disconnect {
+            session: b.session,
+            reason: DisconnectReason::ClientClosed,
+        });
+        let counts = counts(&server).await;
+        assert_eq!(counts.channels, 0, "{counts:?}");
+        assert_eq!(server.send(to_news("n3")).await.unwrap(), 0);
     }
 
     #[actix::test]
@@ -429,7 +528,8 @@ mod tests {
             counts(&server).await,
             Counts {
                 sessions: 1,
-                ids: 0
+                ids: 0,
+                channels: 0,
             }
         );
         settle().await;
@@ -457,7 +557,8 @@ mod tests {
             counts(&server).await,
             Counts {
                 sessions: 0,
-                ids: 0
+                ids: 0,
+                channels: 0,
             }
         );
     }

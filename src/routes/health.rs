@@ -15,6 +15,8 @@ struct Health {
     sessions: usize,
     /// Distinct registered ids.
     ids: usize,
+    /// Channels with at least one subscriber.
+    channels: usize,
 }
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -24,5 +26,6 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         uptime_secs: state.started_at.elapsed().as_secs(),
         sessions: counts.sessions,
         ids: counts.ids,
+        channels: counts.channels,
     }))
 }

@@ -9,15 +9,18 @@
 //! | `GET /static/*`| files from `static_dir` |
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
+use crate::auth::{OriginPolicy, PublisherAuth};
 use crate::error::ApiError;
-use crate::hub::session::SessionLimits;
+use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
+use crate::limits::ConnectionLimiter;
 
 pub mod console;
 pub mod health;
@@ -32,8 +35,14 @@ pub struct AppState {
     pub console_page: Bytes,
     /// Largest `POST /` body, in bytes.
     pub max_message_bytes: usize,
-    /// Limits handed to each new WebSocket session.
-    pub session_limits: SessionLimits,
+    /// Rules every WebSocket session enforces.
+    pub session_settings: Arc<SessionSettings>,
+    /// Who may publish.
+    pub publishers: PublisherAuth,
+    /// Which web pages may open WebSockets and POST.
+    pub origins: OriginPolicy,
+    /// `max_connections` and `max_connections_per_ip`.
+    pub connections: ConnectionLimiter,
     /// When the process started, for `/health`.
     pub started_at: Instant,
 }

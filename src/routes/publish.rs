@@ -1,10 +1,14 @@
 //! `POST /`: a main site publishes a notification.
 //!
-//! Form (`message=…[&id=…]`) or JSON (`{"message": <any JSON>, "id": "…"}`).
-//! No `id` → every session; an `id` → every session registered as it. The
-//! frame is encoded here, once, and `NotifyServer` shares it among the
-//! recipients. Answer: `{"delivered": N}`, the number of sessions it was
-//! handed to.
+//! Form (`message=…[&id=…|&channel=…]`) or JSON
+//! (`{"message": <any JSON>, "id": "…"}` / `"channel": "…"`). No target →
+//! every session; `id` → every session registered as it; `channel` → every
+//! subscriber. The frame is encoded here, once, and `NotifyServer` shares it
+//! among the recipients. Answer: `{"delivered": N}`, the number of sessions
+//! it was handed to.
+//!
+//! Before the body is read: a foreign `Origin` is refused (403), then the
+//! publisher is checked (key, or loopback when no keys are configured).
 //!
 //! Unknown fields are refused rather than ignored: a misspelt target must not
 //! turn a private message into a broadcast.
@@ -18,8 +22,9 @@ use serde_json::value::RawValue;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::hub::messages::{Broadcast, Direct};
-use crate::ids::ClientId;
+use crate::form::parse_pairs;
+use crate::hub::messages::{Broadcast, Direct, ToChannel};
+use crate::ids::{ChannelName, ClientId};
 use crate::protocol::ServerFrame;
 
 /// A validated publish request.
@@ -27,15 +32,27 @@ use crate::protocol::ServerFrame;
 pub struct Publish {
     /// The message as JSON; a form's text becomes a JSON string.
     pub message: Box<RawValue>,
-    /// The target id; none means everyone.
-    pub id: Option<ClientId>,
+    /// Who gets it.
+    pub target: Target,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FormBody {
-    message: Option<String>,
-    id: Option<String>,
+/// The recipients of a publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Everyone,
+    Id(ClientId),
+    Channel(ChannelName),
+}
+
+impl Target {
+    fn from_parts(id: Option<ClientId>, channel: Option<ChannelName>) -> Result<Self, ApiError> {
+        match (id, channel) {
+            (Some(_), Some(_)) => Err(ApiError::TargetConflict),
+            (Some(id), None) => Ok(Self::Id(id)),
+            (None, Some(channel)) => Ok(Self::Channel(channel)),
+            (None, None) => Ok(Self::Everyone),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -43,6 +60,7 @@ struct FormBody {
 struct JsonBody {
     message: Option<Box<RawValue>>,
     id: Option<ClientId>,
+    channel: Option<ChannelName>,
 }
 
 #[derive(Serialize)]
@@ -94,20 +112,36 @@ impl Publish {
     }
 
     fn from_form(body: &[u8]) -> Result<Self, ApiError> {
-        let form: FormBody = serde_urlencoded::from_bytes(body)
-            .map_err(|e| ApiError::MalformedBody(format!("invalid form body: {e}")))?;
-        let text = form
-            .message
+        let malformed = |e: String| ApiError::MalformedBody(format!("invalid form body: {e}"));
+        let (mut message, mut id, mut channel) = (None, None, None);
+        for (name, value) in parse_pairs(body).map_err(malformed)? {
+            let slot = match name.as_str() {
+                "message" => &mut message,
+                "id" => &mut id,
+                "channel" => &mut channel,
+                _ => return Err(malformed(format!("unknown field `{name}`"))),
+            };
+            if slot.replace(value).is_some() {
+                return Err(malformed(format!("duplicate field `{name}`")));
+            }
+        }
+        let text = message
             .filter(|m| !m.is_empty())
             .ok_or(ApiError::MissingMessage)?;
         let message = serde_json::value::to_raw_value(&text)
             .map_err(|e| ApiError::MalformedBody(format!("invalid message: {e}")))?;
-        let id = form
-            .id
+        let id = id
             .map(ClientId::parse)
             .transpose()
             .map_err(ApiError::InvalidId)?;
-        Ok(Self { message, id })
+        let channel = channel
+            .map(ChannelName::parse)
+            .transpose()
+            .map_err(ApiError::InvalidChannel)?;
+        Ok(Self {
+            message,
+            target: Target::from_parts(id, channel)?,
+        })
     }
 
     fn from_json(body: &[u8]) -> Result<Self, ApiError> {
@@ -132,7 +166,7 @@ impl Publish {
             .ok_or(ApiError::MissingMessage)?;
         Ok(Self {
             message,
-            id: json.id,
+            target: Target::from_parts(json.id, json.channel)?,
         })
     }
 }
@@ -168,17 +202,28 @@ pub async fn publish(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    state.origins.check(req.headers())?;
+    state
+        .publishers
+        .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
     let kind = BodyKind::of(&req)?;
     let body = read_body(&req, payload, state.max_message_bytes).await?;
     let publish = Publish::parse(kind, &body)?;
+    let (id, channel) = match &publish.target {
+        Target::Everyone => (None, None),
+        Target::Id(id) => (Some(id), None),
+        Target::Channel(channel) => (None, Some(channel)),
+    };
     let frame = ServerFrame::Message {
-        id: publish.id.as_ref(),
+        id,
+        channel,
         data: &publish.message,
     }
     .encode();
-    let delivered = match publish.id {
-        Some(id) => state.server.send(Direct { id, frame }).await?,
-        None => state.server.send(Broadcast { frame }).await?,
+    let delivered = match publish.target {
+        Target::Everyone => state.server.send(Broadcast { frame }).await?,
+        Target::Id(id) => state.server.send(Direct { id, frame }).await?,
+        Target::Channel(channel) => state.server.send(ToChannel { channel, frame }).await?,
     };
     Ok(HttpResponse::Ok().json(Published { delivered }))
 }
@@ -191,14 +236,14 @@ mod tests {
     fn form_text_becomes_a_json_string() {
         let p = Publish::parse(BodyKind::Form, b"message=Hello+%22you%22&id=63").unwrap();
         assert_eq!(p.message.get(), r#""Hello \"you\"""#);
-        assert_eq!(p.id.unwrap().as_str(), "63");
+        assert_eq!(p.target, Target::Id(ClientId::parse("63").unwrap()));
     }
 
     #[test]
     fn json_message_is_kept_verbatim() {
         let p = Publish::parse(BodyKind::Json, br#"{"message":{"a":[1,2]},"id":7}"#).unwrap();
         assert_eq!(p.message.get(), r#"{"a":[1,2]}"#);
-        assert_eq!(p.id.unwrap().as_str(), "7");
+        assert_eq!(p.target, Target::Id(ClientId::parse("7").unwrap()));
     }
 
     #[test]
@@ -228,6 +273,36 @@ mod tests {
             let err = Publish::parse(kind, body).unwrap_err();
             assert!(matches!(err, ApiError::MalformedBody(_)), "{body:?}: {err}");
         }
+    }
+
+    #[test]
+    fn channel_targets_and_conflicts() {
+        let p = Publish::parse(BodyKind::Form, b"message=a&channel=news").unwrap();
+        assert_eq!(
+            p.target,
+            Target::Channel(ChannelName::parse("news").unwrap())
+        );
+        let p = Publish::parse(BodyKind::Json, br#"{"message":"a","channel":"news"}"#).unwrap();
+        assert_eq!(
+            p.target,
+            Target::Channel(ChannelName::parse("news").unwrap())
+        );
+        let p = Publish::parse(BodyKind::Form, b"message=a").unwrap();
+        assert_eq!(p.target, Target::Everyone);
+        for (kind, body) in [
+            (BodyKind::Form, &b"message=a&id=1&channel=news"[..]),
+            (
+                BodyKind::Json,
+                br#"{"message":"a","id":"1","channel":"news"}"#,
+            ),
+        ] {
+            let err = Publish::parse(kind, body).unwrap_err();
+            assert!(matches!(err, ApiError::TargetConflict), "{err}");
+        }
+        let err = Publish::parse(BodyKind::Form, b"message=a&channel=no+spaces").unwrap_err();
+        assert!(matches!(err, ApiError::InvalidChannel(_)), "{err}");
+        let err = Publish::parse(BodyKind::Form, b"message=a&id=%FF").unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use awc::ws::{self, Frame};
 use awc::BoxedSocket;
 use futures_util::{SinkExt, StreamExt};
+use herald::config::Secret;
 use herald::{Application, Config};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +19,36 @@ use tokio::net::TcpStream;
 
 /// How long any wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The `client_secret` of apps started with [`with_tokens`].
+pub const CLIENT_SECRET: &str = "test-client-secret-0123456789abcdef";
+
+/// Turns on signed identity with [`CLIENT_SECRET`].
+pub fn with_tokens(config: &mut Config) {
+    config.client_secret = Secret::new(CLIENT_SECRET);
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// A token signed like a main site would, with `jsonwebtoken`.
+pub fn mint(claims: &Value, secret: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("HMAC key");
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("token encodes")
+}
+
+/// A valid token for `sub`, an hour long, listing `channels`.
+pub fn token_for(sub: &str, channels: &[&str]) -> String {
+    mint(
+        &serde_json::json!({"sub": sub, "exp": now() + 3600, "channels": channels}),
+        CLIENT_SECRET,
+    )
+}
 
 pub struct TestApp {
     pub port: u16,
@@ -73,6 +104,21 @@ impl TestApp {
             .send_form(&fields)
             .await
             .expect("POST /");
+        let body = resp.json::<Value>().await.expect("JSON reply");
+        (resp.status(), body)
+    }
+
+    /// POSTs a form to `/` with extra headers.
+    pub async fn publish_form_with(
+        &self,
+        headers: &[(&str, &str)],
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url("/"));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let mut resp = req.send_form(&fields).await.expect("POST /");
         let body = resp.json::<Value>().await.expect("JSON reply");
         (resp.status(), body)
     }
@@ -140,6 +186,15 @@ impl TestApp {
             .await
             .expect("WebSocket connects");
         WsClient { framed }
+    }
+
+    /// Tries a WebSocket upgrade with extra headers: 101 and no body, or
+    /// the refusal's status and JSON body.
+    pub async fn ws_attempt(&self, query: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+        match RawWs::attempt(self.port, query, headers).await {
+            Ok(_) => (StatusCode::SWITCHING_PROTOCOLS, Value::Null),
+            Err(refusal) => refusal,
+        }
     }
 
     /// Opens a WebSocket registered as `id` and consumes the `registered` answer.
@@ -216,13 +271,16 @@ impl WsClient {
         }
     }
 
-    /// Sends a close frame and waits for the server's answer.
+    /// Sends a close frame and waits for the server's answer, skipping
+    /// frames still in flight.
     pub async fn close(mut self) {
         self.send(ws::Message::Close(Some(ws::CloseCode::Normal.into())))
             .await;
-        match self.recv().await {
-            Some(Frame::Close(_)) | None => {}
-            other => panic!("expected the close answer, got {other:?}"),
+        loop {
+            match self.recv().await {
+                Some(Frame::Close(_)) | None => return,
+                Some(_) => continue,
+            }
         }
     }
 }
@@ -247,14 +305,31 @@ pub const OP_PONG: u8 = 0xA;
 impl RawWs {
     /// Connects and completes the opening handshake for `/ws?{query}`.
     pub async fn connect(port: u16, query: &str) -> Self {
+        match Self::attempt(port, query, &[]).await {
+            Ok(raw) => raw,
+            Err((status, body)) => panic!("handshake refused: {status} {body}"),
+        }
+    }
+
+    /// Sends the opening handshake with extra headers; the open connection,
+    /// or the refusal's status and JSON body.
+    pub async fn attempt(
+        port: u16,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, (StatusCode, Value)> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))
             .await
             .expect("TCP connect");
-        let request = format!(
+        let mut request = format!(
             "GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\n"
         );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -264,11 +339,33 @@ impl RawWs {
             buf: Vec::new(),
         };
         let head = within("the handshake answer", raw.read_until_blank_line()).await;
-        assert!(
-            head.starts_with("HTTP/1.1 101"),
-            "handshake refused: {head}"
-        );
-        raw
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status line");
+        if status == 101 {
+            return Ok(raw);
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                if name.eq_ignore_ascii_case("content-length") {
+                    value.trim().parse().ok()
+                } else {
+                    None
+                }
+            })
+            .expect("content-length on a refusal");
+        within("the refusal body", async {
+            while raw.buf.len() < length {
+                raw.fill().await.expect("refusal body");
+            }
+        })
+        .await;
+        let body = serde_json::from_slice(&raw.buf[..length]).expect("JSON refusal");
+        Err((StatusCode::from_u16(status).expect("status"), body))
     }
 
     async fn read_until_blank_line(&mut self) -> String {

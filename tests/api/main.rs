@@ -1,6 +1,8 @@
 //! herald's integration tests: one binary, one `spawn_app`, a real server
 //! on an ephemeral port, real HTTP and WebSocket clients.
 
+mod abuse;
+mod channels;
 mod cli;
 mod client_js;
 mod console;
@@ -9,4 +11,6 @@ mod helpers;
 mod lifecycle;
 mod protocol_errors;
 mod publish;
+mod publishers;
+mod tokens;
 mod ws;

@@ -55,7 +55,7 @@ async fn bad_frames_get_an_error_frame_and_the_session_stays_open() {
             r#"{"type":"register","id":"a\u0000b"}"#,
             "control character",
         ),
-        (r#"{"type":"register"}"#, "missing field `id`"),
+        (r#"{"type":"register"}"#, "needs an `id` or a `token`"),
     ];
     for (text, reason) in cases {
         client.send_text(text).await;

@@ -125,6 +125,58 @@ test("frames are dispatched by type", () => {
   ]);
 });
 
+test("channels are restored after the registration on every reconnect", () => {
+  const { client, timers, sockets } = harness({ id: "5", channels: ["news"] });
+  client.connect();
+  sockets[0].accept();
+  client.subscribe("sport");
+  client.unsubscribe("news");
+  assert.deepStrictEqual(sockets[0].sent, [
+    { type: "register", id: "5" },
+    { type: "subscribe", channel: "news" },
+    { type: "subscribe", channel: "sport" },
+    { type: "unsubscribe", channel: "news" },
+  ]);
+  sockets[0].drop();
+  timers[0].fn();
+  sockets[1].accept();
+  assert.deepStrictEqual(sockets[1].sent, [
+    { type: "register", id: "5" },
+    { type: "subscribe", channel: "sport" },
+  ]);
+});
+
+function fakeJwt(exp) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return b64({ alg: "HS256" }) + "." + b64({ sub: "u", exp: exp }) + ".sig";
+}
+
+test("a token function is asked on each connect and before expiry", async () => {
+  let calls = 0;
+  const expSoon = Math.floor(Date.now() / 1000) + 120;
+  const { client, timers, sockets } = harness({
+    token: () => {
+      calls += 1;
+      return Promise.resolve(fakeJwt(expSoon + calls));
+    },
+    channels: ["private:u"],
+  });
+  client.connect();
+  sockets[0].accept();
+  await new Promise((r) => setImmediate(r));
+  assert.strictEqual(calls, 1);
+  assert.deepStrictEqual(sockets[0].sent, [
+    { type: "register", token: fakeJwt(expSoon + 1) },
+    { type: "subscribe", channel: "private:u" },
+  ]);
+  // The refresh is timed refreshLeadMs (30 s) before expiry.
+  const refresh = timers[timers.length - 1];
+  assert.ok(refresh.ms > 85000 && refresh.ms <= 91000, String(refresh.ms));
+  await refresh.fn();
+  assert.strictEqual(calls, 2);
+  assert.deepStrictEqual(sockets[0].sent[2], { type: "refresh", token: fakeJwt(expSoon + 2) });
+});
+
 test("close() stops reconnecting", () => {
   const { client, timers, sockets } = harness({ id: "1" });
   client.connect();

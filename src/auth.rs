@@ -1,0 +1,283 @@
+//! Who may publish, and from which web pages.
+//!
+//! - [`PublisherAuth`]: with `publish_keys` set, `POST /` needs
+//!   `Authorization: Bearer <key>`, compared in constant time; without keys,
+//!   only loopback peers that did not come through a proxy may publish.
+//! - [`OriginPolicy`]: a browser request whose `Origin` is neither herald's
+//!   own nor listed in `allowed_origins` is refused, so another site cannot
+//!   publish through its visitors' browsers (CSRF) or open WebSockets in
+//!   their name (cross-site WebSocket hijacking). Requests without `Origin`
+//!   come from non-browser clients and pass.
+
+use std::net::IpAddr;
+
+use actix_web::http::header::{self, HeaderMap};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::error::ApiError;
+
+/// Headers a reverse proxy adds. A request carrying one came from somewhere
+/// else, whatever its TCP peer, so it is not trusted as local.
+const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Checks publishers against `publish_keys`.
+pub struct PublisherAuth {
+    /// SHA-256 of each key: every comparison is between 32-byte digests, so
+    /// neither the content nor the length of a key leaks through timing.
+    key_digests: Vec<[u8; 32]>,
+}
+
+impl PublisherAuth {
+    pub fn new(keys: &[Secret]) -> Self {
+        Self {
+            key_digests: keys.iter().map(|k| digest(k.expose())).collect(),
+        }
+    }
+
+    /// Decides whether the request may publish.
+    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        if self.key_digests.is_empty() {
+            return check_local(headers, peer);
+        }
+        let presented = bearer_token(headers).ok_or_else(|| {
+            ApiError::Unauthorized("missing publish key: send Authorization: Bearer <key>".into())
+        })?;
+        let presented = digest(presented);
+        // No early exit: every key is compared whatever matches.
+        let matched = self
+            .key_digests
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, key| {
+                acc | key.ct_eq(&presented)
+            });
+        if bool::from(matched) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("invalid publish key".into()))
+        }
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Without keys: loopback only, and not through a proxy.
+fn check_local(headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+    let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+    let proxied = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
+    if loopback && !proxied {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        "publishing is open to this machine only while no publish key is configured: \
+         set publish_keys in config.toml (or HERALD_PUBLISH_KEYS) and send \
+         Authorization: Bearer <key>"
+            .into(),
+    ))
+}
+
+/// A web origin: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses `http(s)://host[:port]`, nothing else (no path, no user).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let (host, port) = split_host_port(rest, default_port)?;
+        Some(Self { scheme, host, port })
+    }
+
+    /// Whether this origin names the same host and port as a `Host` header
+    /// (which carries no scheme; the origin's default port fills in).
+    fn is_host(&self, host_header: &str) -> bool {
+        let default_port = if self.scheme == "https" { 443 } else { 80 };
+        split_host_port(host_header, default_port)
+            .is_some_and(|(host, port)| host == self.host && port == self.port)
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets); lower-cases the host.
+fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
+    if text.is_empty() || text.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().ok()?),
+            None => (text.to_owned(), default_port),
+        }
+    };
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
+}
+
+/// Which browser origins may talk to herald.
+pub struct OriginPolicy {
+    allow_any: bool,
+    allowed: Vec<Origin>,
+}
+
+impl OriginPolicy {
+    /// From `allowed_origins`; entries were validated with the config.
+    pub fn new(allowed_origins: &[String]) -> Self {
+        Self {
+            allow_any: allowed_origins.iter().any(|o| o == "*"),
+            allowed: allowed_origins
+                .iter()
+                .filter_map(|o| Origin::parse(o))
+                .collect(),
+        }
+    }
+
+    /// Passes requests without `Origin` (non-browser clients), from
+    /// herald's own origin, and from listed origins.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        if self.allow_any {
+            return Ok(());
+        }
+        let refuse = || {
+            ApiError::Forbidden(
+                "requests from this web origin are not allowed: add it to allowed_origins".into(),
+            )
+        };
+        let origin = origin
+            .to_str()
+            .ok()
+            .and_then(Origin::parse)
+            .ok_or_else(refuse)?;
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if host.is_some_and(|h| origin.is_host(h)) || self.allowed.contains(&origin) {
+            Ok(())
+        } else {
+            Err(refuse())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn without_keys_only_direct_loopback_peers_publish() {
+        let auth = PublisherAuth::new(&[]);
+        assert!(auth.check(&headers(&[]), ip("127.0.0.1")).is_ok());
+        assert!(auth.check(&headers(&[]), ip("::1")).is_ok());
+        assert!(auth.check(&headers(&[]), ip("::ffff:127.0.0.1")).is_ok());
+        let err = auth.check(&headers(&[]), ip("192.168.1.20")).unwrap_err();
+        assert!(matches!(err, ApiError::Forbidden(_)));
+        assert!(err.to_string().contains("publish_keys"), "{err}");
+        let proxied = headers(&[("x-forwarded-for", "203.0.113.9")]);
+        assert!(auth.check(&proxied, ip("127.0.0.1")).is_err());
+        assert!(auth.check(&headers(&[]), None).is_err());
+    }
+
+    #[test]
+    fn with_keys_any_peer_needs_a_right_key() {
+        let auth = PublisherAuth::new(&[
+            Secret::new("first-key-0123456789"),
+            Secret::new("second-key-0123456789"),
+        ]);
+        let right = headers(&[("authorization", "Bearer second-key-0123456789")]);
+        assert!(auth.check(&right, ip("198.51.100.7")).is_ok());
+        let lower = headers(&[("authorization", "bearer first-key-0123456789")]);
+        assert!(auth.check(&lower, ip("127.0.0.1")).is_ok());
+        for bad in [
+            headers(&[]),
+            headers(&[("authorization", "Bearer wrong")]),
+            headers(&[("authorization", "Basic Zmlyc3Qta2V5")]),
+            headers(&[("authorization", "first-key-0123456789")]),
+        ] {
+            let err = auth.check(&bad, ip("127.0.0.1")).unwrap_err();
+            assert!(matches!(err, ApiError::Unauthorized(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn origins_parse_strictly() {
+        let o = Origin::parse("HTTPS://Example.com").unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("example.com", 443));
+        assert_eq!(Origin::parse("http://[::1]:8001").unwrap().port, 8001);
+        for bad in [
+            "example.com",
+            "https://",
+            "https://a/b",
+            "ws://a",
+            "https://a:x",
+            "null",
+        ] {
+            assert!(Origin::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn same_host_listed_and_absent_origins_pass_others_do_not() {
+        let policy = OriginPolicy::new(&["https://app.example.com".into()]);
+        let check = |origin: Option<&str>, host: &str| {
+            let mut pairs = vec![("host", host)];
+            if let Some(o) = origin {
+                pairs.push(("origin", o));
+            }
+            policy.check(&headers(&pairs)).is_ok()
+        };
+        assert!(check(None, "herald.example.com"));
+        assert!(check(Some("http://localhost:8001"), "localhost:8001"));
+        assert!(check(
+            Some("https://herald.example.com"),
+            "herald.example.com"
+        ));
+        assert!(check(Some("https://app.example.com"), "herald.example.com"));
+        assert!(!check(Some("http://localhost:8002"), "localhost:8001"));
+        assert!(!check(Some("https://evil.example"), "herald.example.com"));
+        assert!(!check(Some("null"), "herald.example.com"));
+        assert!(OriginPolicy::new(&["*".into()])
+            .check(&headers(&[("origin", "https://x.y")]))
+            .is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! Strict `application/x-www-form-urlencoded` parsing, for POST bodies and
+//! query strings.
+//!
+//! Unlike the usual lossy decoders, a value whose percent-decoded bytes are
+//! not UTF-8 is an error, never silently turned into U+FFFD: an id or channel
+//! name must be exactly what the sender meant, or refused.
+
+use percent_encoding::percent_decode;
+
+/// Decodes `input` into (name, value) pairs, in order, repeats kept.
+/// Empty segments (`a=1&&b=2`) are skipped; a segment without `=` is a name
+/// with an empty value.
+pub fn parse_pairs(input: &[u8]) -> Result<Vec<(String, String)>, String> {
+    input
+        .split(|&b| b == b'&')
+        .filter(|segment| !segment.is_empty())
+        .map(|segment| {
+            let (name, value) = match segment.iter().position(|&b| b == b'=') {
+                Some(at) => (&segment[..at], &segment[at + 1..]),
+                None => (segment, &b""[..]),
+            };
+            let name = decode(name).map_err(|e| format!("field name {e}"))?;
+            let value = decode(value).map_err(|e| format!("field `{name}` {e}"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn decode(raw: &[u8]) -> Result<String, &'static str> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_decode(&plus_as_space)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "is not valid UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(input: &str) -> Vec<(String, String)> {
+        parse_pairs(input.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn decodes_plus_and_percent_and_keeps_repeats() {
+        assert_eq!(
+            pairs("message=Hello+%22you%22&channel=a&channel=b&&flag"),
+            vec![
+                ("message".into(), "Hello \"you\"".into()),
+                ("channel".into(), "a".into()),
+                ("channel".into(), "b".into()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(pairs("a=%F0%9F%94%94"), vec![("a".into(), "🔔".into())]);
+        assert!(pairs("").is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_naming_the_field() {
+        let err = parse_pairs(b"id=a%FFb").unwrap_err();
+        assert!(err.contains("`id`") && err.contains("UTF-8"), "{err}");
+        let err = parse_pairs(b"x%C3=1").unwrap_err();
+        assert!(err.contains("name"), "{err}");
+        // Raw (not percent-encoded) invalid bytes too.
+        assert!(parse_pairs(b"id=\xff").is_err());
+    }
+}

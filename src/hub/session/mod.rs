@@ -1,0 +1,601 @@
+//! `WsSession`: one actor per WebSocket connection.
+//!
+//! It keeps the connection alive (ping every `heartbeat_interval_ms`, drop
+//! after `client_timeout_ms` of silence), enforces the client's limits (frame
+//! size, frame rate, channel count), checks who the client is (tokens, private
+//! channels), turns client frames into requests to `NotifyServer` and writes
+//! the frames it is handed. Any WebSocket protocol violation closes the
+//! session at once with the matching close code; the actor then stops, so its
+//! stream is never polled again.
+//!
+//! The session decides what its client may do; `NotifyServer` only records
+//! the outcome (registration, subscriptions) for routing.
+//!
+//! This directory and `routes/ws.rs` are the only places that know the
+//! WebSocket library.
+
+mod fragments;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+
+use self::fragments::{Assembled, Reassembler};
+use super::messages::{
+    Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
+    Unsubscribe,
+};
+use super::NotifyServer;
+use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
+use crate::protocol::{close_code, ClientFrame, ServerFrame};
+use crate::token::{Identity, TokenVerifier};
+
+/// What every session enforces, from the config; shared by all sessions.
+pub struct SessionSettings {
+    pub heartbeat_interval: Duration,
+    pub client_timeout: Duration,
+    /// Largest client message, per frame and reassembled.
+    pub max_frame_bytes: usize,
+    /// Mailbox capacity: deliveries that may wait before the session counts
+    /// as a slow consumer.
+    pub queue_messages: usize,
+    pub max_channels: usize,
+    pub frames_per_sec: u32,
+    /// Channels with this prefix need a token listing them.
+    pub private_prefix: String,
+    /// Verifies tokens; `None` when no `client_secret` is configured.
+    pub tokens: Option<TokenVerifier>,
+    /// Sessions without a valid token are closed (4001).
+    pub require_token: bool,
+}
+
+impl SessionSettings {
+    /// Whether a client with `identity` may join `channel`.
+    pub fn may_join(
+        &self,
+        channel: &ChannelName,
+        identity: Option<&Identity>,
+    ) -> Result<(), String> {
+        if !channel.as_str().starts_with(&self.private_prefix) {
+            return Ok(());
+        }
+        match identity {
+            Some(identity) if identity.channels.contains(channel) => Ok(()),
+            Some(_) => Err(format!(
+                "private channel {channel}: your token does not list it"
+            )),
+            None => Err(format!(
+                "private channel {channel}: needs a token that lists it"
+            )),
+        }
+    }
+}
+
+/// What the upgrade request asked for, already validated.
+#[derive(Default)]
+pub struct SessionStart {
+    /// `?id=`; ignored when a token is given.
+    pub id: Option<ClientId>,
+    /// From a valid `?token=`.
+    pub identity: Option<Identity>,
+    /// `?channel=` (each checked against the limits and permissions).
+    pub channels: Vec<ChannelName>,
+}
+
+pub struct WsSession {
+    session: SessionId,
+    peer: Option<SocketAddr>,
+    server: Addr<NotifyServer>,
+    settings: Arc<SessionSettings>,
+    /// The request's choices, applied once the session is admitted.
+    start: Option<SessionStart>,
+    /// Whether `NotifyServer` knows this session. False only while a
+    /// `require_token` session waits for its token.
+    admitted: bool,
+    /// Who a token says the client is; `None` for anonymous clients.
+    identity: Option<Identity>,
+    /// Closes the session when the token expires; replaced on refresh.
+    expiry_timer: Option<SpawnHandle>,
+    /// This session's channels, for its limit and permission checks.
+    channels: BTreeSet<ChannelName>,
+    /// When the connection opened.
+    opened_at: Instant,
+    /// When the client was last heard from (any frame, pongs included).
+    last_heard: Instant,
+    rate: FrameRateLimiter,
+    fragments: Reassembler,
+    /// Reported to the server when the actor stops.
+    end_reason: DisconnectReason,
+    /// Holds this connection's place under `max_connections`; freed when
+    /// the session is dropped.
+    _permit: ConnectionPermit,
+}
+
+impl WsSession {
+    pub fn new(
+        server: Addr<NotifyServer>,
+        peer: Option<SocketAddr>,
+        settings: Arc<SessionSettings>,
+        start: SessionStart,
+        permit: ConnectionPermit,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            session: SessionId::next(),
+            peer,
+            server,
+            rate: FrameRateLimiter::new(settings.frames_per_sec, now),
+            fragments: Reassembler::new(settings.max_frame_bytes),
+            settings,
+            start: Some(start),
+            admitted: false,
+            identity: None,
+            expiry_timer: None,
+            channels: BTreeSet::new(),
+            opened_at: now,
+            last_heard: now,
+            end_reason: DisconnectReason::ConnectionLost,
+            _permit: permit,
+        }
+    }
+
+    /// Tells `NotifyServer` about the session and applies what the upgrade
+    /// request asked for.
+    fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let addr = ctx.address();
+        self.server.do_send(Connect {
+            session: self.session,
+            peer: self.peer,
+            outbox: SessionOutbox {
+                deliver: addr.clone().recipient(),
+                close: addr.recipient(),
+            },
+        });
+        self.admitted = true;
+        let start = self.start.take().unwrap_or_default();
+        if let Some(identity) = start.identity {
+            self.become_identity(identity, ctx);
+        } else if let Some(id) = start.id {
+            self.register(id, ctx);
+        }
+        for channel in start.channels {
+            self.subscribe(channel, ctx);
+        }
+    }
+
+    fn register(&mut self, id: ClientId, ctx: &mut ws::WebsocketContext<Self>) {
+        // Queued before any publish the client may cause after reading the
+        // answer below, so a direct message sent then finds the registration.
+        self.server.do_send(Register {
+            session: self.session,
+            id: id.clone(),
+        });
+        let greeting = format!("Hello client {id}");
+        ctx.text(ServerFrame::Registered { id: &id, greeting }.encode());
+    }
+
+    /// Takes on a verified identity: its id, its expiry, its channels.
+    fn become_identity(&mut self, identity: Identity, ctx: &mut ws::WebsocketContext<Self>) {
+        let id = identity.id.clone();
+        self.set_identity(identity, ctx);
+        self.register(id, ctx);
+    }
+
+    /// Replaces the identity, re-arms the expiry timer and leaves private
+    /// channels the new token no longer lists.
+    fn set_identity(&mut self, identity: Identity, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(timer) = self.expiry_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let left = Duration::from_secs(identity.expires_at).saturating_sub(now);
+        self.expiry_timer = Some(ctx.run_later(left, |act, ctx| {
+            act.close(
+                ctx,
+                close_code::TOKEN_EXPIRED,
+                DisconnectReason::TokenExpired,
+            );
+        }));
+        self.identity = Some(identity);
+        let revoked: Vec<ChannelName> = self
+            .channels
+            .iter()
+            .filter(|c| self.settings.may_join(c, self.identity.as_ref()).is_err())
+            .cloned()
+            .collect();
+        for channel in revoked {
+            self.unsubscribe(channel, ctx);
+        }
+    }
+
+    fn subscribe(&mut self, channel: ChannelName, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.channels.contains(&channel) {
+            if self.channels.len() >= self.settings.max_channels {
+                let error = format!(
+                    "subscription limit reached: at most {} channels per session",
+                    self.settings.max_channels
+                );
+                return Self::send_error(ctx, &error);
+            }
+            if let Err(error) = self.settings.may_join(&channel, self.identity.as_ref()) {
+                return Self::send_error(ctx, &error);
+            }
+            self.server.do_send(Subscribe {
+                session: self.session,
+                channel: channel.clone(),
+            });
+            self.channels.insert(channel.clone());
+        }
+        ctx.text(ServerFrame::Subscribed { channel: &channel }.encode());
+    }
+
+    fn unsubscribe(&mut self, channel: ChannelName, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.channels.remove(&channel) {
+            self.server.do_send(Unsubscribe {
+                session: self.session,
+                channel: channel.clone(),
+            });
+        }
+        ctx.text(ServerFrame::Unsubscribed { channel: &channel }.encode());
+    }
+
+    fn send_error(ctx: &mut ws::WebsocketContext<Self>, error: &str) {
+        ctx.text(ServerFrame::Error { error }.encode());
+    }
+
+    /// Closes the session with `code` and stops the actor at once.
+    fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: DisconnectReason) {
+        ctx.close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.to_string()),
+        }));
+        self.end_reason = reason;
+        ctx.stop();
+    }
+
+    fn unauthorized(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: String) {
+        self.close(
+            ctx,
+            close_code::UNAUTHORIZED,
+            DisconnectReason::Unauthorized(why),
+        );
+    }
+
+    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let frame = match ClientFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(reason) if self.admitted => return Self::send_error(ctx, &reason),
+            Err(reason) => return self.unauthorized(ctx, reason),
+        };
+        match frame {
+            ClientFrame::Register {
+                token: Some(token), ..
+            } => self.register_with_token(&token, ctx),
+            ClientFrame::Register {
+                id: Some(id),
+                token: None,
+            } => self.register_anonymous(id, ctx),
+            ClientFrame::Register {
+                id: None,
+                token: None,
+            } => self.refuse(ctx, "register needs an `id` or a `token`".into()),
+            _ if !self.admitted => self.unauthorized(
+                ctx,
+                "send {\"type\":\"register\",\"token\":...} first".into(),
+            ),
+            ClientFrame::Subscribe { channel } => self.subscribe(channel, ctx),
+            ClientFrame::Unsubscribe { channel } => self.unsubscribe(channel, ctx),
+            ClientFrame::Refresh { token } => self.refresh(&token, ctx),
+        }
+    }
+
+    /// An error frame for an admitted session; for one still waiting for its
+    /// token, the end of it.
+    fn refuse(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
+        if self.admitted {
+            Self::send_error(ctx, &error);
+        } else {
+            self.unauthorized(ctx, error);
+        }
+    }
+
+    fn register_with_token(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(verifier) = &self.settings.tokens else {
+            return self.refuse(ctx, "tokens are not enabled on this server".into());
+        };
+        match verifier.verify(token) {
+            Ok(identity) if !self.admitted => {
+                // Admission registers the identity, then joins the channels
+                // the upgrade asked for, which may need it.
+                self.start
+                    .get_or_insert_with(SessionStart::default)
+                    .identity = Some(identity);
+                self.admit(ctx);
+            }
+            Ok(identity) => self.become_identity(identity, ctx),
+            Err(e) => self.refuse(ctx, format!("invalid token: {e}")),
+        }
+    }
+
+    fn register_anonymous(&mut self, id: ClientId, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.settings.require_token {
+            return self.refuse(ctx, "this server requires a token to register".into());
+        }
+        if let Some(identity) = &self.identity {
+            let error = format!(
+                "this session is signed in as {}; register with a new token to change id",
+                identity.id
+            );
+            return Self::send_error(ctx, &error);
+        }
+        self.register(id, ctx);
+    }
+
+    fn refresh(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(verifier) = &self.settings.tokens else {
+            return Self::send_error(ctx, "tokens are not enabled on this server");
+        };
+        let Some(current) = self.identity.as_ref().map(|i| i.id.clone()) else {
+            return Self::send_error(ctx, "refresh needs a session registered with a token");
+        };
+        match verifier.verify(token) {
+            Ok(identity) if identity.id == current => {
+                let exp = identity.expires_at;
+                self.set_identity(identity, ctx);
+                ctx.text(ServerFrame::Refreshed { id: &current, exp }.encode());
+            }
+            Ok(_) => Self::send_error(ctx, "refresh token is for another id"),
+            Err(e) => Self::send_error(ctx, &format!("invalid token: {e}")),
+        }
+    }
+
+    fn handle_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let protocol_error = |what: &str| DisconnectReason::ProtocolError(what.into());
+        match self.fragments.push(item) {
+            Assembled::Pending => {}
+            Assembled::Text(text) => self.handle_text(&text, ctx),
+            Assembled::Binary => {
+                Self::send_error(ctx, "binary messages are not supported: send JSON text")
+            }
+            Assembled::TooBig => {
+                let reason = protocol_error("fragmented message over max_frame_bytes");
+                self.close(ctx, close_code::MESSAGE_TOO_BIG, reason);
+            }
+            Assembled::InvalidUtf8 => {
+                let reason = protocol_error("text message is not valid UTF-8");
+                self.close(ctx, close_code::INVALID_PAYLOAD, reason);
+            }
+            Assembled::OutOfOrder => {
+                let reason = protocol_error("continuation without a first frame");
+                self.close(ctx, close_code::PROTOCOL_ERROR, reason);
+            }
+        }
+    }
+
+    /// Applies the frame-rate limit; false when the frame must be ignored.
+    fn within_rate(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        match self.rate.check(Instant::now()) {
+            RateVerdict::Allow => true,
+            RateVerdict::Warn => {
+                let error = format!(
+                    "too many frames: at most {} per second; frames are being ignored",
+                    self.settings.frames_per_sec
+                );
+                Self::send_error(ctx, &error);
+                false
+            }
+            RateVerdict::Drop => false,
+            RateVerdict::Close => {
+                self.close(
+                    ctx,
+                    close_code::POLICY_VIOLATION,
+                    DisconnectReason::Flooding,
+                );
+                false
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if !self.admitted && self.opened_at.elapsed() >= self.settings.client_timeout {
+            self.unauthorized(ctx, "no token received in time".into());
+        } else if self.last_heard.elapsed() >= self.settings.client_timeout {
+            self.close(
+                ctx,
+                close_code::HEARTBEAT_TIMEOUT,
+                DisconnectReason::HeartbeatTimeout,
+            );
+        } else {
+            ctx.ping(b"");
+        }
+    }
+}
+
+/// The close code for a frame the codec refused, and the reason to log.
+fn classify(error: &ProtocolError) -> (u16, String) {
+    match error {
+        ProtocolError::Overflow => (
+            close_code::MESSAGE_TOO_BIG,
+            "frame over max_frame_bytes".into(),
+        ),
+        // The codec reports reserved bits as InvalidData, and text frames
+        // that are not UTF-8 as an error whose text names UTF-8; anything
+        // else under Io is the transport failing.
+        ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (close_code::PROTOCOL_ERROR, e.to_string())
+        }
+        ProtocolError::Io(e) if e.to_string().to_ascii_lowercase().contains("utf-8") => (
+            close_code::INVALID_PAYLOAD,
+            "text message is not valid UTF-8".into(),
+        ),
+        ProtocolError::Io(e) => (close_code::NORMAL, format!("transport error: {e}")),
+        other => (close_code::PROTOCOL_ERROR, other.to_string()),
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.queue_messages);
+        ctx.run_interval(self.settings.heartbeat_interval, Self::heartbeat);
+        let has_token = self.start.as_ref().is_some_and(|s| s.identity.is_some());
+        // Without a required token, the session waits to be admitted until a
+        // register frame brings one; the heartbeat ends the wait after
+        // `client_timeout`.
+        if !self.settings.require_token || has_token {
+            self.admit(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.admitted {
+            self.server.do_send(Disconnect {
+                session: self.session,
+                reason: self.end_reason.clone(),
+            });
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match item {
+            Ok(msg) => msg,
+            Err(error) => {
+                let (code, what) = classify(&error);
+                if code == close_code::NORMAL {
+                    self.end_reason = DisconnectReason::ConnectionLost;
+                    return ctx.stop();
+                }
+                return self.close(ctx, code, DisconnectReason::ProtocolError(what));
+            }
+        };
+        self.last_heard = Instant::now();
+        let counted = matches!(
+            msg,
+            ws::Message::Text(_)
+                | ws::Message::Binary(_)
+                | ws::Message::Continuation(_)
+                | ws::Message::Ping(_)
+        );
+        if counted && !self.within_rate(ctx) {
+            return;
+        }
+        match msg {
+            ws::Message::Text(text) => self.handle_text(&text, ctx),
+            ws::Message::Binary(_) => {
+                Self::send_error(ctx, "binary messages are not supported: send JSON text")
+            }
+            ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
+            ws::Message::Ping(payload) => ctx.pong(&payload),
+            ws::Message::Pong(_) | ws::Message::Nop => {}
+            ws::Message::Close(reason) => {
+                // Echo the client's code, as RFC 6455 §5.5.1 asks.
+                ctx.close(reason.map(|r| CloseReason {
+                    code: r.code,
+                    description: None,
+                }));
+                self.end_reason = DisconnectReason::ClientClosed;
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // The client's byte stream ended without a close frame.
+        self.end_reason = DisconnectReason::ConnectionLost;
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        ctx.text(msg.frame);
+    }
+}
+
+impl Handler<Close> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
+        self.close(ctx, msg.code, msg.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_errors_map_to_close_codes() {
+        let rsv = ProtocolError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "Received a frame with non-zero reserved bits",
+        ));
+        assert_eq!(classify(&rsv).0, close_code::PROTOCOL_ERROR);
+        assert_eq!(
+            classify(&ProtocolError::Overflow).0,
+            close_code::MESSAGE_TOO_BIG
+        );
+        assert_eq!(
+            classify(&ProtocolError::UnmaskedFrame).0,
+            close_code::PROTOCOL_ERROR
+        );
+        assert_eq!(
+            classify(&ProtocolError::InvalidLength(200)).0,
+            close_code::PROTOCOL_ERROR
+        );
+        let bytes = vec![b'a', 0xff];
+        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
+        let utf8 = ProtocolError::Io(std::io::Error::other(utf8.to_string()));
+        assert_eq!(classify(&utf8).0, close_code::INVALID_PAYLOAD);
+    }
+
+    fn settings() -> SessionSettings {
+        SessionSettings {
+            heartbeat_interval: Duration::from_secs(1),
+            client_timeout: Duration::from_secs(2),
+            max_frame_bytes: 1024,
+            queue_messages: 8,
+            max_channels: 4,
+            frames_per_sec: 10,
+            private_prefix: "private:".into(),
+            tokens: None,
+            require_token: false,
+        }
+    }
+
+    #[test]
+    fn private_channels_need_a_token_listing_them() {
+        let settings = settings();
+        let public = ChannelName::parse("news").unwrap();
+        let mine = ChannelName::parse("private:63").unwrap();
+        let theirs = ChannelName::parse("private:64").unwrap();
+        let identity = Identity {
+            id: ClientId::parse("63").unwrap(),
+            expires_at: u64::MAX,
+            channels: [mine.clone()].into(),
+        };
+        assert!(settings.may_join(&public, None).is_ok());
+        assert!(settings
+            .may_join(&mine, None)
+            .unwrap_err()
+            .contains("needs a token"));
+        assert!(settings.may_join(&mine, Some(&identity)).is_ok());
+        assert!(settings
+            .may_join(&theirs, Some(&identity))
+            .unwrap_err()
+            .contains("does not list"));
+    }
+}
