@@ -38,6 +38,8 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("{0}")]
+    Config(crate::config::ConfigError),
+    #[error("{0}")]
     Token(String),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
@@ -49,6 +51,7 @@ impl Application {
     /// `NotifyServer` actor. With `port = 0` the OS picks a free port;
     /// [`Application::port`] tells which.
     pub fn build(config: Config) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let console_page =
             std::fs::read(&config.console_template).map_err(|source| StartError::Console {
                 path: config.console_template.clone(),
@@ -72,7 +75,10 @@ impl Application {
         // One registry for the whole process, started outside the per-worker
         // factory below: starting it there would split sessions between
         // several registries.
-        let notify = NotifyServer::new().start();
+        let epoch = NotifyServer::new_epoch();
+        log::info!("history epoch {epoch}");
+        let epoch: Arc<str> = epoch.into();
+        let notify = NotifyServer::new(epoch.clone(), config.history_limits()).start();
         let state = web::Data::new(AppState {
             server: notify.clone(),
             console_page: console_page.into(),
@@ -81,7 +87,7 @@ impl Application {
                 heartbeat_interval: config.heartbeat_interval(),
                 client_timeout: config.client_timeout(),
                 max_frame_bytes: config.max_frame_bytes,
-                queue_messages: config.session_queue_messages,
+                max_pending_messages: config.max_pending_messages,
                 max_channels: config.max_channels_per_session,
                 frames_per_sec: config.max_client_frames_per_sec,
                 private_prefix: config.private_channel_prefix.clone(),
@@ -94,6 +100,8 @@ impl Application {
                 config.max_connections,
                 config.max_connections_per_ip,
             ),
+            poll_timeout_secs: config.poll_timeout_secs,
+            epoch,
             started_at: Instant::now(),
         });
         let static_dir = config.static_dir.clone();

@@ -108,12 +108,27 @@ impl Origin {
     }
 
     /// Whether this origin names the same host and port as a `Host` header
-    /// (which carries no scheme; the origin's default port fills in).
+    /// (which carries no scheme; the origin's default port fills in), and
+    /// that host is an IP address or `localhost`.
+    ///
+    /// A domain name is not trusted this way: through DNS rebinding, a page
+    /// of `http://evil.example:8001` can reach herald on 127.0.0.1 with
+    /// `Host: evil.example:8001`, matching its own `Origin`. herald's own
+    /// pages served under a domain name need that origin in
+    /// `allowed_origins`.
     fn is_host(&self, host_header: &str) -> bool {
         let default_port = if self.scheme == "https" { 443 } else { 80 };
-        split_host_port(host_header, default_port)
-            .is_some_and(|(host, port)| host == self.host && port == self.port)
+        let same = split_host_port(host_header, default_port)
+            .is_some_and(|(host, port)| host == self.host && port == self.port);
+        same && is_address_or_localhost(&self.host)
     }
+}
+
+/// An IP literal (IPv6 in brackets) or `localhost`: names no DNS lookup can
+/// make point elsewhere.
+fn is_address_or_localhost(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || bare.parse::<IpAddr>().is_ok()
 }
 
 /// Splits `host[:port]` (IPv6 in brackets); lower-cases the host.
@@ -268,11 +283,16 @@ mod tests {
         };
         assert!(check(None, "herald.example.com"));
         assert!(check(Some("http://localhost:8001"), "localhost:8001"));
-        assert!(check(
-            Some("https://herald.example.com"),
-            "herald.example.com"
-        ));
+        assert!(check(Some("http://127.0.0.1:8001"), "127.0.0.1:8001"));
+        assert!(check(Some("http://[::1]:8001"), "[::1]:8001"));
         assert!(check(Some("https://app.example.com"), "herald.example.com"));
+        // A domain matching its own Host may be DNS rebinding: not trusted.
+        let own_domain = Some("https://herald.example.com");
+        assert!(!check(own_domain, "herald.example.com"));
+        assert!(!check(
+            Some("http://evil.example:8001"),
+            "evil.example:8001"
+        ));
         assert!(!check(Some("http://localhost:8002"), "localhost:8001"));
         assert!(!check(Some("https://evil.example"), "herald.example.com"));
         assert!(!check(Some("null"), "herald.example.com"));

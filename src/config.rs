@@ -37,7 +37,7 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Messages that may wait for one session before herald treats it as a
     /// slow consumer and closes it (code 4003).
-    pub session_queue_messages: usize,
+    pub max_pending_messages: usize,
     /// Directory of the browser client files served under `/static/`.
     pub static_dir: PathBuf,
     /// The console page served at `/`.
@@ -65,6 +65,17 @@ pub struct Config {
     /// beyond it frames are refused with an error frame, and a client that
     /// keeps going is closed with 1008.
     pub max_client_frames_per_sec: u32,
+    /// Messages kept per stream (broadcast, each id, each channel) for
+    /// clients that resume.
+    pub history_size: usize,
+    /// Messages older than this are dropped from history.
+    pub history_ttl_secs: u64,
+    /// Memory budget of the whole history, in bytes.
+    pub history_max_bytes: usize,
+    /// Streams the history remembers at most.
+    pub history_max_streams: usize,
+    /// How long `GET /poll` waits for a message before answering empty.
+    pub poll_timeout_secs: u64,
 }
 
 /// A secret from the config: compared and used, never printed.
@@ -111,7 +122,7 @@ impl Default for Config {
             client_timeout_ms: 15_000,
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
-            session_queue_messages: 256,
+            max_pending_messages: 256,
             static_dir: "static".into(),
             console_template: "templates/console.html".into(),
             publish_keys: Vec::new(),
@@ -123,6 +134,11 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_ip: 256,
             max_client_frames_per_sec: 50,
+            history_size: 100,
+            history_ttl_secs: 300,
+            history_max_bytes: 64 * 1024 * 1024,
+            history_max_streams: 100_000,
+            poll_timeout_secs: 25,
         }
     }
 }
@@ -270,8 +286,8 @@ impl Config {
         if !(125..=16 * 1024 * 1024).contains(&self.max_frame_bytes) {
             return invalid("max_frame_bytes", "must be between 125 and 16777216");
         }
-        if self.session_queue_messages == 0 {
-            return invalid("session_queue_messages", "must be at least 1");
+        if self.max_pending_messages == 0 {
+            return invalid("max_pending_messages", "must be at least 1");
         }
         if self
             .publish_keys
@@ -332,6 +348,15 @@ impl Config {
 
     pub fn client_timeout(&self) -> Duration {
         Duration::from_millis(self.client_timeout_ms)
+    }
+
+    pub fn history_limits(&self) -> crate::history::HistoryLimits {
+        crate::history::HistoryLimits {
+            per_stream: self.history_size,
+            ttl: Duration::from_secs(self.history_ttl_secs),
+            max_bytes: self.history_max_bytes,
+            max_streams: self.history_max_streams,
+        }
     }
 }
 

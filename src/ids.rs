@@ -44,7 +44,10 @@ impl ClientId {
         if raw.len() > MAX_CLIENT_ID_BYTES {
             return Err(IdError::TooLong(raw.len()));
         }
-        if let Some(c) = raw.chars().find(|c| c.is_control()) {
+        if let Some(c) = raw
+            .chars()
+            .find(|&c| c.is_control() || is_invisible_format(c))
+        {
             return Err(IdError::ControlChar(u32::from(c)));
         }
         Ok(Self(raw))
@@ -53,6 +56,23 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Invisible formatting characters (Unicode Cf, Zl, Zp) that can make an id
+/// look like another one or reorder text around it in logs and pages.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 impl fmt::Display for ClientId {
@@ -218,6 +238,18 @@ mod tests {
         assert_eq!(ClientId::parse("a\nb"), Err(IdError::ControlChar(0x0a)));
         assert_eq!(ClientId::parse("a\0"), Err(IdError::ControlChar(0)));
         assert_eq!(ClientId::parse("a\r"), Err(IdError::ControlChar(0x0d)));
+        assert_eq!(
+            ClientId::parse("ad\u{202E}min"),
+            Err(IdError::ControlChar(0x202E))
+        );
+        assert_eq!(
+            ClientId::parse("a\u{200B}"),
+            Err(IdError::ControlChar(0x200B))
+        );
+        assert_eq!(
+            ClientId::parse("\u{FEFF}a"),
+            Err(IdError::ControlChar(0xFEFF))
+        );
     }
 
     #[test]

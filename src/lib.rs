@@ -13,6 +13,7 @@
 //! - [`auth`]: who may publish (keys, loopback) and from which origins.
 //! - [`token`]: signed client identity (HS256 JWT).
 //! - [`limits`]: connection caps and the client frame-rate limit.
+//! - [`history`]: recent messages per stream, for resume.
 //! - [`hub`]: the actors — `NotifyServer` (routing) and `WsSession` (a socket).
 //! - [`routes`]: the HTTP surface — console page, publish, WebSocket, health.
 
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod form;
+pub mod history;
 pub mod hub;
 pub mod ids;
 pub mod limits;

@@ -20,6 +20,11 @@ pub enum ClientFrame {
         id: Option<ClientId>,
         #[serde(default)]
         token: Option<String>,
+        /// With `epoch`: resume after this seq (see [`Position`]).
+        #[serde(default)]
+        since: Option<u64>,
+        #[serde(default)]
+        epoch: Option<String>,
     },
     /// Start receiving a channel's messages.
     Subscribe { channel: ChannelName },
@@ -43,24 +48,153 @@ impl ClientFrame {
     }
 }
 
+/// A client's position in the server's message sequence: it has every
+/// message addressed to it up to `since`, in server lifetime `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: String,
+    pub since: u64,
+}
+
+impl Position {
+    /// Longest epoch accepted from a client, in bytes.
+    pub const MAX_EPOCH_BYTES: usize = 64;
+
+    /// Builds a position from the two values a client sends.
+    pub fn new(epoch: String, since: u64) -> Result<Self, String> {
+        if epoch.is_empty()
+            || epoch.len() > Self::MAX_EPOCH_BYTES
+            || !epoch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("`epoch` must be the epoch herald sent (letters, digits, '-')".into());
+        }
+        Ok(Self { epoch, since })
+    }
+
+    /// Reads `<epoch>:<seq>`, the form SSE event ids and `Last-Event-ID`
+    /// carry.
+    pub fn parse_event_id(text: &str) -> Result<Self, String> {
+        let (epoch, seq) = text
+            .rsplit_once(':')
+            .ok_or("Last-Event-ID must be <epoch>:<seq>")?;
+        let since = seq
+            .parse()
+            .map_err(|_| "Last-Event-ID must end in a sequence number".to_owned())?;
+        Self::new(epoch.to_owned(), since)
+    }
+}
+
+/// A message frame encoded once per publish, before its `seq` is known:
+/// the router stamps the seq in with [`PendingFrame::stamp`], a copy of
+/// bytes rather than an encoding.
+#[derive(Debug, Clone)]
+pub struct PendingFrame {
+    /// `{"id":…,"channel":…,"data":…}`: the frame's fields after `seq`.
+    tail: String,
+}
+
+#[derive(Serialize)]
+struct MessageTail<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a ClientId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a ChannelName>,
+    data: &'a RawValue,
+}
+
+impl PendingFrame {
+    /// Encodes a message frame's fields. `data` must be compact JSON (no
+    /// raw line breaks: SSE frames it line by line); see [`minify_json`].
+    pub fn message(
+        id: Option<&ClientId>,
+        channel: Option<&ChannelName>,
+        data: &RawValue,
+    ) -> Result<Self, String> {
+        let tail = serde_json::to_string(&MessageTail { id, channel, data })
+            .map_err(|e| format!("could not encode the message: {e}"))?;
+        Ok(Self { tail })
+    }
+
+    /// The complete frame `{"type":"message","seq":<seq>,…}`.
+    pub fn stamp(&self, seq: u64) -> ByteString {
+        const HEAD: &str = r#"{"type":"message","seq":"#;
+        // The tail always starts with `{` and holds at least `data`.
+        let fields = self.tail.get(1..).unwrap_or("}");
+        let mut frame = String::with_capacity(HEAD.len() + 21 + self.tail.len());
+        frame.push_str(HEAD);
+        frame.push_str(&seq.to_string());
+        frame.push(',');
+        frame.push_str(fields);
+        ByteString::from(frame)
+    }
+}
+
+/// Removes the whitespace between the tokens of valid JSON, leaving strings
+/// untouched, so a published value is stored and sent compact and on one
+/// line. Numbers and strings keep their exact text.
+pub fn minify_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A frame herald sends to a client. Built and encoded once per event; a
 /// publish is encoded once and the bytes are shared by every recipient.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
-    /// A notification. `id` is present on direct messages only, `channel`
-    /// on channel messages only.
-    Message {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<&'a ClientId>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        channel: Option<&'a ChannelName>,
-        data: &'a RawValue,
+    /// The answer to a registration, with the greeting the console shows
+    /// and the server's position: its epoch and latest seq.
+    Registered {
+        id: &'a ClientId,
+        greeting: String,
+        epoch: &'a str,
+        seq: u64,
     },
-    /// The answer to a registration, with the greeting the console shows.
-    Registered { id: &'a ClientId, greeting: String },
-    /// The session now receives this channel's messages.
-    Subscribed { channel: &'a ChannelName },
+    /// A resume succeeded: `count` missed messages were sent before this
+    /// frame; the client is now up to date with `seq`.
+    Resumed {
+        since: u64,
+        count: usize,
+        epoch: &'a str,
+        seq: u64,
+    },
+    /// A resume was impossible; nothing was replayed. The client should
+    /// reload its state and continue from `epoch` / `seq`.
+    Reset {
+        reason: &'a str,
+        epoch: &'a str,
+        seq: u64,
+    },
+    /// The session now receives this channel's messages. At connect it
+    /// carries the server's position too.
+    Subscribed {
+        channel: &'a ChannelName,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
     /// The session no longer receives this channel's messages.
     Unsubscribed { channel: &'a ChannelName },
     /// A fresh token was accepted; `exp` is its expiry (Unix seconds).
@@ -108,9 +242,11 @@ pub mod close_code {
     pub const UNAUTHORIZED: u16 = 4001;
     /// The session's token expired and no fresh one came (`refresh`).
     pub const TOKEN_EXPIRED: u16 = 4002;
-    /// The session's outbound queue (`session_queue_messages`) was full: the
+    /// herald could not serve the session (its router stopped).
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// The session's outbound queue (`max_pending_messages`) was full: the
     /// client does not read fast enough, and herald drops it rather than let
-    /// it hold memory or slow anyone else.
+    /// it hold memory or slow anyone else. It can resume from history.
     pub const SLOW_CONSUMER: u16 = 4003;
 }
 
@@ -128,6 +264,8 @@ mod tests {
                 Ok(ClientFrame::Register {
                     id: Some(id),
                     token: None,
+                    since: None,
+                    epoch: None,
                 }) => assert_eq!(id.as_str(), "63"),
                 other => panic!("{text}: {other:?}"),
             }
@@ -156,36 +294,46 @@ mod tests {
     }
 
     #[test]
-    fn message_frames_embed_the_data_verbatim() {
+    fn message_frames_embed_the_data_verbatim_with_the_stamped_seq() {
         let data = RawValue::from_string(r#"{"order":17}"#.into()).unwrap();
         let id = ClientId::parse("63").unwrap();
-        let frame = ServerFrame::Message {
-            id: Some(&id),
-            channel: None,
-            data: &data,
-        };
+        let frame = PendingFrame::message(Some(&id), None, &data).unwrap();
         assert_eq!(
-            &*frame.encode(),
-            r#"{"type":"message","id":"63","data":{"order":17}}"#
+            &*frame.stamp(42),
+            r#"{"type":"message","seq":42,"id":"63","data":{"order":17}}"#
         );
-        let frame = ServerFrame::Message {
-            id: None,
-            channel: None,
-            data: &data,
-        };
+        let frame = PendingFrame::message(None, None, &data).unwrap();
         assert_eq!(
-            &*frame.encode(),
-            r#"{"type":"message","data":{"order":17}}"#
+            &*frame.stamp(7),
+            r#"{"type":"message","seq":7,"data":{"order":17}}"#
         );
         let news = ChannelName::parse("news").unwrap();
-        let frame = ServerFrame::Message {
-            id: None,
-            channel: Some(&news),
-            data: &data,
-        };
+        let frame = PendingFrame::message(None, Some(&news), &data).unwrap();
+        let stamped = frame.stamp(u64::MAX);
+        let parsed: serde_json::Value = serde_json::from_str(&stamped).unwrap();
+        assert_eq!(parsed["seq"], u64::MAX);
+        assert_eq!(parsed["channel"], "news");
+    }
+
+    #[test]
+    fn minify_keeps_strings_and_numbers_exact() {
+        let raw = "{ \"a\" : [1 ,\n 2.50e3 ],\r\n\t\"s\": \"x \\\" y\\n \\\\\" , \"big\": 123456789012345678901234567890 }";
+        let min = minify_json(raw);
         assert_eq!(
-            &*frame.encode(),
-            r#"{"type":"message","channel":"news","data":{"order":17}}"#
+            min,
+            r#"{"a":[1,2.50e3],"s":"x \" y\n \\","big":123456789012345678901234567890}"#
         );
+        let a: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&min).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn positions_parse_from_event_ids() {
+        let p = Position::parse_event_id("a1b2-c3:41").unwrap();
+        assert_eq!((p.epoch.as_str(), p.since), ("a1b2-c3", 41));
+        assert!(Position::parse_event_id("41").is_err());
+        assert!(Position::parse_event_id("e:x").is_err());
+        assert!(Position::parse_event_id("bad epoch:1").is_err());
     }
 }

@@ -1,7 +1,8 @@
 /*
  * The console page: connects to herald, registers a random numeric id (as the
- * original Tornado console did) and prints everything that arrives. Text is
- * only ever set through textContent, never parsed as HTML.
+ * original Tornado console did; kept across reloads, so a reload catches up
+ * on what it missed) and prints everything that arrives. Text is only ever
+ * set through textContent, never parsed as HTML.
  */
 (function () {
   "use strict";
@@ -9,12 +10,26 @@
   const log = document.getElementById("log");
   const state = document.getElementById("state");
   const idLabel = document.getElementById("client-id");
-  const id = String(Math.floor(Math.random() * 1000));
+  const id = rememberedId();
   idLabel.textContent = id;
   const origin = location.origin;
   document.getElementById("curl-all").textContent = "curl " + origin + " -d message=Ping";
   document.getElementById("curl-direct").textContent =
     "curl " + origin + " -d message=Hi -d id=" + id;
+
+  function rememberedId() {
+    try {
+      const saved = localStorage.getItem("herald.console.id");
+      if (saved) {
+        return saved;
+      }
+      const fresh = String(Math.floor(Math.random() * 1000));
+      localStorage.setItem("herald.console.id", fresh);
+      return fresh;
+    } catch (e) {
+      return String(Math.floor(Math.random() * 1000));
+    }
+  }
 
   function line(kind, text) {
     const entry = document.createElement("div");
@@ -30,7 +45,12 @@
 
   function showData(frame) {
     const data = frame.data;
-    const prefix = frame.id !== undefined ? "[to " + frame.id + "] " : "";
+    let prefix = "#" + frame.seq + " ";
+    if (frame.id !== undefined) {
+      prefix += "[to " + frame.id + "] ";
+    } else if (frame.channel !== undefined) {
+      prefix += "[" + frame.channel + "] ";
+    }
     if (data !== null && typeof data === "object") {
       line("json", prefix + JSON.stringify(data, null, 2));
     } else {
@@ -59,6 +79,8 @@
     })
     .on("registered", (frame) => line("info", frame.greeting || "Hello client " + frame.id))
     .on("message", showData)
+    .on("resumed", (f) => line("info", "Caught up: " + f.count + " missed message(s)."))
+    .on("reset", (f) => line("info", "Missed messages unavailable (" + f.reason + "); new ones follow."))
     .on("error", (frame) => line("error", "error: " + frame.error))
     .on("close", (c) => line("info", "Disconnected (" + c.code + (c.reason ? ", " + c.reason : "") + ")."));
   client.connect();

@@ -1,11 +1,13 @@
 /*
  * herald browser client: one WebSocket to herald, registered under an id (or
  * a signed token), subscribed to channels, reconnecting by itself with
- * capped, jittered exponential backoff and restoring its registration and
- * channels on every reconnect.
+ * capped, jittered exponential backoff, and resuming where it left off: it
+ * keeps its position (epoch, seq) in localStorage, so after a reconnect or a
+ * page load it receives every message it missed, once, in order.
  *
  *   const client = new HeraldClient({ id: "63", channels: ["news"] });
  *   client.on("message", (frame) => console.log(frame.data));
+ *   client.on("reset", () => reloadAppState());
  *   client.connect();
  *
  * With signed identity, pass `token`: a string, or a function returning a
@@ -14,8 +16,9 @@
  *
  * Events: "state" (connecting | open | reconnecting | closed, with details),
  * "registered", "subscribed", "unsubscribed", "refreshed", "message",
- * "error" (error frames from the server), "close".
- * Works in browsers and, with an injected WebSocket, in Node (tests).
+ * "resumed" (missed messages were delivered), "reset" (they could not be:
+ * reload your state), "error" (error frames from the server), "close".
+ * Works in browsers and, with injected WebSocket and storage, in Node.
  */
 (function (root, factory) {
   const api = factory();
@@ -61,6 +64,14 @@
     return scheme + "//" + loc.host + "/ws";
   }
 
+  function defaultStorage() {
+    try {
+      return self.localStorage || null;
+    } catch (e) {
+      return null; // disabled (privacy mode, sandboxed frame)
+    }
+  }
+
   class HeraldClient {
     constructor(options) {
       const opts = options || {};
@@ -68,17 +79,21 @@
       this.id = opts.id == null ? null : String(opts.id);
       this.token = opts.token || null;
       this.channels = new Set(opts.channels || []);
-      this.refreshLeadMs = opts.refreshLeadMs || 30000;
-      this.refreshTimer = null;
       this.backoff = Object.assign({}, DEFAULT_BACKOFF, opts.backoff || {});
       this.WebSocketImpl = opts.WebSocket || self.WebSocket;
       this.random = opts.random || Math.random;
       this.setTimer = opts.setTimeout || ((fn, ms) => setTimeout(fn, ms));
       this.clearTimer = opts.clearTimeout || ((t) => clearTimeout(t));
+      this.refreshLeadMs = opts.refreshLeadMs || 30000;
+      this.storage = opts.storage === undefined ? defaultStorage() : opts.storage;
+      this.storageKey =
+        opts.storageKey || "herald:" + this.url + ":" + (this.token ? "token" : this.id || "");
+      this.position = this.loadPosition();
       this.handlers = {};
       this.socket = null;
       this.attempt = 0;
       this.timer = null;
+      this.refreshTimer = null;
       this.stopped = false;
     }
 
@@ -96,7 +111,9 @@
     /* Opens the connection; after a drop it reconnects until close(). */
     connect() {
       this.stopped = false;
-      this.open();
+      if (!this.socket && this.timer === null) {
+        this.open();
+      }
     }
 
     /* Registers (or re-registers) under `id`; remembered for reconnects. */
@@ -138,13 +155,60 @@
       this.emit("state", { state: "closed" });
     }
 
+    loadPosition() {
+      try {
+        const saved = this.storage && JSON.parse(this.storage.getItem(this.storageKey));
+        if (saved && typeof saved.epoch === "string" && Number.isSafeInteger(saved.seq)) {
+          return saved;
+        }
+      } catch (e) {
+        // Unreadable: start without a position.
+      }
+      return null;
+    }
+
+    setPosition(epoch, seq) {
+      this.position = { epoch: epoch, seq: seq };
+      try {
+        if (this.storage) {
+          this.storage.setItem(this.storageKey, JSON.stringify(this.position));
+        }
+      } catch (e) {
+        // Storage full or disabled: the position lives in memory only.
+      }
+    }
+
+    /* The URL for the next connection: without a token, everything the
+       server should do at connect (register, subscribe, resume) is in it, so
+       the server does it in one step. */
+    connectUrl() {
+      const params = [];
+      if (!this.token && this.id !== null) {
+        params.push("id=" + encodeURIComponent(this.id));
+      }
+      for (const channel of this.channels) {
+        params.push("channel=" + encodeURIComponent(channel));
+      }
+      if (!this.token && this.position) {
+        params.push("since=" + this.position.seq);
+        params.push("epoch=" + encodeURIComponent(this.position.epoch));
+      }
+      if (params.length === 0) {
+        return this.url;
+      }
+      return this.url + (this.url.indexOf("?") < 0 ? "?" : "&") + params.join("&");
+    }
+
     open() {
       this.emit("state", { state: "connecting", attempt: this.attempt });
-      const socket = new this.WebSocketImpl(this.url);
+      this.resuming = this.position !== null;
+      const socket = new this.WebSocketImpl(this.connectUrl());
       this.socket = socket;
       socket.onopen = () => {
         this.emit("state", { state: "open" });
-        this.identify(socket);
+        if (this.token) {
+          this.identify(socket);
+        }
       };
       socket.onmessage = (event) => this.dispatch(event.data);
       socket.onclose = (event) => {
@@ -162,30 +226,27 @@
       socket.onerror = () => {};
     }
 
-    /* Registers (token first, else id), then restores the channels: in
-       this order, because a server that requires tokens accepts nothing
-       before the registration. */
+    /* With a token: registers with it (and the position to resume from) as
+       the first frame, which a server that requires tokens expects. */
     async identify(socket) {
-      if (this.token) {
-        let token;
-        try {
-          token = await this.currentToken();
-        } catch (e) {
-          this.emit("error", { type: "error", error: "could not get a token: " + e });
-          socket.close(1000);
-          return;
-        }
-        if (this.socket !== socket) {
-          return;
-        }
-        this.send({ type: "register", token: token });
-        this.scheduleRefresh(token);
-      } else if (this.id !== null) {
-        this.send({ type: "register", id: this.id });
+      let token;
+      try {
+        token = await this.currentToken();
+      } catch (e) {
+        this.emit("error", { type: "error", error: "could not get a token: " + e });
+        socket.close(1000);
+        return;
       }
-      for (const channel of this.channels) {
-        this.send({ type: "subscribe", channel: channel });
+      if (this.socket !== socket) {
+        return;
       }
+      const frame = { type: "register", token: token };
+      if (this.position) {
+        frame.since = this.position.seq;
+        frame.epoch = this.position.epoch;
+      }
+      this.send(frame);
+      this.scheduleRefresh(token);
     }
 
     currentToken() {
@@ -241,9 +302,36 @@
         this.emit("error", { type: "error", error: "unreadable frame from server" });
         return;
       }
-      if (frame.type === "registered") {
-        // A working session: the next drop starts the backoff from scratch.
+      if (frame.type !== "error") {
+        // The server answered: this connection works, so the next drop
+        // starts the backoff from scratch.
         this.attempt = 0;
+      }
+      switch (frame.type) {
+        case "message":
+          if (this.position && frame.seq <= this.position.seq) {
+            return; // already shown
+          }
+          if (this.position) {
+            this.setPosition(this.position.epoch, frame.seq);
+          }
+          break;
+        case "registered":
+        case "subscribed":
+          // A fresh start counts from the server's position; a resume waits
+          // for its answer. (Only answers at connect carry the position.)
+          if (frame.epoch !== undefined && (!this.resuming || !this.position)) {
+            this.setPosition(frame.epoch, frame.seq);
+          }
+          break;
+        case "resumed":
+          this.resuming = false;
+          this.setPosition(frame.epoch, Math.max(frame.seq, this.position ? this.position.seq : 0));
+          break;
+        case "reset":
+          this.resuming = false;
+          this.setPosition(frame.epoch, frame.seq);
+          break;
       }
       this.emit(frame.type, frame);
     }

@@ -2,23 +2,33 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::protocol::{PendingFrame, Position, ServerFrame};
 
 // ---- to the server -------------------------------------------------------
 
-/// A session opened. Sent by the session as it starts, before anything else.
+/// A session opens, with what it asked for at connect. Registering,
+/// subscribing and resuming happen in this one step, so no publish can fall
+/// between them: the answer's replay and the live messages that follow it
+/// neither overlap nor leave a hole.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Joined")]
 pub struct Connect {
     pub session: SessionId,
+    pub transport: Transport,
     /// The TCP peer, for logs.
     pub peer: Option<SocketAddr>,
     /// Where the server sends this session's frames and its close order.
     pub outbox: SessionOutbox,
+    pub id: Option<ClientId>,
+    /// Already checked against the session's limits and permissions.
+    pub channels: Vec<ChannelName>,
+    pub resume: Option<Position>,
 }
 
 /// A session ended, for whatever reason. Removes every trace of it.
@@ -29,12 +39,13 @@ pub struct Disconnect {
     pub reason: DisconnectReason,
 }
 
-/// A session registers (or re-registers) under an id.
+/// A session registers (or re-registers) under an id, and may resume.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Joined")]
 pub struct Register {
     pub session: SessionId,
     pub id: ClientId,
+    pub resume: Option<Position>,
 }
 
 /// A session starts receiving a channel. Sent only once the session has
@@ -54,33 +65,29 @@ pub struct Unsubscribe {
     pub channel: ChannelName,
 }
 
-/// Hand `frame` to every session. Answers the number of sessions it was
-/// handed to.
+/// Publish to every session.
 #[derive(Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Published")]
 pub struct Broadcast {
-    /// The complete, already encoded frame.
-    pub frame: ByteString,
+    /// Encoded once by the publisher; the server only stamps the seq in.
+    pub frame: PendingFrame,
 }
 
-/// Hand `frame` to every session registered as `id`. Answers the number of
-/// sessions it was handed to (0 if nobody holds the id).
+/// Publish to every session registered as `id` (and keep it for the id's
+/// next sessions, within the history bounds).
 #[derive(Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Published")]
 pub struct Direct {
     pub id: ClientId,
-    /// The complete, already encoded frame.
-    pub frame: ByteString,
+    pub frame: PendingFrame,
 }
 
-/// Hand `frame` to every subscriber of `channel`. Answers the number of
-/// sessions it was handed to (0 for a channel nobody listens to).
+/// Publish to every subscriber of `channel`.
 #[derive(Message)]
-#[rtype(result = "usize")]
+#[rtype(result = "Published")]
 pub struct ToChannel {
     pub channel: ChannelName,
-    /// The complete, already encoded frame.
-    pub frame: ByteString,
+    pub frame: PendingFrame,
 }
 
 /// Ask for the current size of the registry.
@@ -88,7 +95,96 @@ pub struct ToChannel {
 #[rtype(result = "Counts")]
 pub struct GetCounts;
 
-/// The size of the registry, for `/health`.
+// ---- answers from the server ---------------------------------------------
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct Published {
+    /// Sessions the message was handed to.
+    pub delivered: usize,
+    /// The message's position.
+    pub seq: u64,
+}
+
+/// The answer to [`Connect`] and [`Register`]: the server's position at
+/// that moment, and the outcome of a resume if one was asked.
+#[derive(Debug, Clone, MessageResponse)]
+pub struct Joined {
+    pub epoch: Arc<str>,
+    pub seq: u64,
+    pub resume: Option<Resume>,
+}
+
+impl Joined {
+    /// The frames that tell the client the outcome, in wire order:
+    /// `registered` (when `id` is given), `subscribed` for each channel, then
+    /// the replayed messages and `resumed`, or `reset`. Each with its seq
+    /// when it is a message (SSE uses it as the event id).
+    pub fn frames(
+        &self,
+        id: Option<&ClientId>,
+        channels: &[ChannelName],
+    ) -> Vec<(Option<u64>, ByteString)> {
+        let mut out = Vec::new();
+        if let Some(id) = id {
+            let frame = ServerFrame::Registered {
+                id,
+                greeting: format!("Hello client {id}"),
+                epoch: &self.epoch,
+                seq: self.seq,
+            };
+            out.push((None, frame.encode()));
+        }
+        for channel in channels {
+            let frame = ServerFrame::Subscribed {
+                channel,
+                epoch: Some(&self.epoch),
+                seq: Some(self.seq),
+            };
+            out.push((None, frame.encode()));
+        }
+        match &self.resume {
+            None => {}
+            Some(Resume::Replayed { since, frames }) => {
+                out.extend(
+                    frames
+                        .iter()
+                        .map(|(seq, frame)| (Some(*seq), frame.clone())),
+                );
+                let frame = ServerFrame::Resumed {
+                    since: *since,
+                    count: frames.len(),
+                    epoch: &self.epoch,
+                    seq: self.seq,
+                };
+                out.push((None, frame.encode()));
+            }
+            Some(Resume::Reset { reason }) => {
+                let frame = ServerFrame::Reset {
+                    reason,
+                    epoch: &self.epoch,
+                    seq: self.seq,
+                };
+                out.push((None, frame.encode()));
+            }
+        }
+        out
+    }
+}
+
+/// The outcome of a resume.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// Every missed message, in seq order (possibly none).
+    Replayed {
+        since: u64,
+        frames: Vec<(u64, ByteString)>,
+    },
+    /// Complete recovery was impossible; nothing is replayed.
+    Reset { reason: String },
+}
+
+/// The size of the registry and of the history, for `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
 pub struct Counts {
     /// Open sessions, registered or not.
@@ -97,15 +193,22 @@ pub struct Counts {
     pub ids: usize,
     /// Channels with at least one subscriber.
     pub channels: usize,
+    /// Latest seq.
+    pub seq: u64,
+    /// Messages retained in history.
+    pub history_messages: usize,
+    /// Bytes counted against `history_max_bytes`.
+    pub history_bytes: usize,
 }
 
 // ---- to a session --------------------------------------------------------
 
-/// Write this frame to the client. The frame is shared: cloning it bumps a
-/// reference count.
+/// Write this message frame to the client. The frame is shared: cloning it
+/// bumps a reference count.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Deliver {
+    pub seq: u64,
     pub frame: ByteString,
 }
 
@@ -127,6 +230,24 @@ pub struct SessionOutbox {
     pub close: Recipient<Close>,
 }
 
+/// How a session is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    EventStream,
+    LongPoll,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::WebSocket => "ws",
+            Self::EventStream => "sse",
+            Self::LongPoll => "poll",
+        })
+    }
+}
+
 /// Why a session ended, as written in the disconnect log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DisconnectReason {
@@ -146,6 +267,8 @@ pub enum DisconnectReason {
     TokenExpired,
     /// Too many frames, for too long.
     Flooding,
+    /// A long-poll request got its answer or timed out.
+    PollDone,
     /// The session's mailbox was closed when the server tried to deliver.
     Gone,
 }
@@ -157,10 +280,11 @@ impl fmt::Display for DisconnectReason {
             Self::ConnectionLost => f.write_str("connection lost"),
             Self::HeartbeatTimeout => f.write_str("heartbeat timeout"),
             Self::ProtocolError(what) => write!(f, "protocol error: {what}"),
-            Self::SlowConsumer => f.write_str("slow consumer"),
+            Self::SlowConsumer => f.write_str("slow consumer: max_pending_messages reached"),
             Self::Unauthorized(why) => write!(f, "unauthorized: {why}"),
             Self::TokenExpired => f.write_str("token expired"),
             Self::Flooding => f.write_str("too many frames (max_client_frames_per_sec)"),
+            Self::PollDone => f.write_str("poll answered"),
             Self::Gone => f.write_str("session gone"),
         }
     }

@@ -1,20 +1,29 @@
 //! The hub: who sends what to whom.
 //!
 //! ```text
-//!  WsSession ──Connect / Register / Disconnect──▶ NotifyServer
-//!  POST /    ──Broadcast / Direct (frame encoded once)──▶ NotifyServer
-//!  NotifyServer ──Deliver(shared frame), try_send──▶ every target session
+//!  WsSession / SseSession / PollWaiter ──Connect (id, channels, resume)──▶ NotifyServer
+//!       ◀── Joined (epoch, seq, replay or reset) ──
+//!  WsSession ──Register / Subscribe / Unsubscribe / Disconnect──▶ NotifyServer
+//!  POST /    ──Broadcast / Direct / ToChannel (frame encoded once)──▶ NotifyServer
+//!  NotifyServer: seq += 1, stamp, keep in history
+//!  NotifyServer ──Deliver(seq, shared frame), try_send──▶ every target session
 //!  NotifyServer ──Close (slow consumer)──▶ a session whose queue is full
 //! ```
 //!
-//! `NotifyServer` ([`server`]) is the one owner of routing state and never
-//! waits on a session. Each `WsSession` ([`session`]) owns one socket: its
-//! heartbeat, the frames its client sends and the frames it is handed. The
-//! messages between them are in [`messages`].
+//! `NotifyServer` ([`server`]) is the one owner of routing state and history
+//! and never waits on a session. Each transport has its own session actor,
+//! all joining the same routing: `WsSession` ([`session`]) owns one
+//! WebSocket, `SseSession` ([`sse`]) one event stream, `PollWaiter`
+//! ([`poll`]) one waiting long-poll request. The messages between them are in
+//! [`messages`].
 
 pub mod messages;
+pub mod poll;
 pub mod server;
 pub mod session;
+pub mod sse;
 
+pub use poll::PollWaiter;
 pub use server::NotifyServer;
 pub use session::WsSession;
+pub use sse::SseSession;

@@ -1,13 +1,24 @@
-//! `NotifyServer`: the one owner of routing state.
+//! `NotifyServer`: the one owner of routing state and history.
 //!
-//! It knows every open session and the id each one registered, and hands
-//! already-encoded frames to the right sessions. It owns no socket and encodes
-//! no JSON; it never waits on a session: fan-out uses `try_send`, and a
-//! session whose queue is full is dropped as a slow consumer instead of
-//! slowing the others.
+//! It knows every open session, the id and channels each one holds, and the
+//! recent messages of every stream. It numbers each publish (`seq`), stamps
+//! the number into the already-encoded frame, keeps it in history and hands
+//! the same bytes to every target session. It owns no socket, encodes no
+//! JSON and never waits on a session: fan-out uses `try_send`, and a session
+//! whose queue is full is dropped as a slow consumer instead of slowing the
+//! others.
+//!
+//! Positions: for every stream a session receives, the server remembers the
+//! seq from which the session has everything (`has_from`): the seq at which
+//! it joined, lowered by a successful resume. A resume replays exactly the
+//! retained messages between the client's position and `has_from`; live
+//! delivery covers the rest. That is what keeps replay and live delivery
+//! from overlapping or leaving a hole.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
 use actix::prelude::*;
@@ -15,18 +26,27 @@ use bytestring::ByteString;
 
 use super::messages::{
     Broadcast, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason, GetCounts,
-    Register, SessionOutbox, Subscribe, ToChannel, Unsubscribe,
+    Joined, Published, Register, Resume, SessionOutbox, Subscribe, ToChannel, Transport,
+    Unsubscribe,
 };
+use crate::history::{History, HistoryLimits, StreamKey};
 use crate::ids::{ChannelName, ClientId, SessionId};
-use crate::protocol::close_code;
+use crate::protocol::{close_code, PendingFrame, Position};
 
 /// Mailbox size of the server itself. Publishers wait (back-pressure) when it
 /// is full; sessions' control messages always get through.
 const SERVER_MAILBOX_CAPACITY: usize = 4096;
 
+/// How often expired history is dropped when no publish does it.
+const HISTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The routing registry. Start exactly one per process and share its `Addr`.
-#[derive(Default)]
 pub struct NotifyServer {
+    /// This lifetime's epoch: positions from another lifetime are refused.
+    epoch: Arc<str>,
+    /// The latest seq handed out.
+    seq: u64,
+    history: History,
     /// Every open session, registered or not.
     sessions: HashMap<SessionId, SessionEntry>,
     /// Registered id → its sessions (one per tab). Never holds an empty set.
@@ -38,10 +58,40 @@ pub struct NotifyServer {
 /// What the server keeps about one session.
 struct SessionEntry {
     outbox: SessionOutbox,
+    transport: Transport,
     peer: Option<SocketAddr>,
-    id: Option<ClientId>,
-    /// What to clean up from `channels` when the session goes.
-    channels: HashSet<ChannelName>,
+    /// `has_from` of the broadcast stream.
+    broadcast_from: u64,
+    /// The registered id and its `has_from`.
+    id: Option<(ClientId, u64)>,
+    /// Each channel and its `has_from`.
+    channels: HashMap<ChannelName, u64>,
+}
+
+impl SessionEntry {
+    /// Every stream the session receives, with its `has_from`.
+    fn streams(&self) -> Vec<(StreamKey, u64)> {
+        let mut streams = vec![(StreamKey::Broadcast, self.broadcast_from)];
+        if let Some((id, from)) = &self.id {
+            streams.push((StreamKey::Id(id.clone()), *from));
+        }
+        streams.extend(
+            self.channels
+                .iter()
+                .map(|(c, from)| (StreamKey::Channel(c.clone()), *from)),
+        );
+        streams
+    }
+
+    fn lower_has_from(&mut self, since: u64) {
+        self.broadcast_from = self.broadcast_from.min(since);
+        if let Some((_, from)) = &mut self.id {
+            *from = (*from).min(since);
+        }
+        for from in self.channels.values_mut() {
+            *from = (*from).min(since);
+        }
+    }
 }
 
 /// A delivery that did not happen, and why.
@@ -51,36 +101,54 @@ enum Failed {
 }
 
 impl NotifyServer {
-    pub fn new() -> Self {
-        Self::default()
+    /// A server for a fresh lifetime: `epoch` must differ from every earlier
+    /// lifetime's (see `new_epoch`).
+    pub fn new(epoch: impl Into<Arc<str>>, history: HistoryLimits) -> Self {
+        Self {
+            epoch: epoch.into(),
+            seq: 0,
+            history: History::new(history),
+            sessions: HashMap::new(),
+            ids: HashMap::new(),
+            channels: HashMap::new(),
+        }
     }
 
-    /// Hands `frame` to each target session; returns how many took it.
-    /// Sessions that could not take it are removed afterwards.
-    fn fan_out<'a>(
-        &mut self,
-        targets: impl IntoIterator<Item = &'a SessionId>,
-        frame: &ByteString,
-    ) -> usize {
-        let mut delivered = 0;
-        let mut failed = Vec::new();
-        for &session in targets {
-            let Some(entry) = self.sessions.get(&session) else {
-                continue;
-            };
-            let deliver = Deliver {
-                frame: frame.clone(),
-            };
-            match entry.outbox.deliver.try_send(deliver) {
-                Ok(()) => delivered += 1,
-                Err(SendError::Full(_)) => failed.push((session, Failed::QueueFull)),
-                Err(SendError::Closed(_)) => failed.push((session, Failed::Closed)),
-            }
+    /// A random epoch: 16 hex digits.
+    pub fn new_epoch() -> String {
+        format!("{:016x}", rand::random::<u64>())
+    }
+
+    fn joined(&self, resume: Option<Resume>) -> Joined {
+        Joined {
+            epoch: self.epoch.clone(),
+            seq: self.seq,
+            resume,
         }
+    }
+
+    /// Numbers, records and fans out one message.
+    fn publish(&mut self, key: StreamKey, frame: &PendingFrame) -> Published {
+        self.seq += 1;
+        let seq = self.seq;
+        let bytes = frame.stamp(seq);
+        let mut failed = Vec::new();
+        let delivered = match &key {
+            StreamKey::Broadcast => fan_out(self.sessions.iter(), seq, &bytes, &mut failed),
+            StreamKey::Id(id) => {
+                let targets = members(&self.sessions, self.ids.get(id));
+                fan_out(targets, seq, &bytes, &mut failed)
+            }
+            StreamKey::Channel(channel) => {
+                let targets = members(&self.sessions, self.channels.get(channel));
+                fan_out(targets, seq, &bytes, &mut failed)
+            }
+        };
+        self.history.append(key, seq, bytes, Instant::now());
         for (session, why) in failed {
             self.drop_failed(session, why);
         }
-        delivered
+        Published { delivered, seq }
     }
 
     fn drop_failed(&mut self, session: SessionId, why: Failed) {
@@ -104,18 +172,118 @@ impl NotifyServer {
         let Some(entry) = self.sessions.remove(&session) else {
             return;
         };
-        if let Some(id) = &entry.id {
+        if let Some((id, _)) = &entry.id {
             remove_from(&mut self.ids, id, session);
         }
-        for channel in &entry.channels {
+        for channel in entry.channels.keys() {
             remove_from(&mut self.channels, channel, session);
         }
-        log::info!(
-            "session {session} disconnected: peer={} id={} reason={reason}",
+        let line = format!(
+            "session {session} disconnected: transport={} peer={} id={} reason={reason}",
+            entry.transport,
             peer_label(entry.peer),
-            id_label(entry.id.as_ref()),
+            id_label(entry.id.as_ref().map(|(id, _)| id)),
         );
+        log_session_event(entry.transport, &line);
     }
+
+    fn register(&mut self, session: SessionId, id: ClientId) {
+        let seq = self.seq;
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return; // already gone
+        };
+        let transport = entry.transport;
+        let peer = entry.peer;
+        if let Some((previous, from)) = entry.id.take() {
+            if previous == id {
+                // Same id again: what the session has of it is unchanged.
+                entry.id = Some((previous, from));
+                return;
+            }
+            remove_from(&mut self.ids, &previous, session);
+        }
+        entry.id = Some((id.clone(), seq));
+        self.ids.entry(id.clone()).or_default().insert(session);
+        let line = format!(
+            "session {session} registered: transport={transport} peer={} id={id:?}",
+            peer_label(peer)
+        );
+        log_session_event(transport, &line);
+    }
+
+    fn subscribe(&mut self, session: SessionId, channel: ChannelName) {
+        let seq = self.seq;
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if !entry.channels.contains_key(&channel) {
+            entry.channels.insert(channel.clone(), seq);
+            self.channels.entry(channel).or_default().insert(session);
+        }
+    }
+
+    /// Brings a session up to date from `position`, or says why it cannot.
+    fn resume(&mut self, session: SessionId, position: &Position) -> Resume {
+        let reset = |reason: String| Resume::Reset { reason };
+        if position.epoch != *self.epoch {
+            return reset("epoch changed: this server's history started afresh".into());
+        }
+        if position.since > self.seq {
+            return reset(format!(
+                "position {} is ahead of this server ({})",
+                position.since, self.seq
+            ));
+        }
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return reset("session closed".into());
+        };
+        let streams = entry.streams();
+        let asked = streams.iter().map(|(key, from)| (key, *from));
+        match self.history.replay(asked, position.since, Instant::now()) {
+            Ok(frames) => {
+                entry.lower_has_from(position.since);
+                Resume::Replayed {
+                    since: position.since,
+                    frames,
+                }
+            }
+            Err(gap) => reset(gap.reason),
+        }
+    }
+}
+
+/// The entries of the sessions in `set`.
+fn members<'a>(
+    sessions: &'a HashMap<SessionId, SessionEntry>,
+    set: Option<&'a HashSet<SessionId>>,
+) -> impl Iterator<Item = (&'a SessionId, &'a SessionEntry)> {
+    set.into_iter()
+        .flatten()
+        .filter_map(move |id| sessions.get_key_value(id))
+}
+
+/// Hands `frame` to each target session; returns how many took it and
+/// records in `failed` those that could not, for the caller to remove.
+/// Cost per target: a reference-count bump and a mailbox push.
+fn fan_out<'a>(
+    targets: impl Iterator<Item = (&'a SessionId, &'a SessionEntry)>,
+    seq: u64,
+    frame: &ByteString,
+    failed: &mut Vec<(SessionId, Failed)>,
+) -> usize {
+    let mut delivered = 0;
+    for (&session, entry) in targets {
+        let deliver = Deliver {
+            seq,
+            frame: frame.clone(),
+        };
+        match entry.outbox.deliver.try_send(deliver) {
+            Ok(()) => delivered += 1,
+            Err(SendError::Full(_)) => failed.push((session, Failed::QueueFull)),
+            Err(SendError::Closed(_)) => failed.push((session, Failed::Closed)),
+        }
+    }
+    delivered
 }
 
 /// Removes `session` from `key`'s set in `index`, dropping the set when it
@@ -141,32 +309,57 @@ fn id_label(id: Option<&ClientId>) -> String {
     id.map_or_else(|| "-".into(), |id| format!("{id:?}"))
 }
 
+/// Session events at `info`, except long-polls, which come and go with every
+/// request and are logged at `debug`.
+fn log_session_event(transport: Transport, line: &str) {
+    if transport == Transport::LongPoll {
+        log::debug!("{line}");
+    } else {
+        log::info!("{line}");
+    }
+}
+
 impl Actor for NotifyServer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(SERVER_MAILBOX_CAPACITY);
+        ctx.run_interval(HISTORY_SWEEP_INTERVAL, |act, _| {
+            act.history.expire(Instant::now());
+        });
     }
 }
 
 impl Handler<Connect> for NotifyServer {
-    type Result = ();
+    type Result = Joined;
 
-    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
-        log::info!(
-            "session {} connected: peer={}",
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Joined {
+        let line = format!(
+            "session {} connected: transport={} peer={}",
             msg.session,
+            msg.transport,
             peer_label(msg.peer)
         );
+        log_session_event(msg.transport, &line);
         self.sessions.insert(
             msg.session,
             SessionEntry {
                 outbox: msg.outbox,
+                transport: msg.transport,
                 peer: msg.peer,
+                broadcast_from: self.seq,
                 id: None,
-                channels: HashSet::new(),
+                channels: HashMap::new(),
             },
         );
+        if let Some(id) = msg.id {
+            self.register(msg.session, id);
+        }
+        for channel in msg.channels {
+            self.subscribe(msg.session, channel);
+        }
+        let resume = msg.resume.map(|p| self.resume(msg.session, &p));
+        self.joined(resume)
     }
 }
 
@@ -179,30 +372,12 @@ impl Handler<Disconnect> for NotifyServer {
 }
 
 impl Handler<Register> for NotifyServer {
-    type Result = ();
+    type Result = Joined;
 
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        let Some(entry) = self.sessions.get_mut(&msg.session) else {
-            return; // already gone: its Disconnect overtook nothing, nothing to index
-        };
-        let previous = entry.id.replace(msg.id.clone());
-        let peer = entry.peer;
-        if let Some(previous) = previous {
-            if previous == msg.id {
-                return;
-            }
-            remove_from(&mut self.ids, &previous, msg.session);
-        }
-        self.ids
-            .entry(msg.id.clone())
-            .or_default()
-            .insert(msg.session);
-        log::info!(
-            "session {} registered: peer={} id={:?}",
-            msg.session,
-            peer_label(peer),
-            msg.id
-        );
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Joined {
+        self.register(msg.session, msg.id);
+        let resume = msg.resume.map(|p| self.resume(msg.session, &p));
+        self.joined(resume)
     }
 }
 
@@ -210,15 +385,7 @@ impl Handler<Subscribe> for NotifyServer {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
-        let Some(entry) = self.sessions.get_mut(&msg.session) else {
-            return;
-        };
-        if entry.channels.insert(msg.channel.clone()) {
-            self.channels
-                .entry(msg.channel)
-                .or_default()
-                .insert(msg.session);
-        }
+        self.subscribe(msg.session, msg.channel);
     }
 }
 
@@ -229,42 +396,33 @@ impl Handler<Unsubscribe> for NotifyServer {
         let Some(entry) = self.sessions.get_mut(&msg.session) else {
             return;
         };
-        if entry.channels.remove(&msg.channel) {
+        if entry.channels.remove(&msg.channel).is_some() {
             remove_from(&mut self.channels, &msg.channel, msg.session);
         }
     }
 }
 
-impl Handler<ToChannel> for NotifyServer {
-    type Result = usize;
-
-    fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> usize {
-        let Some(targets) = self.channels.get(&msg.channel) else {
-            return 0;
-        };
-        let targets: Vec<SessionId> = targets.iter().copied().collect();
-        self.fan_out(&targets, &msg.frame)
-    }
-}
-
 impl Handler<Broadcast> for NotifyServer {
-    type Result = usize;
+    type Result = Published;
 
-    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> usize {
-        let targets: Vec<SessionId> = self.sessions.keys().copied().collect();
-        self.fan_out(&targets, &msg.frame)
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> Published {
+        self.publish(StreamKey::Broadcast, &msg.frame)
     }
 }
 
 impl Handler<Direct> for NotifyServer {
-    type Result = usize;
+    type Result = Published;
 
-    fn handle(&mut self, msg: Direct, _: &mut Context<Self>) -> usize {
-        let Some(targets) = self.ids.get(&msg.id) else {
-            return 0;
-        };
-        let targets: Vec<SessionId> = targets.iter().copied().collect();
-        self.fan_out(&targets, &msg.frame)
+    fn handle(&mut self, msg: Direct, _: &mut Context<Self>) -> Published {
+        self.publish(StreamKey::Id(msg.id), &msg.frame)
+    }
+}
+
+impl Handler<ToChannel> for NotifyServer {
+    type Result = Published;
+
+    fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> Published {
+        self.publish(StreamKey::Channel(msg.channel), &msg.frame)
     }
 }
 
@@ -272,10 +430,14 @@ impl Handler<GetCounts> for NotifyServer {
     type Result = Counts;
 
     fn handle(&mut self, _: GetCounts, _: &mut Context<Self>) -> Counts {
+        let (history_messages, history_bytes, _) = self.history.usage();
         Counts {
             sessions: self.sessions.len(),
             ids: self.ids.len(),
             channels: self.channels.len(),
+            seq: self.seq,
+            history_messages,
+            history_bytes,
         }
     }
 }
@@ -283,13 +445,13 @@ impl Handler<GetCounts> for NotifyServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
+    use serde_json::value::RawValue;
+    use std::sync::Mutex;
 
-    /// A stand-in session that records what it is handed.
+    /// A stand-in session that records the seqs it is handed.
     #[derive(Default)]
     struct Probe {
-        frames: Arc<Mutex<Vec<String>>>,
-        closed_with: Arc<Mutex<Option<u16>>>,
+        seqs: Arc<Mutex<Vec<u64>>>,
     }
 
     impl Actor for Probe {
@@ -299,267 +461,342 @@ mod tests {
     impl Handler<Deliver> for Probe {
         type Result = ();
         fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
-            self.frames.lock().unwrap().push(msg.frame.to_string());
+            self.seqs.lock().unwrap().push(msg.seq);
         }
     }
 
     impl Handler<Close> for Probe {
         type Result = ();
-        fn handle(&mut self, msg: Close, _: &mut Context<Self>) {
-            *self.closed_with.lock().unwrap() = Some(msg.code);
-        }
+        fn handle(&mut self, _: Close, _: &mut Context<Self>) {}
+    }
+
+    const EPOCH: &str = "e1";
+
+    fn server() -> Addr<NotifyServer> {
+        NotifyServer::new(
+            EPOCH,
+            HistoryLimits {
+                per_stream: 10,
+                ttl: Duration::from_secs(60),
+                max_bytes: 1 << 20,
+                max_streams: 100,
+            },
+        )
+        .start()
     }
 
     struct Started {
         session: SessionId,
-        frames: Arc<Mutex<Vec<String>>>,
+        seqs: Arc<Mutex<Vec<u64>>>,
+        joined: Joined,
     }
 
-    async fn connect(server: &Addr<NotifyServer>, id: Option<&str>) -> Started {
+    fn outbox<A>(addr: Addr<A>) -> SessionOutbox
+    where
+        A: Actor<Context = Context<A>> + Handler<Deliver> + Handler<Close>,
+    {
+        SessionOutbox {
+            deliver: addr.clone().recipient(),
+            close: addr.recipient(),
+        }
+    }
+
+    async fn connect(
+        server: &Addr<NotifyServer>,
+        id: Option<&str>,
+        channels: &[&str],
+        resume: Option<u64>,
+    ) -> Started {
         let probe = Probe::default();
-        let frames = probe.frames.clone();
-        let addr = probe.start();
+        let seqs = probe.seqs.clone();
         let session = SessionId::next();
-        server.do_send(Connect {
-            session,
-            peer: None,
-            outbox: SessionOutbox {
-                deliver: addr.clone().recipient(),
-                close: addr.recipient(),
-            },
-        });
-        if let Some(id) = id {
-            server.do_send(Register {
+        let joined = server
+            .send(Connect {
                 session,
-                id: ClientId::parse(id).unwrap(),
-            });
+                transport: Transport::WebSocket,
+                peer: None,
+                outbox: outbox(probe.start()),
+                id: id.map(|i| ClientId::parse(i).unwrap()),
+                channels: channels.iter().map(|c| channel(c)).collect(),
+                resume: resume.map(|since| Position::new(EPOCH.into(), since).unwrap()),
+            })
+            .await
+            .unwrap();
+        Started {
+            session,
+            seqs,
+            joined,
         }
-        Started { session, frames }
-    }
-
-    fn frame(text: &'static str) -> ByteString {
-        ByteString::from_static(text)
-    }
-
-    async fn counts(server: &Addr<NotifyServer>) -> Counts {
-        server.send(GetCounts).await.unwrap()
-    }
-
-    /// Lets the probes run until they have handled what was sent to them.
-    async fn settle() {
-        for _ in 0..10 {
-            actix::clock::sleep(std::time::Duration::ZERO).await;
-        }
-    }
-
-    #[actix::test]
-    async fn broadcast_reaches_every_session_registered_or_not() {
-        let server = NotifyServer::new().start();
-        let a = connect(&server, Some("1")).await;
-        let b = connect(&server, None).await;
-        let delivered = server.send(Broadcast { frame: frame("x") }).await.unwrap();
-        assert_eq!(delivered, 2);
-        settle().await;
-        assert_eq!(*a.frames.lock().unwrap(), ["x"]);
-        assert_eq!(*b.frames.lock().unwrap(), ["x"]);
-    }
-
-    #[actix::test]
-    async fn direct_reaches_every_session_of_its_id_and_no_other() {
-        let server = NotifyServer::new().start();
-        let tab1 = connect(&server, Some("63")).await;
-        let tab2 = connect(&server, Some("63")).await;
-        let other = connect(&server, Some("64")).await;
-        let id = ClientId::parse("63").unwrap();
-        let delivered = server
-            .send(Direct {
-                id,
-                frame: frame("d"),
-            })
-            .await
-            .unwrap();
-        assert_eq!(delivered, 2);
-        settle().await;
-        assert_eq!(*tab1.frames.lock().unwrap(), ["d"]);
-        assert_eq!(*tab2.frames.lock().unwrap(), ["d"]);
-        assert!(other.frames.lock().unwrap().is_empty());
-    }
-
-    #[actix::test]
-    async fn direct_to_an_unknown_id_delivers_nothing() {
-        let server = NotifyServer::new().start();
-        connect(&server, Some("1")).await;
-        let id = ClientId::parse("2").unwrap();
-        let delivered = server
-            .send(Direct {
-                id,
-                frame: frame("d"),
-            })
-            .await
-            .unwrap();
-        assert_eq!(delivered, 0);
-    }
-
-    #[actix::test]
-    async fn reregistering_moves_the_session_and_leaves_no_empty_id() {
-        let server = NotifyServer::new().start();
-        let s = connect(&server, Some("old")).await;
-        server.do_send(Register {
-            session: s.session,
-            id: ClientId::parse("new").unwrap(),
-        });
-        assert_eq!(
-            counts(&server).await,
-            Counts {
-                sessions: 1,
-                ids: 1,
-                channels: 0,
-            }
-        );
-        let old = ClientId::parse("old").unwrap();
-        let delivered = server
-            .send(Direct {
-                id: old,
-                frame: frame("d"),
-            })
-            .await
-            .unwrap();
-        assert_eq!(delivered, 0);
-    }
-
-    #[actix::test]
-    async fn disconnect_leaves_no_trace() {
-        let server = NotifyServer::new().start();
-        let a = connect(&server, Some("63")).await;
-        let b = connect(&server, Some("63")).await;
-        server.do_send(Disconnect {
-            session: a.session,
-            reason: DisconnectReason::ClientClosed,
-        });
-        assert_eq!(
-            counts(&server).await,
-            Counts {
-                sessions: 1,
-                ids: 1,
-                channels: 0,
-            }
-        );
-        server.do_send(Disconnect {
-            session: b.session,
-            reason: DisconnectReason::ConnectionLost,
-        });
-        assert_eq!(
-            counts(&server).await,
-            Counts {
-                sessions: 0,
-                ids: 0,
-                channels: 0,
-            }
-        );
     }
 
     fn channel(name: &str) -> ChannelName {
         ChannelName::parse(name).unwrap()
     }
 
-    #[actix::test]
-    async fn channel_messages_reach_subscribers_only_and_empty_channels_vanish() {
-        let server = NotifyServer::new().start();
-        let a = connect(&server, None).await;
-        let b = connect(&server, None).await;
-        let outsider = connect(&server, None).await;
-        for s in [&a, &b] {
-            server.do_send(Subscribe {
-                session: s.session,
-                channel: channel("news"),
-            });
+    fn frame(text: &str) -> PendingFrame {
+        let data = RawValue::from_string(format!("{text:?}")).unwrap();
+        PendingFrame::message(None, None, &data).unwrap()
+    }
+
+    async fn broadcast(server: &Addr<NotifyServer>) -> Published {
+        server.send(Broadcast { frame: frame("b") }).await.unwrap()
+    }
+
+    async fn direct(server: &Addr<NotifyServer>, id: &str) -> Published {
+        let id = ClientId::parse(id).unwrap();
+        server
+            .send(Direct {
+                id,
+                frame: frame("d"),
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn counts(server: &Addr<NotifyServer>) -> Counts {
+        server.send(GetCounts).await.unwrap()
+    }
+
+    /// Waits until `probe` has handled `n` deliveries (fails after 5 s).
+    async fn handled(probe: &Arc<Mutex<Vec<u64>>>, n: usize) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = probe.lock().unwrap().clone();
+            if seen.len() >= n {
+                return seen;
+            }
+            assert!(Instant::now() < deadline, "only {seen:?} handled");
+            actix::clock::sleep(Duration::from_millis(1)).await;
         }
-        let to_news = |text| ToChannel {
+    }
+
+    fn replayed(joined: &Joined) -> Vec<u64> {
+        match &joined.resume {
+            Some(Resume::Replayed { frames, .. }) => frames.iter().map(|(s, _)| *s).collect(),
+            other => panic!("expected a replay, got {other:?}"),
+        }
+    }
+
+    #[actix::test]
+    async fn every_publish_gets_the_next_seq_and_reaches_its_targets() {
+        let server = server();
+        let tab1 = connect(&server, Some("63"), &[], None).await;
+        let tab2 = connect(&server, Some("63"), &["news"], None).await;
+        let other = connect(&server, None, &[], None).await;
+
+        assert_eq!(
+            broadcast(&server).await,
+            Published {
+                delivered: 3,
+                seq: 1
+            }
+        );
+        assert_eq!(
+            direct(&server, "63").await,
+            Published {
+                delivered: 2,
+                seq: 2
+            }
+        );
+        assert_eq!(
+            direct(&server, "nobody").await,
+            Published {
+                delivered: 0,
+                seq: 3
+            }
+        );
+        let to_news = ToChannel {
             channel: channel("news"),
-            frame: frame(text),
+            frame: frame("n"),
         };
-        assert_eq!(server.send(to_news("n1")).await.unwrap(), 2);
+        assert_eq!(
+            server.send(to_news).await.unwrap(),
+            Published {
+                delivered: 1,
+                seq: 4
+            }
+        );
+        assert_eq!(handled(&tab1.seqs, 2).await, [1, 2]);
+        assert_eq!(handled(&tab2.seqs, 3).await, [1, 2, 4]);
+        // A later broadcast is the next thing `other` sees: nothing between.
+        broadcast(&server).await;
+        assert_eq!(handled(&other.seqs, 2).await, [1, 5]);
+    }
+
+    #[actix::test]
+    async fn connecting_with_a_position_replays_what_was_missed() {
+        let server = server();
+        let first = connect(&server, Some("63"), &["news"], None).await;
+        assert_eq!((&*first.joined.epoch, first.joined.seq), (EPOCH, 0));
+        server.do_send(Disconnect {
+            session: first.session,
+            reason: DisconnectReason::ConnectionLost,
+        });
+        broadcast(&server).await; // 1
+        direct(&server, "63").await; // 2
+        direct(&server, "64").await; // 3: someone else's
+        let to_news = ToChannel {
+            channel: channel("news"),
+            frame: frame("n"),
+        };
+        server.send(to_news).await.unwrap(); // 4
+
+        let back = connect(&server, Some("63"), &["news"], Some(0)).await;
+        assert_eq!(replayed(&back.joined), [1, 2, 4]);
+        assert_eq!(back.joined.seq, 4);
+        let later = connect(&server, Some("63"), &[], Some(2)).await;
+        assert_eq!(replayed(&later.joined), [] as [u64; 0]);
+    }
+
+    #[actix::test]
+    async fn a_second_resume_on_one_session_never_repeats_a_message() {
+        let server = server();
+        broadcast(&server).await; // 1
+        direct(&server, "63").await; // 2
+        let s = connect(&server, None, &[], Some(0)).await;
+        assert_eq!(replayed(&s.joined), [1]);
+        broadcast(&server).await; // 3: live
+        let again = server
+            .send(Register {
+                session: s.session,
+                id: ClientId::parse("63").unwrap(),
+                resume: Some(Position::new(EPOCH.into(), 0).unwrap()),
+            })
+            .await
+            .unwrap();
+        // Broadcasts 1 (replayed) and 3 (live) are not repeated; 2 is new.
+        assert_eq!(replayed(&again), [2]);
+    }
+
+    #[actix::test]
+    async fn a_wrong_epoch_or_a_lost_message_resets_with_nothing_replayed() {
+        let server = NotifyServer::new(
+            EPOCH,
+            HistoryLimits {
+                per_stream: 2,
+                ttl: Duration::from_secs(60),
+                max_bytes: 1 << 20,
+                max_streams: 100,
+            },
+        )
+        .start();
+        for _ in 0..3 {
+            broadcast(&server).await;
+        }
+        let session = SessionId::next();
+        let joined = server
+            .send(Connect {
+                session,
+                transport: Transport::WebSocket,
+                peer: None,
+                outbox: outbox(Probe::default().start()),
+                id: None,
+                channels: vec![],
+                resume: Some(Position::new("other".into(), 1).unwrap()),
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(joined.resume, Some(Resume::Reset { ref reason }) if reason.contains("epoch"))
+        );
+        let gap = connect(&server, None, &[], Some(0)).await;
+        assert!(
+            matches!(gap.joined.resume, Some(Resume::Reset { ref reason }) if reason.contains("dropped"))
+        );
+        let fine = connect(&server, None, &[], Some(1)).await;
+        assert_eq!(replayed(&fine.joined), [2, 3]);
+        let ahead = connect(&server, None, &[], Some(99)).await;
+        assert!(matches!(ahead.joined.resume, Some(Resume::Reset { .. })));
+    }
+
+    #[actix::test]
+    async fn disconnect_leaves_no_trace_and_empty_channels_vanish() {
+        let server = server();
+        let a = connect(&server, Some("63"), &["news"], None).await;
+        let b = connect(&server, Some("63"), &[], None).await;
         server.do_send(Unsubscribe {
             session: a.session,
             channel: channel("news"),
         });
-        assert_eq!(server.send(to_news("n2")).await.unwrap(), 1);
-        settle().await;
-        assert_eq!(*a.frames.lock().unwrap(), ["n1"]);
-        assert_eq!(*b.frames.lock().unwrap(), ["n1", "n2"]);
-        assert!(outsider.frames.lock().unwrap().is_empty());
+        let c = counts(&server).await;
+        assert_eq!((c.sessions, c.ids, c.channels), (2, 1, 0));
+        for s in [&a, &b] {
+            server.do_send(Disconnect {
+                session: s.session,
+                reason: DisconnectReason::ClientClosed,
+            });
+        }
+        let c = counts(&server).await;
+        assert_eq!((c.sessions, c.ids, c.channels), (0, 0, 0));
+    }
 
-        server.do_send(Disconnect {
-            session: b.session,
-            reason: DisconnectReason::ClientClosed,
-        });
-        let counts = counts(&server).await;
-        assert_eq!(counts.channels, 0, "{counts:?}");
-        assert_eq!(server.send(to_news("n3")).await.unwrap(), 0);
+    #[actix::test]
+    async fn reregistering_moves_the_session() {
+        let server = server();
+        let s = connect(&server, Some("old"), &[], None).await;
+        server
+            .send(Register {
+                session: s.session,
+                id: ClientId::parse("new").unwrap(),
+                resume: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(counts(&server).await.ids, 1);
+        assert_eq!(direct(&server, "old").await.delivered, 0);
+        assert_eq!(direct(&server, "new").await.delivered, 1);
     }
 
     #[actix::test]
     async fn a_full_queue_drops_and_closes_that_session_only() {
-        let server = NotifyServer::new().start();
-        let healthy = connect(&server, None).await;
+        let server = server();
+        let healthy = connect(&server, None, &[], None).await;
 
         // A session whose actor never runs: its mailbox fills and stays full.
-        let stuck_ctx: Context<Probe> = Context::new();
-        let mut stuck_ctx = stuck_ctx;
-        stuck_ctx.set_mailbox_capacity(1);
-        let stuck = stuck_ctx.address();
-        server.do_send(Connect {
-            session: SessionId::next(),
-            peer: None,
-            outbox: SessionOutbox {
-                deliver: stuck.clone().recipient(),
-                close: stuck.recipient(),
-            },
-        });
+        let mut stuck: Context<Probe> = Context::new();
+        stuck.set_mailbox_capacity(1);
+        server
+            .send(Connect {
+                session: SessionId::next(),
+                transport: Transport::WebSocket,
+                peer: None,
+                outbox: outbox(stuck.address()),
+                id: None,
+                channels: vec![],
+                resume: None,
+            })
+            .await
+            .unwrap();
 
         let mut delivered = Vec::new();
         for _ in 0..4 {
-            delivered.push(server.send(Broadcast { frame: frame("b") }).await.unwrap());
+            delivered.push(broadcast(&server).await.delivered);
         }
-        // The stuck session takes what fits in its queue, then is dropped.
         assert_eq!(delivered.first(), Some(&2));
         assert_eq!(delivered.last(), Some(&1));
-        assert_eq!(
-            counts(&server).await,
-            Counts {
-                sessions: 1,
-                ids: 0,
-                channels: 0,
-            }
-        );
-        settle().await;
-        assert_eq!(healthy.frames.lock().unwrap().len(), 4);
-        drop(stuck_ctx);
+        assert_eq!(counts(&server).await.sessions, 1);
+        assert_eq!(handled(&healthy.seqs, 4).await, [1, 2, 3, 4]);
+        drop(stuck);
     }
 
     #[actix::test]
     async fn a_closed_mailbox_is_deregistered_on_delivery() {
-        let server = NotifyServer::new().start();
+        let server = server();
         let ctx: Context<Probe> = Context::new();
-        let addr = ctx.address();
-        server.do_send(Connect {
-            session: SessionId::next(),
-            peer: None,
-            outbox: SessionOutbox {
-                deliver: addr.clone().recipient(),
-                close: addr.recipient(),
-            },
-        });
+        server
+            .send(Connect {
+                session: SessionId::next(),
+                transport: Transport::WebSocket,
+                peer: None,
+                outbox: outbox(ctx.address()),
+                id: None,
+                channels: vec![],
+                resume: None,
+            })
+            .await
+            .unwrap();
         drop(ctx);
-        let delivered = server.send(Broadcast { frame: frame("b") }).await.unwrap();
-        assert_eq!(delivered, 0);
-        assert_eq!(
-            counts(&server).await,
-            Counts {
-                sessions: 0,
-                ids: 0,
-                channels: 0,
-            }
-        );
+        assert_eq!(broadcast(&server).await.delivered, 0);
+        assert_eq!(counts(&server).await.sessions, 0);
     }
 }

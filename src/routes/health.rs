@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::hub::messages::GetCounts;
 
 #[derive(Serialize)]
-struct Health {
+struct Health<'a> {
     status: &'static str,
     uptime_secs: u64,
     /// Open WebSocket sessions.
@@ -17,6 +17,12 @@ struct Health {
     ids: usize,
     /// Channels with at least one subscriber.
     channels: usize,
+    /// This lifetime's epoch and latest seq: the server's position.
+    epoch: &'a str,
+    seq: u64,
+    /// Messages and bytes held in history.
+    history_messages: usize,
+    history_bytes: usize,
 }
 
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -27,5 +33,9 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         sessions: counts.sessions,
         ids: counts.ids,
         channels: counts.channels,
+        epoch: &state.epoch,
+        seq: counts.seq,
+        history_messages: counts.history_messages,
+        history_bytes: counts.history_bytes,
     }))
 }

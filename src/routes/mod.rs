@@ -5,6 +5,8 @@
 //! | `GET /`        | [`console::page`]       |
 //! | `POST /`       | [`publish::publish`]    |
 //! | `GET /ws`      | [`ws::upgrade`]         |
+//! | `GET /events`  | [`sse::events`]         |
+//! | `GET /poll`    | [`poll::poll`]          |
 //! | `GET /health`  | [`health::health`]      |
 //! | `GET /static/*`| files from `static_dir` |
 
@@ -24,7 +26,10 @@ use crate::limits::ConnectionLimiter;
 
 pub mod console;
 pub mod health;
+pub mod poll;
 pub mod publish;
+pub mod query;
+pub mod sse;
 pub mod ws;
 
 /// What handlers share; built once in `app`, cloned cheaply per worker.
@@ -43,6 +48,10 @@ pub struct AppState {
     pub origins: OriginPolicy,
     /// `max_connections` and `max_connections_per_ip`.
     pub connections: ConnectionLimiter,
+    /// How long `GET /poll` waits for a message.
+    pub poll_timeout_secs: u64,
+    /// This lifetime's history epoch, for `/health`.
+    pub epoch: Arc<str>,
     /// When the process started, for `/health`.
     pub started_at: Instant,
 }
@@ -59,6 +68,16 @@ pub fn configure(static_dir: PathBuf) -> impl FnOnce(&mut web::ServiceConfig) {
         .service(
             web::resource("/ws")
                 .route(web::get().to(ws::upgrade))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/events")
+                .route(web::get().to(sse::events))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/poll")
+                .route(web::get().to(poll::poll))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -4,8 +4,9 @@
 //! (`{"message": <any JSON>, "id": "…"}` / `"channel": "…"`). No target →
 //! every session; `id` → every session registered as it; `channel` → every
 //! subscriber. The frame is encoded here, once, and `NotifyServer` shares it
-//! among the recipients. Answer: `{"delivered": N}`, the number of sessions
-//! it was handed to.
+//! among the recipients, after stamping the message's `seq` in. Answer:
+//! `{"delivered": N, "seq": S}`: the number of sessions it was handed to,
+//! and its position.
 //!
 //! Before the body is read: a foreign `Origin` is refused (403), then the
 //! publisher is checked (key, or loopback when no keys are configured).
@@ -25,7 +26,7 @@ use crate::error::ApiError;
 use crate::form::parse_pairs;
 use crate::hub::messages::{Broadcast, Direct, ToChannel};
 use crate::ids::{ChannelName, ClientId};
-use crate::protocol::ServerFrame;
+use crate::protocol::{minify_json, PendingFrame};
 
 /// A validated publish request.
 #[derive(Debug)]
@@ -64,8 +65,11 @@ struct JsonBody {
 }
 
 #[derive(Serialize)]
-struct Published {
+struct Reply {
+    /// Sessions the message was handed to.
     delivered: usize,
+    /// The message's position.
+    seq: u64,
 }
 
 /// The body formats `POST /` takes.
@@ -164,6 +168,9 @@ impl Publish {
             .message
             .filter(|m| m.get() != "\"\"")
             .ok_or(ApiError::MissingMessage)?;
+        // Stored and sent compact, on one line (SSE frames data by line).
+        let message = RawValue::from_string(minify_json(message.get()))
+            .map_err(|e| ApiError::MalformedBody(format!("invalid message: {e}")))?;
         Ok(Self {
             message,
             target: Target::from_parts(json.id, json.channel)?,
@@ -214,18 +221,17 @@ pub async fn publish(
         Target::Id(id) => (Some(id), None),
         Target::Channel(channel) => (None, Some(channel)),
     };
-    let frame = ServerFrame::Message {
-        id,
-        channel,
-        data: &publish.message,
-    }
-    .encode();
-    let delivered = match publish.target {
+    let frame =
+        PendingFrame::message(id, channel, &publish.message).map_err(ApiError::MalformedBody)?;
+    let published = match publish.target {
         Target::Everyone => state.server.send(Broadcast { frame }).await?,
         Target::Id(id) => state.server.send(Direct { id, frame }).await?,
         Target::Channel(channel) => state.server.send(ToChannel { channel, frame }).await?,
     };
-    Ok(HttpResponse::Ok().json(Published { delivered }))
+    Ok(HttpResponse::Ok().json(Reply {
+        delivered: published.delivered,
+        seq: published.seq,
+    }))
 }
 
 #[cfg(test)]
@@ -240,9 +246,13 @@ mod tests {
     }
 
     #[test]
-    fn json_message_is_kept_verbatim() {
-        let p = Publish::parse(BodyKind::Json, br#"{"message":{"a":[1,2]},"id":7}"#).unwrap();
-        assert_eq!(p.message.get(), r#"{"a":[1,2]}"#);
+    fn json_message_is_kept_exact_and_compact() {
+        let p = Publish::parse(
+            BodyKind::Json,
+            b"{\"message\":{\"a\" :\n [1, 2.50]},\"id\":7}",
+        )
+        .unwrap();
+        assert_eq!(p.message.get(), r#"{"a":[1,2.50]}"#);
         assert_eq!(p.target, Target::Id(ClientId::parse("7").unwrap()));
     }
 

@@ -25,6 +25,26 @@ async fn a_websocket_from_a_foreign_origin_is_refused() {
 }
 
 #[actix_web::test]
+async fn a_rebound_domain_is_not_taken_for_herald_itself() {
+    // DNS rebinding: a page of http://evil.example:PORT reaches 127.0.0.1 with
+    // a Host header naming its own domain, matching its Origin.
+    let app = spawn_app().await;
+    let host = format!("evil.example:{}", app.port);
+    let origin = format!("http://{host}");
+    let headers = [("origin", origin.as_str()), ("host", host.as_str())];
+    let (status, body) = app.ws_attempt("", &headers).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+    let (status, body) = app.publish_form_with(&headers, &[("message", "m")]).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::FORBIDDEN, &json!("forbidden"))
+    );
+}
+
+#[actix_web::test]
 async fn past_max_connections_the_upgrade_gets_503() {
     let app = spawn_app_with(|c| c.max_connections = 2).await;
     let first = app.ws("").await;
@@ -43,12 +63,11 @@ async fn past_max_connections_the_upgrade_gets_503() {
 
 /// The permit is freed as the session actor is dropped, a moment after the
 /// registry forgets it: retry the upgrade until it is admitted.
-async fn within_retry(app: &crate::helpers::TestApp) -> crate::helpers::WsClient {
+async fn within_retry(app: &crate::helpers::TestApp) -> RawWs {
     crate::helpers::within("a freed connection slot", async {
         loop {
-            let (status, _) = app.ws_attempt("", &[]).await;
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                return app.ws("").await;
+            if let Ok(raw) = RawWs::attempt(app.port, "", &[]).await {
+                return raw;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

@@ -38,17 +38,20 @@ async fn a_channel_message_reaches_its_subscribers_only() {
         .publish_form(&[("message", "headline"), ("channel", "news")])
         .await;
 
-    assert_eq!((status, body), (StatusCode::OK, json!({"delivered": 2})));
-    let expected = json!({"type": "message", "channel": "news", "data": "headline"});
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"delivered": 2, "seq": 1}))
+    );
+    let expected = json!({"type": "message", "seq": 1, "channel": "news", "data": "headline"});
     assert_eq!(a.recv_json().await, expected);
     assert_eq!(b.recv_json().await, expected);
     let (_, body) = app
         .publish_json(&json!({"message": {"score": [2, 1]}, "channel": "sport"}))
         .await;
-    assert_eq!(body, json!({"delivered": 1}));
+    assert_eq!(body, json!({"delivered": 1, "seq": 2}));
     assert_eq!(
         b.recv_json().await,
-        json!({"type": "message", "channel": "sport", "data": {"score": [2, 1]}})
+        json!({"type": "message", "seq": 2, "channel": "sport", "data": {"score": [2, 1]}})
     );
     assert_nothing_before_sentinel(&app, &mut [&mut a, &mut outsider]).await;
 }
@@ -92,14 +95,13 @@ async fn a_disconnect_leaves_no_channel_behind() {
 async fn channels_in_the_url_are_subscribed_at_connect() {
     let app = spawn_app().await;
     let mut client = app.ws("channel=news&channel=sport").await;
-    assert_eq!(
-        client.recv_json().await,
-        json!({"type": "subscribed", "channel": "news"})
-    );
-    assert_eq!(
-        client.recv_json().await,
-        json!({"type": "subscribed", "channel": "sport"})
-    );
+    let (epoch, seq) = app.position().await;
+    for channel in ["news", "sport"] {
+        assert_eq!(
+            client.recv_json().await,
+            json!({"type": "subscribed", "channel": channel, "epoch": epoch, "seq": seq})
+        );
+    }
 
     let (_, body) = app
         .publish_form(&[("message", "goal"), ("channel", "sport")])

@@ -92,11 +92,11 @@ async fn the_binary_logs_listening_address_and_session_events() {
         .connect()
         .await
         .unwrap();
-    let connected = line_containing(&mut lines, "connected: peer=127.0.0.1:").await;
+    let connected = line_containing(&mut lines, "connected: transport=ws peer=127.0.0.1:").await;
     assert!(connected.contains("session"), "{connected}");
     let registered = line_containing(&mut lines, "registered:").await;
     assert!(
-        registered.contains("peer=127.0.0.1:") && registered.contains("id=\"cli-63\""),
+        registered.contains("transport=ws peer=127.0.0.1:") && registered.contains("id=\"cli-63\""),
         "{registered}"
     );
 

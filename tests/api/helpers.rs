@@ -197,6 +197,43 @@ impl TestApp {
         }
     }
 
+    /// Opens a Server-Sent Events stream at `/events?{query}`.
+    pub async fn sse(&self, query: &str, headers: &[(&str, &str)]) -> SseClient {
+        let mut req = self.http.get(self.url(&format!("/events?{query}")));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let resp = within("the event stream", req.send())
+            .await
+            .expect("GET /events");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let content_type = resp.headers().get("content-type").expect("content type");
+        assert_eq!(content_type, "text/event-stream");
+        SseClient {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// `GET /poll?{query}`: status and JSON answer.
+    pub async fn poll(&self, query: &str) -> (StatusCode, Value) {
+        let client = awc::Client::builder().timeout(WAIT * 2).finish();
+        let mut resp = client
+            .get(self.url(&format!("/poll?{query}")))
+            .send()
+            .await
+            .expect("GET /poll");
+        let body = resp.json::<Value>().await.expect("JSON answer");
+        (resp.status(), body)
+    }
+
+    /// The server's position: (epoch, latest seq).
+    pub async fn position(&self) -> (String, u64) {
+        let health = self.health().await;
+        let epoch = health["epoch"].as_str().expect("epoch").to_owned();
+        (epoch, health["seq"].as_u64().expect("seq"))
+    }
+
     /// Opens a WebSocket registered as `id` and consumes the `registered` answer.
     pub async fn ws_registered(&self, id: &str) -> WsClient {
         let mut client = self.ws(&format!("id={id}")).await;
@@ -290,6 +327,7 @@ impl WsClient {
 pub struct RawWs {
     stream: TcpStream,
     buf: Vec<u8>,
+    close_payload: Option<Vec<u8>>,
 }
 
 /// First-byte flags of a frame.
@@ -318,14 +356,34 @@ impl RawWs {
         query: &str,
         headers: &[(&str, &str)],
     ) -> Result<Self, (StatusCode, Value)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("TCP connect");
+        Self::attempt_with_buffer(port, query, headers, None).await
+    }
+
+    /// Like [`RawWs::attempt`], with the socket's receive buffer set to
+    /// `recv_buffer` bytes: a client that stops reading then fills up fast.
+    pub async fn attempt_with_buffer(
+        port: u16,
+        query: &str,
+        headers: &[(&str, &str)],
+        recv_buffer: Option<u32>,
+    ) -> Result<Self, (StatusCode, Value)> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = socket.connect(addr).await.expect("TCP connect");
         let mut request = format!(
-            "GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+            "GET /ws?{query} HTTP/1.1\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n"
         );
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+        }
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -337,6 +395,7 @@ impl RawWs {
         let mut raw = Self {
             stream,
             buf: Vec::new(),
+            close_payload: None,
         };
         let head = within("the handshake answer", raw.read_until_blank_line()).await;
         let status: u16 = head
@@ -459,6 +518,30 @@ impl RawWs {
         }
     }
 
+    /// The next text frame, parsed as JSON (pings skipped); `None` at a
+    /// close frame or the end of the stream.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        loop {
+            match self.read_frame().await {
+                Some((OP_TEXT, payload)) => {
+                    return Some(serde_json::from_slice(&payload).expect("JSON"))
+                }
+                Some((OP_CLOSE, payload)) => {
+                    self.close_payload = Some(payload);
+                    return None;
+                }
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    }
+
+    /// The close code received by [`RawWs::next_json`], if any.
+    pub fn close_code(&self) -> Option<u16> {
+        let payload = self.close_payload.as_ref()?;
+        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+    }
+
     /// The next text frame, parsed as JSON (pings skipped).
     pub async fn recv_json(&mut self) -> Value {
         loop {
@@ -493,4 +576,66 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let payload = buf[at..at + len].to_vec();
     at += len;
     Some((opcode, payload, at))
+}
+
+/// One Server-Sent Event: its `id:` and `data:` fields, or a comment.
+#[derive(Debug, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub data: Option<String>,
+    pub comment: Option<String>,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.data.as_deref().expect("a data field")).expect("JSON data")
+    }
+}
+
+/// A real HTTP client reading `text/event-stream`.
+pub struct SseClient {
+    resp: awc::ClientResponse,
+    buf: String,
+}
+
+impl SseClient {
+    /// The next event or comment block.
+    pub async fn next_event(&mut self) -> SseEvent {
+        within("an event", async {
+            loop {
+                if let Some(end) = self.buf.find("\n\n") {
+                    let block: String = self.buf.drain(..end + 2).collect();
+                    let mut event = SseEvent {
+                        id: None,
+                        data: None,
+                        comment: None,
+                    };
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("id: ") {
+                            event.id = Some(v.to_owned());
+                        } else if let Some(v) = line.strip_prefix("data: ") {
+                            event.data = Some(v.to_owned());
+                        } else if let Some(v) = line.strip_prefix(':') {
+                            event.comment = Some(v.trim().to_owned());
+                        }
+                    }
+                    return event;
+                }
+                let chunk = self.resp.next().await.expect("stream open").expect("chunk");
+                self.buf
+                    .push_str(std::str::from_utf8(&chunk).expect("UTF-8 stream"));
+            }
+        })
+        .await
+    }
+
+    /// The next event with data (comments skipped), parsed.
+    pub async fn next_data(&mut self) -> (Option<String>, Value) {
+        loop {
+            let event = self.next_event().await;
+            if event.data.is_some() {
+                return (event.id.clone(), event.json());
+            }
+        }
+    }
 }

@@ -31,11 +31,11 @@ async fn broadcast_reaches_every_session() {
     let (status, body) = app.publish_form(&[("message", "Ping")]).await;
 
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"delivered": 3}));
+    assert_eq!(body, json!({"delivered": 3, "seq": 1}));
     for client in [&mut a, &mut b, &mut anonymous] {
         assert_eq!(
             client.recv_json().await,
-            json!({"type": "message", "data": "Ping"})
+            json!({"type": "message", "seq": 1, "data": "Ping"})
         );
     }
 }
@@ -54,8 +54,8 @@ async fn direct_message_reaches_every_tab_of_its_id_and_no_one_else() {
         .await;
 
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"delivered": 2}));
-    let expected = json!({"type": "message", "id": "63", "data": "Hello_63"});
+    assert_eq!(body, json!({"delivered": 2, "seq": 1}));
+    let expected = json!({"type": "message", "seq": 1, "id": "63", "data": "Hello_63"});
     assert_eq!(tab1.recv_json().await, expected);
     assert_eq!(tab2.recv_json().await, expected);
     assert_nothing_before_sentinel(&app, &mut [&mut other, &mut anonymous]).await;
@@ -69,7 +69,7 @@ async fn direct_to_an_id_nobody_holds_delivers_zero() {
     let (status, body) = app.publish_form(&[("message", "hi"), ("id", "999")]).await;
 
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"delivered": 0}));
+    assert_eq!(body, json!({"delivered": 0, "seq": 1}));
 }
 
 #[actix_web::test]
@@ -83,10 +83,10 @@ async fn json_body_delivers_a_structured_value() {
         .await;
 
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"delivered": 1}));
+    assert_eq!(body, json!({"delivered": 1, "seq": 1}));
     assert_eq!(
         client.recv_json().await,
-        json!({"type": "message", "id": "5", "data": order})
+        json!({"type": "message", "seq": 1, "id": "5", "data": order})
     );
 }
 
@@ -99,7 +99,10 @@ async fn json_body_takes_an_integer_id_and_any_json_message() {
         .publish_json(&json!({"message": [1, 2.5, null], "id": 63}))
         .await;
 
-    assert_eq!((status, body), (StatusCode::OK, json!({"delivered": 1})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"delivered": 1, "seq": 1}))
+    );
     assert_eq!(client.recv_json().await["data"], json!([1, 2.5, null]));
 }
 

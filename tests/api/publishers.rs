@@ -46,7 +46,10 @@ async fn with_keys_a_missing_or_wrong_key_is_a_401_and_the_right_one_publishes()
     let (status, body) = app
         .publish_form_with(&[("authorization", &bearer)], &[("message", "keyed")])
         .await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"delivered": 1})));
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"delivered": 1, "seq": 1}))
+    );
     assert_eq!(client.recv_json().await["data"], "keyed");
 }
 

@@ -5,7 +5,9 @@ use actix_web::http::StatusCode;
 use herald::protocol::close_code;
 use serde_json::json;
 
-use crate::helpers::{mint, now, spawn_app_with, token_for, with_tokens, RawWs, CLIENT_SECRET};
+use crate::helpers::{
+    mint, now, spawn_app_with, token_for, with_tokens, RawWs, CLIENT_SECRET, FIN, OP_CLOSE, OP_TEXT,
+};
 
 #[actix_web::test]
 async fn a_token_in_the_url_registers_its_sub_and_an_id_beside_it_is_ignored() {
@@ -98,17 +100,23 @@ async fn with_require_token_nobody_can_claim_an_id() {
     })
     .await;
     let mut raw = RawWs::connect(app.port, "id=victim").await;
-    raw.send_frame(
-        crate::helpers::FIN | crate::helpers::OP_TEXT,
-        br#"{"type":"register","id":"victim"}"#,
-        true,
-    )
-    .await;
-    assert_eq!(raw.expect_close().await, close_code::UNAUTHORIZED);
+    // While the socket is open, the id it asked for in the URL is nobody's.
     let (_, body) = app
         .publish_form(&[("message", "m"), ("id", "victim")])
         .await;
     assert_eq!(body["delivered"], 0);
+    assert_eq!(app.health().await["ids"], 0);
+
+    let register = br#"{"type":"register","id":"victim"}"#;
+    raw.send_frame(FIN | OP_TEXT, register, true).await;
+
+    // The very next frame is the close: no registered, no message.
+    let (opcode, payload) = raw.read_frame().await.expect("a frame");
+    assert_eq!(opcode, OP_CLOSE, "{}", String::from_utf8_lossy(&payload));
+    assert_eq!(
+        u16::from_be_bytes([payload[0], payload[1]]),
+        close_code::UNAUTHORIZED
+    );
     app.wait_for_counts(0, 0).await;
 }
 
@@ -141,9 +149,10 @@ async fn with_require_token_a_token_in_the_frame_admits_the_session() {
         .await;
     assert_eq!(client.recv_json().await["id"], "carol");
     // The channel asked for in the URL is joined once admitted.
+    let subscribed = client.recv_json().await;
     assert_eq!(
-        client.recv_json().await,
-        json!({"type": "subscribed", "channel": "news"})
+        (&subscribed["type"], &subscribed["channel"]),
+        (&json!("subscribed"), &json!("news"))
     );
     let (_, body) = app
         .publish_form(&[("message", "hi carol"), ("id", "carol")])
@@ -207,11 +216,11 @@ async fn an_expiring_token_closes_the_session_with_4002() {
 async fn a_refreshed_token_keeps_the_session_past_the_old_expiry() {
     let app = spawn_app_with(|c| {
         with_tokens(c);
-        c.heartbeat_interval_ms = 100;
+        c.heartbeat_interval_ms = 200;
         c.client_timeout_ms = 1_000;
     })
     .await;
-    let short = mint(&json!({"sub": "gina", "exp": now() + 1}), CLIENT_SECRET);
+    let short = mint(&json!({"sub": "gina", "exp": now() + 3}), CLIENT_SECRET);
     let mut client = app.ws(&format!("token={short}")).await;
     assert_eq!(client.recv_json().await["id"], "gina");
 
@@ -234,7 +243,7 @@ async fn a_refreshed_token_keeps_the_session_past_the_old_expiry() {
         (&json!("refreshed"), &json!("gina"))
     );
 
-    // Twenty beats of 100 ms outlast the first token by far.
+    // Twenty beats of 200 ms outlast the first token (3 s at most).
     client.answer_pings(20).await;
     let (_, body) = app
         .publish_form(&[("message", "still on"), ("id", "gina")])

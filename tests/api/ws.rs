@@ -10,10 +10,18 @@ use crate::helpers::{spawn_app, spawn_app_with, RawWs, FIN, OP_CONT, OP_PING, OP
 #[actix_web::test]
 async fn registering_in_the_url_is_answered_with_the_greeting() {
     let app = spawn_app().await;
+    let (_, published) = app.publish_form(&[("message", "earlier")]).await;
     let mut client = app.ws("id=63").await;
+    let health = app.health().await;
     assert_eq!(
         client.recv_json().await,
-        json!({"type": "registered", "id": "63", "greeting": "Hello client 63"})
+        json!({
+            "type": "registered",
+            "id": "63",
+            "greeting": "Hello client 63",
+            "epoch": health["epoch"],
+            "seq": published["seq"],
+        })
     );
 }
 
@@ -129,7 +137,11 @@ async fn a_fragmented_message_is_reassembled() {
 
 #[actix_web::test]
 async fn a_ping_is_answered_with_its_payload() {
-    let app = spawn_app_with(|c| c.heartbeat_interval_ms = 60_000).await;
+    let app = spawn_app_with(|c| {
+        c.heartbeat_interval_ms = 60_000;
+        c.client_timeout_ms = 120_000;
+    })
+    .await;
     let mut raw = RawWs::connect(app.port, "").await;
     raw.send_frame(FIN | OP_PING, b"are you there", true).await;
     assert_eq!(

@@ -28,12 +28,12 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 use self::fragments::{Assembled, Reassembler};
 use super::messages::{
     Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
-    Unsubscribe,
+    Transport, Unsubscribe,
 };
 use super::NotifyServer;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
-use crate::protocol::{close_code, ClientFrame, ServerFrame};
+use crate::protocol::{close_code, ClientFrame, Position, ServerFrame};
 use crate::token::{Identity, TokenVerifier};
 
 /// What every session enforces, from the config; shared by all sessions.
@@ -44,7 +44,7 @@ pub struct SessionSettings {
     pub max_frame_bytes: usize,
     /// Mailbox capacity: deliveries that may wait before the session counts
     /// as a slow consumer.
-    pub queue_messages: usize,
+    pub max_pending_messages: usize,
     pub max_channels: usize,
     pub frames_per_sec: u32,
     /// Channels with this prefix need a token listing them.
@@ -86,6 +86,8 @@ pub struct SessionStart {
     pub identity: Option<Identity>,
     /// `?channel=` (each checked against the limits and permissions).
     pub channels: Vec<ChannelName>,
+    /// `?since=&epoch=`: resume from there.
+    pub resume: Option<Position>,
 }
 
 pub struct WsSession {
@@ -145,46 +147,91 @@ impl WsSession {
         }
     }
 
-    /// Tells `NotifyServer` about the session and applies what the upgrade
-    /// request asked for.
+    /// Tells `NotifyServer` about the session with what the upgrade request
+    /// asked for (id, channels, resume), in one step, and writes the answer.
+    /// The session handles nothing else until the answer is written, so the
+    /// replay comes before any live message.
     fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let start = self.start.take().unwrap_or_default();
+        let id = match start.identity {
+            Some(identity) => {
+                let id = identity.id.clone();
+                self.set_identity(identity, ctx);
+                Some(id)
+            }
+            None => start.id,
+        };
+        self.channels.extend(start.channels.iter().cloned());
         let addr = ctx.address();
-        self.server.do_send(Connect {
+        let connect = Connect {
             session: self.session,
+            transport: Transport::WebSocket,
             peer: self.peer,
             outbox: SessionOutbox {
                 deliver: addr.clone().recipient(),
                 close: addr.recipient(),
             },
-        });
+            id: id.clone(),
+            channels: start.channels.clone(),
+            resume: start.resume,
+        };
         self.admitted = true;
-        let start = self.start.take().unwrap_or_default();
-        if let Some(identity) = start.identity {
-            self.become_identity(identity, ctx);
-        } else if let Some(id) = start.id {
-            self.register(id, ctx);
-        }
-        for channel in start.channels {
-            self.subscribe(channel, ctx);
-        }
+        self.server
+            .send(connect)
+            .into_actor(self)
+            .map(move |answer, act, ctx| {
+                let Ok(joined) = answer else {
+                    return act.router_gone(ctx);
+                };
+                for (_, frame) in joined.frames(id.as_ref(), &start.channels) {
+                    ctx.text(frame);
+                }
+            })
+            .wait(ctx);
     }
 
-    fn register(&mut self, id: ClientId, ctx: &mut ws::WebsocketContext<Self>) {
-        // Queued before any publish the client may cause after reading the
-        // answer below, so a direct message sent then finds the registration.
-        self.server.do_send(Register {
+    /// Registers under `id`, resuming from `resume` if given, and writes the
+    /// answer before anything else.
+    fn register(
+        &mut self,
+        id: ClientId,
+        resume: Option<Position>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let register = Register {
             session: self.session,
             id: id.clone(),
-        });
-        let greeting = format!("Hello client {id}");
-        ctx.text(ServerFrame::Registered { id: &id, greeting }.encode());
+            resume,
+        };
+        self.server
+            .send(register)
+            .into_actor(self)
+            .map(move |answer, act, ctx| {
+                let Ok(joined) = answer else {
+                    return act.router_gone(ctx);
+                };
+                for (_, frame) in joined.frames(Some(&id), &[]) {
+                    ctx.text(frame);
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn router_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let reason = DisconnectReason::ProtocolError("the router is not running".into());
+        self.close(ctx, close_code::INTERNAL_ERROR, reason);
     }
 
     /// Takes on a verified identity: its id, its expiry, its channels.
-    fn become_identity(&mut self, identity: Identity, ctx: &mut ws::WebsocketContext<Self>) {
+    fn become_identity(
+        &mut self,
+        identity: Identity,
+        resume: Option<Position>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         let id = identity.id.clone();
         self.set_identity(identity, ctx);
-        self.register(id, ctx);
+        self.register(id, resume, ctx);
     }
 
     /// Replaces the identity, re-arms the expiry timer and leaves private
@@ -234,7 +281,14 @@ impl WsSession {
             });
             self.channels.insert(channel.clone());
         }
-        ctx.text(ServerFrame::Subscribed { channel: &channel }.encode());
+        ctx.text(
+            ServerFrame::Subscribed {
+                channel: &channel,
+                epoch: None,
+                seq: None,
+            }
+            .encode(),
+        );
     }
 
     fn unsubscribe(&mut self, channel: ChannelName, ctx: &mut ws::WebsocketContext<Self>) {
@@ -277,16 +331,28 @@ impl WsSession {
         };
         match frame {
             ClientFrame::Register {
-                token: Some(token), ..
-            } => self.register_with_token(&token, ctx),
-            ClientFrame::Register {
-                id: Some(id),
-                token: None,
-            } => self.register_anonymous(id, ctx),
-            ClientFrame::Register {
-                id: None,
-                token: None,
-            } => self.refuse(ctx, "register needs an `id` or a `token`".into()),
+                id,
+                token,
+                since,
+                epoch,
+            } => {
+                let resume = match (since, epoch) {
+                    (None, None) => None,
+                    (Some(since), Some(epoch)) => match Position::new(epoch, since) {
+                        Ok(position) => Some(position),
+                        Err(e) => return self.refuse(ctx, e),
+                    },
+                    _ => {
+                        let error = "give both `since` and `epoch`, or neither";
+                        return self.refuse(ctx, error.into());
+                    }
+                };
+                match (token, id) {
+                    (Some(token), _) => self.register_with_token(&token, resume, ctx),
+                    (None, Some(id)) => self.register_anonymous(id, resume, ctx),
+                    (None, None) => self.refuse(ctx, "register needs an `id` or a `token`".into()),
+                }
+            }
             _ if !self.admitted => self.unauthorized(
                 ctx,
                 "send {\"type\":\"register\",\"token\":...} first".into(),
@@ -307,25 +373,44 @@ impl WsSession {
         }
     }
 
-    fn register_with_token(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
+    fn refuse_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        self.refuse(
+            ctx,
+            "binary messages are not supported: send JSON text".into(),
+        );
+    }
+
+    fn register_with_token(
+        &mut self,
+        token: &str,
+        resume: Option<Position>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         let Some(verifier) = &self.settings.tokens else {
             return self.refuse(ctx, "tokens are not enabled on this server".into());
         };
         match verifier.verify(token) {
             Ok(identity) if !self.admitted => {
-                // Admission registers the identity, then joins the channels
-                // the upgrade asked for, which may need it.
-                self.start
-                    .get_or_insert_with(SessionStart::default)
-                    .identity = Some(identity);
+                // Admission registers the identity, joins the channels the
+                // upgrade asked for (which may need it) and resumes.
+                let start = self.start.get_or_insert_with(SessionStart::default);
+                start.identity = Some(identity);
+                if resume.is_some() {
+                    start.resume = resume;
+                }
                 self.admit(ctx);
             }
-            Ok(identity) => self.become_identity(identity, ctx),
+            Ok(identity) => self.become_identity(identity, resume, ctx),
             Err(e) => self.refuse(ctx, format!("invalid token: {e}")),
         }
     }
 
-    fn register_anonymous(&mut self, id: ClientId, ctx: &mut ws::WebsocketContext<Self>) {
+    fn register_anonymous(
+        &mut self,
+        id: ClientId,
+        resume: Option<Position>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
         if self.settings.require_token {
             return self.refuse(ctx, "this server requires a token to register".into());
         }
@@ -336,7 +421,7 @@ impl WsSession {
             );
             return Self::send_error(ctx, &error);
         }
-        self.register(id, ctx);
+        self.register(id, resume, ctx);
     }
 
     fn refresh(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
@@ -362,9 +447,7 @@ impl WsSession {
         match self.fragments.push(item) {
             Assembled::Pending => {}
             Assembled::Text(text) => self.handle_text(&text, ctx),
-            Assembled::Binary => {
-                Self::send_error(ctx, "binary messages are not supported: send JSON text")
-            }
+            Assembled::Binary => self.refuse_binary(ctx),
             Assembled::TooBig => {
                 let reason = protocol_error("fragmented message over max_frame_bytes");
                 self.close(ctx, close_code::MESSAGE_TOO_BIG, reason);
@@ -445,7 +528,7 @@ impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.settings.queue_messages);
+        ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         ctx.run_interval(self.settings.heartbeat_interval, Self::heartbeat);
         let has_token = self.start.as_ref().is_some_and(|s| s.identity.is_some());
         // Without a required token, the session waits to be admitted until a
@@ -462,6 +545,16 @@ impl Actor for WsSession {
                 session: self.session,
                 reason: self.end_reason.clone(),
             });
+        } else {
+            // Never admitted, so the router never heard of it: log here.
+            let peer = self
+                .peer
+                .map_or_else(|| "unknown".into(), |p| p.to_string());
+            log::info!(
+                "session {} refused: transport=ws peer={peer} reason={}",
+                self.session,
+                self.end_reason
+            );
         }
     }
 }
@@ -480,21 +573,13 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
         };
         self.last_heard = Instant::now();
-        let counted = matches!(
-            msg,
-            ws::Message::Text(_)
-                | ws::Message::Binary(_)
-                | ws::Message::Continuation(_)
-                | ws::Message::Ping(_)
-        );
+        let counted = !matches!(msg, ws::Message::Close(_) | ws::Message::Nop);
         if counted && !self.within_rate(ctx) {
             return;
         }
         match msg {
             ws::Message::Text(text) => self.handle_text(&text, ctx),
-            ws::Message::Binary(_) => {
-                Self::send_error(ctx, "binary messages are not supported: send JSON text")
-            }
+            ws::Message::Binary(_) => self.refuse_binary(ctx),
             ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
             ws::Message::Ping(payload) => ctx.pong(&payload),
             ws::Message::Pong(_) | ws::Message::Nop => {}
@@ -567,7 +652,7 @@ mod tests {
             heartbeat_interval: Duration::from_secs(1),
             client_timeout: Duration::from_secs(2),
             max_frame_bytes: 1024,
-            queue_messages: 8,
+            max_pending_messages: 8,
             max_channels: 4,
             frames_per_sec: 10,
             private_prefix: "private:".into(),

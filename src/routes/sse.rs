@@ -1,0 +1,60 @@
+//! `GET /events`: Server-Sent Events, for clients whose WebSocket is broken
+//! by a proxy (or who only listen).
+//!
+//! The same query as `/ws` ([`super::query`]); a `Last-Event-ID` header
+//! (`<epoch>:<seq>`, as the browser's EventSource sends it on reconnect)
+//! resumes from there and wins over `since`/`epoch` in the URL, which stay
+//! as they were when the page opened. The same checks as the WebSocket
+//! upgrade; with `require_token`, the token must be in the URL (401 without).
+
+use std::convert::Infallible;
+
+use actix::Actor;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::stream;
+
+use super::query::ClientQuery;
+use super::AppState;
+use crate::error::ApiError;
+use crate::hub::SseSession;
+use crate::protocol::Position;
+
+pub async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.origins.check(req.headers())?;
+    let mut query = ClientQuery::parse(req.query_string())?;
+    if let Some(last) = req.headers().get("last-event-id") {
+        let last = last
+            .to_str()
+            .map_err(|_| ApiError::InvalidQuery("Last-Event-ID is not text".into()))?;
+        query.resume = Some(Position::parse_event_id(last).map_err(ApiError::InvalidQuery)?);
+    }
+    let start = query.into_start(&state.session_settings)?;
+    if state.session_settings.require_token && start.identity.is_none() {
+        return Err(ApiError::Unauthorized(
+            "this server requires a token: add token=<JWT> to the URL".into(),
+        ));
+    }
+    let peer = req.peer_addr();
+    let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
+    let (session, receiver) = SseSession::new(
+        state.server.clone(),
+        peer,
+        state.session_settings.clone(),
+        start,
+        permit,
+    );
+    session.start();
+    let body = stream::unfold(receiver, |mut receiver| async move {
+        let event = receiver.recv().await?;
+        Some((Ok::<_, Infallible>(event), receiver))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
