@@ -105,11 +105,24 @@ impl Application {
             started_at: Instant::now(),
         });
         let static_dir = config.static_dir.clone();
+        let stall_timeout = config.client_timeout();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(routes::configure(static_dir.clone()))
                 .default_service(web::to(routes::not_found))
+        })
+        // A peer that stops reading stops the session that writes to it,
+        // heartbeat included (it runs inside the response). The kernel ends
+        // such a connection once its data has made no progress for this
+        // long, which frees the session and its connection slot.
+        .on_connect(move |conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let socket = socket2::SockRef::from(tcp);
+                if let Err(e) = socket.set_tcp_user_timeout(Some(stall_timeout)) {
+                    log::debug!("cannot set TCP_USER_TIMEOUT: {e}");
+                }
+            }
         })
         .listen(listener)
         .map_err(bind_error)?;

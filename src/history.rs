@@ -120,9 +120,12 @@ impl History {
             self.forget_least_recent();
         }
         let size = frame.len() + ENTRY_OVERHEAD_BYTES;
+        // A stream new to the history may be one it forgot: it inherits the
+        // forgotten mark, so a position from before stays a gap.
+        let forgotten_up_to = self.forgotten_up_to;
         let stream = self.streams.entry(key.clone()).or_insert(Stream {
             entries: VecDeque::new(),
-            dropped_up_to: 0,
+            dropped_up_to: forgotten_up_to,
             last_seq: 0,
         });
         self.by_activity.remove(&stream.last_seq);
@@ -355,6 +358,10 @@ mod tests {
         // A position past everything "b" ever had is still complete.
         assert!(h.replay([(&id("b"), 4)], 2, now).unwrap().is_empty());
         assert_eq!(seqs(h.replay([(&id("a"), 4)], 0, now).unwrap()), [1, 3]);
+        // "b" comes back: what it lost before is still a gap.
+        h.append(id("b"), 5, frame(5), now);
+        assert!(h.replay([(&id("b"), 5)], 0, now).is_err());
+        assert_eq!(seqs(h.replay([(&id("b"), 5)], 4, now).unwrap()), [5]);
     }
 
     #[test]

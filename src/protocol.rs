@@ -171,6 +171,9 @@ pub enum ServerFrame<'a> {
         epoch: &'a str,
         seq: u64,
     },
+    /// A session with neither id nor channel opened: the server's position,
+    /// from which it can resume later.
+    Connected { epoch: &'a str, seq: u64 },
     /// A resume succeeded: `count` missed messages were sent before this
     /// frame; the client is now up to date with `seq`.
     Resumed {

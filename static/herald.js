@@ -178,11 +178,16 @@
       }
     }
 
-    /* The URL for the next connection: without a token, everything the
-       server should do at connect (register, subscribe, resume) is in it, so
-       the server does it in one step. */
+    /* The URL for the next connection. Everything the server should do at
+       connect (register, subscribe, resume) happens in one step: from the
+       URL, or, with a token, from the first frame (`await_register=1` makes
+       the server wait for it), so no live message can come before the
+       missed ones. */
     connectUrl() {
       const params = [];
+      if (this.token) {
+        params.push("await_register=1");
+      }
       if (!this.token && this.id !== null) {
         params.push("id=" + encodeURIComponent(this.id));
       }
@@ -318,6 +323,7 @@
           break;
         case "registered":
         case "subscribed":
+        case "connected":
           // A fresh start counts from the server's position; a resume waits
           // for its answer. (Only answers at connect carry the position.)
           if (frame.epoch !== undefined && (!this.resuming || !this.position)) {

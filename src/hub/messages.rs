@@ -117,15 +117,20 @@ pub struct Joined {
 
 impl Joined {
     /// The frames that tell the client the outcome, in wire order:
-    /// `registered` (when `id` is given), `subscribed` for each channel, then
-    /// the replayed messages and `resumed`, or `reset`. Each with its seq
-    /// when it is a message (SSE uses it as the event id).
+    /// `registered` (when `id` is given), `subscribed` for each channel (or
+    /// `connected` when there is neither and no resume), then the replayed
+    /// messages and `resumed`, or `reset`. Each is paired with the position
+    /// it completes, which SSE sends as the event id: a message's own seq;
+    /// the server's seq on `resumed` / `reset`, and on the opening frames
+    /// when no resume is under way (during one, the position is reached only
+    /// at `resumed`).
     pub fn frames(
         &self,
         id: Option<&ClientId>,
         channels: &[ChannelName],
     ) -> Vec<(Option<u64>, ByteString)> {
         let mut out = Vec::new();
+        let opening = self.resume.is_none().then_some(self.seq);
         if let Some(id) = id {
             let frame = ServerFrame::Registered {
                 id,
@@ -133,7 +138,7 @@ impl Joined {
                 epoch: &self.epoch,
                 seq: self.seq,
             };
-            out.push((None, frame.encode()));
+            out.push((opening, frame.encode()));
         }
         for channel in channels {
             let frame = ServerFrame::Subscribed {
@@ -141,9 +146,16 @@ impl Joined {
                 epoch: Some(&self.epoch),
                 seq: Some(self.seq),
             };
-            out.push((None, frame.encode()));
+            out.push((opening, frame.encode()));
         }
         match &self.resume {
+            None if out.is_empty() => {
+                let frame = ServerFrame::Connected {
+                    epoch: &self.epoch,
+                    seq: self.seq,
+                };
+                out.push((opening, frame.encode()));
+            }
             None => {}
             Some(Resume::Replayed { since, frames }) => {
                 out.extend(
@@ -157,7 +169,7 @@ impl Joined {
                     epoch: &self.epoch,
                     seq: self.seq,
                 };
-                out.push((None, frame.encode()));
+                out.push((Some(self.seq), frame.encode()));
             }
             Some(Resume::Reset { reason }) => {
                 let frame = ServerFrame::Reset {
@@ -165,7 +177,7 @@ impl Joined {
                     epoch: &self.epoch,
                     seq: self.seq,
                 };
-                out.push((None, frame.encode()));
+                out.push((Some(self.seq), frame.encode()));
             }
         }
         out

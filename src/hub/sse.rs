@@ -85,20 +85,20 @@ impl SseSession {
         }
     }
 
-    fn push_frame(&mut self, seq: Option<u64>, frame: &ByteString, ctx: &mut Context<Self>) {
-        let mut event = String::with_capacity(frame.len() + 48);
+    /// Appends one event to `out`: `id:` when the frame completes a
+    /// position, then the frame as `data:` (frames are compact JSON: one
+    /// line).
+    fn write_event(&self, out: &mut String, seq: Option<u64>, frame: &ByteString) {
         if let Some(seq) = seq {
-            event.push_str("id: ");
-            event.push_str(&self.epoch);
-            event.push(':');
-            event.push_str(&seq.to_string());
-            event.push('\n');
+            out.push_str("id: ");
+            out.push_str(&self.epoch);
+            out.push(':');
+            out.push_str(&seq.to_string());
+            out.push('\n');
         }
-        // Frames are compact JSON: one line.
-        event.push_str("data: ");
-        event.push_str(frame);
-        event.push_str("\n\n");
-        self.push(Bytes::from(event), ctx);
+        out.push_str("data: ");
+        out.push_str(frame);
+        out.push_str("\n\n");
     }
 
     fn admit(&mut self, ctx: &mut Context<Self>) {
@@ -137,9 +137,12 @@ impl SseSession {
                     return ctx.stop();
                 };
                 act.epoch = joined.epoch.clone();
+                // One chunk, so a long replay takes one place in the queue.
+                let mut events = String::new();
                 for (seq, frame) in joined.frames(id.as_ref(), &start.channels) {
-                    act.push_frame(seq, &frame, ctx);
+                    act.write_event(&mut events, seq, &frame);
                 }
+                act.push(Bytes::from(events), ctx);
             })
             .wait(ctx);
     }
@@ -172,7 +175,9 @@ impl Handler<Deliver> for SseSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.push_frame(Some(msg.seq), &msg.frame, ctx);
+        let mut event = String::with_capacity(msg.frame.len() + 48);
+        self.write_event(&mut event, Some(msg.seq), &msg.frame);
+        self.push(Bytes::from(event), ctx);
     }
 }
 

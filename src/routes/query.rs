@@ -3,7 +3,10 @@
 //!
 //! `id=<client id>`; `token=<JWT>` (its `sub` wins over `id`);
 //! `channel=<name>`, repeatable; `since=<seq>&epoch=<epoch>`, both or
-//! neither. Other parameters are ignored (room for cache-busters).
+//! neither; `await_register=1`: admit the session only with its first
+//! `register` frame (WebSocket only), so a token and a position sent there
+//! are applied in the same step as the rest. Other parameters are ignored
+//! (room for cache-busters).
 
 use crate::error::ApiError;
 use crate::form::parse_pairs;
@@ -18,6 +21,7 @@ pub struct ClientQuery {
     pub token: Option<String>,
     pub channels: Vec<ChannelName>,
     pub resume: Option<Position>,
+    pub await_register: bool,
 }
 
 impl ClientQuery {
@@ -47,6 +51,7 @@ impl ClientQuery {
                 }
                 "epoch" if epoch.is_some() => return Err(twice()),
                 "epoch" => epoch = Some(value),
+                "await_register" => parsed.await_register = matches!(value.as_str(), "1" | "true"),
                 _ => {}
             }
         }
@@ -90,6 +95,7 @@ impl ClientQuery {
             identity,
             channels: self.channels,
             resume: self.resume,
+            await_register: self.await_register,
         })
     }
 }

@@ -179,13 +179,25 @@ impl TestApp {
         .await;
     }
 
-    /// Opens a WebSocket to `/ws?{query}`.
+    /// Opens a WebSocket to `/ws?{query}`. A session that opens with
+    /// nothing to answer (no id, channel, position or token) first gets a
+    /// `connected` frame with the server's position; it is checked and
+    /// consumed here.
     pub async fn ws(&self, query: &str) -> WsClient {
         let url = format!("ws://127.0.0.1:{}/ws?{}", self.port, query);
         let (_resp, framed) = within("the WebSocket handshake", self.http.ws(url).connect())
             .await
             .expect("WebSocket connects");
-        WsClient { framed }
+        let mut client = WsClient { framed };
+        if opens_quietly(query) {
+            let frame = client.recv_json().await;
+            assert_eq!(frame["type"], "connected", "{frame}");
+            assert!(
+                frame["epoch"].is_string() && frame["seq"].is_u64(),
+                "{frame}"
+            );
+        }
+        client
     }
 
     /// Tries a WebSocket upgrade with extra headers: 101 and no body, or
@@ -242,6 +254,14 @@ impl TestApp {
         assert_eq!(frame["id"], id);
         client
     }
+}
+
+/// Whether a session opened with `query` gets only a `connected` frame.
+pub fn opens_quietly(query: &str) -> bool {
+    let keys = ["id=", "channel=", "since=", "token=", "await_register="];
+    !query
+        .split('&')
+        .any(|pair| keys.iter().any(|k| pair.starts_with(k)))
 }
 
 pub struct WsClient {

@@ -169,25 +169,49 @@ async fn a_position_from_another_lifetime_resets() {
 }
 
 #[actix_web::test]
-async fn a_register_frame_with_a_position_resumes_the_id_it_registers() {
+async fn a_register_frame_with_a_position_resumes_when_the_session_awaits_it() {
     let app = spawn_app().await;
     let (epoch, since) = app.position().await;
     let a = publish(&app, &[("message", "for 7"), ("id", "7")]).await;
     let b = publish(&app, &[("message", "all")]).await;
 
-    let mut client = app.ws("").await;
+    // Admitted only with its first register frame: no message can come
+    // before the replay.
+    let mut client = app.ws("await_register=1&channel=news").await;
+    let (_, body) = app.publish_form(&[("message", "not yet")]).await;
+    assert_eq!(
+        body["delivered"], 0,
+        "not admitted before its register frame"
+    );
+    let c = body["seq"].as_u64().unwrap();
     client
         .send_json(&json!({"type": "register", "id": "7", "since": since, "epoch": epoch}))
         .await;
     assert_eq!(client.recv_json().await["type"], "registered");
+    assert_eq!(client.recv_json().await["type"], "subscribed");
     let (messages, resumed) = read_replay(&mut client).await;
     let seqs: Vec<u64> = messages
         .iter()
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, [a, b]);
-    assert_eq!(resumed["count"], 2);
+    assert_eq!(seqs, [a, b, c]);
+    assert_eq!(resumed["count"], 3);
+}
 
+#[actix_web::test]
+async fn a_position_on_an_admitted_session_is_refused() {
+    let app = spawn_app().await;
+    let (epoch, since) = app.position().await;
+    let mut client = app.ws("").await;
+    client
+        .send_json(&json!({"type": "register", "id": "7", "since": since, "epoch": epoch}))
+        .await;
+    let error = client.recv_json().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("await_register"),
+        "{error}"
+    );
     client
         .send_json(&json!({"type": "register", "id": "7", "since": since}))
         .await;

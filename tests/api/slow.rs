@@ -72,3 +72,49 @@ async fn a_client_that_never_reads_is_closed_at_its_queue_cap_and_others_keep_re
     let missed: Vec<u64> = published.into_iter().filter(|&s| s > last_seq).collect();
     assert_eq!(replayed, missed);
 }
+
+#[actix_web::test]
+async fn a_stalled_connection_is_ended_and_frees_its_slot() {
+    let app = spawn_app_with(|c| {
+        c.max_pending_messages = 64;
+        c.max_connections_per_ip = 1;
+        c.heartbeat_interval_ms = 200;
+        c.client_timeout_ms = 1_000;
+    })
+    .await;
+    let slow = RawWs::attempt_with_buffer(app.port, "id=slow", &[], Some(4096))
+        .await
+        .unwrap_or_else(|(status, body)| panic!("{status} {body}"));
+    app.wait_for_counts(1, 1).await;
+    let (status, _) = app.ws_attempt("id=other", &[]).await;
+    assert_eq!(status, actix_web::http::StatusCode::TOO_MANY_REQUESTS);
+
+    // Fill the stalled client's buffers until herald drops it.
+    let payload = "x".repeat(32 * 1024);
+    let mut dropped = false;
+    for _ in 0..2_000 {
+        let (_, body) = app
+            .publish_form(&[("message", &payload), ("id", "slow")])
+            .await;
+        if body["delivered"] == 0 {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the stalled client was never dropped");
+
+    // The client never reads a byte, yet herald ends its side of the
+    // connection (after `client_timeout_ms` without progress) and the slot
+    // is free again.
+    crate::helpers::within("the slot to be free", async {
+        loop {
+            let (status, _) = app.ws_attempt("id=other", &[]).await;
+            if status == actix_web::http::StatusCode::SWITCHING_PROTOCOLS {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    drop(slow);
+}

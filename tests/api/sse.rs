@@ -10,8 +10,10 @@ async fn events_carry_frames_and_positions() {
     let app = spawn_app().await;
     let mut events = app.sse("id=63&channel=news", &[]).await;
     let (id, registered) = events.next_data().await;
-    assert_eq!((id, &registered["type"]), (None, &json!("registered")));
     let epoch = registered["epoch"].as_str().unwrap().to_owned();
+    // The opening frames carry the position the stream starts from.
+    assert_eq!(registered["type"], "registered");
+    assert_eq!(id, Some(format!("{epoch}:0")));
     assert_eq!(events.next_data().await.1["type"], "subscribed");
 
     let (_, body) = app.publish_form(&[("message", "hi"), ("id", "63")]).await;
@@ -137,4 +139,52 @@ async fn event_streams_follow_the_same_auth_rules() {
         .await;
     assert_eq!(events.next_data().await.1["type"], "subscribed");
     assert_eq!(events.next_data().await.1["data"], "psst");
+}
+
+#[actix_web::test]
+async fn a_stream_that_drops_before_any_message_resumes_from_its_opening_position() {
+    let app = spawn_app_with(|c| {
+        c.heartbeat_interval_ms = 50;
+        c.client_timeout_ms = 200;
+    })
+    .await;
+    app.publish_form(&[("message", "before")]).await;
+    let mut events = app.sse("", &[]).await;
+    let (opening, connected) = events.next_data().await;
+    assert_eq!(connected["type"], "connected");
+    drop(events);
+    app.wait_for_counts(0, 0).await;
+    let (_, missed) = app.publish_form(&[("message", "missed")]).await;
+
+    let opening = opening.expect("the opening event has an id");
+    let mut events = app.sse("", &[("last-event-id", &opening)]).await;
+    let (_, frame) = events.next_data().await;
+    assert_eq!(
+        (&frame["data"], &frame["seq"]),
+        (&json!("missed"), &missed["seq"])
+    );
+    assert_eq!(events.next_data().await.1["type"], "resumed");
+}
+
+#[actix_web::test]
+async fn a_replay_longer_than_the_queue_arrives_whole() {
+    let app = spawn_app_with(|c| c.max_pending_messages = 4).await;
+    let (epoch, since) = app.position().await;
+    for i in 0..20 {
+        app.publish_form(&[("message", &format!("m{i}")), ("id", "z")])
+            .await;
+    }
+    let mut events = app
+        .sse(&format!("id=z&since={since}&epoch={epoch}"), &[])
+        .await;
+    assert_eq!(events.next_data().await.1["type"], "registered");
+    for i in 0..20 {
+        assert_eq!(events.next_data().await.1["data"], format!("m{i}"));
+    }
+    let (id, resumed) = events.next_data().await;
+    assert_eq!(
+        (&resumed["type"], &resumed["count"]),
+        (&json!("resumed"), &json!(20))
+    );
+    assert_eq!(id, Some(format!("{epoch}:{}", since + 20)));
 }

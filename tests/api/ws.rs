@@ -121,6 +121,7 @@ async fn a_plain_get_on_ws_is_a_json_400() {
 async fn a_fragmented_message_is_reassembled() {
     let app = spawn_app().await;
     let mut raw = RawWs::connect(app.port, "").await;
+    assert_eq!(raw.recv_json().await["type"], "connected");
 
     raw.send_frame(OP_TEXT, br#"{"type":"reg"#, true).await;
     raw.send_frame(OP_CONT, br#"ister","#, true).await;
@@ -143,6 +144,7 @@ async fn a_ping_is_answered_with_its_payload() {
     })
     .await;
     let mut raw = RawWs::connect(app.port, "").await;
+    assert_eq!(raw.recv_json().await["type"], "connected");
     raw.send_frame(FIN | OP_PING, b"are you there", true).await;
     assert_eq!(
         raw.read_frame().await,

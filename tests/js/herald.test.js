@@ -112,6 +112,14 @@ test("id and channels go in the URL of every (re)connect, then the position too"
   assert.strictEqual(q.get("epoch"), "E1");
 });
 
+test("a client with neither id nor channel takes its position from `connected`", () => {
+  const { client, sockets } = harness({});
+  client.connect();
+  sockets[0].accept();
+  sockets[0].receive({ type: "connected", epoch: "E", seq: 9 });
+  assert.deepStrictEqual(client.position, { epoch: "E", seq: 9 });
+});
+
 test("the position survives a page load through storage", () => {
   const storage = new FakeStorage();
   const first = harness({ id: "7", storage });
@@ -215,7 +223,10 @@ test("with a token: it registers first with its position, and refreshes before e
   });
   client.connect();
   const q = sockets[0].query();
-  assert.deepStrictEqual([q.get("id"), q.get("since"), q.getAll("channel")], [null, null, ["private:u"]]);
+  assert.deepStrictEqual(
+    [q.get("id"), q.get("since"), q.getAll("channel"), q.get("await_register")],
+    [null, null, ["private:u"], "1"]
+  );
   sockets[0].accept();
   await new Promise((r) => setImmediate(r));
   assert.strictEqual(calls, 1);

@@ -88,6 +88,8 @@ pub struct SessionStart {
     pub channels: Vec<ChannelName>,
     /// `?since=&epoch=`: resume from there.
     pub resume: Option<Position>,
+    /// `?await_register=1`: admit with the first `register` frame.
+    pub await_register: bool,
 }
 
 pub struct WsSession {
@@ -347,6 +349,14 @@ impl WsSession {
                         return self.refuse(ctx, error.into());
                     }
                 };
+                if resume.is_some() && self.admitted {
+                    // Messages may already be on their way to this session:
+                    // a replay now could arrive after newer ones.
+                    let error = "a position is taken only when the session is admitted: put \
+                                 since/epoch in the URL, or connect with await_register=1 and \
+                                 send them in the first register frame";
+                    return Self::send_error(ctx, error);
+                }
                 match (token, id) {
                     (Some(token), _) => self.register_with_token(&token, resume, ctx),
                     (None, Some(id)) => self.register_anonymous(id, resume, ctx),
@@ -420,6 +430,14 @@ impl WsSession {
                 identity.id
             );
             return Self::send_error(ctx, &error);
+        }
+        if !self.admitted {
+            let start = self.start.get_or_insert_with(SessionStart::default);
+            start.id = Some(id);
+            if resume.is_some() {
+                start.resume = resume;
+            }
+            return self.admit(ctx);
         }
         self.register(id, resume, ctx);
     }
@@ -530,11 +548,13 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         ctx.run_interval(self.settings.heartbeat_interval, Self::heartbeat);
-        let has_token = self.start.as_ref().is_some_and(|s| s.identity.is_some());
-        // Without a required token, the session waits to be admitted until a
-        // register frame brings one; the heartbeat ends the wait after
-        // `client_timeout`.
-        if !self.settings.require_token || has_token {
+        let start = self.start.as_ref();
+        let has_token = start.is_some_and(|s| s.identity.is_some());
+        let awaits = start.is_some_and(|s| s.await_register);
+        // A session that must bring a token, or asked to be admitted with its
+        // first register frame, waits for that frame; the heartbeat ends the
+        // wait after `client_timeout`.
+        if !awaits && (!self.settings.require_token || has_token) {
             self.admit(ctx);
         }
     }

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The benchmark suite: herald, the reference server (tokio + tungstenite +
+# hyper, bench/src/bin/reference.rs) and Socket.IO 4 (bench/socketio), each
+# started fresh for every run and pinned to one core, with the load
+# generator pinned to the other. Writes JSON lines, a Markdown summary of
+# medians and a chart.
+#
+#   bench/run.sh            full suite, 3 repeats (about 15 minutes)
+#   bench/run.sh quick      small sizes, 1 repeat (about a minute)
+#   REPEATS=5 bench/run.sh  more repeats
+#   SERVERS="herald reference" bench/run.sh
+#
+# Results go to bench/results/<date>/: results.jsonl, summary.md, chart.svg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-full}
+servers=${SERVERS:-herald reference socketio}
+server_cpu=${SERVER_CPU:-0}
+generator_cpu=${GENERATOR_CPU:-1}
+port=${PORT:-8011}
+if [ "$mode" = quick ]; then repeats=${REPEATS:-1}; else repeats=${REPEATS:-3}; fi
+
+cargo build --release -p herald -p herald-bench
+if [[ " $servers " == *" socketio "* ]] && [ ! -d bench/socketio/node_modules ]; then
+  (cd bench/socketio && npm ci --no-audit --no-fund --silent)
+fi
+
+out=bench/results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$out"
+echo "results: $out"
+
+server_pid=
+start_server() {
+  case $1 in
+    herald) taskset -c "$server_cpu" target/release/herald --config bench/herald.toml --port "$port" \
+              >>"$out/herald.log" 2>&1 & ;;
+    reference) taskset -c "$server_cpu" target/release/reference-server --port "$port" \
+              >>"$out/reference.log" 2>&1 & ;;
+    socketio) taskset -c "$server_cpu" node bench/socketio/server.js --port "$port" \
+              >>"$out/socketio.log" 2>&1 & ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 100); do
+    if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$1 did not start" >&2
+  return 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+trap stop_server EXIT
+
+# run <server> <generator arguments...>
+run() {
+  local server=$1; shift
+  local flavor=herald
+  [ "$server" = socketio ] && flavor=socketio
+  for _ in $(seq "$repeats"); do
+    start_server "$server"
+    if ! taskset -c "$generator_cpu" target/release/herald-bench run --addr "127.0.0.1:$port" \
+         --flavor "$flavor" --label "$server" --server-pid "$server_pid" "$@" >>"$out/results.jsonl"; then
+      echo "invalid run: $server $*" >&2
+    fi
+    stop_server
+  done
+}
+
+for server in $servers; do
+  echo "== $server"
+  if [ "$mode" = quick ]; then
+    run "$server" --scenario idle --clients 1000 --hold-secs 1
+    run "$server" --scenario broadcast --clients 200 --messages 50
+    run "$server" --scenario direct --clients 200 --messages 2000 --publishers 4
+    run "$server" --scenario paced --clients 200 --messages 20 --rate 20
+  else
+    run "$server" --scenario idle --clients 10000 --hold-secs 5
+    run "$server" --scenario connect --clients 5000
+    for clients in 1000 2000 5000; do
+      run "$server" --scenario broadcast --clients "$clients" --messages $((200000 / clients))
+    done
+    run "$server" --scenario direct --clients 1000 --messages 50000 --publishers 8
+    run "$server" --scenario channel --clients 5000 --channel-size 100 --messages 2000 --publishers 4
+    run "$server" --scenario paced --clients 1000 --messages 100 --rate 10
+  fi
+done
+
+target/release/herald-bench report --input "$out/results.jsonl" \
+  --markdown "$out/summary.md" --chart "$out/chart.svg"
+cat "$out/summary.md"

@@ -1,0 +1,146 @@
+//! herald-bench: drives a notification server from outside over loopback
+//! and reports figures as JSON lines; summarises many runs into Markdown and
+//! a chart.
+//!
+//! ```text
+//! herald-bench run --addr 127.0.0.1:8001 --scenario broadcast --clients 1000 --messages 200
+//! herald-bench report --input results.jsonl --markdown summary.md --chart chart.svg
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use herald_bench::report;
+use herald_bench::run::{self, Flavor};
+
+#[derive(Parser)]
+#[command(about = "Load generator for herald and the servers it is compared with")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one scenario and prints one JSON line.
+    Run(RunArgs),
+    /// Summarises JSON lines into a Markdown table and an SVG chart.
+    Report {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        markdown: PathBuf,
+        #[arg(long)]
+        chart: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    addr: SocketAddr,
+    /// The protocol it speaks.
+    #[arg(long, value_enum, default_value = "herald")]
+    flavor: Flavor,
+    /// Name of the server in the report.
+    #[arg(long, default_value = "herald")]
+    label: String,
+    /// idle, connect, broadcast, direct, channel or paced.
+    #[arg(long)]
+    scenario: String,
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Messages to publish.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Clients per channel (channel scenario).
+    #[arg(long, default_value_t = 100)]
+    channel_size: usize,
+    /// Messages per second (paced scenario).
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// The server's process id, to read its memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Seconds to hold idle connections before measuring memory.
+    #[arg(long, default_value_t = 3)]
+    hold_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("herald-bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            let report = local.block_on(&runtime, async move {
+                let rate = if args.scenario == "paced" {
+                    args.rate
+                } else {
+                    0.0
+                };
+                let plan = run::plan(
+                    &args.scenario,
+                    args.clients,
+                    args.messages,
+                    args.channel_size,
+                );
+                let opts = run::Options {
+                    server: args.addr,
+                    flavor: args.flavor,
+                    server_pid: args.server_pid,
+                    connect_concurrency: args.connect_concurrency,
+                    publishers: args.publishers,
+                    rate,
+                    drain: Duration::from_secs(10),
+                    hold: Duration::from_secs(args.hold_secs),
+                };
+                run::run(&args.scenario, &args.label, plan, opts).await
+            });
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("herald-bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("herald-bench: invalid run: {}", report.note);
+                ExitCode::from(3)
+            }
+        }
+        Command::Report {
+            input,
+            markdown,
+            chart,
+        } => match report::write(&input, &markdown, &chart) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("herald-bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,178 @@
+//! Medians over repeated runs, as a Markdown table and an SVG chart of
+//! broadcast deliveries/s and p99 latency against the number of clients.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde_json::Value;
+
+type Key = (String, String, u64); // scenario, server, clients
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+struct Group {
+    runs: Vec<Value>,
+    invalid: usize,
+}
+
+impl Group {
+    fn median(&self, field: &str) -> f64 {
+        median(self.runs.iter().filter_map(|r| r[field].as_f64()).collect())
+    }
+}
+
+fn load(input: &Path) -> Result<BTreeMap<Key, Group>, String> {
+    let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let run: Value =
+            serde_json::from_str(line).map_err(|e| format!("bad line {line:?}: {e}"))?;
+        let key = (
+            run["scenario"].as_str().unwrap_or("?").to_owned(),
+            run["server"].as_str().unwrap_or("?").to_owned(),
+            run["clients"].as_u64().unwrap_or(0),
+        );
+        let group = groups.entry(key).or_insert(Group {
+            runs: Vec::new(),
+            invalid: 0,
+        });
+        if run["valid"].as_bool() == Some(true) {
+            group.runs.push(run);
+        } else {
+            group.invalid += 1;
+        }
+    }
+    Ok(groups)
+}
+
+/// The headline figure of each scenario, and its unit.
+fn headline(scenario: &str) -> (&'static str, &'static str) {
+    match scenario {
+        "idle" => ("rss_per_connection_bytes", "bytes/conn"),
+        "connect" => ("connects_per_s", "conn/s"),
+        "direct" => ("messages_per_s", "msg/s"),
+        _ => ("deliveries_per_s", "deliveries/s"),
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else if v >= 100.0 {
+        format!("{:.0}", v)
+    } else {
+        format!("{:.2}", v)
+    }
+}
+
+pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> {
+    let groups = load(input)?;
+    let mut md = String::from(
+        "| scenario | clients | server | runs (invalid) | headline | p50 ms | p99 ms | p999 ms | max ms | vs reference |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for ((scenario, server, clients), group) in &groups {
+        let (field, unit) = headline(scenario);
+        let value = group.median(field);
+        let reference = groups
+            .get(&(scenario.clone(), "reference".into(), *clients))
+            .map(|g| g.median(field))
+            .unwrap_or(f64::NAN);
+        let ratio = if server == "reference" || reference.is_nan() {
+            String::from("–")
+        } else {
+            format!("{:.2}×", value / reference)
+        };
+        let ms = |f: &str| fmt(group.median(f) / 1000.0);
+        md.push_str(&format!(
+            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {} | {} | {} | {} | {ratio} |\n",
+            group.runs.len(),
+            group.invalid,
+            fmt(value),
+            ms("p50_us"),
+            ms("p99_us"),
+            ms("p999_us"),
+            ms("max_us"),
+        ));
+    }
+    std::fs::write(markdown, md).map_err(|e| format!("{}: {e}", markdown.display()))?;
+    draw(&groups, chart).map_err(|e| format!("{}: {e}", chart.display()))
+}
+
+fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut series: BTreeMap<String, Vec<(u64, f64, f64)>> = BTreeMap::new();
+    for ((scenario, server, clients), group) in groups {
+        if scenario == "broadcast" && !group.runs.is_empty() {
+            let rate = group.median("deliveries_per_s");
+            let p99_ms = group.median("p99_us") / 1000.0;
+            series
+                .entry(server.clone())
+                .or_default()
+                .push((*clients, rate, p99_ms));
+        }
+    }
+    let root = SVGBackend::new(chart, (1100, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(550);
+    let max_clients = series.values().flatten().map(|p| p.0).max().unwrap_or(1) as f64;
+    let max_rate = series.values().flatten().map(|p| p.1).fold(1.0, f64::max);
+    let max_p99 = series.values().flatten().map(|p| p.2).fold(1.0, f64::max);
+    let colors = [
+        RGBColor(200, 60, 40),
+        RGBColor(40, 90, 200),
+        RGBColor(40, 150, 70),
+    ];
+
+    let mut rate_chart = ChartBuilder::on(&left)
+        .caption("broadcast deliveries/s", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..max_clients * 1.05, 0.0..max_rate * 1.1)?;
+    rate_chart
+        .configure_mesh()
+        .x_desc("clients")
+        .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+        .draw()?;
+    let mut p99_chart = ChartBuilder::on(&right)
+        .caption("broadcast p99 latency (ms)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..max_clients * 1.05, 0.0..max_p99 * 1.1)?;
+    p99_chart.configure_mesh().x_desc("clients").draw()?;
+
+    for (i, (server, points)) in series.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let rates: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.1)).collect();
+        let p99s: Vec<(f64, f64)> = points.iter().map(|p| (p.0 as f64, p.2)).collect();
+        rate_chart
+            .draw_series(LineSeries::new(rates.clone(), color.stroke_width(2)))?
+            .label(server.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        rate_chart.draw_series(rates.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+        p99_chart.draw_series(LineSeries::new(p99s.clone(), color.stroke_width(2)))?;
+        p99_chart.draw_series(p99s.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    rate_chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

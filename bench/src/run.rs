@@ -1,0 +1,508 @@
+//! One benchmark run: N WebSocket clients, a plan of messages, publishers,
+//! and the accounting that proves every expected delivery arrived exactly
+//! once and nowhere else.
+//!
+//! Everything runs on one thread (a `LocalSet`), so the shared state is in
+//! `Rc`/`RefCell` with no locks, and the generator's CPU use is one core's.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::publish::Publisher;
+use crate::wire::{self, OP_CLOSE, OP_PING, OP_TEXT};
+
+/// Which protocol the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// herald's WebSocket protocol (also spoken by the reference server).
+    Herald,
+    /// Engine.IO v4 / Socket.IO 4 over WebSocket.
+    Socketio,
+}
+
+/// Where one message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    All,
+    Client(u32),
+    Channel(u32),
+}
+
+/// Clients, their channels, and the messages to publish.
+pub struct Plan {
+    pub clients: usize,
+    /// Clients per channel (client i is in channel i / channel_size); 0: none.
+    pub channel_size: usize,
+    pub messages: Vec<Target>,
+}
+
+impl Plan {
+    fn channel_of(&self, client: usize) -> Option<u32> {
+        (self.channel_size > 0).then(|| (client / self.channel_size) as u32)
+    }
+
+    fn addressed(&self, target: Target, client: usize) -> bool {
+        match target {
+            Target::All => true,
+            Target::Client(c) => c as usize == client,
+            Target::Channel(c) => self.channel_of(client) == Some(c),
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        let channel_members = |c: u32| {
+            let start = c as usize * self.channel_size;
+            self.clients.saturating_sub(start).min(self.channel_size) as u64
+        };
+        self.messages
+            .iter()
+            .map(|t| match *t {
+                Target::All => self.clients as u64,
+                Target::Client(_) => 1,
+                Target::Channel(c) => channel_members(c),
+            })
+            .sum()
+    }
+
+    /// The form body publishing message `n`, stamped with its send time.
+    fn body(&self, n: usize, sent_us: u64) -> String {
+        let target = match self.messages[n] {
+            Target::All => String::new(),
+            Target::Client(c) => format!("&id=c{c}"),
+            Target::Channel(c) => format!("&channel=ch{c}"),
+        };
+        format!("message=m{n}t{sent_us}{target}")
+    }
+}
+
+/// What the clients saw.
+struct Tally {
+    unique: u64,
+    duplicated: u64,
+    misrouted: u64,
+    first_publish: Option<Instant>,
+    last_delivery: Option<Instant>,
+    latency_us: Histogram<u64>,
+    /// Per client, one bit per message.
+    seen: Vec<Vec<u64>>,
+}
+
+struct Shared {
+    base: Instant,
+    plan: Plan,
+    server: SocketAddr,
+    flavor: Flavor,
+    expected: u64,
+    tally: RefCell<Tally>,
+    ready: Cell<usize>,
+    failed: Cell<usize>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+
+    fn deliver(&self, client: usize, msg: u32, sent_us: u64) {
+        let now_us = self.now_us();
+        let mut tally = self.tally.borrow_mut();
+        let Some(&target) = self.plan.messages.get(msg as usize) else {
+            tally.misrouted += 1;
+            return;
+        };
+        if !self.plan.addressed(target, client) {
+            tally.misrouted += 1;
+            return;
+        }
+        let (word, bit) = (msg as usize / 64, 1u64 << (msg % 64));
+        let seen = &mut tally.seen[client][word];
+        if *seen & bit != 0 {
+            tally.duplicated += 1;
+            return;
+        }
+        *seen |= bit;
+        tally.unique += 1;
+        let _ = tally
+            .latency_us
+            .record(now_us.saturating_sub(sent_us).max(1));
+        tally.last_delivery = Some(Instant::now());
+        if tally.unique == self.expected {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+/// The result of a run, one JSON line.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub server: String,
+    pub scenario: String,
+    pub clients: usize,
+    pub messages: usize,
+    pub publishers: usize,
+    pub channel_size: usize,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub misrouted: u64,
+    pub failed_clients: usize,
+    pub duration_s: f64,
+    pub deliveries_per_s: f64,
+    pub messages_per_s: f64,
+    pub connects_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub rss_per_connection_bytes: u64,
+    pub generator_cpu: f64,
+    pub valid: bool,
+    pub note: String,
+}
+
+/// Settings of one run.
+pub struct Options {
+    pub server: SocketAddr,
+    pub flavor: Flavor,
+    pub server_pid: Option<u32>,
+    pub connect_concurrency: usize,
+    pub publishers: usize,
+    /// Messages per second for the paced scenario; 0: as fast as possible.
+    pub rate: f64,
+    /// How long to wait for the last deliveries after the last publish.
+    pub drain: Duration,
+    /// For the idle scenario: how long to hold the connections before
+    /// measuring memory.
+    pub hold: Duration,
+}
+
+/// The path a client connects to.
+fn path(flavor: Flavor, client: usize, channel: Option<u32>) -> String {
+    let channel = channel
+        .map(|c| format!("&channel=ch{c}"))
+        .unwrap_or_default();
+    match flavor {
+        Flavor::Herald => format!("/ws?id=c{client}{channel}"),
+        Flavor::Socketio => format!("/socket.io/?EIO=4&transport=websocket&id=c{client}{channel}"),
+    }
+}
+
+/// Spreads clients over 127.0.0.x above ~25k connections, so each source
+/// address keeps within one ephemeral port range.
+fn source(client: usize, clients: usize) -> Option<IpAddr> {
+    (clients > 25_000).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (client / 25_000) as u8)))
+}
+
+async fn client(shared: Rc<Shared>, idx: usize, admission: Rc<Semaphore>) -> io::Result<()> {
+    let permit = admission.acquire().await.map_err(io::Error::other)?;
+    let mut stream = wire::connect(source(idx, shared.plan.clients), shared.server).await?;
+    let mut buf = Vec::with_capacity(8 * 1024);
+    let host = shared.server.to_string();
+    let path = path(shared.flavor, idx, shared.plan.channel_of(idx));
+    wire::handshake(&mut stream, &host, &path, &mut buf).await?;
+    if shared.flavor == Flavor::Socketio {
+        stream.write_all(&wire::frame(OP_TEXT, b"40")).await?;
+    }
+    let mut permit = Some(permit);
+    loop {
+        while let Some(frame) = wire::parse(&buf) {
+            let payload = &buf[frame.start..frame.end];
+            match frame.opcode {
+                OP_TEXT => {
+                    if let Some((msg, sent)) = wire::message_stamp(payload) {
+                        shared.deliver(idx, msg, sent);
+                    } else if wire::find(payload, b"registered").is_some() && permit.is_some() {
+                        permit = None;
+                        shared.ready.set(shared.ready.get() + 1);
+                        shared.changed.notify_waiters();
+                    } else if shared.flavor == Flavor::Socketio && payload == b"2" {
+                        stream.write_all(&wire::frame(OP_TEXT, b"3")).await?;
+                    }
+                }
+                OP_PING => {
+                    let pong = wire::frame(0xA, payload);
+                    stream.write_all(&pong).await?;
+                }
+                OP_CLOSE => return Err(io::Error::other("server closed the connection")),
+                _ => {}
+            }
+            buf.drain(..frame.end);
+        }
+        if wire::read_more(&mut stream, &mut buf).await? == 0 {
+            return Err(io::Error::other("connection ended"));
+        }
+    }
+}
+
+/// Reads a process's resident memory, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time used by this process so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF and a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Waits until `done` holds, or `timeout` passes without `progress` moving.
+async fn wait_until(
+    shared: &Shared,
+    timeout: Duration,
+    done: impl Fn(&Shared) -> bool,
+    progress: impl Fn(&Shared) -> u64,
+) -> bool {
+    let mut last = progress(shared);
+    loop {
+        if done(shared) {
+            return true;
+        }
+        let notified = shared.changed.notified();
+        if done(shared) {
+            return true;
+        }
+        if tokio::time::timeout(timeout, notified).await.is_err() {
+            let now = progress(shared);
+            if now == last {
+                return done(shared);
+            }
+            last = now;
+        }
+    }
+}
+
+/// Runs one scenario and reports it. `scenario` names it in the report.
+pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Report {
+    let mut report = Report {
+        server: label.to_owned(),
+        scenario: scenario.to_owned(),
+        clients: plan.clients,
+        messages: plan.messages.len(),
+        publishers: opts.publishers,
+        channel_size: plan.channel_size,
+        ..Report::default()
+    };
+    let words = plan.messages.len().div_ceil(64).max(1);
+    let expected = plan.expected();
+    report.expected = expected;
+    let shared = Rc::new(Shared {
+        base: Instant::now(),
+        expected,
+        tally: RefCell::new(Tally {
+            unique: 0,
+            duplicated: 0,
+            misrouted: 0,
+            first_publish: None,
+            last_delivery: None,
+            latency_us: Histogram::new(3).expect("histogram"),
+            seen: vec![vec![0u64; words]; plan.clients],
+        }),
+        server: opts.server,
+        flavor: opts.flavor,
+        plan,
+        ready: Cell::new(0),
+        failed: Cell::new(0),
+        changed: Notify::new(),
+    });
+    report.rss_before_kib = opts.server_pid.map(rss_kib).unwrap_or(0);
+    let cpu_start = cpu_time();
+    let wall_start = Instant::now();
+
+    // Connect and register every client.
+    let admission = Rc::new(Semaphore::new(opts.connect_concurrency));
+    let connect_start = Instant::now();
+    let mut tasks = Vec::with_capacity(shared.plan.clients);
+    for idx in 0..shared.plan.clients {
+        let shared = shared.clone();
+        let admission = admission.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            if let Err(e) = client(shared.clone(), idx, admission).await {
+                if shared.failed.get() == 0 {
+                    eprintln!("client {idx}: {e}");
+                }
+                shared.failed.set(shared.failed.get() + 1);
+                shared.changed.notify_waiters();
+            }
+        }));
+    }
+    let n = shared.plan.clients;
+    let all_ready = wait_until(
+        &shared,
+        Duration::from_secs(10),
+        |s| s.ready.get() == n || s.failed.get() > 0,
+        |s| s.ready.get() as u64,
+    )
+    .await;
+    let connect_elapsed = connect_start.elapsed().as_secs_f64();
+    report.connects_per_s = shared.ready.get() as f64 / connect_elapsed.max(1e-9);
+    if !all_ready || shared.ready.get() < n {
+        report.note = format!("only {} of {n} clients registered", shared.ready.get());
+    }
+
+    if scenario == "idle" {
+        tokio::time::sleep(opts.hold).await;
+    }
+    report.rss_after_kib = opts.server_pid.map(rss_kib).unwrap_or(0);
+    if n > 0 {
+        let grown = report.rss_after_kib.saturating_sub(report.rss_before_kib) * 1024;
+        report.rss_per_connection_bytes = grown / n as u64;
+    }
+
+    // Publish.
+    let total = shared.plan.messages.len();
+    if total > 0 && shared.failed.get() == 0 {
+        shared.tally.borrow_mut().first_publish = Some(Instant::now());
+        let next = Rc::new(Cell::new(0usize));
+        let publishers = opts.publishers.max(1);
+        let interval =
+            (opts.rate > 0.0).then(|| Duration::from_secs_f64(publishers as f64 / opts.rate));
+        let mut handles = Vec::new();
+        for _ in 0..publishers {
+            let shared = shared.clone();
+            let next = next.clone();
+            handles.push(tokio::task::spawn_local(async move {
+                let mut publisher = Publisher::connect(shared.server).await?;
+                let mut ticker = interval.map(tokio::time::interval);
+                loop {
+                    let n = next.get();
+                    if n >= total {
+                        return Ok::<_, io::Error>(());
+                    }
+                    next.set(n + 1);
+                    if let Some(ticker) = ticker.as_mut() {
+                        ticker.tick().await;
+                    }
+                    let body = shared.plan.body(n, shared.now_us());
+                    publisher.post(&body).await?;
+                }
+            }));
+        }
+        for handle in handles {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => report.note = format!("publisher: {e}"),
+                Err(e) => report.note = format!("publisher task: {e}"),
+            }
+        }
+        wait_until(
+            &shared,
+            opts.drain,
+            |s| s.tally.borrow().unique >= s.expected,
+            |s| s.tally.borrow().unique,
+        )
+        .await;
+    }
+
+    let wall = wall_start.elapsed();
+    let cpu = cpu_time() - cpu_start;
+    report.generator_cpu = cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    report.failed_clients = shared.failed.get();
+    for task in tasks {
+        task.abort();
+    }
+    let tally = shared.tally.borrow();
+    report.delivered = tally.unique;
+    report.duplicated = tally.duplicated;
+    report.misrouted = tally.misrouted;
+    report.lost = expected.saturating_sub(tally.unique);
+    if let (Some(first), Some(last)) = (tally.first_publish, tally.last_delivery) {
+        let secs = last
+            .saturating_duration_since(first)
+            .as_secs_f64()
+            .max(1e-9);
+        report.duration_s = secs;
+        report.deliveries_per_s = tally.unique as f64 / secs;
+        report.messages_per_s = total as f64 / secs;
+    }
+    let h = &tally.latency_us;
+    if !h.is_empty() {
+        report.p50_us = h.value_at_quantile(0.50);
+        report.p99_us = h.value_at_quantile(0.99);
+        report.p999_us = h.value_at_quantile(0.999);
+        report.max_us = h.max();
+    }
+    let clean = report.lost == 0 && report.duplicated == 0 && report.misrouted == 0;
+    let cpu_ok = report.generator_cpu <= 0.9;
+    report.valid = clean && cpu_ok && report.failed_clients == 0 && report.note.is_empty();
+    if !cpu_ok {
+        report.note = format!(
+            "generator CPU {:.0}% of its core: figures not trusted",
+            report.generator_cpu * 100.0
+        );
+    }
+    report
+}
+
+/// Builds the message plan of a scenario.
+pub fn plan(scenario: &str, clients: usize, messages: usize, channel_size: usize) -> Plan {
+    let mut rng = rand::thread_rng();
+    let targets = match scenario {
+        "broadcast" | "paced" => vec![Target::All; messages],
+        "direct" => (0..messages)
+            .map(|_| Target::Client(rng.gen_range(0..clients.max(1)) as u32))
+            .collect(),
+        "channel" => {
+            let channels = clients.div_ceil(channel_size.max(1)).max(1);
+            (0..messages)
+                .map(|_| Target::Channel(rng.gen_range(0..channels) as u32))
+                .collect()
+        }
+        _ => Vec::new(), // idle, connect
+    };
+    Plan {
+        clients,
+        channel_size: if scenario == "channel" {
+            channel_size
+        } else {
+            0
+        },
+        messages: targets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_deliveries_follow_the_targets() {
+        let plan = Plan {
+            clients: 10,
+            channel_size: 4,
+            messages: vec![
+                Target::All,
+                Target::Client(3),
+                Target::Channel(2),
+                Target::Channel(0),
+            ],
+        };
+        // Channel 2 holds clients 8 and 9 only.
+        assert_eq!(plan.expected(), 10 + 1 + 2 + 4);
+        assert!(plan.addressed(Target::Channel(2), 9));
+        assert!(!plan.addressed(Target::Channel(2), 7));
+        assert_eq!(plan.body(1, 77), "message=m1t77&id=c3");
+    }
+}
