@@ -9,6 +9,7 @@
 #   bench/run.sh quick      small sizes, 1 repeat (about a minute)
 #   REPEATS=5 bench/run.sh  more repeats
 #   SERVERS="herald reference" bench/run.sh
+#   SCENARIOS="broadcast paced" bench/run.sh   only these scenarios
 #
 # Results go to bench/results/<date>/: results.jsonl, summary.md, chart.svg.
 set -euo pipefail
@@ -55,9 +56,12 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# run <server> <generator arguments...>
+scenarios=${SCENARIOS:-idle connect broadcast direct channel paced}
+
+# run <server> --scenario <name> <more generator arguments...>
 run() {
   local server=$1; shift
+  [[ " $scenarios " == *" $2 "* ]] || return 0
   local flavor=herald
   [ "$server" = socketio ] && flavor=socketio
   for _ in $(seq "$repeats"); do
@@ -88,6 +92,14 @@ for server in $servers; do
     run "$server" --scenario paced --clients 1000 --messages 100 --rate 10
   fi
 done
+
+# The most connections this machine allows one process (RLIMIT_NOFILE is
+# 20000 here, and cannot be raised), all receiving broadcasts.
+if [ "$mode" = full ] && [[ " $servers " == *" herald "* ]]; then
+  max=$(( $(ulimit -n) - 200 ))
+  echo "== herald, $max connections"
+  run herald --scenario broadcast --clients "$max" --messages 5 --connect-concurrency 512
+fi
 
 target/release/herald-bench report --input "$out/results.jsonl" \
   --markdown "$out/summary.md" --chart "$out/chart.svg"

@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use actix::{Actor, Addr};
@@ -14,14 +14,13 @@ use crate::config::Config;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Shared};
 use crate::token::TokenVerifier;
 
 /// A bound, not yet running herald.
 pub struct Application {
     port: u16,
     server: Server,
-    notify: Addr<NotifyServer>,
 }
 
 /// Why herald could not start.
@@ -45,6 +44,30 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
+/// Pending connections the kernel queues before herald accepts them. The
+/// standard library's 128 drops SYNs when clients connect in bursts (a
+/// reconnect storm), and each dropped SYN costs that client a 1-second
+/// retransmit.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds `host:port` with address reuse and a deep accept queue.
+fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 impl Application {
     /// Binds the listener and prepares the server. Must run inside an actix
     /// system (`#[actix_web::main]`, `#[actix_web::test]`), which hosts the
@@ -62,8 +85,7 @@ impl Application {
             addr: addr.clone(),
             source,
         };
-        let listener =
-            TcpListener::bind((config.host.as_str(), config.port)).map_err(bind_error)?;
+        let listener = listen(&config.host, config.port).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
 
         let tokens = if config.client_secret.is_empty() {
@@ -72,15 +94,10 @@ impl Application {
             Some(TokenVerifier::new(&config.client_secret).map_err(StartError::Token)?)
         };
 
-        // One registry for the whole process, started outside the per-worker
-        // factory below: starting it there would split sessions between
-        // several registries.
         let epoch = NotifyServer::new_epoch();
         log::info!("history epoch {epoch}");
         let epoch: Arc<str> = epoch.into();
-        let notify = NotifyServer::new(epoch.clone(), config.history_limits()).start();
-        let state = web::Data::new(AppState {
-            server: notify.clone(),
+        let shared = Arc::new(Shared {
             console_page: console_page.into(),
             max_message_bytes: config.max_message_bytes,
             session_settings: Arc::new(SessionSettings {
@@ -101,14 +118,29 @@ impl Application {
                 config.max_connections_per_ip,
             ),
             poll_timeout_secs: config.poll_timeout_secs,
-            epoch,
+            epoch: epoch.clone(),
             started_at: Instant::now(),
         });
+        // One registry for the whole process. It is started once, by the
+        // first worker that runs this factory, on that worker's thread: the
+        // `OnceLock` keeps every worker on the same registry, and sharing a
+        // thread spares each publish two cross-thread wake-ups (measured in
+        // BENCHMARKS.md). With one worker, routing and sockets share one
+        // thread, like an event loop.
+        let router: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
+        let history = config.history_limits();
         let static_dir = config.static_dir.clone();
         let stall_timeout = config.client_timeout();
         let mut server = HttpServer::new(move || {
+            let server = router
+                .get_or_init(|| NotifyServer::new(epoch.clone(), history).start())
+                .clone();
+            let state = web::Data::new(AppState {
+                server,
+                shared: shared.clone(),
+            });
             App::new()
-                .app_data(state.clone())
+                .app_data(state)
                 .configure(routes::configure(static_dir.clone()))
                 .default_service(web::to(routes::not_found))
         })
@@ -136,18 +168,12 @@ impl Application {
         Ok(Self {
             port: local.port(),
             server: server.run(),
-            notify,
         })
     }
 
     /// The port actually bound.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The routing actor, for callers that embed herald.
-    pub fn notify_server(&self) -> Addr<NotifyServer> {
-        self.notify.clone()
     }
 
     /// Serves until the server is stopped (Ctrl-C / SIGTERM).

@@ -32,10 +32,24 @@ pub mod query;
 pub mod sse;
 pub mod ws;
 
-/// What handlers share; built once in `app`, cloned cheaply per worker.
+/// What handlers see: the router's address and the settings every worker
+/// shares (reached through `Deref`, so `state.origins` reads naturally).
 pub struct AppState {
     /// The process's one routing actor.
     pub server: Addr<NotifyServer>,
+    pub shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+/// Settings and state common to all workers; built once in `app`.
+pub struct Shared {
     /// The console page, read once at startup.
     pub console_page: Bytes,
     /// Largest `POST /` body, in bytes.
