@@ -144,6 +144,7 @@ fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::
     rate_chart
         .configure_mesh()
         .x_desc("clients")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
         .draw()?;
     let mut p99_chart = ChartBuilder::on(&right)
@@ -152,7 +153,12 @@ fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::
         .x_label_area_size(36)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..max_clients * 1.05, 0.0..max_p99 * 1.1)?;
-    p99_chart.configure_mesh().x_desc("clients").draw()?;
+    p99_chart
+        .configure_mesh()
+        .x_desc("clients")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
 
     for (i, (server, points)) in series.iter().enumerate() {
         let color = colors[i % colors.len()];
@@ -170,6 +176,7 @@ fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::
     }
     rate_chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()?;
