@@ -10,6 +10,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{OriginPolicy, PublisherAuth};
+use crate::broker::{BrokerKind, RedisBroker};
 use crate::config::Config;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
@@ -40,8 +41,20 @@ pub enum StartError {
     Config(crate::config::ConfigError),
     #[error("{0}")]
     Token(String),
+    #[error("{0}")]
+    Broker(crate::broker::BrokerError),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
+}
+
+/// A Redis URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Pending connections the kernel queues before herald accepts them. The
@@ -73,7 +86,7 @@ impl Application {
     /// system (`#[actix_web::main]`, `#[actix_web::test]`), which hosts the
     /// `NotifyServer` actor. With `port = 0` the OS picks a free port;
     /// [`Application::port`] tells which.
-    pub fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         let console_page =
             std::fs::read(&config.console_template).map_err(|source| StartError::Console {
@@ -94,7 +107,23 @@ impl Application {
             Some(TokenVerifier::new(&config.client_secret).map_err(StartError::Token)?)
         };
 
-        let epoch = NotifyServer::new_epoch();
+        let broker = match config.broker.kind {
+            BrokerKind::Memory => None,
+            BrokerKind::Redis => {
+                let broker = RedisBroker::connect(&config.broker, config.history_size)
+                    .await
+                    .map_err(StartError::Broker)?;
+                log::info!("broker: redis at {}", redact_url(&config.broker.url));
+                Some(Arc::new(broker))
+            }
+        };
+        let epoch = match &broker {
+            None => NotifyServer::new_epoch(),
+            Some(broker) => broker
+                .epoch(&NotifyServer::new_epoch())
+                .await
+                .map_err(StartError::Broker)?,
+        };
         log::info!("history epoch {epoch}");
         let epoch: Arc<str> = epoch.into();
         let shared = Arc::new(Shared {
@@ -117,6 +146,7 @@ impl Application {
                 config.max_connections,
                 config.max_connections_per_ip,
             ),
+            broker: broker.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
             epoch: epoch.clone(),
             started_at: Instant::now(),
@@ -133,7 +163,14 @@ impl Application {
         let stall_timeout = config.client_timeout();
         let mut server = HttpServer::new(move || {
             let server = router
-                .get_or_init(|| NotifyServer::new(epoch.clone(), history).start())
+                .get_or_init(|| match &broker {
+                    None => NotifyServer::new(epoch.clone(), history).start(),
+                    Some(broker) => {
+                        let router = NotifyServer::with_broker(epoch.clone(), history).start();
+                        broker.subscribe(router.clone());
+                        router
+                    }
+                })
                 .clone();
             let state = web::Data::new(AppState {
                 server,

@@ -76,6 +76,8 @@ pub struct Config {
     pub history_max_streams: usize,
     /// How long `GET /poll` waits for a message before answering empty.
     pub poll_timeout_secs: u64,
+    /// `[broker]`: this process alone (memory) or several nodes on Redis.
+    pub broker: crate::broker::BrokerConfig,
 }
 
 /// A secret from the config: compared and used, never printed.
@@ -139,6 +141,7 @@ impl Default for Config {
             history_max_bytes: 64 * 1024 * 1024,
             history_max_streams: 100_000,
             poll_timeout_secs: 25,
+            broker: crate::broker::BrokerConfig::default(),
         }
     }
 }
@@ -321,6 +324,16 @@ impl Config {
             return invalid(
                 "allowed_origins",
                 &format!("{bad:?} is not an origin like \"https://example.com\" or \"*\""),
+            );
+        }
+        if self.broker.kind == crate::broker::BrokerKind::Redis
+            && !["redis://", "rediss://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|scheme| self.broker.url.starts_with(scheme))
+        {
+            return invalid(
+                "broker.url",
+                "must be a Redis URL such as redis://127.0.0.1:6379",
             );
         }
         if self.private_channel_prefix.is_empty() {

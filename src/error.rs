@@ -46,6 +46,8 @@ pub enum ApiError {
     ServerFull,
     #[error("the notification hub is not running")]
     Unavailable,
+    #[error("{0}; the message was not published")]
+    Broker(crate::broker::BrokerError),
 }
 
 impl ApiError {
@@ -70,6 +72,7 @@ impl ApiError {
             Self::TooManyConnectionsFromIp => "too_many_connections",
             Self::ServerFull => "server_full",
             Self::Unavailable => "unavailable",
+            Self::Broker(_) => "broker_unavailable",
         }
     }
 }
@@ -98,7 +101,9 @@ impl ResponseError for ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnectionsFromIp => StatusCode::TOO_MANY_REQUESTS,
-            Self::ServerFull | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServerFull | Self::Unavailable | Self::Broker(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 

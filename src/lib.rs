@@ -14,11 +14,13 @@
 //! - [`token`]: signed client identity (HS256 JWT).
 //! - [`limits`]: connection caps and the client frame-rate limit.
 //! - [`history`]: recent messages per stream, for resume.
+//! - [`broker`]: where publishes go: this process, or Redis for several nodes.
 //! - [`hub`]: the actors — `NotifyServer` (routing) and `WsSession` (a socket).
 //! - [`routes`]: the HTTP surface — console page, publish, WebSocket, health.
 
 pub mod app;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod error;
 pub mod form;

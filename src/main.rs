@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     };
 
     let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config)?;
+        let app = Application::build(config).await?;
         app.run_until_stopped()
             .await
             .map_err(herald::app::StartError::Serve)

@@ -117,11 +117,17 @@ impl PendingFrame {
         Ok(Self { tail })
     }
 
+    /// The frame's fields after `seq`, without the opening brace (what a
+    /// broker that numbers messages elsewhere appends after the seq).
+    pub fn fields(&self) -> &str {
+        self.tail.get(1..).unwrap_or("}")
+    }
+
     /// The complete frame `{"type":"message","seq":<seq>,…}`.
     pub fn stamp(&self, seq: u64) -> ByteString {
         const HEAD: &str = r#"{"type":"message","seq":"#;
         // The tail always starts with `{` and holds at least `data`.
-        let fields = self.tail.get(1..).unwrap_or("}");
+        let fields = self.fields();
         let mut frame = String::with_capacity(HEAD.len() + 21 + self.tail.len());
         frame.push_str(HEAD);
         frame.push_str(&seq.to_string());

@@ -58,7 +58,9 @@ async fn the_generator_counts_every_delivery_against_herald() {
         console_template: root.join("templates/console.html"),
         ..herald::Config::default()
     };
-    let app = herald::Application::build(config).expect("herald starts");
+    let app = herald::Application::build(config)
+        .await
+        .expect("herald starts");
     let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
     actix_web::rt::spawn(app.run_until_stopped());
     let local = tokio::task::LocalSet::new();

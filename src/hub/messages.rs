@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::protocol::{PendingFrame, Position, ServerFrame};
 
@@ -88,6 +89,17 @@ pub struct Direct {
 pub struct ToChannel {
     pub channel: ChannelName,
     pub frame: PendingFrame,
+}
+
+/// A message numbered and kept by the broker (Redis), to fan out to this
+/// node's sessions. Every node, the publishing one included, gets it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fanout {
+    pub key: StreamKey,
+    pub seq: u64,
+    /// The complete frame, seq included.
+    pub frame: ByteString,
 }
 
 /// Ask for the current size of the registry.

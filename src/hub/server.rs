@@ -25,8 +25,8 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::messages::{
-    Broadcast, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason, GetCounts,
-    Joined, Published, Register, Resume, SessionOutbox, Subscribe, ToChannel, Transport,
+    Broadcast, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason, Fanout,
+    GetCounts, Joined, Published, Register, Resume, SessionOutbox, Subscribe, ToChannel, Transport,
     Unsubscribe,
 };
 use crate::history::{History, HistoryLimits, StreamKey};
@@ -44,9 +44,12 @@ const HISTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct NotifyServer {
     /// This lifetime's epoch: positions from another lifetime are refused.
     epoch: Arc<str>,
-    /// The latest seq handed out.
+    /// The latest seq handed out (or, with a broker, seen).
     seq: u64,
     history: History,
+    /// Whether `history` holds this server's messages (memory broker). With
+    /// Redis, history lives in Redis and a resume is not served here yet.
+    local_history: bool,
     /// Every open session, registered or not.
     sessions: HashMap<SessionId, SessionEntry>,
     /// Registered id → its sessions (one per tab). Never holds an empty set.
@@ -108,9 +111,19 @@ impl NotifyServer {
             epoch: epoch.into(),
             seq: 0,
             history: History::new(history),
+            local_history: true,
             sessions: HashMap::new(),
             ids: HashMap::new(),
             channels: HashMap::new(),
+        }
+    }
+
+    /// A server whose messages are numbered and kept by a broker and come
+    /// back as [`Fanout`].
+    pub fn with_broker(epoch: impl Into<Arc<str>>, history: HistoryLimits) -> Self {
+        Self {
+            local_history: false,
+            ..Self::new(epoch, history)
         }
     }
 
@@ -132,23 +145,30 @@ impl NotifyServer {
         self.seq += 1;
         let seq = self.seq;
         let bytes = frame.stamp(seq);
+        let delivered = self.route(&key, seq, &bytes);
+        self.history.append(key, seq, bytes, Instant::now());
+        Published { delivered, seq }
+    }
+
+    /// Hands a numbered frame to the sessions of `key`; returns how many
+    /// took it and drops those that could not.
+    fn route(&mut self, key: &StreamKey, seq: u64, bytes: &ByteString) -> usize {
         let mut failed = Vec::new();
-        let delivered = match &key {
-            StreamKey::Broadcast => fan_out(self.sessions.iter(), seq, &bytes, &mut failed),
+        let delivered = match key {
+            StreamKey::Broadcast => fan_out(self.sessions.iter(), seq, bytes, &mut failed),
             StreamKey::Id(id) => {
                 let targets = members(&self.sessions, self.ids.get(id));
-                fan_out(targets, seq, &bytes, &mut failed)
+                fan_out(targets, seq, bytes, &mut failed)
             }
             StreamKey::Channel(channel) => {
                 let targets = members(&self.sessions, self.channels.get(channel));
-                fan_out(targets, seq, &bytes, &mut failed)
+                fan_out(targets, seq, bytes, &mut failed)
             }
         };
-        self.history.append(key, seq, bytes, Instant::now());
         for (session, why) in failed {
             self.drop_failed(session, why);
         }
-        Published { delivered, seq }
+        delivered
     }
 
     fn drop_failed(&mut self, session: SessionId, why: Failed) {
@@ -227,6 +247,11 @@ impl NotifyServer {
         let reset = |reason: String| Resume::Reset { reason };
         if position.epoch != *self.epoch {
             return reset("epoch changed: this server's history started afresh".into());
+        }
+        if !self.local_history {
+            return reset(
+                "resuming is not available with the redis broker yet: reload state".into(),
+            );
         }
         if position.since > self.seq {
             return reset(format!(
@@ -423,6 +448,15 @@ impl Handler<ToChannel> for NotifyServer {
 
     fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> Published {
         self.publish(StreamKey::Channel(msg.channel), &msg.frame)
+    }
+}
+
+impl Handler<Fanout> for NotifyServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fanout, _: &mut Context<Self>) {
+        self.seq = self.seq.max(msg.seq);
+        self.route(&msg.key, msg.seq, &msg.frame);
     }
 }
 

@@ -20,6 +20,10 @@ struct Health<'a> {
     /// This lifetime's epoch and latest seq: the server's position.
     epoch: &'a str,
     seq: u64,
+    /// `memory`, or `redis` with whether this node's subscription is up.
+    broker: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_connected: Option<bool>,
     /// Messages and bytes held in history.
     history_messages: usize,
     history_bytes: usize,
@@ -34,6 +38,12 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         ids: counts.ids,
         channels: counts.channels,
         epoch: &state.epoch,
+        broker: if state.broker.is_some() {
+            "redis"
+        } else {
+            "memory"
+        },
+        broker_connected: state.broker.as_ref().map(|b| b.is_subscribed()),
         seq: counts.seq,
         history_messages: counts.history_messages,
         history_bytes: counts.history_bytes,

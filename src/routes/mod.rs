@@ -62,6 +62,8 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// `max_connections` and `max_connections_per_ip`.
     pub connections: ConnectionLimiter,
+    /// With the redis broker: where publishes go.
+    pub broker: Option<Arc<crate::broker::RedisBroker>>,
     /// How long `GET /poll` waits for a message.
     pub poll_timeout_secs: u64,
     /// This lifetime's history epoch, for `/health`.

@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use crate::error::ApiError;
 use crate::form::parse_pairs;
+use crate::history::StreamKey;
 use crate::hub::messages::{Broadcast, Direct, ToChannel};
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::{minify_json, PendingFrame};
@@ -66,10 +67,15 @@ struct JsonBody {
 
 #[derive(Serialize)]
 struct Reply {
-    /// Sessions the message was handed to.
-    delivered: usize,
+    /// Sessions the message was handed to. `null` with the redis broker:
+    /// each node hands it to its own sessions, and counting them would mean
+    /// waiting on every node.
+    delivered: Option<usize>,
     /// The message's position.
     seq: u64,
+    /// With the redis broker: the nodes it was announced to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<u64>,
 }
 
 /// The body formats `POST /` takes.
@@ -223,14 +229,31 @@ pub async fn publish(
     };
     let frame =
         PendingFrame::message(id, channel, &publish.message).map_err(ApiError::MalformedBody)?;
+    if let Some(broker) = &state.broker {
+        let key = match publish.target {
+            Target::Everyone => StreamKey::Broadcast,
+            Target::Id(id) => StreamKey::Id(id),
+            Target::Channel(channel) => StreamKey::Channel(channel),
+        };
+        let published = broker
+            .publish(&key, &frame)
+            .await
+            .map_err(ApiError::Broker)?;
+        return Ok(HttpResponse::Ok().json(Reply {
+            delivered: None,
+            seq: published.seq,
+            nodes: Some(published.nodes),
+        }));
+    }
     let published = match publish.target {
         Target::Everyone => state.server.send(Broadcast { frame }).await?,
         Target::Id(id) => state.server.send(Direct { id, frame }).await?,
         Target::Channel(channel) => state.server.send(ToChannel { channel, frame }).await?,
     };
     Ok(HttpResponse::Ok().json(Reply {
-        delivered: published.delivered,
+        delivered: Some(published.delivered),
         seq: published.seq,
+        nodes: None,
     }))
 }
 

@@ -74,7 +74,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config();
     configure(&mut config);
-    let app = Application::build(config).expect("herald starts");
+    let app = Application::build(config).await.expect("herald starts");
     let port = app.port();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {

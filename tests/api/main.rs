@@ -5,6 +5,7 @@ mod abuse;
 mod channels;
 mod cli;
 mod client_js;
+mod cluster;
 mod console;
 mod health;
 mod helpers;

@@ -1,0 +1,213 @@
+//! The Redis broker: atomic numbering, bounded history in Redis Streams,
+//! fan-out between nodes over pub/sub.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{BrokerConfig, BrokerError};
+use crate::history::StreamKey;
+use crate::hub::messages::Fanout;
+use crate::hub::NotifyServer;
+use crate::ids::{ChannelName, ClientId};
+use crate::protocol::PendingFrame;
+
+/// Numbers, keeps and announces one message, atomically, so `seq` order is
+/// publish order on every node. KEYS: counter, stream, channel. ARGV: the
+/// frame's fields after `seq`, the history bound, the stream's name.
+const PUBLISH_SCRIPT: &str = r#"
+local seq = redis.call('INCR', KEYS[1])
+local frame = '{"type":"message","seq":' .. seq .. ',' .. ARGV[1]
+if tonumber(ARGV[2]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'f', frame)
+end
+local nodes = redis.call('PUBLISH', KEYS[3], ARGV[3] .. '\n' .. seq .. '\n' .. frame)
+return {seq, nodes}
+"#;
+
+/// What a publish through Redis did.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisPublished {
+    pub seq: u64,
+    /// Nodes subscribed when it was announced (each fans out locally).
+    pub nodes: u64,
+}
+
+pub struct RedisBroker {
+    client: redis::Client,
+    commands: ConnectionManager,
+    publish: redis::Script,
+    prefix: String,
+    history_size: usize,
+    /// Whether the node's subscription is up, for `/health`.
+    subscribed: Arc<AtomicBool>,
+}
+
+impl RedisBroker {
+    /// Connects; fails if Redis cannot be reached now.
+    pub async fn connect(config: &BrokerConfig, history_size: usize) -> Result<Self, BrokerError> {
+        let unavailable = |e: redis::RedisError| BrokerError::Unavailable(e.to_string());
+        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(5));
+        let commands = client
+            .get_connection_manager_with_config(manager)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self {
+            client,
+            commands,
+            publish: redis::Script::new(PUBLISH_SCRIPT),
+            prefix: config.prefix.clone(),
+            history_size,
+            subscribed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The cluster's epoch: set by the first node, read by the others. A
+    /// Redis that lost its data loses it too, so positions from before are
+    /// not taken for new ones.
+    pub async fn epoch(&self, candidate: &str) -> Result<String, BrokerError> {
+        let key = format!("{}:epoch", self.prefix);
+        let mut con = self.commands.clone();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(candidate)
+            .arg("NX")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:messages", self.prefix)
+    }
+
+    /// Numbers, keeps and announces a message.
+    pub async fn publish(
+        &self,
+        key: &StreamKey,
+        frame: &PendingFrame,
+    ) -> Result<RedisPublished, BrokerError> {
+        let name = encode_key(key);
+        let mut con = self.commands.clone();
+        let (seq, nodes): (u64, u64) = self
+            .publish
+            .key(format!("{}:seq", self.prefix))
+            .key(format!("{}:stream:{name}", self.prefix))
+            .key(self.channel())
+            .arg(frame.fields())
+            .arg(self.history_size)
+            .arg(&name)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        Ok(RedisPublished { seq, nodes })
+    }
+
+    /// Whether this node currently receives the cluster's messages.
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Receives every announced message and hands it to `router`, for as
+    /// long as the process runs; reconnects with backoff when Redis goes
+    /// away, logging each change of state once.
+    pub fn subscribe(&self, router: Addr<NotifyServer>) {
+        let client = self.client.clone();
+        let channel = self.channel();
+        let subscribed = self.subscribed.clone();
+        actix_web::rt::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            let mut was_up = true;
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                        Ok(()) => {
+                            subscribed.store(true, Ordering::Relaxed);
+                            log::info!("broker: subscribed to {channel}");
+                            was_up = true;
+                            delay = Duration::from_millis(100);
+                            let mut messages = pubsub.on_message();
+                            while let Some(msg) = messages.next().await {
+                                match decode(msg.get_payload_bytes()) {
+                                    Some(fanout) => router.do_send(fanout),
+                                    None => log::warn!("broker: ignored a malformed message"),
+                                }
+                            }
+                            subscribed.store(false, Ordering::Relaxed);
+                            log::warn!("broker: lost the Redis subscription; reconnecting");
+                        }
+                        Err(e) => note_down(&mut was_up, &e),
+                    },
+                    Err(e) => note_down(&mut was_up, &e),
+                }
+                actix_web::rt::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+fn note_down(was_up: &mut bool, error: &redis::RedisError) {
+    if *was_up {
+        log::warn!("broker: Redis unavailable ({error}); retrying with backoff");
+        *was_up = false;
+    }
+}
+
+/// A stream's name in Redis keys and announcements.
+fn encode_key(key: &StreamKey) -> String {
+    match key {
+        StreamKey::Broadcast => "b".into(),
+        StreamKey::Id(id) => format!("i:{id}"),
+        StreamKey::Channel(channel) => format!("c:{channel}"),
+    }
+}
+
+/// Reads an announcement: `<stream>\n<seq>\n<frame>`.
+fn decode(payload: &[u8]) -> Option<Fanout> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (name, rest) = text.split_once('\n')?;
+    let (seq, frame) = rest.split_once('\n')?;
+    let key = match name.split_once(':') {
+        None if name == "b" => StreamKey::Broadcast,
+        Some(("i", id)) => StreamKey::Id(ClientId::parse(id).ok()?),
+        Some(("c", channel)) => StreamKey::Channel(ChannelName::parse(channel).ok()?),
+        _ => return None,
+    };
+    Some(Fanout {
+        key,
+        seq: seq.parse().ok()?,
+        frame: ByteString::from(frame.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_round_trip() {
+        let id = StreamKey::Id(ClientId::parse("user 63").unwrap());
+        let payload = format!("{}\n42\n{{\"type\":\"message\"}}", encode_key(&id));
+        let fanout = decode(payload.as_bytes()).unwrap();
+        assert_eq!((fanout.key, fanout.seq), (id, 42));
+        assert_eq!(&*fanout.frame, r#"{"type":"message"}"#);
+        assert!(decode(b"x:1\n1\n{}").is_none());
+        assert!(decode(b"b\nnotanumber\n{}").is_none());
+        assert!(decode(b"c:bad name\n1\n{}").is_none());
+    }
+}
