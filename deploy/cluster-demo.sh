@@ -11,7 +11,13 @@ redis_port=${REDIS_PORT:-6390}
 
 cargo build --release -p herald
 dir=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done

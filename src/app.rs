@@ -166,7 +166,9 @@ impl Application {
                 .get_or_init(|| match &broker {
                     None => NotifyServer::new(epoch.clone(), history).start(),
                     Some(broker) => {
-                        let router = NotifyServer::with_broker(epoch.clone(), history).start();
+                        let router =
+                            NotifyServer::with_broker(epoch.clone(), history, broker.clone())
+                                .start();
                         broker.subscribe(router.clone());
                         router
                     }

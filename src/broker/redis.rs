@@ -117,6 +117,77 @@ impl RedisBroker {
         Ok(RedisPublished { seq, nodes })
     }
 
+    /// Every message kept for `keys` after `since`, in seq order; or why
+    /// that cannot be complete: the cluster's epoch is no longer `epoch`
+    /// (Redis lost its data), a stream dropped a message after `since`, or
+    /// Redis is unreachable.
+    pub async fn replay(
+        &self,
+        epoch: &str,
+        keys: &[StreamKey],
+        since: u64,
+    ) -> Result<Vec<(u64, ByteString)>, String> {
+        let mut con = self.commands.clone();
+        let failed = |e: redis::RedisError| format!("the message broker is unavailable: {e}");
+        let current: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:epoch", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        if current.as_deref() != Some(epoch) {
+            return Err("the broker's history started afresh (epoch changed)".into());
+        }
+        let mut found = Vec::new();
+        for key in keys {
+            let stream = format!("{}:stream:{}", self.prefix, encode_key(key));
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(&stream)
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            if !exists {
+                continue; // never published to
+            }
+            let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(&stream)
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            let dropped_up_to = info
+                .get("max-deleted-entry-id")
+                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()))
+                .unwrap_or(0);
+            if dropped_up_to > since {
+                return Err(format!(
+                    "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
+                ));
+            }
+            let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg(format!("{}-0", since + 1))
+                .arg("+")
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            for (id, fields) in entries {
+                let seq = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
+                let frame = fields
+                    .into_iter()
+                    .find(|(name, _)| name == "f")
+                    .map(|(_, v)| v);
+                if let (Some(seq), Some(frame)) = (seq, frame) {
+                    if let Ok(text) = String::from_utf8(frame) {
+                        found.push((seq, ByteString::from(text)));
+                    }
+                }
+            }
+        }
+        found.sort_unstable_by_key(|(seq, _)| *seq);
+        Ok(found)
+    }
+
     /// Whether this node currently receives the cluster's messages.
     pub fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)

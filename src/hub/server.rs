@@ -29,6 +29,7 @@ use super::messages::{
     GetCounts, Joined, Published, Register, Resume, SessionOutbox, Subscribe, ToChannel, Transport,
     Unsubscribe,
 };
+use crate::broker::RedisBroker;
 use crate::history::{History, HistoryLimits, StreamKey};
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::protocol::{close_code, PendingFrame, Position};
@@ -47,9 +48,12 @@ pub struct NotifyServer {
     /// The latest seq handed out (or, with a broker, seen).
     seq: u64,
     history: History,
-    /// Whether `history` holds this server's messages (memory broker). With
-    /// Redis, history lives in Redis and a resume is not served here yet.
-    local_history: bool,
+    /// With the redis broker: history lives in Redis and a resume is
+    /// fetched from it (see `resume_from_broker`).
+    broker: Option<Arc<RedisBroker>>,
+    /// Sessions resuming through the broker: live messages for them wait
+    /// in their `SessionEntry::pending` until the replay is in.
+    resuming: HashSet<SessionId>,
     /// Every open session, registered or not.
     sessions: HashMap<SessionId, SessionEntry>,
     /// Registered id → its sessions (one per tab). Never holds an empty set.
@@ -65,6 +69,10 @@ struct SessionEntry {
     peer: Option<SocketAddr>,
     /// `has_from` of the broadcast stream.
     broadcast_from: u64,
+    /// While resuming through the broker: live messages held back until
+    /// the replay is in (`holding`), instead of being delivered.
+    holding: bool,
+    pending: Vec<(u64, ByteString)>,
     /// The registered id and its `has_from`.
     id: Option<(ClientId, u64)>,
     /// Each channel and its `has_from`.
@@ -84,6 +92,15 @@ impl SessionEntry {
                 .map(|(c, from)| (StreamKey::Channel(c.clone()), *from)),
         );
         streams
+    }
+
+    /// Whether messages of `key` reach this session.
+    fn receives(&self, key: &StreamKey) -> bool {
+        match key {
+            StreamKey::Broadcast => true,
+            StreamKey::Id(id) => self.id.as_ref().is_some_and(|(own, _)| own == id),
+            StreamKey::Channel(channel) => self.channels.contains_key(channel),
+        }
     }
 
     fn lower_has_from(&mut self, since: u64) {
@@ -111,7 +128,8 @@ impl NotifyServer {
             epoch: epoch.into(),
             seq: 0,
             history: History::new(history),
-            local_history: true,
+            broker: None,
+            resuming: HashSet::new(),
             sessions: HashMap::new(),
             ids: HashMap::new(),
             channels: HashMap::new(),
@@ -120,9 +138,13 @@ impl NotifyServer {
 
     /// A server whose messages are numbered and kept by a broker and come
     /// back as [`Fanout`].
-    pub fn with_broker(epoch: impl Into<Arc<str>>, history: HistoryLimits) -> Self {
+    pub fn with_broker(
+        epoch: impl Into<Arc<str>>,
+        history: HistoryLimits,
+        broker: Arc<RedisBroker>,
+    ) -> Self {
         Self {
-            local_history: false,
+            broker: Some(broker),
             ..Self::new(epoch, history)
         }
     }
@@ -168,6 +190,13 @@ impl NotifyServer {
         for (session, why) in failed {
             self.drop_failed(session, why);
         }
+        for session in &self.resuming {
+            if let Some(entry) = self.sessions.get_mut(session) {
+                if entry.receives(key) {
+                    entry.pending.push((seq, bytes.clone()));
+                }
+            }
+        }
         delivered
     }
 
@@ -192,6 +221,7 @@ impl NotifyServer {
         let Some(entry) = self.sessions.remove(&session) else {
             return;
         };
+        self.resuming.remove(&session);
         if let Some((id, _)) = &entry.id {
             remove_from(&mut self.ids, id, session);
         }
@@ -248,11 +278,6 @@ impl NotifyServer {
         if position.epoch != *self.epoch {
             return reset("epoch changed: this server's history started afresh".into());
         }
-        if !self.local_history {
-            return reset(
-                "resuming is not available with the redis broker yet: reload state".into(),
-            );
-        }
         if position.since > self.seq {
             return reset(format!(
                 "position {} is ahead of this server ({})",
@@ -287,6 +312,98 @@ fn members<'a>(
         .filter_map(move |id| sessions.get_key_value(id))
 }
 
+impl NotifyServer {
+    /// Resumes `session` from Redis: live messages for it are held back
+    /// while the replay is fetched, then the replay is answered and the
+    /// held messages newer than it follow through the session's queue — so
+    /// nothing is missed or doubled at the seam, and the replay comes first.
+    fn resume_from_broker(
+        &mut self,
+        broker: Arc<RedisBroker>,
+        session: SessionId,
+        position: Position,
+    ) -> ResponseActFuture<Self, Joined> {
+        let at_connect = self.seq;
+        if position.epoch != *self.epoch {
+            let reason = "epoch changed: this server's history started afresh".to_owned();
+            return Box::pin(actix::fut::ready(
+                self.joined(Some(Resume::Reset { reason })),
+            ));
+        }
+        let keys: Vec<StreamKey> = match self.sessions.get(&session) {
+            Some(entry) => entry.streams().into_iter().map(|(key, _)| key).collect(),
+            None => Vec::new(),
+        };
+        self.resuming.insert(session);
+        if let Some(entry) = self.sessions.get_mut(&session) {
+            entry.holding = true;
+        }
+        let epoch = self.epoch.clone();
+        let since = position.since;
+        Box::pin(
+            async move { broker.replay(&epoch, &keys, since).await }
+                .into_actor(self)
+                .map(move |fetched, act, _| {
+                    act.resuming.remove(&session);
+                    let held = act
+                        .sessions
+                        .get_mut(&session)
+                        .map(|entry| {
+                            entry.holding = false;
+                            std::mem::take(&mut entry.pending)
+                        })
+                        .unwrap_or_default();
+                    let (resume, reached) = match fetched {
+                        Ok(frames) => {
+                            let reached = frames.last().map_or(since, |(seq, _)| *seq).max(since);
+                            (Resume::Replayed { since, frames }, reached)
+                        }
+                        Err(reason) => (Resume::Reset { reason }, at_connect),
+                    };
+                    let mut failed = None;
+                    if let Some(entry) = act.sessions.get(&session) {
+                        for (seq, frame) in held.into_iter().filter(|(seq, _)| *seq > reached) {
+                            match entry.outbox.deliver.try_send(Deliver { seq, frame }) {
+                                Ok(()) => {}
+                                Err(SendError::Full(_)) => {
+                                    failed = Some(Failed::QueueFull);
+                                    break;
+                                }
+                                Err(SendError::Closed(_)) => {
+                                    failed = Some(Failed::Closed);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if let Some(why) = failed {
+                        act.drop_failed(session, why);
+                    }
+                    Joined {
+                        epoch: act.epoch.clone(),
+                        seq: reached,
+                        resume: Some(resume),
+                    }
+                }),
+        )
+    }
+
+    /// Answers a join, resuming through the broker when there is one.
+    fn answer_join(
+        &mut self,
+        session: SessionId,
+        resume: Option<Position>,
+    ) -> ResponseActFuture<Self, Joined> {
+        match (resume, self.broker.clone()) {
+            (Some(position), Some(broker)) => self.resume_from_broker(broker, session, position),
+            (resume, _) => {
+                let resume = resume.map(|p| self.resume(session, &p));
+                Box::pin(actix::fut::ready(self.joined(resume)))
+            }
+        }
+    }
+}
+
 /// Hands `frame` to each target session; returns how many took it and
 /// records in `failed` those that could not, for the caller to remove.
 /// Cost per target: a reference-count bump and a mailbox push.
@@ -297,7 +414,7 @@ fn fan_out<'a>(
     failed: &mut Vec<(SessionId, Failed)>,
 ) -> usize {
     let mut delivered = 0;
-    for (&session, entry) in targets {
+    for (&session, entry) in targets.filter(|(_, entry)| !entry.holding) {
         let deliver = Deliver {
             seq,
             frame: frame.clone(),
@@ -356,9 +473,9 @@ impl Actor for NotifyServer {
 }
 
 impl Handler<Connect> for NotifyServer {
-    type Result = Joined;
+    type Result = ResponseActFuture<Self, Joined>;
 
-    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Joined {
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
         let line = format!(
             "session {} connected: transport={} peer={}",
             msg.session,
@@ -373,6 +490,8 @@ impl Handler<Connect> for NotifyServer {
                 transport: msg.transport,
                 peer: msg.peer,
                 broadcast_from: self.seq,
+                holding: false,
+                pending: Vec::new(),
                 id: None,
                 channels: HashMap::new(),
             },
@@ -383,8 +502,7 @@ impl Handler<Connect> for NotifyServer {
         for channel in msg.channels {
             self.subscribe(msg.session, channel);
         }
-        let resume = msg.resume.map(|p| self.resume(msg.session, &p));
-        self.joined(resume)
+        self.answer_join(msg.session, msg.resume)
     }
 }
 
@@ -397,12 +515,11 @@ impl Handler<Disconnect> for NotifyServer {
 }
 
 impl Handler<Register> for NotifyServer {
-    type Result = Joined;
+    type Result = ResponseActFuture<Self, Joined>;
 
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Joined {
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
         self.register(msg.session, msg.id);
-        let resume = msg.resume.map(|p| self.resume(msg.session, &p));
-        self.joined(resume)
+        self.answer_join(msg.session, msg.resume)
     }
 }
 

@@ -228,3 +228,105 @@ async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_b
         assert_eq!(frame["seq"], body["seq"]);
     }
 }
+
+#[actix_web::test]
+async fn a_client_resumes_on_another_node_with_its_position() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let mut before = a.ws("id=63&channel=news").await;
+    let registered = before.recv_json().await;
+    let epoch = registered["epoch"].as_str().unwrap().to_owned();
+    let since = registered["seq"].as_u64().unwrap();
+    before.close().await;
+    a.wait_for_counts(0, 0).await;
+
+    let mut missed = Vec::new();
+    for fields in [
+        &[("message", "all")][..],
+        &[("message", "to 63"), ("id", "63")],
+        &[("message", "elsewhere"), ("id", "64")],
+        &[("message", "news"), ("channel", "news")],
+        &[("message", "other channel"), ("channel", "sport")],
+    ] {
+        let (status, body) = b.publish_form(fields).await;
+        assert_eq!(status, StatusCode::OK);
+        if !matches!(fields.last(), Some((_, "64")) | Some((_, "sport"))) {
+            missed.push(body["seq"].as_u64().unwrap());
+        }
+    }
+
+    // Back on the other node, with its position: the missed ones, in
+    // order, then `resumed`, then live messages.
+    let mut back = b
+        .ws(&format!("id=63&channel=news&since={since}&epoch={epoch}"))
+        .await;
+    assert_eq!(back.recv_json().await["type"], "registered");
+    assert_eq!(back.recv_json().await["type"], "subscribed");
+    let mut replayed = Vec::new();
+    let resumed = loop {
+        let frame = back.recv_json().await;
+        if frame["type"] != "message" {
+            break frame;
+        }
+        replayed.push(frame["seq"].as_u64().unwrap());
+    };
+    assert_eq!(replayed, missed);
+    assert_eq!(
+        (&resumed["type"], &resumed["count"]),
+        (&json!("resumed"), &json!(3))
+    );
+    let (_, body) = a.publish_form(&[("message", "live"), ("id", "63")]).await;
+    let frame = back.recv_json().await;
+    assert_eq!(
+        (&frame["data"], &frame["seq"]),
+        (&json!("live"), &body["seq"])
+    );
+
+    // A position from another lifetime is reset, with nothing replayed.
+    let mut stale = b.ws("id=9&since=1&epoch=0000").await;
+    stale.recv_json().await;
+    assert_eq!(stale.recv_json().await["type"], "reset");
+}
+
+#[actix_web::test]
+async fn publishes_racing_a_resume_across_nodes_arrive_once_in_order() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let b = node(&redis).await;
+    let (epoch, since) = b.position().await;
+    for i in 0..20 {
+        a.publish_form(&[("message", &format!("before{i}"))]).await;
+    }
+    let port = a.port;
+    let publisher = actix_web::rt::spawn(async move {
+        let a = TestApp {
+            port,
+            http: awc::Client::default(),
+        };
+        let mut seqs = Vec::new();
+        for i in 0..100 {
+            let (_, body) = a.publish_form(&[("message", &format!("during{i}"))]).await;
+            seqs.push(body["seq"].as_u64().unwrap());
+        }
+        seqs
+    });
+    let mut client = b.ws(&format!("since={since}&epoch={epoch}")).await;
+    let last = *publisher.await.unwrap().last().unwrap();
+    let mut seen = Vec::new();
+    while seen.last().is_none_or(|&s| s < last) {
+        let frame = client.recv_json().await;
+        if frame["type"] == "message" {
+            seen.push(frame["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        seen,
+        ((since + 1)..=last).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+}
