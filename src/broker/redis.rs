@@ -30,6 +30,9 @@ local nodes = redis.call('PUBLISH', KEYS[3], ARGV[3] .. '\n' .. seq .. '\n' .. f
 return {seq, nodes}
 "#;
 
+/// One `XRANGE` entry: its id and its field/value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
 /// What a publish through Redis did.
 #[derive(Debug, Clone, Copy)]
 pub struct RedisPublished {
@@ -164,7 +167,7 @@ impl RedisBroker {
                     "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
                 ));
             }
-            let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+            let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
                 .arg(&stream)
                 .arg(format!("{}-0", since + 1))
                 .arg("+")
