@@ -170,6 +170,7 @@ impl Application {
                             NotifyServer::with_broker(epoch.clone(), history, broker.clone())
                                 .start();
                         broker.subscribe(router.clone());
+                        broker.report_presence(NotifyServer::new_epoch(), router.clone());
                         router
                     }
                 })

@@ -1,7 +1,7 @@
 //! The Redis broker: atomic numbering, bounded history in Redis Streams,
 //! fan-out between nodes over pub/sub.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +12,24 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{BrokerConfig, BrokerError};
 use crate::history::StreamKey;
-use crate::hub::messages::Fanout;
+use crate::hub::messages::{Fanout, GetCounts};
 use crate::hub::NotifyServer;
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::PendingFrame;
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
 /// publish order on every node. KEYS: counter, stream, channel. ARGV: the
-/// frame's fields after `seq`, the history bound, the stream's name.
+/// frame's fields after `seq`, the history bound, the stream's name, and
+/// the highest seq this node has seen: if Redis lost its data, the counter
+/// continues after it instead of starting again at 1 (clients skip seqs
+/// they believe they have).
 const PUBLISH_SCRIPT: &str = r#"
 local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[4])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
 local frame = '{"type":"message","seq":' .. seq .. ',' .. ARGV[1]
 if tonumber(ARGV[2]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'f', frame)
@@ -49,6 +57,8 @@ pub struct RedisBroker {
     history_size: usize,
     /// Whether the node's subscription is up, for `/health`.
     subscribed: Arc<AtomicBool>,
+    /// The highest seq this node has published or received.
+    seen: Arc<AtomicU64>,
 }
 
 impl RedisBroker {
@@ -71,6 +81,7 @@ impl RedisBroker {
             prefix: config.prefix.clone(),
             history_size,
             subscribed: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -114,9 +125,11 @@ impl RedisBroker {
             .arg(frame.fields())
             .arg(self.history_size)
             .arg(&name)
+            .arg(self.seen.load(Ordering::Relaxed))
             .invoke_async(&mut con)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        self.seen.fetch_max(seq, Ordering::Relaxed);
         Ok(RedisPublished { seq, nodes })
     }
 
@@ -191,6 +204,64 @@ impl RedisBroker {
         Ok(found)
     }
 
+    /// The nodes that reported in the last [`PRESENCE_TTL`], and their
+    /// sessions in all; `None` when Redis cannot be read.
+    pub async fn cluster(&self) -> Option<(usize, usize)> {
+        let mut con = self.commands.clone();
+        let nodes: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.nodes_key())
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        let now = unix_millis();
+        let mut live = 0;
+        let mut sessions = 0;
+        for (node, report) in nodes {
+            let mut parts = report.split(' ');
+            let at: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            if now.saturating_sub(at) > PRESENCE_TTL.as_millis() as u64 {
+                // Gone: forget it (another reader may race us; harmless).
+                let _: Result<(), _> = redis::cmd("HDEL")
+                    .arg(self.nodes_key())
+                    .arg(&node)
+                    .query_async(&mut con)
+                    .await;
+                continue;
+            }
+            live += 1;
+            sessions += parts
+                .next()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+        }
+        Some((live, sessions))
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// Reports this node (`node`) and its session count every
+    /// [`PRESENCE_INTERVAL`], for the cluster view in `/health`.
+    pub fn report_presence(&self, node: String, router: Addr<NotifyServer>) {
+        let mut con = self.commands.clone();
+        let key = self.nodes_key();
+        actix_web::rt::spawn(async move {
+            loop {
+                if let Ok(counts) = router.send(GetCounts).await {
+                    let report = format!("{} {}", unix_millis(), counts.sessions);
+                    let _: Result<(), _> = redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(&node)
+                        .arg(report)
+                        .query_async(&mut con)
+                        .await;
+                }
+                actix_web::rt::time::sleep(PRESENCE_INTERVAL).await;
+            }
+        });
+    }
+
     /// Whether this node currently receives the cluster's messages.
     pub fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)
@@ -203,6 +274,7 @@ impl RedisBroker {
         let client = self.client.clone();
         let channel = self.channel();
         let subscribed = self.subscribed.clone();
+        let seen = self.seen.clone();
         actix_web::rt::spawn(async move {
             let mut delay = Duration::from_millis(100);
             let mut was_up = true;
@@ -217,7 +289,10 @@ impl RedisBroker {
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
                                 match decode(msg.get_payload_bytes()) {
-                                    Some(fanout) => router.do_send(fanout),
+                                    Some(fanout) => {
+                                        seen.fetch_max(fanout.seq, Ordering::Relaxed);
+                                        router.do_send(fanout)
+                                    }
                                     None => log::warn!("broker: ignored a malformed message"),
                                 }
                             }
@@ -233,6 +308,17 @@ impl RedisBroker {
             }
         });
     }
+}
+
+/// How often a node reports itself, and how long a report counts.
+const PRESENCE_INTERVAL: Duration = Duration::from_secs(2);
+const PRESENCE_TTL: Duration = Duration::from_secs(6);
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn note_down(was_up: &mut bool, error: &redis::RedisError) {

@@ -24,13 +24,37 @@ struct Health<'a> {
     broker: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     broker_connected: Option<bool>,
+    /// With the redis broker: the nodes seen in the last few seconds and
+    /// their sessions in all (`null` when Redis cannot be read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Option<Cluster>>,
     /// Messages and bytes held in history.
     history_messages: usize,
     history_bytes: usize,
 }
 
+/// How long `/health` waits for Redis's view of the cluster.
+const CLUSTER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
+#[derive(Serialize)]
+struct Cluster {
+    nodes: usize,
+    sessions: usize,
+}
+
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let counts = state.server.send(GetCounts).await?;
+    let cluster = match &state.broker {
+        None => None,
+        // Health must answer while Redis is away: it waits for it briefly.
+        Some(broker) => Some(
+            actix_web::rt::time::timeout(CLUSTER_READ_TIMEOUT, broker.cluster())
+                .await
+                .ok()
+                .flatten()
+                .map(|(nodes, sessions)| Cluster { nodes, sessions }),
+        ),
+    };
     Ok(HttpResponse::Ok().json(Health {
         status: "ok",
         uptime_secs: state.started_at.elapsed().as_secs(),
@@ -44,6 +68,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             "memory"
         },
         broker_connected: state.broker.as_ref().map(|b| b.is_subscribed()),
+        cluster,
         seq: counts.seq,
         history_messages: counts.history_messages,
         history_bytes: counts.history_bytes,

@@ -129,6 +129,11 @@ async fn a_message_published_on_one_node_reaches_every_node_exactly_once() {
         b.health().await["epoch"],
         "one cluster epoch"
     );
+    // Each node sees the cluster: both nodes and all three sessions.
+    a.wait_for_health("the cluster view", |h| {
+        h["cluster"] == json!({"nodes": 2, "sessions": 3})
+    })
+    .await;
 
     let (status, body) = a.publish_form(&[("message", "all")]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -182,6 +187,14 @@ async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_b
     let b = node(&redis).await;
     let mut on_a = a.ws_registered("1").await;
     let mut on_b = b.ws_registered("2").await;
+    // Numbers well past what a few probes after the restart could reach.
+    for _ in 0..100 {
+        a.publish_form(&[("message", "x"), ("id", "nobody")]).await;
+    }
+    let (_, first) = a.publish_form(&[("message", "first")]).await;
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(client.recv_json().await["data"], "first");
+    }
 
     redis.kill();
     let (status, body) = a.publish_form(&[("message", "lost?")]).await;
@@ -213,6 +226,12 @@ async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_b
     .await;
     let (status, body) = b.publish_form(&[("message", "back")]).await;
     assert_eq!(status, StatusCode::OK);
+    // Redis lost its counter with its data; numbering continues after what
+    // the nodes had seen instead of starting again at 1.
+    assert!(
+        body["seq"].as_u64() > first["seq"].as_u64(),
+        "{body} after {first}"
+    );
     assert_eq!(body["nodes"], 2);
     for client in [&mut on_a, &mut on_b] {
         let frame = client.recv_json().await;
