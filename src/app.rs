@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use std::time::Instant;
 
 use actix::{Actor, Addr};
@@ -12,6 +13,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::{OriginPolicy, PublisherAuth};
 use crate::broker::{BrokerKind, RedisBroker};
 use crate::config::Config;
+use crate::hub::messages::Shutdown;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
@@ -22,6 +24,9 @@ use crate::token::TokenVerifier;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The registry, once the first worker has started it.
+    router: Arc<OnceLock<Addr<NotifyServer>>>,
+    shutdown_timeout: Duration,
 }
 
 /// Why herald could not start.
@@ -45,6 +50,21 @@ pub enum StartError {
     Broker(crate::broker::BrokerError),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            let term = Box::pin(async move { term.recv().await });
+            let interrupt = Box::pin(actix_web::rt::signal::ctrl_c());
+            futures_util::future::select(term, interrupt).await;
+        }
+        Err(_) => {
+            let _ = actix_web::rt::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// A Redis URL without its password, for logs.
@@ -158,6 +178,7 @@ impl Application {
         // BENCHMARKS.md). With one worker, routing and sockets share one
         // thread, like an event loop.
         let router: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
+        let app_router = router.clone();
         let history = config.history_limits();
         let static_dir = config.static_dir.clone();
         let stall_timeout = config.client_timeout();
@@ -201,6 +222,10 @@ impl Application {
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
+        // herald handles the signals itself, to say goodbye to clients first.
+        server = server
+            .disable_signals()
+            .shutdown_timeout(config.shutdown_timeout_secs);
         log::info!("herald listening on http://{local}");
         if config.publish_keys.is_empty() {
             log::info!("no publish_keys configured: publishing is accepted from this machine only");
@@ -208,6 +233,8 @@ impl Application {
         Ok(Self {
             port: local.port(),
             server: server.run(),
+            router: app_router,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
         })
     }
 
@@ -216,8 +243,35 @@ impl Application {
         self.port
     }
 
-    /// Serves until the server is stopped (Ctrl-C / SIGTERM).
+    /// Serves until the server stops; for tests and embedders that stop it
+    /// themselves.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully: stop
+    /// accepting, close every session (WebSockets with 1001, so clients
+    /// reconnect elsewhere; event streams and long-polls end), let requests
+    /// in flight finish, all within `shutdown_timeout_secs`.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        wait_for_signal().await;
+        log::info!("shutting down: closing sessions, finishing requests");
+        if let Some(router) = self.router.get() {
+            if let Ok(sessions) = router.send(Shutdown).await {
+                log::info!("asked {sessions} sessions to close");
+            }
+        }
+        let stopped = handle.stop(true);
+        if actix_web::rt::time::timeout(self.shutdown_timeout, stopped)
+            .await
+            .is_err()
+        {
+            log::warn!("shutdown timeout reached; exiting with connections still open");
+        }
+        server.abort();
+        log::info!("stopped");
+        Ok(())
     }
 }

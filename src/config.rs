@@ -76,6 +76,9 @@ pub struct Config {
     pub history_max_streams: usize,
     /// How long `GET /poll` waits for a message before answering empty.
     pub poll_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C: how long herald waits for connections to close
+    /// and publishes in flight to finish before it exits anyway.
+    pub shutdown_timeout_secs: u64,
     /// `[broker]`: this process alone (memory) or several nodes on Redis.
     pub broker: crate::broker::BrokerConfig,
 }
@@ -141,6 +144,7 @@ impl Default for Config {
             history_max_bytes: 64 * 1024 * 1024,
             history_max_streams: 100_000,
             poll_timeout_secs: 25,
+            shutdown_timeout_secs: 10,
             broker: crate::broker::BrokerConfig::default(),
         }
     }

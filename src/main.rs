@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config).await?;
-        app.run_until_stopped()
+        app.run_until_signal()
             .await
             .map_err(herald::app::StartError::Serve)
     });

@@ -232,6 +232,8 @@ impl ServerFrame<'_> {
 pub mod close_code {
     /// The client closed, or herald is shutting down the session normally.
     pub const NORMAL: u16 = 1000;
+    /// herald is shutting down: reconnect (to another node).
+    pub const GOING_AWAY: u16 = 1001;
     /// The client broke the WebSocket protocol: reserved bits set, an
     /// unmasked frame, a bad opcode, a control frame over 125 bytes, a
     /// continuation out of order, an invalid close code.

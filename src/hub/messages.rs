@@ -102,6 +102,11 @@ pub struct Fanout {
     pub frame: ByteString,
 }
 
+/// The process is stopping: close every session (WebSockets with 1001).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
 /// Ask for the current size of the registry.
 #[derive(Message)]
 #[rtype(result = "Counts")]
@@ -293,6 +298,8 @@ pub enum DisconnectReason {
     Flooding,
     /// A long-poll request got its answer or timed out.
     PollDone,
+    /// herald is shutting down.
+    ServerShutdown,
     /// The session's mailbox was closed when the server tried to deliver.
     Gone,
 }
@@ -309,6 +316,7 @@ impl fmt::Display for DisconnectReason {
             Self::TokenExpired => f.write_str("token expired"),
             Self::Flooding => f.write_str("too many frames (max_client_frames_per_sec)"),
             Self::PollDone => f.write_str("poll answered"),
+            Self::ServerShutdown => f.write_str("server shutting down"),
             Self::Gone => f.write_str("session gone"),
         }
     }

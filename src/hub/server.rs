@@ -26,8 +26,8 @@ use bytestring::ByteString;
 
 use super::messages::{
     Broadcast, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason, Fanout,
-    GetCounts, Joined, Published, Register, Resume, SessionOutbox, Subscribe, ToChannel, Transport,
-    Unsubscribe,
+    GetCounts, Joined, Published, Register, Resume, SessionOutbox, Shutdown, Subscribe, ToChannel,
+    Transport, Unsubscribe,
 };
 use crate::broker::RedisBroker;
 use crate::history::{History, HistoryLimits, StreamKey};
@@ -574,6 +574,21 @@ impl Handler<Fanout> for NotifyServer {
     fn handle(&mut self, msg: Fanout, _: &mut Context<Self>) {
         self.seq = self.seq.max(msg.seq);
         self.route(&msg.key, msg.seq, &msg.frame);
+    }
+}
+
+impl Handler<Shutdown> for NotifyServer {
+    type Result = usize;
+
+    /// Tells every session to close; they leave the registry as they do.
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> usize {
+        for entry in self.sessions.values() {
+            entry.outbox.close.do_send(Close {
+                code: close_code::GOING_AWAY,
+                reason: DisconnectReason::ServerShutdown,
+            });
+        }
+        self.sessions.len()
     }
 }
 

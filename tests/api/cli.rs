@@ -109,3 +109,71 @@ async fn the_binary_logs_listening_address_and_session_events() {
     assert!(Path::new(env!("CARGO_BIN_EXE_herald")).exists());
     child.kill().await.unwrap();
 }
+
+#[actix_web::test]
+async fn sigterm_closes_sessions_with_1001_ends_polls_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, "port = 0\nworkers = 1\nshutdown_timeout_secs = 5\n").unwrap();
+    let mut child = herald()
+        .arg("--config")
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
+    let port: u16 = listening
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let mut ws = crate::helpers::RawWs::connect(port, "id=leaving").await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    let app = crate::helpers::TestApp {
+        port,
+        http: awc::Client::default(),
+    };
+    let poll = actix_web::rt::spawn(async move { app.poll("id=polling").await });
+    let checker = crate::helpers::TestApp {
+        port,
+        http: awc::Client::default(),
+    };
+    checker.wait_for_counts(2, 2).await; // the WebSocket and the waiting poll
+
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+
+    assert_eq!(
+        ws.expect_close().await,
+        herald::protocol::close_code::GOING_AWAY
+    );
+    let (status, body) = within("the poll's answer", poll).await.unwrap();
+    assert_eq!(status, actix_web::http::StatusCode::OK);
+    assert_eq!(body["messages"], serde_json::json!([]));
+    let status = within("herald to exit", child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[actix_web::test]
+async fn a_port_in_use_is_one_clear_line_and_a_failure_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = herald().args(["--port", &port]).output().await.unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("cannot listen on") && errors[0].contains(&port),
+        "{stderr}"
+    );
+}
