@@ -10,13 +10,14 @@ use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
-use crate::auth::{OriginPolicy, PublisherAuth};
+use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
 use crate::broker::{BrokerKind, RedisBroker};
 use crate::config::Config;
 use crate::hub::messages::Shutdown;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
+use crate::metrics::Metrics;
 use crate::routes::{self, AppState, Shared};
 use crate::token::TokenVerifier;
 
@@ -137,6 +138,7 @@ impl Application {
                 Some(Arc::new(broker))
             }
         };
+        let metrics = Arc::new(Metrics::new());
         let epoch = match &broker {
             None => NotifyServer::new_epoch(),
             Some(broker) => broker
@@ -159,8 +161,11 @@ impl Application {
                 private_prefix: config.private_channel_prefix.clone(),
                 tokens,
                 require_token: config.require_token,
+                metrics: metrics.clone(),
             }),
-            publishers: PublisherAuth::new(&config.publish_keys),
+            publishers: PublisherAuth::publishers(&config.publish_keys),
+            admins: KeyAuth::admins(&config.admin_keys),
+            metrics: metrics.clone(),
             origins: OriginPolicy::new(&config.allowed_origins),
             connections: ConnectionLimiter::new(
                 config.max_connections,
@@ -179,16 +184,20 @@ impl Application {
         // thread, like an event loop.
         let router: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
         let app_router = router.clone();
+        let router_metrics = metrics.clone();
         let history = config.history_limits();
         let static_dir = config.static_dir.clone();
         let stall_timeout = config.client_timeout();
         let mut server = HttpServer::new(move || {
             let server = router
                 .get_or_init(|| match &broker {
-                    None => NotifyServer::new(epoch.clone(), history).start(),
+                    None => NotifyServer::new(epoch.clone(), history)
+                        .with_metrics(router_metrics.clone())
+                        .start(),
                     Some(broker) => {
                         let router =
                             NotifyServer::with_broker(epoch.clone(), history, broker.clone())
+                                .with_metrics(router_metrics.clone())
                                 .start();
                         broker.subscribe(router.clone());
                         broker.report_presence(NotifyServer::new_epoch(), router.clone());

@@ -22,27 +22,57 @@ use crate::error::ApiError;
 /// else, whatever its TCP peer, so it is not trusted as local.
 const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
 
-/// Checks publishers against `publish_keys`.
-pub struct PublisherAuth {
+/// Checks a request against a set of keys: publishers against
+/// `publish_keys`, operators (`/metrics`, `/stats`) against `admin_keys`.
+pub struct KeyAuth {
     /// SHA-256 of each key: every comparison is between 32-byte digests, so
     /// neither the content nor the length of a key leaks through timing.
     key_digests: Vec<[u8; 32]>,
+    /// What the keys are for, and where they are set, for error messages.
+    role: &'static str,
+    setting: &'static str,
+    variable: &'static str,
 }
 
-impl PublisherAuth {
-    pub fn new(keys: &[Secret]) -> Self {
+/// Publishers are checked against `publish_keys`.
+pub type PublisherAuth = KeyAuth;
+
+impl KeyAuth {
+    /// For `POST /`, against `publish_keys`.
+    pub fn publishers(keys: &[Secret]) -> Self {
+        Self::new(keys, "publish", "publish_keys", "HERALD_PUBLISH_KEYS")
+    }
+
+    /// For `/metrics` and `/stats`, against `admin_keys`.
+    pub fn admins(keys: &[Secret]) -> Self {
+        Self::new(keys, "admin", "admin_keys", "HERALD_ADMIN_KEYS")
+    }
+
+    fn new(
+        keys: &[Secret],
+        role: &'static str,
+        setting: &'static str,
+        variable: &'static str,
+    ) -> Self {
         Self {
             key_digests: keys.iter().map(|k| digest(k.expose())).collect(),
+            role,
+            setting,
+            variable,
         }
     }
 
-    /// Decides whether the request may publish.
+    /// Decides whether the request may go on. Without keys, only direct
+    /// loopback peers may.
     pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
         if self.key_digests.is_empty() {
-            return check_local(headers, peer);
+            return self.check_local(headers, peer);
         }
+        let role = self.role;
         let presented = bearer_token(headers).ok_or_else(|| {
-            ApiError::Unauthorized("missing publish key: send Authorization: Bearer <key>".into())
+            ApiError::Unauthorized(format!(
+                "missing {role} key: send Authorization: Bearer <key>"
+            ))
         })?;
         let presented = digest(presented);
         // No early exit: every key is compared whatever matches.
@@ -55,8 +85,22 @@ impl PublisherAuth {
         if bool::from(matched) {
             Ok(())
         } else {
-            Err(ApiError::Unauthorized("invalid publish key".into()))
+            Err(ApiError::Unauthorized(format!("invalid {role} key")))
         }
+    }
+
+    /// Without keys: loopback only, and not through a proxy.
+    fn check_local(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
+        let proxied = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
+        if loopback && !proxied {
+            return Ok(());
+        }
+        let (role, setting, variable) = (self.role, self.setting, self.variable);
+        Err(ApiError::Forbidden(format!(
+            "{role} access is open to this machine only while no {role} key is configured: \
+             set {setting} in config.toml (or {variable}) and send Authorization: Bearer <key>"
+        )))
     }
 }
 
@@ -68,21 +112,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// Without keys: loopback only, and not through a proxy.
-fn check_local(headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
-    let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
-    let proxied = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
-    if loopback && !proxied {
-        return Ok(());
-    }
-    Err(ApiError::Forbidden(
-        "publishing is open to this machine only while no publish key is configured: \
-         set publish_keys in config.toml (or HERALD_PUBLISH_KEYS) and send \
-         Authorization: Bearer <key>"
-            .into(),
-    ))
 }
 
 /// A web origin: scheme, host and port.
@@ -221,7 +250,7 @@ mod tests {
 
     #[test]
     fn without_keys_only_direct_loopback_peers_publish() {
-        let auth = PublisherAuth::new(&[]);
+        let auth = PublisherAuth::publishers(&[]);
         assert!(auth.check(&headers(&[]), ip("127.0.0.1")).is_ok());
         assert!(auth.check(&headers(&[]), ip("::1")).is_ok());
         assert!(auth.check(&headers(&[]), ip("::ffff:127.0.0.1")).is_ok());
@@ -235,7 +264,7 @@ mod tests {
 
     #[test]
     fn with_keys_any_peer_needs_a_right_key() {
-        let auth = PublisherAuth::new(&[
+        let auth = PublisherAuth::publishers(&[
             Secret::new("first-key-0123456789"),
             Secret::new("second-key-0123456789"),
         ]);

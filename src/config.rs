@@ -45,6 +45,9 @@ pub struct Config {
     /// Keys a publisher must present as `Authorization: Bearer <key>`.
     /// Empty: only loopback peers may publish (local development).
     pub publish_keys: Vec<Secret>,
+    /// Keys for `GET /metrics` and `GET /stats` (`Authorization: Bearer`).
+    /// Empty: only loopback peers may read them.
+    pub admin_keys: Vec<Secret>,
     /// Origins (`scheme://host[:port]`) that may open WebSockets and POST,
     /// besides herald's own. `"*"` allows any (not recommended).
     pub allowed_origins: Vec<String>,
@@ -131,6 +134,7 @@ impl Default for Config {
             static_dir: "static".into(),
             console_template: "templates/console.html".into(),
             publish_keys: Vec::new(),
+            admin_keys: Vec::new(),
             allowed_origins: Vec::new(),
             client_secret: Secret::default(),
             require_token: false,
@@ -178,6 +182,8 @@ pub struct Overrides {
     pub publish_keys: Option<Vec<Secret>>,
     /// From `HERALD_CLIENT_SECRET`; never from flags.
     pub client_secret: Option<Secret>,
+    /// From `HERALD_ADMIN_KEYS` (comma-separated); never from flags.
+    pub admin_keys: Option<Vec<Secret>>,
 }
 
 impl Overrides {
@@ -192,19 +198,24 @@ impl Overrides {
             })?),
             None => None,
         };
-        let publish_keys = lookup("HERALD_PUBLISH_KEYS").map(|keys| {
-            keys.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(Secret::new)
-                .collect()
-        });
+        let key_list = |var: &str| {
+            lookup(var).map(|keys| {
+                keys.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+        };
+        let publish_keys = key_list("HERALD_PUBLISH_KEYS");
+        let admin_keys = key_list("HERALD_ADMIN_KEYS");
         Ok(Self {
             config_path: lookup("HERALD_CONFIG").map(PathBuf::from),
             host: lookup("HERALD_HOST"),
             port,
             publish_keys,
             client_secret: lookup("HERALD_CLIENT_SECRET").map(Secret::new),
+            admin_keys,
         })
     }
 
@@ -216,6 +227,7 @@ impl Overrides {
             port: over.port.or(self.port),
             publish_keys: over.publish_keys.or(self.publish_keys),
             client_secret: over.client_secret.or(self.client_secret),
+            admin_keys: over.admin_keys.or(self.admin_keys),
         }
     }
 }
@@ -239,6 +251,9 @@ impl Config {
         }
         if let Some(keys) = &overrides.publish_keys {
             config.publish_keys.clone_from(keys);
+        }
+        if let Some(keys) = &overrides.admin_keys {
+            config.admin_keys.clone_from(keys);
         }
         if let Some(secret) = &overrides.client_secret {
             config.client_secret = secret.clone();
@@ -296,15 +311,19 @@ impl Config {
         if self.max_pending_messages == 0 {
             return invalid("max_pending_messages", "must be at least 1");
         }
-        if self
-            .publish_keys
-            .iter()
-            .any(|k| k.expose().len() < MIN_PUBLISH_KEY_BYTES)
-        {
-            return invalid(
-                "publish_keys",
-                &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
-            );
+        for (key, keys) in [
+            ("publish_keys", &self.publish_keys),
+            ("admin_keys", &self.admin_keys),
+        ] {
+            if keys
+                .iter()
+                .any(|k| k.expose().len() < MIN_PUBLISH_KEY_BYTES)
+            {
+                return invalid(
+                    key,
+                    &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
+                );
+            }
         }
         if self.require_token && self.client_secret.is_empty() {
             return invalid(

@@ -14,6 +14,7 @@
 //! - [`token`]: signed client identity (HS256 JWT).
 //! - [`limits`]: connection caps and the client frame-rate limit.
 //! - [`history`]: recent messages per stream, for resume.
+//! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: where publishes go: this process, or Redis for several nodes.
 //! - [`hub`]: the actors — `NotifyServer` (routing) and `WsSession` (a socket).
 //! - [`routes`]: the HTTP surface — console page, publish, WebSocket, health.
@@ -28,6 +29,7 @@ pub mod history;
 pub mod hub;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod protocol;
 pub mod routes;
 pub mod token;

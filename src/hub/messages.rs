@@ -107,6 +107,35 @@ pub struct Fanout {
 #[rtype(result = "usize")]
 pub struct Shutdown;
 
+/// Ask for the operator's view (`/stats`).
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats {
+    /// How many of the largest channels to list.
+    pub top: usize,
+}
+
+/// What `/stats` shows.
+#[derive(Debug, Clone, serde::Serialize, MessageResponse)]
+pub struct Stats {
+    pub sessions: usize,
+    pub sessions_by_transport: std::collections::BTreeMap<String, usize>,
+    pub ids: usize,
+    pub channels: usize,
+    /// The largest channels, by subscribers, largest first.
+    pub top_channels: Vec<ChannelCount>,
+    pub seq: u64,
+    pub history_messages: usize,
+    pub history_bytes: usize,
+    pub history_streams: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelCount {
+    pub channel: ChannelName,
+    pub subscribers: usize,
+}
+
 /// Ask for the current size of the registry.
 #[derive(Message)]
 #[rtype(result = "Counts")]
@@ -239,6 +268,8 @@ pub struct Counts {
 pub struct Deliver {
     pub seq: u64,
     pub frame: ByteString,
+    /// When the router handed it out, for the publish-to-write metric.
+    pub routed_at: std::time::Instant,
 }
 
 /// Close the session with this WebSocket close code.

@@ -25,13 +25,14 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::messages::{
-    Broadcast, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason, Fanout,
-    GetCounts, Joined, Published, Register, Resume, SessionOutbox, Shutdown, Subscribe, ToChannel,
-    Transport, Unsubscribe,
+    Broadcast, ChannelCount, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason,
+    Fanout, GetCounts, GetStats, Joined, Published, Register, Resume, SessionOutbox, Shutdown,
+    Stats, Subscribe, ToChannel, Transport, Unsubscribe,
 };
 use crate::broker::RedisBroker;
 use crate::history::{History, HistoryLimits, StreamKey};
 use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::metrics::Metrics;
 use crate::protocol::{close_code, PendingFrame, Position};
 
 /// Mailbox size of the server itself. Publishers wait (back-pressure) when it
@@ -51,6 +52,7 @@ pub struct NotifyServer {
     /// With the redis broker: history lives in Redis and a resume is
     /// fetched from it (see `resume_from_broker`).
     broker: Option<Arc<RedisBroker>>,
+    metrics: Arc<Metrics>,
     /// Sessions resuming through the broker: live messages for them wait
     /// in their `SessionEntry::pending` until the replay is in.
     resuming: HashSet<SessionId>,
@@ -130,6 +132,7 @@ impl NotifyServer {
             history: History::new(history),
             broker: None,
             resuming: HashSet::new(),
+            metrics: Arc::new(Metrics::new()),
             sessions: HashMap::new(),
             ids: HashMap::new(),
             channels: HashMap::new(),
@@ -147,6 +150,18 @@ impl NotifyServer {
             broker: Some(broker),
             ..Self::new(epoch, history)
         }
+    }
+
+    /// Counts into `metrics` (served at `/metrics`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Keeps the id and channel gauges in step with the indexes.
+    fn update_gauges(&self) {
+        self.metrics.ids.set(self.ids.len() as i64);
+        self.metrics.channels.set(self.channels.len() as i64);
     }
 
     /// A random epoch: 16 hex digits.
@@ -176,17 +191,19 @@ impl NotifyServer {
     /// took it and drops those that could not.
     fn route(&mut self, key: &StreamKey, seq: u64, bytes: &ByteString) -> usize {
         let mut failed = Vec::new();
+        let now = Instant::now();
         let delivered = match key {
-            StreamKey::Broadcast => fan_out(self.sessions.iter(), seq, bytes, &mut failed),
+            StreamKey::Broadcast => fan_out(self.sessions.iter(), seq, bytes, now, &mut failed),
             StreamKey::Id(id) => {
                 let targets = members(&self.sessions, self.ids.get(id));
-                fan_out(targets, seq, bytes, &mut failed)
+                fan_out(targets, seq, bytes, now, &mut failed)
             }
             StreamKey::Channel(channel) => {
                 let targets = members(&self.sessions, self.channels.get(channel));
-                fan_out(targets, seq, bytes, &mut failed)
+                fan_out(targets, seq, bytes, now, &mut failed)
             }
         };
+        self.metrics.deliveries.inc_by(delivered as u64);
         for (session, why) in failed {
             self.drop_failed(session, why);
         }
@@ -203,6 +220,7 @@ impl NotifyServer {
     fn drop_failed(&mut self, session: SessionId, why: Failed) {
         let reason = match why {
             Failed::QueueFull => {
+                self.metrics.slow_consumers.inc();
                 if let Some(entry) = self.sessions.get(&session) {
                     entry.outbox.close.do_send(Close {
                         code: close_code::SLOW_CONSUMER,
@@ -228,6 +246,11 @@ impl NotifyServer {
         for channel in entry.channels.keys() {
             remove_from(&mut self.channels, channel, session);
         }
+        self.metrics
+            .sessions
+            .with_label_values(&[&entry.transport.to_string()])
+            .dec();
+        self.update_gauges();
         let line = format!(
             "session {session} disconnected: transport={} peer={} id={} reason={reason}",
             entry.transport,
@@ -254,6 +277,7 @@ impl NotifyServer {
         }
         entry.id = Some((id.clone(), seq));
         self.ids.entry(id.clone()).or_default().insert(session);
+        self.update_gauges();
         let line = format!(
             "session {session} registered: transport={transport} peer={} id={id:?}",
             peer_label(peer)
@@ -269,6 +293,7 @@ impl NotifyServer {
         if !entry.channels.contains_key(&channel) {
             entry.channels.insert(channel.clone(), seq);
             self.channels.entry(channel).or_default().insert(session);
+            self.update_gauges();
         }
     }
 
@@ -363,7 +388,12 @@ impl NotifyServer {
                     let mut failed = None;
                     if let Some(entry) = act.sessions.get(&session) {
                         for (seq, frame) in held.into_iter().filter(|(seq, _)| *seq > reached) {
-                            match entry.outbox.deliver.try_send(Deliver { seq, frame }) {
+                            let routed_at = Instant::now();
+                            match entry.outbox.deliver.try_send(Deliver {
+                                seq,
+                                frame,
+                                routed_at,
+                            }) {
                                 Ok(()) => {}
                                 Err(SendError::Full(_)) => {
                                     failed = Some(Failed::QueueFull);
@@ -411,6 +441,7 @@ fn fan_out<'a>(
     targets: impl Iterator<Item = (&'a SessionId, &'a SessionEntry)>,
     seq: u64,
     frame: &ByteString,
+    routed_at: Instant,
     failed: &mut Vec<(SessionId, Failed)>,
 ) -> usize {
     let mut delivered = 0;
@@ -418,6 +449,7 @@ fn fan_out<'a>(
         let deliver = Deliver {
             seq,
             frame: frame.clone(),
+            routed_at,
         };
         match entry.outbox.deliver.try_send(deliver) {
             Ok(()) => delivered += 1,
@@ -483,6 +515,10 @@ impl Handler<Connect> for NotifyServer {
             peer_label(msg.peer)
         );
         log_session_event(msg.transport, &line);
+        self.metrics
+            .sessions
+            .with_label_values(&[&msg.transport.to_string()])
+            .inc();
         self.sessions.insert(
             msg.session,
             SessionEntry {
@@ -540,6 +576,7 @@ impl Handler<Unsubscribe> for NotifyServer {
         };
         if entry.channels.remove(&msg.channel).is_some() {
             remove_from(&mut self.channels, &msg.channel, msg.session);
+            self.update_gauges();
         }
     }
 }
@@ -589,6 +626,43 @@ impl Handler<Shutdown> for NotifyServer {
             });
         }
         self.sessions.len()
+    }
+}
+
+impl Handler<GetStats> for NotifyServer {
+    type Result = Stats;
+
+    fn handle(&mut self, msg: GetStats, _: &mut Context<Self>) -> Stats {
+        let mut by_transport = std::collections::BTreeMap::new();
+        for entry in self.sessions.values() {
+            *by_transport.entry(entry.transport.to_string()).or_insert(0) += 1;
+        }
+        let mut top: Vec<ChannelCount> = self
+            .channels
+            .iter()
+            .map(|(channel, members)| ChannelCount {
+                channel: channel.clone(),
+                subscribers: members.len(),
+            })
+            .collect();
+        top.sort_unstable_by(|a, b| {
+            b.subscribers
+                .cmp(&a.subscribers)
+                .then_with(|| a.channel.cmp(&b.channel))
+        });
+        top.truncate(msg.top);
+        let (history_messages, history_bytes, history_streams) = self.history.usage();
+        Stats {
+            sessions: self.sessions.len(),
+            sessions_by_transport: by_transport,
+            ids: self.ids.len(),
+            channels: self.channels.len(),
+            top_channels: top,
+            seq: self.seq,
+            history_messages,
+            history_bytes,
+            history_streams,
+        }
     }
 }
 

@@ -75,6 +75,7 @@ impl SseSession {
         match self.events.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.settings.metrics.slow_consumers.inc();
                 self.end_reason = DisconnectReason::SlowConsumer;
                 ctx.stop();
             }
@@ -178,6 +179,8 @@ impl Handler<Deliver> for SseSession {
         let mut event = String::with_capacity(msg.frame.len() + 48);
         self.write_event(&mut event, Some(msg.seq), &msg.frame);
         self.push(Bytes::from(event), ctx);
+        let waited = msg.routed_at.elapsed().as_secs_f64();
+        self.settings.metrics.publish_to_write.observe(waited);
     }
 }
 

@@ -8,6 +8,8 @@
 //! | `GET /events`  | [`sse::events`]         |
 //! | `GET /poll`    | [`poll::poll`]          |
 //! | `GET /health`  | [`health::health`]      |
+//! | `GET /metrics` | [`admin::metrics`]      |
+//! | `GET /stats`   | [`admin::stats`]        |
 //! | `GET /static/*`| files from `static_dir` |
 
 use std::path::PathBuf;
@@ -18,12 +20,14 @@ use actix::Addr;
 use actix_web::{web, HttpResponse};
 use bytes::Bytes;
 
-use crate::auth::{OriginPolicy, PublisherAuth};
+use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
 use crate::error::ApiError;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
+use crate::metrics::Metrics;
 
+pub mod admin;
 pub mod console;
 pub mod health;
 pub mod poll;
@@ -58,6 +62,9 @@ pub struct Shared {
     pub session_settings: Arc<SessionSettings>,
     /// Who may publish.
     pub publishers: PublisherAuth,
+    /// Who may read `/metrics` and `/stats`.
+    pub admins: KeyAuth,
+    pub metrics: Arc<Metrics>,
     /// Which web pages may open WebSockets and POST.
     pub origins: OriginPolicy,
     /// `max_connections` and `max_connections_per_ip`.
@@ -94,6 +101,16 @@ pub fn configure(static_dir: PathBuf) -> impl FnOnce(&mut web::ServiceConfig) {
         .service(
             web::resource("/poll")
                 .route(web::get().to(poll::poll))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(admin::metrics))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/stats")
+                .route(web::get().to(admin::stats))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(

@@ -215,6 +215,24 @@ pub async fn publish(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let metrics = state.metrics.clone();
+    match accept(req, payload, state).await {
+        Ok((target, reply)) => {
+            metrics.published.with_label_values(&[target]).inc();
+            Ok(reply)
+        }
+        Err(e) => {
+            metrics.rejected.with_label_values(&[e.code()]).inc();
+            Err(e)
+        }
+    }
+}
+
+async fn accept(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<(&'static str, HttpResponse), ApiError> {
     state.origins.check(req.headers())?;
     state
         .publishers
@@ -229,6 +247,11 @@ pub async fn publish(
     };
     let frame =
         PendingFrame::message(id, channel, &publish.message).map_err(ApiError::MalformedBody)?;
+    let label = match &publish.target {
+        Target::Everyone => "broadcast",
+        Target::Id(_) => "direct",
+        Target::Channel(_) => "channel",
+    };
     if let Some(broker) = &state.broker {
         let key = match publish.target {
             Target::Everyone => StreamKey::Broadcast,
@@ -239,22 +262,24 @@ pub async fn publish(
             .publish(&key, &frame)
             .await
             .map_err(ApiError::Broker)?;
-        return Ok(HttpResponse::Ok().json(Reply {
+        let reply = HttpResponse::Ok().json(Reply {
             delivered: None,
             seq: published.seq,
             nodes: Some(published.nodes),
-        }));
+        });
+        return Ok((label, reply));
     }
     let published = match publish.target {
         Target::Everyone => state.server.send(Broadcast { frame }).await?,
         Target::Id(id) => state.server.send(Direct { id, frame }).await?,
         Target::Channel(channel) => state.server.send(ToChannel { channel, frame }).await?,
     };
-    Ok(HttpResponse::Ok().json(Reply {
+    let reply = HttpResponse::Ok().json(Reply {
         delivered: Some(published.delivered),
         seq: published.seq,
         nodes: None,
-    }))
+    });
+    Ok((label, reply))
 }
 
 #[cfg(test)]

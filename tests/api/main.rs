@@ -2,6 +2,7 @@
 //! on an ephemeral port, real HTTP and WebSocket clients.
 
 mod abuse;
+mod admin;
 mod channels;
 mod cli;
 mod client_js;

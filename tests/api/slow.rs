@@ -37,6 +37,22 @@ async fn a_client_that_never_reads_is_closed_at_its_queue_cap_and_others_keep_re
         assert_eq!(body["delivered"], 2);
     }
     assert!(dropped_at.is_some(), "the stalled client was never dropped");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "herald_slow_consumer_disconnects_total 1"),
+        "{metrics}"
+    );
     let health = app.health().await;
     assert_eq!(
         (&health["sessions"], &health["ids"]),

@@ -53,6 +53,7 @@ pub struct SessionSettings {
     pub tokens: Option<TokenVerifier>,
     /// Sessions without a valid token are closed (4001).
     pub require_token: bool,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl SessionSettings {
@@ -627,6 +628,8 @@ impl Handler<Deliver> for WsSession {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         ctx.text(msg.frame);
+        let waited = msg.routed_at.elapsed().as_secs_f64();
+        self.settings.metrics.publish_to_write.observe(waited);
     }
 }
 
@@ -678,6 +681,7 @@ mod tests {
             private_prefix: "private:".into(),
             tokens: None,
             require_token: false,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 

@@ -1,0 +1,39 @@
+//! For operators: `GET /metrics` (Prometheus text) and `GET /stats` (JSON).
+//! Both need an admin key (`admin_keys`) or, while none is configured, a
+//! direct loopback peer.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::hub::messages::GetStats;
+
+/// Channels listed in `/stats`.
+const TOP_CHANNELS: usize = 10;
+
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .admins
+        .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
+    let broker_up = state.broker.as_ref().is_none_or(|b| b.is_subscribed());
+    state.metrics.broker_up.set(i64::from(broker_up));
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render()))
+}
+
+pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .admins
+        .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
+    let stats = state.server.send(GetStats { top: TOP_CHANNELS }).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "uptime_secs": state.started_at.elapsed().as_secs(),
+        "epoch": &*state.epoch,
+        "broker": if state.broker.is_some() { "redis" } else { "memory" },
+        "node": stats,
+    })))
+}
