@@ -33,6 +33,12 @@ pub struct Metrics {
     pub broker_up: IntGauge,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     /// A fresh set of metrics in its own registry.
     pub fn new() -> Self {
