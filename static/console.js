@@ -56,6 +56,22 @@
     } else {
       line("message", prefix + String(data));
     }
+    showPosition();
+  }
+
+  function showPosition() {
+    const p = client.position;
+    document.getElementById("position").textContent = p ? p.epoch + ":" + p.seq : "–";
+  }
+
+  function showChannels() {
+    const box = document.getElementById("channels");
+    box.replaceChildren();
+    for (const name of client.channels) {
+      const tag = document.createElement("span");
+      tag.textContent = name;
+      box.append(tag);
+    }
   }
 
   function setState(text, kind) {
@@ -63,7 +79,67 @@
     state.className = "state " + kind;
   }
 
-  const client = new HeraldClient({ id: id });
+  const client = new HeraldClient({ id: id, channels: savedChannels() });
+
+  function savedChannels() {
+    try {
+      return JSON.parse(localStorage.getItem("herald.console.channels")) || [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function saveChannels() {
+    try {
+      localStorage.setItem("herald.console.channels", JSON.stringify([...client.channels]));
+    } catch (e) {
+      // Not saved: the page forgets its channels on reload.
+    }
+    showChannels();
+  }
+
+  const channelInput = document.getElementById("channel");
+  document.getElementById("subscribe-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    client.subscribe(channelInput.value.trim());
+    saveChannels();
+  });
+  document.getElementById("unsubscribe").addEventListener("click", () => {
+    client.unsubscribe(channelInput.value.trim());
+    saveChannels();
+  });
+
+  document.getElementById("publish-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = document.getElementById("publish-result");
+    const text = document.getElementById("message").value;
+    let message = text;
+    try {
+      message = JSON.parse(text); // structured messages as JSON
+    } catch (e) {
+      // plain text
+    }
+    const body = { message: message };
+    const kind = document.getElementById("target-kind").value;
+    const target = document.getElementById("target").value.trim();
+    if (kind && target) {
+      body[kind] = target;
+    }
+    const headers = { "Content-Type": "application/json" };
+    const key = document.getElementById("key").value;
+    if (key) {
+      headers.Authorization = "Bearer " + key;
+    }
+    try {
+      const response = await fetch("/", { method: "POST", headers: headers, body: JSON.stringify(body) });
+      const reply = await response.json();
+      result.textContent = response.ok
+        ? "published #" + reply.seq + (reply.delivered == null ? "" : ", delivered to " + reply.delivered)
+        : "refused (" + response.status + "): " + reply.error;
+    } catch (e) {
+      result.textContent = "could not publish: " + e;
+    }
+  });
   client
     .on("state", (s) => {
       if (s.state === "open") {
@@ -77,11 +153,17 @@
         setState(s.state, "down");
       }
     })
-    .on("registered", (frame) => line("info", frame.greeting || "Hello client " + frame.id))
+    .on("registered", (frame) => {
+      line("info", frame.greeting || "Hello client " + frame.id);
+      showPosition();
+    })
+    .on("subscribed", (frame) => line("info", "Subscribed to " + frame.channel + "."))
+    .on("unsubscribed", (frame) => line("info", "Unsubscribed from " + frame.channel + "."))
     .on("message", showData)
     .on("resumed", (f) => line("info", "Caught up: " + f.count + " missed message(s)."))
     .on("reset", (f) => line("info", "Missed messages unavailable (" + f.reason + "); new ones follow."))
     .on("error", (frame) => line("error", "error: " + frame.error))
     .on("close", (c) => line("info", "Disconnected (" + c.code + (c.reason ? ", " + c.reason : "") + ")."));
+  showChannels();
   client.connect();
 })();

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod admin;
+mod browser;
 mod channels;
 mod cli;
 mod client_js;
