@@ -70,9 +70,21 @@ impl RedisBroker {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_max_delay(Duration::from_secs(5));
-        let commands = client
-            .get_connection_manager_with_config(manager)
-            .await
+        // Reachable now, or a clear failure within seconds (the manager
+        // itself would keep retrying); from here on the manager reconnects
+        // by itself.
+        let probe = client.get_multiplexed_async_connection();
+        match actix_web::rt::time::timeout(Duration::from_secs(3), probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unavailable(e)),
+            Err(_) => {
+                return Err(BrokerError::Unavailable(format!(
+                    "no answer from {} within 3 s",
+                    client.get_connection_info().addr()
+                )))
+            }
+        }
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(unavailable)?;
         Ok(Self {
             client,

@@ -177,3 +177,31 @@ async fn a_port_in_use_is_one_clear_line_and_a_failure_exit() {
         "{stderr}"
     );
 }
+
+#[actix_web::test]
+async fn an_unreachable_redis_is_one_clear_line_and_a_failure_exit() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed); // nothing listens there now
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    let config =
+        format!("port = 0\n[broker]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n");
+    std::fs::write(&path, config).unwrap();
+
+    let output = within(
+        "herald to give up",
+        herald().arg("--config").arg(&path).output(),
+    )
+    .await
+    .unwrap();
+
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("Redis") || errors[0].contains("broker"),
+        "{stderr}"
+    );
+}

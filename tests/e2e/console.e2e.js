@@ -76,6 +76,17 @@ function startNode(bin, dir, port, redisPort) {
   return child;
 }
 
+function redisAnswers(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write("PING\r\n"));
+    socket.on("data", (data) => {
+      socket.destroy();
+      resolve(data.toString().startsWith("+PONG"));
+    });
+    socket.on("error", () => resolve(false));
+  });
+}
+
 async function healthy(port) {
   const response = await fetch("http://127.0.0.1:" + port + "/health");
   const health = await response.json();
@@ -108,6 +119,8 @@ async function main() {
     const redis = spawn("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1",
       "--save", "", "--appendonly", "no", "--dir", dir], { stdio: "ignore" });
     children.push(redis);
+    // herald refuses to start without its Redis: wait for it first.
+    await until("redis", () => redisAnswers(redisPort));
     let nodeA = startNode(bin, dir, portA, redisPort);
     const nodeB = startNode(bin, dir, portB, redisPort);
     children.push(nodeA, nodeB);
