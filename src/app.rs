@@ -187,6 +187,12 @@ impl Application {
         let router_metrics = metrics.clone();
         let history = config.history_limits();
         let static_dir = config.static_dir.clone();
+        let echo_route = config.echo_route;
+        if echo_route {
+            log::warn!(
+                "echo_route is on: /echo sends back every message (for compliance tests only)"
+            );
+        }
         let stall_timeout = config.client_timeout();
         let mut server = HttpServer::new(move || {
             let server = router
@@ -211,7 +217,7 @@ impl Application {
             });
             App::new()
                 .app_data(state)
-                .configure(routes::configure(static_dir.clone()))
+                .configure(routes::configure(static_dir.clone(), echo_route))
                 .default_service(web::to(routes::not_found))
         })
         // A peer that stops reading stops the session that writes to it,

@@ -82,6 +82,10 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C: how long herald waits for connections to close
     /// and publishes in flight to finish before it exits anyway.
     pub shutdown_timeout_secs: u64,
+    /// Serve `GET /echo`, a WebSocket that sends back every message, on the
+    /// same session code, for protocol-compliance suites (Autobahn). Never
+    /// in production.
+    pub echo_route: bool,
     /// `[broker]`: this process alone (memory) or several nodes on Redis.
     pub broker: crate::broker::BrokerConfig,
 }
@@ -149,6 +153,7 @@ impl Default for Config {
             history_max_streams: 100_000,
             poll_timeout_secs: 25,
             shutdown_timeout_secs: 10,
+            echo_route: false,
             broker: crate::broker::BrokerConfig::default(),
         }
     }

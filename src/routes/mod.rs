@@ -80,8 +80,11 @@ pub struct Shared {
 }
 
 /// Registers every route. `static_dir` is served under `/static/`.
-pub fn configure(static_dir: PathBuf) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(static_dir: PathBuf, echo: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        if echo {
+            cfg.service(web::resource("/echo").route(web::get().to(ws::echo)));
+        }
         cfg.service(
             web::resource("/")
                 .route(web::get().to(console::page))

@@ -14,6 +14,28 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::hub::WsSession;
 
+/// `GET /echo` (only with `echo_route = true`): the WebSocket session code
+/// sending back every message, for protocol-compliance suites.
+pub async fn echo(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    ws::handshake(&req).map_err(|e| ApiError::BadUpgrade(e.to_string()))?;
+    let peer = req.peer_addr();
+    let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
+    let session = WsSession::echo(
+        state.server.clone(),
+        peer,
+        state.session_settings.clone(),
+        permit,
+    );
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.session_settings.max_frame_bytes)
+        .start()
+        .map_err(|e| ApiError::BadUpgrade(e.to_string()))
+}
+
 pub async fn upgrade(
     req: HttpRequest,
     stream: web::Payload,

@@ -11,8 +11,9 @@ pub enum Assembled {
     Pending,
     /// A complete text message.
     Text(String),
-    /// A complete binary message (herald refuses those with an error frame).
-    Binary,
+    /// A complete binary message (herald refuses those with an error frame;
+    /// the echo route sends them back).
+    Binary(bytes::Bytes),
     /// The message grew past the limit (close 1009).
     TooBig,
     /// A complete text message that is not UTF-8 (close 1007).
@@ -72,7 +73,10 @@ impl Reassembler {
                 Ok(text) => Assembled::Text(text),
                 Err(_) => Assembled::InvalidUtf8,
             },
-            Some(Partial { is_text: false, .. }) => Assembled::Binary,
+            Some(Partial {
+                is_text: false,
+                data,
+            }) => Assembled::Binary(data.freeze()),
             None => Assembled::OutOfOrder,
         }
     }
@@ -110,6 +114,9 @@ mod tests {
             Assembled::InvalidUtf8
         );
         r.push(Item::FirstBinary(Bytes::from_static(b"x")));
-        assert_eq!(r.push(Item::Last(Bytes::new())), Assembled::Binary);
+        assert_eq!(
+            r.push(Item::Last(Bytes::new())),
+            Assembled::Binary(Bytes::from_static(b"x"))
+        );
     }
 }

@@ -117,6 +117,10 @@ pub struct WsSession {
     fragments: Reassembler,
     /// Reported to the server when the actor stops.
     end_reason: DisconnectReason,
+    /// The echo route's session (`echo_route`): the same frame handling,
+    /// but messages are sent back instead of read as client frames, and it
+    /// never joins the router. For protocol-compliance suites only.
+    echo: bool,
     /// Holds this connection's place under `max_connections`; freed when
     /// the session is dropped.
     _permit: ConnectionPermit,
@@ -146,7 +150,21 @@ impl WsSession {
             opened_at: now,
             last_heard: now,
             end_reason: DisconnectReason::ConnectionLost,
+            echo: false,
             _permit: permit,
+        }
+    }
+
+    /// A session for the echo route.
+    pub fn echo(
+        server: Addr<NotifyServer>,
+        peer: Option<SocketAddr>,
+        settings: Arc<SessionSettings>,
+        permit: ConnectionPermit,
+    ) -> Self {
+        Self {
+            echo: true,
+            ..Self::new(server, peer, settings, SessionStart::default(), permit)
         }
     }
 
@@ -327,6 +345,9 @@ impl WsSession {
     }
 
     fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.echo {
+            return ctx.text(text.to_owned());
+        }
         let frame = match ClientFrame::parse(text) {
             Ok(frame) => frame,
             Err(reason) if self.admitted => return Self::send_error(ctx, &reason),
@@ -466,7 +487,8 @@ impl WsSession {
         match self.fragments.push(item) {
             Assembled::Pending => {}
             Assembled::Text(text) => self.handle_text(&text, ctx),
-            Assembled::Binary => self.refuse_binary(ctx),
+            Assembled::Binary(data) if self.echo => ctx.binary(data),
+            Assembled::Binary(_) => self.refuse_binary(ctx),
             Assembled::TooBig => {
                 let reason = protocol_error("fragmented message over max_frame_bytes");
                 self.close(ctx, close_code::MESSAGE_TOO_BIG, reason);
@@ -552,6 +574,9 @@ impl Actor for WsSession {
         let start = self.start.as_ref();
         let has_token = start.is_some_and(|s| s.identity.is_some());
         let awaits = start.is_some_and(|s| s.await_register);
+        if self.echo {
+            return; // not routed: it only sends back what it gets
+        }
         // A session that must bring a token, or asked to be admitted with its
         // first register frame, waits for that frame; the heartbeat ends the
         // wait after `client_timeout`.
@@ -566,7 +591,7 @@ impl Actor for WsSession {
                 session: self.session,
                 reason: self.end_reason.clone(),
             });
-        } else {
+        } else if !self.echo {
             // Never admitted, so the router never heard of it: log here.
             let peer = self
                 .peer
@@ -595,11 +620,12 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
         };
         self.last_heard = Instant::now();
         let counted = !matches!(msg, ws::Message::Close(_) | ws::Message::Nop);
-        if counted && !self.within_rate(ctx) {
+        if counted && !self.echo && !self.within_rate(ctx) {
             return;
         }
         match msg {
             ws::Message::Text(text) => self.handle_text(&text, ctx),
+            ws::Message::Binary(data) if self.echo => ctx.binary(data),
             ws::Message::Binary(_) => self.refuse_binary(ctx),
             ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
             ws::Message::Ping(payload) => ctx.pong(&payload),
