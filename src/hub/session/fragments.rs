@@ -30,6 +30,8 @@ pub struct Reassembler {
 struct Partial {
     is_text: bool,
     data: BytesMut,
+    /// How far `data` is known to be complete, valid UTF-8 (text only).
+    valid_up_to: usize,
 }
 
 impl Reassembler {
@@ -51,6 +53,7 @@ impl Reassembler {
             self.partial = Some(Partial {
                 is_text,
                 data: BytesMut::new(),
+                valid_up_to: 0,
             });
         }
         // The codec orders continuations; this is a second line of defence.
@@ -62,6 +65,19 @@ impl Reassembler {
             return Assembled::TooBig;
         }
         partial.data.extend_from_slice(&chunk);
+        // Fail fast on text: a sequence that is invalid (not merely cut
+        // short at the fragment's end) ends the message now. Each byte is
+        // checked once, from the last complete character on.
+        if partial.is_text {
+            match std::str::from_utf8(&partial.data[partial.valid_up_to..]) {
+                Ok(_) => partial.valid_up_to = partial.data.len(),
+                Err(e) if e.error_len().is_none() => partial.valid_up_to += e.valid_up_to(),
+                Err(_) => {
+                    self.partial = None;
+                    return Assembled::InvalidUtf8;
+                }
+            }
+        }
         if !last {
             return Assembled::Pending;
         }
@@ -69,6 +85,7 @@ impl Reassembler {
             Some(Partial {
                 is_text: true,
                 data,
+                ..
             }) => match String::from_utf8(data.to_vec()) {
                 Ok(text) => Assembled::Text(text),
                 Err(_) => Assembled::InvalidUtf8,
@@ -76,6 +93,7 @@ impl Reassembler {
             Some(Partial {
                 is_text: false,
                 data,
+                ..
             }) => Assembled::Binary(data.freeze()),
             None => Assembled::OutOfOrder,
         }
