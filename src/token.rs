@@ -29,6 +29,16 @@ pub struct Identity {
     pub channels: BTreeSet<ChannelName>,
 }
 
+impl Identity {
+    /// How long until the token expires (zero once it has).
+    pub fn time_left(&self) -> std::time::Duration {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        std::time::Duration::from_secs(self.expires_at).saturating_sub(now)
+    }
+}
+
 #[derive(Deserialize)]
 struct Claims {
     // Options, so that a missing claim is reported as such rather than as a

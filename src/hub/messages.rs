@@ -290,6 +290,20 @@ pub struct SessionOutbox {
     pub close: Recipient<Close>,
 }
 
+impl SessionOutbox {
+    /// The outbox of the session actor at `addr`.
+    pub fn of<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor + Handler<Deliver> + Handler<Close>,
+        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, Close>,
+    {
+        Self {
+            deliver: addr.clone().recipient(),
+            close: addr.clone().recipient(),
+        }
+    }
+}
+
 /// How a session is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {

@@ -735,10 +735,7 @@ mod tests {
     where
         A: Actor<Context = Context<A>> + Handler<Deliver> + Handler<Close>,
     {
-        SessionOutbox {
-            deliver: addr.clone().recipient(),
-            close: addr.recipient(),
-        }
+        SessionOutbox::of(&addr)
     }
 
     async fn connect(

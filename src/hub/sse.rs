@@ -13,7 +13,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -105,11 +104,7 @@ impl SseSession {
     fn admit(&mut self, ctx: &mut Context<Self>) {
         let start = self.start.take().unwrap_or_default();
         if let Some(identity) = &start.identity {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let left = Duration::from_secs(identity.expires_at).saturating_sub(now);
-            ctx.run_later(left, |act, ctx| {
+            ctx.run_later(identity.time_left(), |act, ctx| {
                 act.end_reason = DisconnectReason::TokenExpired;
                 ctx.stop();
             });
@@ -120,10 +115,7 @@ impl SseSession {
             session: self.session,
             transport: Transport::EventStream,
             peer: self.peer,
-            outbox: SessionOutbox {
-                deliver: addr.clone().recipient(),
-                close: addr.recipient(),
-            },
+            outbox: SessionOutbox::of(&addr),
             id: id.clone(),
             channels: start.channels.clone(),
             resume: start.resume,

@@ -66,10 +66,7 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             session,
             transport: Transport::LongPoll,
             peer: req.peer_addr(),
-            outbox: SessionOutbox {
-                deliver: waiter.clone().recipient(),
-                close: waiter.recipient(),
-            },
+            outbox: SessionOutbox::of(&waiter),
             id: start.identity.map(|i| i.id).or(start.id),
             channels: start.channels,
             resume: start.resume,

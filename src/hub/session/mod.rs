@@ -19,7 +19,7 @@ mod fragments;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -188,10 +188,7 @@ impl WsSession {
             session: self.session,
             transport: Transport::WebSocket,
             peer: self.peer,
-            outbox: SessionOutbox {
-                deliver: addr.clone().recipient(),
-                close: addr.recipient(),
-            },
+            outbox: SessionOutbox::of(&addr),
             id: id.clone(),
             channels: start.channels.clone(),
             resume: start.resume,
@@ -261,11 +258,7 @@ impl WsSession {
         if let Some(timer) = self.expiry_timer.take() {
             ctx.cancel_future(timer);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let left = Duration::from_secs(identity.expires_at).saturating_sub(now);
-        self.expiry_timer = Some(ctx.run_later(left, |act, ctx| {
+        self.expiry_timer = Some(ctx.run_later(identity.time_left(), |act, ctx| {
             act.close(
                 ctx,
                 close_code::TOKEN_EXPIRED,
