@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             };
             let local = tokio::task::LocalSet::new();
             let report = local.block_on(&runtime, async move {
-                let rate = if args.scenario == "paced" {
+                let rate = if matches!(args.scenario.as_str(), "paced" | "storm") {
                     args.rate
                 } else {
                     0.0

@@ -107,6 +107,14 @@ struct Shared {
     ready: Cell<usize>,
     failed: Cell<usize>,
     changed: Notify,
+    /// Storms so far, and the signal that starts one.
+    storms: Cell<u32>,
+    storm: Notify,
+    /// Reconnections refused or failed during a storm.
+    refused: Cell<u64>,
+    /// Clients back with `resumed` (or `reset`) after a storm.
+    resumed: Cell<usize>,
+    resets: Cell<usize>,
 }
 
 impl Shared {
@@ -170,6 +178,11 @@ pub struct Report {
     pub rss_after_kib: u64,
     pub rss_per_connection_bytes: u64,
     pub generator_cpu: f64,
+    /// Storm scenario: seconds from the storm until every client was back
+    /// and resumed; reconnections refused meanwhile; resumes that reset.
+    pub storm_recovery_s: f64,
+    pub storm_refused: u64,
+    pub storm_resets: usize,
     pub valid: bool,
     pub note: String,
 }
@@ -209,42 +222,143 @@ fn source(client: usize, clients: usize) -> Option<IpAddr> {
 
 async fn client(shared: Rc<Shared>, idx: usize, admission: Rc<Semaphore>) -> io::Result<()> {
     let permit = admission.acquire().await.map_err(io::Error::other)?;
-    let mut stream = wire::connect(source(idx, shared.plan.clients), shared.server).await?;
-    let mut buf = Vec::with_capacity(8 * 1024);
-    let host = shared.server.to_string();
-    let path = path(shared.flavor, idx, shared.plan.channel_of(idx));
-    wire::handshake(&mut stream, &host, &path, &mut buf).await?;
-    if shared.flavor == Flavor::Socketio {
-        stream.write_all(&wire::frame(OP_TEXT, b"40")).await?;
-    }
     let mut permit = Some(permit);
+    // herald's position (epoch, seq), for reconnecting after a storm.
+    let mut position: Option<(String, u64)> = None;
+    let mut storms = shared.storms.get();
+    let mut attempt = 0u32;
+    let host = shared.server.to_string();
     loop {
-        while let Some(frame) = wire::parse(&buf) {
-            let payload = &buf[frame.start..frame.end];
-            match frame.opcode {
-                OP_TEXT => {
-                    if let Some((msg, sent)) = wire::message_stamp(payload) {
-                        shared.deliver(idx, msg, sent);
-                    } else if wire::find(payload, b"registered").is_some() && permit.is_some() {
-                        permit = None;
-                        shared.ready.set(shared.ready.get() + 1);
-                        shared.changed.notify_waiters();
-                    } else if shared.flavor == Flavor::Socketio && payload == b"2" {
-                        stream.write_all(&wire::frame(OP_TEXT, b"3")).await?;
+        let mut path = path(shared.flavor, idx, shared.plan.channel_of(idx));
+        if let Some((epoch, seq)) = &position {
+            path.push_str(&format!("&since={seq}&epoch={epoch}"));
+        }
+        let mut buf = Vec::with_capacity(8 * 1024);
+        let opened = async {
+            let mut stream = wire::connect(source(idx, shared.plan.clients), shared.server).await?;
+            wire::handshake(&mut stream, &host, &path, &mut buf).await?;
+            Ok::<_, io::Error>(stream)
+        }
+        .await;
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(e) if position.is_none() => return Err(e),
+            Err(_) => {
+                // Refused or overloaded during a storm: back off and retry,
+                // as herald.js does.
+                shared.refused.set(shared.refused.get() + 1);
+                attempt += 1;
+                tokio::time::sleep(storm_backoff(attempt)).await;
+                continue;
+            }
+        };
+        if shared.flavor == Flavor::Socketio {
+            stream.write_all(&wire::frame(OP_TEXT, b"40")).await?;
+        }
+        loop {
+            while let Some(frame) = wire::parse(&buf) {
+                let payload = &buf[frame.start..frame.end];
+                match frame.opcode {
+                    OP_TEXT => {
+                        if let Some((msg, sent)) = wire::message_stamp(payload) {
+                            shared.deliver(idx, msg, sent);
+                            if let (Some(pos), Some(seq)) =
+                                (position.as_mut(), wire::frame_seq(payload))
+                            {
+                                pos.1 = seq;
+                            }
+                        } else if shared.flavor == Flavor::Socketio {
+                            if payload == b"2" {
+                                stream.write_all(&wire::frame(OP_TEXT, b"3")).await?;
+                            } else if wire::find(payload, b"registered").is_some()
+                                && permit.is_some()
+                            {
+                                permit = None;
+                                shared.ready.set(shared.ready.get() + 1);
+                                shared.changed.notify_waiters();
+                            }
+                        } else {
+                            control_frame(&shared, payload, &mut position, &mut permit);
+                        }
+                    }
+                    OP_PING => {
+                        let pong = wire::frame(0xA, payload);
+                        stream.write_all(&pong).await?;
+                    }
+                    OP_CLOSE => return Err(io::Error::other("server closed the connection")),
+                    _ => {}
+                }
+                buf.drain(..frame.end);
+            }
+            let storm = shared.storm.notified();
+            if shared.storms.get() != storms {
+                break;
+            }
+            tokio::select! {
+                read = wire::read_more(&mut stream, &mut buf) => {
+                    if read? == 0 {
+                        return Err(io::Error::other("connection ended"));
                     }
                 }
-                OP_PING => {
-                    let pong = wire::frame(0xA, payload);
-                    stream.write_all(&pong).await?;
-                }
-                OP_CLOSE => return Err(io::Error::other("server closed the connection")),
-                _ => {}
+                _ = storm => break,
             }
-            buf.drain(..frame.end);
         }
-        if wire::read_more(&mut stream, &mut buf).await? == 0 {
-            return Err(io::Error::other("connection ended"));
+        // A storm: every client drops its connection at once and comes back
+        // after a jittered delay, resuming from its position.
+        storms = shared.storms.get();
+        drop(stream);
+        attempt = 0;
+        tokio::time::sleep(storm_backoff(attempt)).await;
+    }
+}
+
+/// herald.js's reconnect delay: exponential from 500 ms, capped at 30 s,
+/// a random point in the upper half.
+fn storm_backoff(attempt: u32) -> Duration {
+    let window = (500u64 << attempt.min(6)).min(30_000);
+    Duration::from_millis(window / 2 + rand::thread_rng().gen_range(0..=window / 2))
+}
+
+/// Reads herald's control frames: readiness, the position, resume outcomes.
+fn control_frame(
+    shared: &Shared,
+    payload: &[u8],
+    position: &mut Option<(String, u64)>,
+    permit: &mut Option<tokio::sync::SemaphorePermit<'_>>,
+) {
+    let Ok(frame) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return;
+    };
+    let epoch = frame["epoch"].as_str().map(str::to_owned);
+    let seq = frame["seq"].as_u64();
+    match frame["type"].as_str() {
+        Some("registered") => {
+            if position.is_none() {
+                if let (Some(epoch), Some(seq)) = (epoch, seq) {
+                    *position = Some((epoch, seq));
+                }
+            }
+            if permit.take().is_some() {
+                shared.ready.set(shared.ready.get() + 1);
+                shared.changed.notify_waiters();
+            }
         }
+        Some("resumed") => {
+            if let (Some(pos), Some(seq)) = (position.as_mut(), seq) {
+                pos.1 = pos.1.max(seq);
+            }
+            shared.resumed.set(shared.resumed.get() + 1);
+            shared.changed.notify_waiters();
+        }
+        Some("reset") => {
+            shared.resets.set(shared.resets.get() + 1);
+            if let (Some(epoch), Some(seq)) = (epoch, seq) {
+                *position = Some((epoch, seq));
+            }
+            shared.resumed.set(shared.resumed.get() + 1);
+            shared.changed.notify_waiters();
+        }
+        _ => {}
     }
 }
 
@@ -326,6 +440,11 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         ready: Cell::new(0),
         failed: Cell::new(0),
         changed: Notify::new(),
+        storms: Cell::new(0),
+        storm: Notify::new(),
+        refused: Cell::new(0),
+        resumed: Cell::new(0),
+        resets: Cell::new(0),
     });
     report.rss_before_kib = opts.server_pid.map(rss_kib).unwrap_or(0);
     let cpu_start = cpu_time();
@@ -403,6 +522,30 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
                 }
             }));
         }
+        if scenario == "storm" {
+            // Halfway through the publishes, every client drops at once.
+            while next.get() < total / 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let storm_at = Instant::now();
+            shared.storms.set(shared.storms.get() + 1);
+            shared.storm.notify_waiters();
+            let clients = shared.plan.clients;
+            wait_until(
+                &shared,
+                Duration::from_secs(30),
+                |s| s.resumed.get() >= clients,
+                |s| s.resumed.get() as u64,
+            )
+            .await;
+            report.storm_recovery_s = storm_at.elapsed().as_secs_f64();
+            if shared.resumed.get() < clients {
+                report.note = format!(
+                    "only {} of {clients} clients came back",
+                    shared.resumed.get()
+                );
+            }
+        }
         for handle in handles {
             match handle.await {
                 Ok(Ok(())) => {}
@@ -452,7 +595,12 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         report.p999_us = h.value_at_quantile(0.999);
         report.max_us = h.max();
     }
-    let clean = report.lost == 0 && report.duplicated == 0 && report.misrouted == 0;
+    report.storm_refused = shared.refused.get();
+    report.storm_resets = shared.resets.get();
+    let clean = report.lost == 0
+        && report.duplicated == 0
+        && report.misrouted == 0
+        && report.storm_resets == 0;
     let cpu_ok = report.generator_cpu <= 0.9;
     report.valid = clean && cpu_ok && report.failed_clients == 0 && report.note.is_empty();
     if !cpu_ok {
@@ -468,7 +616,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
 pub fn plan(scenario: &str, clients: usize, messages: usize, channel_size: usize) -> Plan {
     let mut rng = rand::thread_rng();
     let targets = match scenario {
-        "broadcast" | "paced" => vec![Target::All; messages],
+        "broadcast" | "paced" | "storm" => vec![Target::All; messages],
         "direct" => (0..messages)
             .map(|_| Target::Client(rng.gen_range(0..clients.max(1)) as u32))
             .collect(),

@@ -135,6 +135,17 @@ pub fn message_stamp(payload: &[u8]) -> Option<(u32, u64)> {
     Some((msg, parse_u64(&rest[..q])?))
 }
 
+/// The `"seq":N` of a herald frame.
+pub fn frame_seq(payload: &[u8]) -> Option<u64> {
+    let at = find(payload, b"\"seq\":")? + 6;
+    let rest = &payload[at..];
+    let end = rest
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len());
+    parse_u64(&rest[..end])
+}
+
 fn parse_u64(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;

@@ -28,10 +28,18 @@ async fn scenarios(server: SocketAddr, label: &str) {
         ("direct", 50, 200, 0),
         ("channel", 60, 100, 20),
         ("connect", 40, 0, 0),
+        ("storm", 50, 60, 0),
     ];
     for (scenario, clients, messages, channel_size) in cases {
+        if scenario == "storm" && label != "herald" {
+            continue; // resuming is herald's protocol
+        }
         let plan = run::plan(scenario, clients, messages, channel_size);
-        let report: Report = run::run(scenario, label, plan, options(server)).await;
+        let mut opts = options(server);
+        if scenario == "storm" {
+            opts.rate = 100.0;
+        }
+        let report: Report = run::run(scenario, label, plan, opts).await;
         assert_eq!(report.failed_clients, 0, "{label} {scenario}: {report:?}");
         assert_eq!(
             (report.lost, report.duplicated, report.misrouted),
@@ -39,6 +47,7 @@ async fn scenarios(server: SocketAddr, label: &str) {
             "{label} {scenario}: {report:?}"
         );
         assert_eq!(report.delivered, report.expected, "{label} {scenario}");
+        assert_eq!(report.storm_resets, 0, "{label} {scenario}: {report:?}");
         // (The CPU share is not checked: herald shares this test's process.)
         assert!(
             !report.note.contains("registered"),
