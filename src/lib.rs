@@ -4,7 +4,8 @@
 //! herald pushes each message to every client or to the clients of one id.
 //!
 //! Layout:
-//! - [`app`]: builds the HTTP server, starts the one `NotifyServer`, binds.
+//! - [`app`]: binds, builds the HTTP server (whose first worker starts the one
+//!   `NotifyServer`), handles graceful shutdown.
 //! - [`config`]: the typed settings, from file, environment and flags.
 //! - [`error`]: errors a client of the HTTP API sees, mapped to JSON.
 //! - [`protocol`]: the wire frames and close codes.
@@ -16,8 +17,10 @@
 //! - [`history`]: recent messages per stream, for resume.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: where publishes go: this process, or Redis for several nodes.
-//! - [`hub`]: the actors — `NotifyServer` (routing) and `WsSession` (a socket).
-//! - [`routes`]: the HTTP surface — console page, publish, WebSocket, health.
+//! - [`hub`]: the actors — `NotifyServer` (routing, seq, history) and the
+//!   sessions: `WsSession`, `SseSession`, `PollWaiter`.
+//! - [`routes`]: the HTTP surface — console page, publish, `/ws`, `/events`,
+//!   `/poll`, `/health`, `/metrics`, `/stats`.
 
 pub mod app;
 pub mod auth;
