@@ -57,29 +57,44 @@ async fn line_containing(lines: &mut Lines<BufReader<ChildStderr>>, needle: &str
     .await
 }
 
-#[actix_web::test]
-async fn the_binary_logs_listening_address_and_session_events() {
+/// Starts the binary with `config` (TOML text) as its file, and reads the
+/// port it logs. The config file lives as long as the returned guard.
+async fn start_with(
+    config: &str,
+    env: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    tokio::process::Child,
+    Lines<BufReader<ChildStderr>>,
+    u16,
+    String,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.toml");
-    std::fs::write(&path, "port = 8001\nworkers = 1\n").unwrap();
-    // The environment overrides the file: listen on a free port.
-    let mut child = herald()
-        .arg("--config")
-        .arg(&path)
-        .env("HERALD_PORT", "0")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = herald();
+    cmd.arg("--config").arg(&path).stderr(Stdio::piped());
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-
     let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
-    let port: u16 = listening
+    let port = listening
         .rsplit(':')
         .next()
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    (dir, child, lines, port, listening)
+}
+
+#[actix_web::test]
+async fn the_binary_logs_listening_address_and_session_events() {
+    // The environment overrides the file: listen on a free port.
+    let (_dir, mut child, mut lines, port, listening) =
+        start_with("port = 8001\nworkers = 1\n", &[("HERALD_PORT", "0")]).await;
     assert_ne!(port, 8001);
     assert!(
         listening.contains("INFO"),
@@ -111,25 +126,9 @@ async fn the_binary_logs_listening_address_and_session_events() {
 }
 
 #[actix_web::test]
-async fn sigterm_closes_sessions_with_1001_ends_polls_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("herald.toml");
-    std::fs::write(&path, "port = 0\nworkers = 1\nshutdown_timeout_secs = 5\n").unwrap();
-    let mut child = herald()
-        .arg("--config")
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
-    let port: u16 = listening
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+async fn sigterm_closes_sessions_with_1001_ends_streams_and_polls_and_exits_0() {
+    let config = "port = 0\nworkers = 1\nshutdown_timeout_secs = 5\n";
+    let (_dir, mut child, _lines, port, _) = start_with(config, &[]).await;
 
     let mut ws = crate::helpers::RawWs::connect(port, "id=leaving").await;
     assert_eq!(ws.recv_json().await["type"], "registered");
@@ -142,7 +141,10 @@ async fn sigterm_closes_sessions_with_1001_ends_polls_and_exits_0() {
         port,
         http: awc::Client::default(),
     };
-    checker.wait_for_counts(2, 2).await; // the WebSocket and the waiting poll
+    let mut events = checker.sse("id=streaming", &[]).await;
+    assert_eq!(events.next_data().await.1["type"], "registered");
+    // The WebSocket, the waiting poll and the event stream.
+    checker.wait_for_counts(3, 3).await;
 
     let pid = child.id().expect("running").to_string();
     let killed = Command::new("kill")
@@ -156,6 +158,7 @@ async fn sigterm_closes_sessions_with_1001_ends_polls_and_exits_0() {
         ws.expect_close().await,
         herald::protocol::close_code::GOING_AWAY
     );
+    events.expect_end().await;
     let (status, body) = within("the poll's answer", poll).await.unwrap();
     assert_eq!(status, actix_web::http::StatusCode::OK);
     assert_eq!(body["messages"], serde_json::json!([]));

@@ -649,6 +649,17 @@ impl SseClient {
         .await
     }
 
+    /// Waits for the server to end the stream (comments and events before
+    /// the end are skipped).
+    pub async fn expect_end(&mut self) {
+        within("the event stream to end", async {
+            while let Some(chunk) = self.resp.next().await {
+                chunk.expect("a clean end, not an error");
+            }
+        })
+        .await;
+    }
+
     /// The next event with data (comments skipped), parsed.
     pub async fn next_data(&mut self) -> (Option<String>, Value) {
         loop {
