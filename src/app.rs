@@ -11,7 +11,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
-use crate::broker::{BrokerKind, RedisBroker};
+use crate::broker::{self, BrokerKind};
 use crate::config::Config;
 use crate::hub::messages::Shutdown;
 use crate::hub::session::SessionSettings;
@@ -128,26 +128,15 @@ impl Application {
             Some(TokenVerifier::new(&config.client_secret).map_err(StartError::Token)?)
         };
 
-        let broker = match config.broker.kind {
-            BrokerKind::Memory => None,
-            BrokerKind::Redis => {
-                let broker = RedisBroker::connect(&config.broker, config.history_size)
-                    .await
-                    .map_err(StartError::Broker)?;
-                log::info!("broker: redis at {}", redact_url(&config.broker.url));
-                Some(Arc::new(broker))
-            }
-        };
+        let broker = broker::from_config(&config)
+            .await
+            .map_err(StartError::Broker)?;
+        if broker.kind() == BrokerKind::Redis {
+            log::info!("broker: redis at {}", redact_url(&config.broker.url));
+        }
         let metrics = Arc::new(Metrics::new());
-        let epoch = match &broker {
-            None => NotifyServer::new_epoch(),
-            Some(broker) => broker
-                .epoch(&NotifyServer::new_epoch())
-                .await
-                .map_err(StartError::Broker)?,
-        };
+        let epoch = broker.epoch();
         log::info!("history epoch {epoch}");
-        let epoch: Arc<str> = epoch.into();
         let shared = Arc::new(Shared {
             console_page: console_page.into(),
             max_message_bytes: config.max_message_bytes,
@@ -173,7 +162,6 @@ impl Application {
             ),
             broker: broker.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
-            epoch: epoch.clone(),
             started_at: Instant::now(),
         });
         // One registry for the whole process. It is started once, by the
@@ -185,7 +173,6 @@ impl Application {
         let router: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
         let app_router = router.clone();
         let router_metrics = metrics.clone();
-        let history = config.history_limits();
         let static_dir = config.static_dir.clone();
         let echo_route = config.echo_route;
         if echo_route {
@@ -196,19 +183,12 @@ impl Application {
         let stall_timeout = config.client_timeout();
         let mut server = HttpServer::new(move || {
             let server = router
-                .get_or_init(|| match &broker {
-                    None => NotifyServer::new(epoch.clone(), history)
+                .get_or_init(|| {
+                    let router = NotifyServer::new(broker.clone())
                         .with_metrics(router_metrics.clone())
-                        .start(),
-                    Some(broker) => {
-                        let router =
-                            NotifyServer::with_broker(epoch.clone(), history, broker.clone())
-                                .with_metrics(router_metrics.clone())
-                                .start();
-                        broker.subscribe(router.clone());
-                        broker.report_presence(NotifyServer::new_epoch(), router.clone());
-                        router
-                    }
+                        .start();
+                    broker.start(router.clone().recipient(), router.clone().recipient());
+                    router
                 })
                 .clone();
             let state = web::Data::new(AppState {

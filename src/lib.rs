@@ -16,8 +16,9 @@
 //! - [`limits`]: connection caps and the client frame-rate limit.
 //! - [`history`]: recent messages per stream, for resume.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
-//! - [`broker`]: where publishes go: this process, or Redis for several nodes.
-//! - [`hub`]: the actors — `NotifyServer` (routing, seq, history) and the
+//! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
+//!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes).
+//! - [`hub`]: the actors — `NotifyServer` (routing) and the
 //!   sessions: `WsSession`, `SseSession`, `PollWaiter`.
 //! - [`routes`]: the HTTP surface — console page, publish, `/ws`, `/events`,
 //!   `/poll`, `/health`, `/metrics`, `/stats`.

@@ -1,20 +1,40 @@
-//! Where a publish goes and comes back from.
+//! Where a publish is numbered, kept and announced, and where a resume is
+//! answered from. One trait, two back ends, chosen in one place
+//! ([`from_config`]):
 //!
-//! - `memory` (the default): this process. `NotifyServer` numbers, keeps and
-//!   fans out every message itself; nothing to install.
-//! - `redis`: several herald nodes share one Redis. A publish is numbered,
-//!   kept (a Redis Stream per stream, bounded by `history_size`) and
-//!   announced (pub/sub) by one atomic script; every node, the publishing
-//!   one included, receives it from pub/sub and fans it out to its own
-//!   sessions — one delivery path for local and remote publishes. Every node
-//!   subscribes to every message: simple and exact, at the cost of each node
-//!   receiving messages none of its sessions want (see docs/deploy.md).
+//! - `memory` (the default): this process. [`MemoryBroker`] numbers each
+//!   message, keeps it in a bounded [`History`](crate::history::History) and
+//!   hands it straight back to `NotifyServer` to fan out; nothing to install.
+//! - `redis`: several herald nodes share one Redis. [`RedisBroker`] numbers,
+//!   keeps (a Redis Stream per stream, bounded by `history_size`) and
+//!   announces (pub/sub) each message in one atomic script; every node, the
+//!   publishing one included, receives it from pub/sub and fans it out to its
+//!   own sessions. Every node subscribes to every message: simple and exact,
+//!   at the cost of each node receiving messages none of its sessions want
+//!   (see docs/deploy.md).
+//!
+//! Either way `NotifyServer` fans out a [`Fanout`] through one function: the
+//! memory broker returns it at once ([`Publishing::Here`]), Redis delivers it
+//! later through the subscription ([`Publishing::Sent`]). Positions are
+//! `seq` numbers under an epoch, the same in both.
 
+mod memory;
 mod redis;
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Recipient;
+use bytestring::ByteString;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
+pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
+use crate::config::Config;
+use crate::history::StreamKey;
+use crate::hub::messages::{Fanout, GetPresence};
+use crate::protocol::PendingFrame;
 
 /// `[broker]` in the config.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -45,9 +65,119 @@ pub enum BrokerKind {
     Redis,
 }
 
+impl BrokerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+        }
+    }
+}
+
 /// The broker could not take a publish.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("the message broker (Redis) is unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Messages of a replay, `(seq, complete frame)`, in seq order.
+pub type Frames = Vec<(u64, ByteString)>;
+
+/// What became of a publish.
+pub enum Publishing {
+    /// Numbered and kept in this process: fan it out now. Nothing else
+    /// will deliver it.
+    Here(Fanout),
+    /// Handed to the cluster: once the future says it was announced, it
+    /// comes back to every node, this one included, as a [`Fanout`].
+    Sent(BoxFuture<'static, Result<Announced, BrokerError>>),
+}
+
+/// A publish the cluster took.
+#[derive(Debug, Clone, Copy)]
+pub struct Announced {
+    pub seq: u64,
+    /// Nodes subscribed when it was announced (each fans out locally).
+    pub nodes: u64,
+}
+
+/// What a resume gets: every kept message it asked for, or why that
+/// cannot be complete (the reason goes to the client in a `reset` frame).
+pub enum Replaying {
+    /// Read from this process, exact up to each stream's `has_from`:
+    /// nothing can be in flight.
+    Here(Result<Frames, String>),
+    /// Being fetched: live messages may arrive meanwhile, and may repeat
+    /// what the replay holds (see `NotifyServer::finish_resume`).
+    Fetching(BoxFuture<'static, Result<Frames, String>>),
+}
+
+/// The cluster as the broker sees it, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterCounts {
+    /// Nodes that reported in the last few seconds.
+    pub nodes: usize,
+    /// Their sessions in all.
+    pub sessions: usize,
+    /// Distinct registered ids over all nodes (an id with tabs on two
+    /// nodes counts once). Estimated by a HyperLogLog union: exact for
+    /// small numbers, within about 1% for large ones.
+    pub ids: usize,
+}
+
+/// A place where messages are numbered, kept and announced. Owned by the
+/// routing layer (`NotifyServer`), which is the only caller of `publish`
+/// and `replay`, one call at a time, in publish order.
+pub trait Broker: Send + Sync {
+    fn kind(&self) -> BrokerKind;
+
+    /// The history's epoch: positions from another epoch are refused.
+    fn epoch(&self) -> Arc<str>;
+
+    /// Numbers (the next `seq`), keeps and announces one message. Its order
+    /// among publishes is the order of the calls.
+    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing;
+
+    /// Every kept message of `streams` with `since < seq`; with each stream
+    /// comes its `has_from`, the seq from which the session already has it
+    /// live (a broker that can, stops there).
+    fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying;
+
+    /// Drops what has outlived its time; called about once a second.
+    fn expire(&self, _now: Instant) {}
+
+    /// Messages, bytes and streams kept in this process.
+    fn usage(&self) -> (usize, usize, usize) {
+        (0, 0, 0)
+    }
+
+    /// Starts whatever runs in the background: delivery of announced
+    /// messages to `fanout`, and this node's presence report, read from
+    /// `presence`. Called once, when the router has started.
+    fn start(&self, _fanout: Recipient<Fanout>, _presence: Recipient<GetPresence>) {}
+
+    /// Whether announced messages reach this node now; `None` when there is
+    /// nothing to connect to.
+    fn connected(&self) -> Option<bool> {
+        None
+    }
+
+    /// The cluster's counts; `None` without a cluster. The inner `None`:
+    /// the broker cannot be read now.
+    fn cluster(&self) -> Option<BoxFuture<'static, Option<ClusterCounts>>> {
+        None
+    }
+}
+
+/// The broker the config asks for; connects to Redis, and fails if it
+/// cannot be reached now.
+pub async fn from_config(config: &Config) -> Result<Arc<dyn Broker>, BrokerError> {
+    let epoch = format!("{:016x}", rand::random::<u64>());
+    Ok(match config.broker.kind {
+        BrokerKind::Memory => Arc::new(MemoryBroker::new(epoch, config.history_limits())),
+        BrokerKind::Redis => {
+            Arc::new(RedisBroker::connect(&config.broker, config.history_size, &epoch).await?)
+        }
+    })
 }

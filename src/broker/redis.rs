@@ -5,15 +5,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
+use actix::Recipient;
 use bytestring::ByteString;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{BrokerConfig, BrokerError};
+use super::{Announced, Broker, BrokerConfig, BrokerError, BrokerKind, ClusterCounts};
+use super::{Publishing, Replaying};
 use crate::history::StreamKey;
-use crate::hub::messages::{Fanout, GetCounts};
-use crate::hub::NotifyServer;
+use crate::hub::messages::{Fanout, GetPresence};
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::PendingFrame;
 
@@ -23,6 +24,11 @@ use crate::protocol::PendingFrame;
 /// the highest seq this node has seen: if Redis lost its data, the counter
 /// continues after it instead of starting again at 1 (clients skip seqs
 /// they believe they have).
+///
+/// The stream keeps exactly `history_size` entries. Older ones go by
+/// `XDEL`, not `XTRIM`: only `XDEL` records the newest removed id in the
+/// stream's `max-deleted-entry-id`, which is how a resume learns that a
+/// message after its position is gone.
 const PUBLISH_SCRIPT: &str = r#"
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[4])
@@ -31,8 +37,15 @@ if seq <= floor then
   redis.call('SET', KEYS[1], seq)
 end
 local frame = '{"type":"message","seq":' .. seq .. ',' .. ARGV[1]
-if tonumber(ARGV[2]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'f', frame)
+local size = tonumber(ARGV[2])
+if size > 0 then
+  redis.call('XADD', KEYS[2], seq .. '-0', 'f', frame)
+  local over = redis.call('XLEN', KEYS[2]) - size
+  if over > 0 then
+    for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)) do
+      redis.call('XDEL', KEYS[2], entry[1])
+    end
+  end
 end
 local nodes = redis.call('PUBLISH', KEYS[3], ARGV[3] .. '\n' .. seq .. '\n' .. frame)
 return {seq, nodes}
@@ -41,20 +54,17 @@ return {seq, nodes}
 /// One `XRANGE` entry: its id and its field/value pairs.
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 
-/// What a publish through Redis did.
-#[derive(Debug, Clone, Copy)]
-pub struct RedisPublished {
-    pub seq: u64,
-    /// Nodes subscribed when it was announced (each fans out locally).
-    pub nodes: u64,
-}
-
 pub struct RedisBroker {
     client: redis::Client,
     commands: ConnectionManager,
-    publish: redis::Script,
+    /// Shared with the publishes in flight.
+    publish: Arc<redis::Script>,
     prefix: String,
     history_size: usize,
+    /// The cluster's epoch, read from Redis at connect.
+    epoch: Arc<str>,
+    /// This node's name in presence reports.
+    node: String,
     /// Whether the node's subscription is up, for `/health`.
     subscribed: Arc<AtomicBool>,
     /// The highest seq this node has published or received.
@@ -62,9 +72,13 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    /// Connects; fails if Redis cannot be reached now.
-    pub async fn connect(config: &BrokerConfig, history_size: usize) -> Result<Self, BrokerError> {
-        let unavailable = |e: redis::RedisError| BrokerError::Unavailable(e.to_string());
+    /// Connects and joins the cluster's epoch (`candidate` if this is the
+    /// first node); fails if Redis cannot be reached now.
+    pub async fn connect(
+        config: &BrokerConfig,
+        history_size: usize,
+        candidate: &str,
+    ) -> Result<Self, BrokerError> {
         let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -86,203 +100,32 @@ impl RedisBroker {
         }
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(unavailable)?;
+        let epoch = join_epoch(&commands, &config.prefix, candidate).await?;
         Ok(Self {
             client,
             commands,
-            publish: redis::Script::new(PUBLISH_SCRIPT),
+            publish: Arc::new(redis::Script::new(PUBLISH_SCRIPT)),
             prefix: config.prefix.clone(),
             history_size,
+            epoch: epoch.into(),
+            node: format!("{:016x}", rand::random::<u64>()),
             subscribed: Arc::new(AtomicBool::new(false)),
             seen: Arc::new(AtomicU64::new(0)),
         })
-    }
-
-    /// The cluster's epoch: set by the first node, read by the others. A
-    /// Redis that lost its data loses it too, so positions from before are
-    /// not taken for new ones.
-    pub async fn epoch(&self, candidate: &str) -> Result<String, BrokerError> {
-        let key = format!("{}:epoch", self.prefix);
-        let mut con = self.commands.clone();
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(candidate)
-            .arg("NX")
-            .query_async(&mut con)
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut con)
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     fn channel(&self) -> String {
         format!("{}:messages", self.prefix)
     }
 
-    /// Numbers, keeps and announces a message.
-    pub async fn publish(
-        &self,
-        key: &StreamKey,
-        frame: &PendingFrame,
-    ) -> Result<RedisPublished, BrokerError> {
-        let name = encode_key(key);
-        let mut con = self.commands.clone();
-        let (seq, nodes): (u64, u64) = self
-            .publish
-            .key(format!("{}:seq", self.prefix))
-            .key(format!("{}:stream:{name}", self.prefix))
-            .key(self.channel())
-            .arg(frame.fields())
-            .arg(self.history_size)
-            .arg(&name)
-            .arg(self.seen.load(Ordering::Relaxed))
-            .invoke_async(&mut con)
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        self.seen.fetch_max(seq, Ordering::Relaxed);
-        Ok(RedisPublished { seq, nodes })
-    }
-
-    /// Every message kept for `keys` after `since`, in seq order; or why
-    /// that cannot be complete: the cluster's epoch is no longer `epoch`
-    /// (Redis lost its data), a stream dropped a message after `since`, or
-    /// Redis is unreachable.
-    pub async fn replay(
-        &self,
-        epoch: &str,
-        keys: &[StreamKey],
-        since: u64,
-    ) -> Result<Vec<(u64, ByteString)>, String> {
-        let mut con = self.commands.clone();
-        let failed = |e: redis::RedisError| format!("the message broker is unavailable: {e}");
-        let current: Option<String> = redis::cmd("GET")
-            .arg(format!("{}:epoch", self.prefix))
-            .query_async(&mut con)
-            .await
-            .map_err(failed)?;
-        if current.as_deref() != Some(epoch) {
-            return Err("the broker's history started afresh (epoch changed)".into());
-        }
-        let mut found = Vec::new();
-        for key in keys {
-            let stream = format!("{}:stream:{}", self.prefix, encode_key(key));
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(&stream)
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
-            if !exists {
-                continue; // never published to
-            }
-            let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
-                .arg("STREAM")
-                .arg(&stream)
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
-            let dropped_up_to = info
-                .get("max-deleted-entry-id")
-                .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()))
-                .unwrap_or(0);
-            if dropped_up_to > since {
-                return Err(format!(
-                    "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
-                ));
-            }
-            let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-                .arg(&stream)
-                .arg(format!("{}-0", since + 1))
-                .arg("+")
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
-            for (id, fields) in entries {
-                let seq = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
-                let frame = fields
-                    .into_iter()
-                    .find(|(name, _)| name == "f")
-                    .map(|(_, v)| v);
-                if let (Some(seq), Some(frame)) = (seq, frame) {
-                    if let Ok(text) = String::from_utf8(frame) {
-                        found.push((seq, ByteString::from(text)));
-                    }
-                }
-            }
-        }
-        found.sort_unstable_by_key(|(seq, _)| *seq);
-        Ok(found)
-    }
-
-    /// The nodes that reported in the last [`PRESENCE_TTL`], and their
-    /// sessions in all; `None` when Redis cannot be read.
-    pub async fn cluster(&self) -> Option<(usize, usize)> {
-        let mut con = self.commands.clone();
-        let nodes: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.nodes_key())
-            .query_async(&mut con)
-            .await
-            .ok()?;
-        let now = unix_millis();
-        let mut live = 0;
-        let mut sessions = 0;
-        for (node, report) in nodes {
-            let mut parts = report.split(' ');
-            let at: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            if now.saturating_sub(at) > PRESENCE_TTL.as_millis() as u64 {
-                // Gone: forget it (another reader may race us; harmless).
-                let _: Result<(), _> = redis::cmd("HDEL")
-                    .arg(self.nodes_key())
-                    .arg(&node)
-                    .query_async(&mut con)
-                    .await;
-                continue;
-            }
-            live += 1;
-            sessions += parts
-                .next()
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-        }
-        Some((live, sessions))
-    }
-
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
 
-    /// Reports this node (`node`) and its session count every
-    /// [`PRESENCE_INTERVAL`], for the cluster view in `/health`.
-    pub fn report_presence(&self, node: String, router: Addr<NotifyServer>) {
-        let mut con = self.commands.clone();
-        let key = self.nodes_key();
-        actix_web::rt::spawn(async move {
-            loop {
-                if let Ok(counts) = router.send(GetCounts).await {
-                    let report = format!("{} {}", unix_millis(), counts.sessions);
-                    let _: Result<(), _> = redis::cmd("HSET")
-                        .arg(&key)
-                        .arg(&node)
-                        .arg(report)
-                        .query_async(&mut con)
-                        .await;
-                }
-                actix_web::rt::time::sleep(PRESENCE_INTERVAL).await;
-            }
-        });
-    }
-
-    /// Whether this node currently receives the cluster's messages.
-    pub fn is_subscribed(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed)
-    }
-
-    /// Receives every announced message and hands it to `router`, for as
+    /// Receives every announced message and hands it to `fanout`, for as
     /// long as the process runs; reconnects with backoff when Redis goes
     /// away, logging each change of state once.
-    pub fn subscribe(&self, router: Addr<NotifyServer>) {
+    fn subscribe(&self, fanout: Recipient<Fanout>) {
         let client = self.client.clone();
         let channel = self.channel();
         let subscribed = self.subscribed.clone();
@@ -301,9 +144,9 @@ impl RedisBroker {
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
                                 match decode(msg.get_payload_bytes()) {
-                                    Some(fanout) => {
-                                        seen.fetch_max(fanout.seq, Ordering::Relaxed);
-                                        router.do_send(fanout)
+                                    Some(message) => {
+                                        seen.fetch_max(message.seq, Ordering::Relaxed);
+                                        fanout.do_send(message)
                                     }
                                     None => log::warn!("broker: ignored a malformed message"),
                                 }
@@ -320,6 +163,240 @@ impl RedisBroker {
             }
         });
     }
+
+    /// Reports this node every [`PRESENCE_INTERVAL`]: its session count in
+    /// the nodes hash, and its ids in a HyperLogLog of its own, rewritten
+    /// when they changed and expiring with the node.
+    fn report_presence(&self, presence: Recipient<GetPresence>) {
+        let mut con = self.commands.clone();
+        let nodes_key = self.nodes_key();
+        let ids_key = format!("{}:ids:{}", self.prefix, self.node);
+        let node = self.node.clone();
+        actix_web::rt::spawn(async move {
+            let mut known = None;
+            loop {
+                if let Ok(report) = presence.send(GetPresence { known }).await {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    pipe.hset(
+                        &nodes_key,
+                        &node,
+                        format!("{} {}", unix_millis(), report.sessions),
+                    );
+                    if let Some(ids) = &report.ids {
+                        pipe.del(&ids_key);
+                        // PFADD with no element still creates the key.
+                        pipe.cmd("PFADD").arg(&ids_key);
+                        for chunk in ids.chunks(1000) {
+                            let names: Vec<&str> = chunk.iter().map(|id| id.as_str()).collect();
+                            pipe.cmd("PFADD").arg(&ids_key).arg(names);
+                        }
+                    }
+                    pipe.pexpire(&ids_key, PRESENCE_TTL.as_millis() as i64);
+                    let sent: Result<(), _> = pipe.query_async(&mut con).await;
+                    // Rewritten on the next report if this one failed.
+                    known = sent.ok().map(|()| report.generation);
+                }
+                actix_web::rt::time::sleep(PRESENCE_INTERVAL).await;
+            }
+        });
+    }
+}
+
+impl Broker for RedisBroker {
+    fn kind(&self) -> BrokerKind {
+        BrokerKind::Redis
+    }
+
+    fn epoch(&self) -> Arc<str> {
+        self.epoch.clone()
+    }
+
+    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
+        let name = encode_key(&key);
+        let counter = format!("{}:seq", self.prefix);
+        let stream = format!("{}:stream:{name}", self.prefix);
+        let channel = self.channel();
+        let fields = frame.fields().to_owned();
+        let history_size = self.history_size;
+        let floor = self.seen.load(Ordering::Relaxed);
+        let script = self.publish.clone();
+        let mut con = self.commands.clone();
+        let seen = self.seen.clone();
+        Publishing::Sent(Box::pin(async move {
+            let (seq, nodes): (u64, u64) = script
+                .key(counter)
+                .key(stream)
+                .key(channel)
+                .arg(fields)
+                .arg(history_size)
+                .arg(name)
+                .arg(floor)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            seen.fetch_max(seq, Ordering::Relaxed);
+            Ok(Announced { seq, nodes })
+        }))
+    }
+
+    /// Fetches everything kept after `since` (a stream's `has_from` cannot
+    /// bound it: live messages may still be on their way), or fails when
+    /// the cluster's epoch changed (Redis lost its data), a stream dropped
+    /// a message after `since`, or Redis is unreachable.
+    fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying {
+        let mut con = self.commands.clone();
+        let prefix = self.prefix.clone();
+        let epoch = self.epoch.clone();
+        let keys: Vec<StreamKey> = streams.iter().map(|(key, _)| key.clone()).collect();
+        Replaying::Fetching(Box::pin(async move {
+            let failed = |e: redis::RedisError| format!("the message broker is unavailable: {e}");
+            let current: Option<String> = redis::cmd("GET")
+                .arg(format!("{prefix}:epoch"))
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            if current.as_deref() != Some(&*epoch) {
+                return Err("the broker's history started afresh (epoch changed)".into());
+            }
+            let mut found = Vec::new();
+            for key in keys {
+                let stream = format!("{prefix}:stream:{}", encode_key(&key));
+                let exists: bool = redis::cmd("EXISTS")
+                    .arg(&stream)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?;
+                if !exists {
+                    continue; // never published to
+                }
+                let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+                    .arg("STREAM")
+                    .arg(&stream)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?;
+                let dropped_up_to = info
+                    .get("max-deleted-entry-id")
+                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+                    .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()))
+                    .unwrap_or(0);
+                if dropped_up_to > since {
+                    return Err(format!(
+                        "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
+                    ));
+                }
+                let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+                    .arg(&stream)
+                    .arg(format!("{}-0", since + 1))
+                    .arg("+")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?;
+                for (id, fields) in entries {
+                    let seq = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
+                    let frame = fields
+                        .into_iter()
+                        .find(|(name, _)| name == "f")
+                        .map(|(_, v)| v);
+                    if let (Some(seq), Some(frame)) = (seq, frame) {
+                        if let Ok(text) = String::from_utf8(frame) {
+                            found.push((seq, ByteString::from(text)));
+                        }
+                    }
+                }
+            }
+            found.sort_unstable_by_key(|(seq, _)| *seq);
+            Ok(found)
+        }))
+    }
+
+    fn start(&self, fanout: Recipient<Fanout>, presence: Recipient<GetPresence>) {
+        self.subscribe(fanout);
+        self.report_presence(presence);
+    }
+
+    fn connected(&self) -> Option<bool> {
+        Some(self.subscribed.load(Ordering::Relaxed))
+    }
+
+    /// The nodes that reported in the last [`PRESENCE_TTL`], their sessions
+    /// in all, and the union of their ids.
+    fn cluster(&self) -> Option<BoxFuture<'static, Option<ClusterCounts>>> {
+        let mut con = self.commands.clone();
+        let nodes_key = self.nodes_key();
+        let prefix = self.prefix.clone();
+        Some(Box::pin(async move {
+            let nodes: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(&nodes_key)
+                .query_async(&mut con)
+                .await
+                .ok()?;
+            let now = unix_millis();
+            let mut live = Vec::new();
+            let mut sessions = 0;
+            for (node, report) in nodes {
+                let mut parts = report.split(' ');
+                let at: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                if now.saturating_sub(at) > PRESENCE_TTL.as_millis() as u64 {
+                    // Gone: forget it (another reader may race us; harmless).
+                    let _: Result<(), _> = redis::cmd("HDEL")
+                        .arg(&nodes_key)
+                        .arg(&node)
+                        .query_async(&mut con)
+                        .await;
+                    continue;
+                }
+                sessions += parts
+                    .next()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                live.push(format!("{prefix}:ids:{node}"));
+            }
+            let ids: usize = if live.is_empty() {
+                0
+            } else {
+                redis::cmd("PFCOUNT")
+                    .arg(&live)
+                    .query_async(&mut con)
+                    .await
+                    .ok()?
+            };
+            Some(ClusterCounts {
+                nodes: live.len(),
+                sessions,
+                ids,
+            })
+        }))
+    }
+}
+
+/// The cluster's epoch: set by the first node, read by the others. A Redis
+/// that lost its data loses it too, so positions from before are not taken
+/// for new ones.
+async fn join_epoch(
+    commands: &ConnectionManager,
+    prefix: &str,
+    candidate: &str,
+) -> Result<String, BrokerError> {
+    let key = format!("{prefix}:epoch");
+    let mut con = commands.clone();
+    let _: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(candidate)
+        .arg("NX")
+        .query_async(&mut con)
+        .await
+        .map_err(unavailable)?;
+    redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .map_err(unavailable)
+}
+
+fn unavailable(e: redis::RedisError) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
 }
 
 /// How often a node reports itself, and how long a report counts.

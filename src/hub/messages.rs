@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use crate::broker::BrokerError;
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::protocol::{PendingFrame, Position, ServerFrame};
@@ -68,7 +69,7 @@ pub struct Unsubscribe {
 
 /// Publish to every session.
 #[derive(Message)]
-#[rtype(result = "Published")]
+#[rtype(result = "Result<Published, BrokerError>")]
 pub struct Broadcast {
     /// Encoded once by the publisher; the server only stamps the seq in.
     pub frame: PendingFrame,
@@ -77,7 +78,7 @@ pub struct Broadcast {
 /// Publish to every session registered as `id` (and keep it for the id's
 /// next sessions, within the history bounds).
 #[derive(Message)]
-#[rtype(result = "Published")]
+#[rtype(result = "Result<Published, BrokerError>")]
 pub struct Direct {
     pub id: ClientId,
     pub frame: PendingFrame,
@@ -85,14 +86,15 @@ pub struct Direct {
 
 /// Publish to every subscriber of `channel`.
 #[derive(Message)]
-#[rtype(result = "Published")]
+#[rtype(result = "Result<Published, BrokerError>")]
 pub struct ToChannel {
     pub channel: ChannelName,
     pub frame: PendingFrame,
 }
 
-/// A message numbered and kept by the broker (Redis), to fan out to this
-/// node's sessions. Every node, the publishing one included, gets it.
+/// A message numbered and kept by the broker, to fan out to this node's
+/// sessions. With Redis, every node, the publishing one included, gets it
+/// from the subscription.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fanout {
@@ -141,15 +143,36 @@ pub struct ChannelCount {
 #[rtype(result = "Counts")]
 pub struct GetCounts;
 
+/// Ask for what this node reports to the cluster: its sessions, and its
+/// ids unless they are unchanged since generation `known`.
+#[derive(Message)]
+#[rtype(result = "Presence")]
+pub struct GetPresence {
+    pub known: Option<u64>,
+}
+
 // ---- answers from the server ---------------------------------------------
 
 /// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
-    /// Sessions the message was handed to.
-    pub delivered: usize,
+    /// Sessions the message was handed to; `None` when other nodes deliver
+    /// it too and the count is not known without waiting on each.
+    pub delivered: Option<usize>,
     /// The message's position.
     pub seq: u64,
+    /// With a cluster: the nodes it was announced to.
+    pub nodes: Option<u64>,
+}
+
+/// This node's part of the cluster view.
+#[derive(Debug, Clone, MessageResponse)]
+pub struct Presence {
+    pub sessions: usize,
+    /// Changes whenever an id appears on or leaves this node.
+    pub generation: u64,
+    /// Every registered id, unless unchanged since the generation asked.
+    pub ids: Option<Vec<ClientId>>,
 }
 
 /// The answer to [`Connect`] and [`Register`]: the server's position at

@@ -5,13 +5,15 @@
 //!       ◀── Joined (epoch, seq, replay or reset) ──
 //!  WsSession ──Register / Subscribe / Unsubscribe / Disconnect──▶ NotifyServer
 //!  POST /    ──Broadcast / Direct / ToChannel (frame encoded once)──▶ NotifyServer
-//!  NotifyServer: seq += 1, stamp, keep in history
+//!  NotifyServer ──publish──▶ Broker: seq += 1, stamp, keep (memory or Redis)
+//!  Broker ──Fanout(seq, stamped frame)──▶ NotifyServer   (memory: at once;
+//!                                          Redis: on every node, via pub/sub)
 //!  NotifyServer ──Deliver(seq, shared frame), try_send──▶ every target session
 //!  NotifyServer ──Close (slow consumer)──▶ a session whose queue is full
 //! ```
 //!
-//! `NotifyServer` ([`server`]) is the one owner of routing state and history
-//! and never waits on a session. Each transport has its own session actor,
+//! `NotifyServer` ([`server`]) is the one owner of routing state, owns the
+//! broker (`crate::broker`), and never waits on a session. Each transport has its own session actor,
 //! all joining the same routing: `WsSession` ([`session`]) owns one
 //! WebSocket, `SseSession` ([`sse`]) one event stream, `PollWaiter`
 //! ([`poll`]) one waiting long-poll request. The messages between them are in

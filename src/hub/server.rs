@@ -1,12 +1,13 @@
-//! `NotifyServer`: the one owner of routing state and history.
+//! `NotifyServer`: the one owner of routing state.
 //!
-//! It knows every open session, the id and channels each one holds, and the
-//! recent messages of every stream. It numbers each publish (`seq`), stamps
-//! the number into the already-encoded frame, keeps it in history and hands
-//! the same bytes to every target session. It owns no socket, encodes no
-//! JSON and never waits on a session: fan-out uses `try_send`, and a session
-//! whose queue is full is dropped as a slow consumer instead of slowing the
-//! others.
+//! It knows every open session and the id and channels each one holds. A
+//! publish goes to its [`Broker`], which numbers it (`seq`), stamps the
+//! number into the already-encoded frame and keeps it; the numbered frame
+//! comes back as a [`Fanout`] (at once from the memory broker, through the
+//! subscription from Redis) and the server hands the same bytes to every
+//! target session. It owns no socket, encodes no JSON and never waits on a
+//! session: fan-out uses `try_send`, and a session whose queue is full is
+//! dropped as a slow consumer instead of slowing the others.
 //!
 //! Positions: for every stream a session receives, the server remembers the
 //! seq from which the session has everything (`has_from`): the seq at which
@@ -26,11 +27,11 @@ use bytestring::ByteString;
 
 use super::messages::{
     Broadcast, ChannelCount, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason,
-    Fanout, GetCounts, GetStats, Joined, Published, Register, Resume, SessionOutbox, Shutdown,
-    Stats, Subscribe, ToChannel, Transport, Unsubscribe,
+    Fanout, GetCounts, GetPresence, GetStats, Joined, Presence, Published, Register, Resume,
+    SessionOutbox, Shutdown, Stats, Subscribe, ToChannel, Transport, Unsubscribe,
 };
-use crate::broker::RedisBroker;
-use crate::history::{History, HistoryLimits, StreamKey};
+use crate::broker::{Broker, BrokerError, Frames, Publishing, Replaying};
+use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::metrics::Metrics;
 use crate::protocol::{close_code, PendingFrame, Position};
@@ -46,15 +47,13 @@ const HISTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct NotifyServer {
     /// This lifetime's epoch: positions from another lifetime are refused.
     epoch: Arc<str>,
-    /// The latest seq handed out (or, with a broker, seen).
+    /// The latest seq fanned out.
     seq: u64,
-    history: History,
-    /// With the redis broker: history lives in Redis and a resume is
-    /// fetched from it (see `resume_from_broker`).
-    broker: Option<Arc<RedisBroker>>,
+    /// Numbers, keeps and announces every publish; answers resumes.
+    broker: Arc<dyn Broker>,
     metrics: Arc<Metrics>,
-    /// Sessions resuming through the broker: live messages for them wait
-    /// in their `SessionEntry::pending` until the replay is in.
+    /// Sessions whose replay is being fetched: live messages for them wait
+    /// in their `SessionEntry::pending` until it is in.
     resuming: HashSet<SessionId>,
     /// Every open session, registered or not.
     sessions: HashMap<SessionId, SessionEntry>,
@@ -62,6 +61,9 @@ pub struct NotifyServer {
     ids: HashMap<ClientId, HashSet<SessionId>>,
     /// Channel → its subscribers. Never holds an empty set.
     channels: HashMap<ChannelName, HashSet<SessionId>>,
+    /// Changes whenever a key is added to or removed from `ids`, so the
+    /// presence report resends the ids only when they changed.
+    ids_generation: u64,
 }
 
 /// What the server keeps about one session.
@@ -71,8 +73,8 @@ struct SessionEntry {
     peer: Option<SocketAddr>,
     /// `has_from` of the broadcast stream.
     broadcast_from: u64,
-    /// While resuming through the broker: live messages held back until
-    /// the replay is in (`holding`), instead of being delivered.
+    /// While a replay is being fetched: live messages held back until it
+    /// is in (`holding`), instead of being delivered.
     holding: bool,
     pending: Vec<(u64, ByteString)>,
     /// The registered id and its `has_from`.
@@ -123,32 +125,18 @@ enum Failed {
 }
 
 impl NotifyServer {
-    /// A server for a fresh lifetime: `epoch` must differ from every earlier
-    /// lifetime's (see `new_epoch`).
-    pub fn new(epoch: impl Into<Arc<str>>, history: HistoryLimits) -> Self {
+    /// A server whose messages are numbered and kept by `broker`.
+    pub fn new(broker: Arc<dyn Broker>) -> Self {
         Self {
-            epoch: epoch.into(),
+            epoch: broker.epoch(),
             seq: 0,
-            history: History::new(history),
-            broker: None,
+            broker,
             resuming: HashSet::new(),
             metrics: Arc::new(Metrics::new()),
             sessions: HashMap::new(),
             ids: HashMap::new(),
             channels: HashMap::new(),
-        }
-    }
-
-    /// A server whose messages are numbered and kept by a broker and come
-    /// back as [`Fanout`].
-    pub fn with_broker(
-        epoch: impl Into<Arc<str>>,
-        history: HistoryLimits,
-        broker: Arc<RedisBroker>,
-    ) -> Self {
-        Self {
-            broker: Some(broker),
-            ..Self::new(epoch, history)
+            ids_generation: 0,
         }
     }
 
@@ -164,11 +152,6 @@ impl NotifyServer {
         self.metrics.channels.set(self.channels.len() as i64);
     }
 
-    /// A random epoch: 16 hex digits.
-    pub fn new_epoch() -> String {
-        format!("{:016x}", rand::random::<u64>())
-    }
-
     fn joined(&self, resume: Option<Resume>) -> Joined {
         Joined {
             epoch: self.epoch.clone(),
@@ -177,14 +160,40 @@ impl NotifyServer {
         }
     }
 
-    /// Numbers, records and fans out one message.
-    fn publish(&mut self, key: StreamKey, frame: &PendingFrame) -> Published {
-        self.seq += 1;
-        let seq = self.seq;
-        let bytes = frame.stamp(seq);
-        let delivered = self.route(&key, seq, &bytes);
-        self.history.append(key, seq, bytes, Instant::now());
-        Published { delivered, seq }
+    /// Sends a message to the broker; fans it out now if the broker hands
+    /// it straight back, or answers once the cluster took it.
+    fn publish(
+        &mut self,
+        key: StreamKey,
+        frame: &PendingFrame,
+    ) -> ActorResponse<Self, Result<Published, BrokerError>> {
+        match self.broker.publish(key, frame) {
+            Publishing::Here(fanout) => {
+                let seq = fanout.seq;
+                let delivered = self.fan_out(fanout);
+                ActorResponse::reply(Ok(Published {
+                    delivered: Some(delivered),
+                    seq,
+                    nodes: None,
+                }))
+            }
+            Publishing::Sent(announcing) => {
+                ActorResponse::r#async(announcing.into_actor(self).map(|announced, _, _| {
+                    announced.map(|a| Published {
+                        delivered: None,
+                        seq: a.seq,
+                        nodes: Some(a.nodes),
+                    })
+                }))
+            }
+        }
+    }
+
+    /// Delivers a numbered message to this node's sessions: the one path
+    /// of every message, whichever broker numbered it.
+    fn fan_out(&mut self, fanout: Fanout) -> usize {
+        self.seq = self.seq.max(fanout.seq);
+        self.route(&fanout.key, fanout.seq, &fanout.frame)
     }
 
     /// Hands a numbered frame to the sessions of `key`; returns how many
@@ -193,14 +202,14 @@ impl NotifyServer {
         let mut failed = Vec::new();
         let now = Instant::now();
         let delivered = match key {
-            StreamKey::Broadcast => fan_out(self.sessions.iter(), seq, bytes, now, &mut failed),
+            StreamKey::Broadcast => hand_to(self.sessions.iter(), seq, bytes, now, &mut failed),
             StreamKey::Id(id) => {
                 let targets = members(&self.sessions, self.ids.get(id));
-                fan_out(targets, seq, bytes, now, &mut failed)
+                hand_to(targets, seq, bytes, now, &mut failed)
             }
             StreamKey::Channel(channel) => {
                 let targets = members(&self.sessions, self.channels.get(channel));
-                fan_out(targets, seq, bytes, now, &mut failed)
+                hand_to(targets, seq, bytes, now, &mut failed)
             }
         };
         self.metrics.deliveries.inc_by(delivered as u64);
@@ -241,7 +250,9 @@ impl NotifyServer {
         };
         self.resuming.remove(&session);
         if let Some((id, _)) = &entry.id {
-            remove_from(&mut self.ids, id, session);
+            if remove_from(&mut self.ids, id, session) {
+                self.ids_generation += 1;
+            }
         }
         for channel in entry.channels.keys() {
             remove_from(&mut self.channels, channel, session);
@@ -273,10 +284,16 @@ impl NotifyServer {
                 entry.id = Some((previous, from));
                 return;
             }
-            remove_from(&mut self.ids, &previous, session);
+            if remove_from(&mut self.ids, &previous, session) {
+                self.ids_generation += 1;
+            }
         }
         entry.id = Some((id.clone(), seq));
-        self.ids.entry(id.clone()).or_default().insert(session);
+        let tabs = self.ids.entry(id.clone()).or_default();
+        if tabs.is_empty() {
+            self.ids_generation += 1;
+        }
+        tabs.insert(session);
         self.update_gauges();
         let line = format!(
             "session {session} registered: transport={transport} peer={} id={id:?}",
@@ -296,35 +313,6 @@ impl NotifyServer {
             self.update_gauges();
         }
     }
-
-    /// Brings a session up to date from `position`, or says why it cannot.
-    fn resume(&mut self, session: SessionId, position: &Position) -> Resume {
-        let reset = |reason: String| Resume::Reset { reason };
-        if position.epoch != *self.epoch {
-            return reset("epoch changed: this server's history started afresh".into());
-        }
-        if position.since > self.seq {
-            return reset(format!(
-                "position {} is ahead of this server ({})",
-                position.since, self.seq
-            ));
-        }
-        let Some(entry) = self.sessions.get_mut(&session) else {
-            return reset("session closed".into());
-        };
-        let streams = entry.streams();
-        let asked = streams.iter().map(|(key, from)| (key, *from));
-        match self.history.replay(asked, position.since, Instant::now()) {
-            Ok(frames) => {
-                entry.lower_has_from(position.since);
-                Resume::Replayed {
-                    since: position.since,
-                    frames,
-                }
-            }
-            Err(gap) => reset(gap.reason),
-        }
-    }
 }
 
 /// The entries of the sessions in `set`.
@@ -338,98 +326,108 @@ fn members<'a>(
 }
 
 impl NotifyServer {
-    /// Resumes `session` from Redis: live messages for it are held back
-    /// while the replay is fetched, then the replay is answered and the
-    /// held messages newer than it follow through the session's queue — so
-    /// nothing is missed or doubled at the seam, and the replay comes first.
-    fn resume_from_broker(
-        &mut self,
-        broker: Arc<RedisBroker>,
-        session: SessionId,
-        position: Position,
-    ) -> ResponseActFuture<Self, Joined> {
-        let at_connect = self.seq;
-        if position.epoch != *self.epoch {
-            let reason = "epoch changed: this server's history started afresh".to_owned();
-            return Box::pin(actix::fut::ready(
-                self.joined(Some(Resume::Reset { reason })),
-            ));
-        }
-        let keys: Vec<StreamKey> = match self.sessions.get(&session) {
-            Some(entry) => entry.streams().into_iter().map(|(key, _)| key).collect(),
-            None => Vec::new(),
-        };
-        self.resuming.insert(session);
-        if let Some(entry) = self.sessions.get_mut(&session) {
-            entry.holding = true;
-        }
-        let epoch = self.epoch.clone();
-        let since = position.since;
-        Box::pin(
-            async move { broker.replay(&epoch, &keys, since).await }
-                .into_actor(self)
-                .map(move |fetched, act, _| {
-                    act.resuming.remove(&session);
-                    let held = act
-                        .sessions
-                        .get_mut(&session)
-                        .map(|entry| {
-                            entry.holding = false;
-                            std::mem::take(&mut entry.pending)
-                        })
-                        .unwrap_or_default();
-                    let (resume, reached) = match fetched {
-                        Ok(frames) => {
-                            let reached = frames.last().map_or(since, |(seq, _)| *seq).max(since);
-                            (Resume::Replayed { since, frames }, reached)
-                        }
-                        Err(reason) => (Resume::Reset { reason }, at_connect),
-                    };
-                    let mut failed = None;
-                    if let Some(entry) = act.sessions.get(&session) {
-                        for (seq, frame) in held.into_iter().filter(|(seq, _)| *seq > reached) {
-                            let routed_at = Instant::now();
-                            match entry.outbox.deliver.try_send(Deliver {
-                                seq,
-                                frame,
-                                routed_at,
-                            }) {
-                                Ok(()) => {}
-                                Err(SendError::Full(_)) => {
-                                    failed = Some(Failed::QueueFull);
-                                    break;
-                                }
-                                Err(SendError::Closed(_)) => {
-                                    failed = Some(Failed::Closed);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    if let Some(why) = failed {
-                        act.drop_failed(session, why);
-                    }
-                    Joined {
-                        epoch: act.epoch.clone(),
-                        seq: reached,
-                        resume: Some(resume),
-                    }
-                }),
-        )
-    }
-
-    /// Answers a join, resuming through the broker when there is one.
+    /// Answers a join, with the outcome of a resume when one was asked:
+    /// a replay read here is answered at once; while one is fetched, live
+    /// messages for the session are held back, then follow the replay.
     fn answer_join(
         &mut self,
         session: SessionId,
         resume: Option<Position>,
     ) -> ResponseActFuture<Self, Joined> {
-        match (resume, self.broker.clone()) {
-            (Some(position), Some(broker)) => self.resume_from_broker(broker, session, position),
-            (resume, _) => {
-                let resume = resume.map(|p| self.resume(session, &p));
-                Box::pin(actix::fut::ready(self.joined(resume)))
+        let Some(position) = resume else {
+            return Box::pin(actix::fut::ready(self.joined(None)));
+        };
+        let reset = |reason: &str| {
+            Some(Resume::Reset {
+                reason: reason.to_owned(),
+            })
+        };
+        if position.epoch != *self.epoch {
+            let reason = "epoch changed: this server's history started afresh";
+            return Box::pin(actix::fut::ready(self.joined(reset(reason))));
+        }
+        let Some(entry) = self.sessions.get_mut(&session) else {
+            return Box::pin(actix::fut::ready(self.joined(reset("session closed"))));
+        };
+        let since = position.since;
+        let at_join = self.seq;
+        match self.broker.replay(&entry.streams(), since) {
+            Replaying::Here(result) => {
+                let joined = self.finish_resume(session, since, at_join, result, false);
+                Box::pin(actix::fut::ready(joined))
             }
+            Replaying::Fetching(fetching) => {
+                entry.holding = true;
+                self.resuming.insert(session);
+                Box::pin(fetching.into_actor(self).map(move |result, act, _| {
+                    act.finish_resume(session, since, at_join, result, true)
+                }))
+            }
+        }
+    }
+
+    /// Answers a resume with its replay (or reset). After a fetch
+    /// (`fetched`), the messages held back meanwhile follow, except those
+    /// the replay already holds; the position reported is then the last one
+    /// replayed, since older held messages may still follow it.
+    fn finish_resume(
+        &mut self,
+        session: SessionId,
+        since: u64,
+        at_join: u64,
+        result: Result<Frames, String>,
+        fetched: bool,
+    ) -> Joined {
+        self.resuming.remove(&session);
+        let held = match self.sessions.get_mut(&session) {
+            Some(entry) => {
+                entry.holding = false;
+                if result.is_ok() {
+                    entry.lower_has_from(since);
+                }
+                std::mem::take(&mut entry.pending)
+            }
+            None => Vec::new(),
+        };
+        let (resume, reached) = match result {
+            Ok(frames) => {
+                let reached = if fetched {
+                    frames.last().map_or(since, |(seq, _)| *seq).max(since)
+                } else {
+                    self.seq
+                };
+                (Resume::Replayed { since, frames }, reached)
+            }
+            Err(reason) => (Resume::Reset { reason }, at_join),
+        };
+        let mut failed = None;
+        if let Some(entry) = self.sessions.get(&session) {
+            for (seq, frame) in held.into_iter().filter(|(seq, _)| *seq > reached) {
+                let routed_at = Instant::now();
+                match entry.outbox.deliver.try_send(Deliver {
+                    seq,
+                    frame,
+                    routed_at,
+                }) {
+                    Ok(()) => {}
+                    Err(SendError::Full(_)) => {
+                        failed = Some(Failed::QueueFull);
+                        break;
+                    }
+                    Err(SendError::Closed(_)) => {
+                        failed = Some(Failed::Closed);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(why) = failed {
+            self.drop_failed(session, why);
+        }
+        Joined {
+            epoch: self.epoch.clone(),
+            seq: reached,
+            resume: Some(resume),
         }
     }
 }
@@ -437,7 +435,7 @@ impl NotifyServer {
 /// Hands `frame` to each target session; returns how many took it and
 /// records in `failed` those that could not, for the caller to remove.
 /// Cost per target: a reference-count bump and a mailbox push.
-fn fan_out<'a>(
+fn hand_to<'a>(
     targets: impl Iterator<Item = (&'a SessionId, &'a SessionEntry)>,
     seq: u64,
     frame: &ByteString,
@@ -461,18 +459,22 @@ fn fan_out<'a>(
 }
 
 /// Removes `session` from `key`'s set in `index`, dropping the set when it
-/// empties, so no id or channel outlives its last session.
+/// empties, so no id or channel outlives its last session. True when the
+/// key went.
 fn remove_from<K: std::hash::Hash + Eq>(
     index: &mut HashMap<K, HashSet<SessionId>>,
     key: &K,
     session: SessionId,
-) {
-    if let Some(set) = index.get_mut(key) {
-        set.remove(&session);
-        if set.is_empty() {
-            index.remove(key);
-        }
+) -> bool {
+    let Some(set) = index.get_mut(key) else {
+        return false;
+    };
+    set.remove(&session);
+    if set.is_empty() {
+        index.remove(key);
+        return true;
     }
+    false
 }
 
 fn peer_label(peer: Option<SocketAddr>) -> String {
@@ -499,7 +501,7 @@ impl Actor for NotifyServer {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(SERVER_MAILBOX_CAPACITY);
         ctx.run_interval(HISTORY_SWEEP_INTERVAL, |act, _| {
-            act.history.expire(Instant::now());
+            act.broker.expire(Instant::now());
         });
     }
 }
@@ -581,26 +583,29 @@ impl Handler<Unsubscribe> for NotifyServer {
     }
 }
 
-impl Handler<Broadcast> for NotifyServer {
-    type Result = Published;
+/// What a publish handler answers: at once, or when the cluster took it.
+type PublishResult = ActorResponse<NotifyServer, Result<Published, BrokerError>>;
 
-    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> Published {
+impl Handler<Broadcast> for NotifyServer {
+    type Result = PublishResult;
+
+    fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> PublishResult {
         self.publish(StreamKey::Broadcast, &msg.frame)
     }
 }
 
 impl Handler<Direct> for NotifyServer {
-    type Result = Published;
+    type Result = PublishResult;
 
-    fn handle(&mut self, msg: Direct, _: &mut Context<Self>) -> Published {
+    fn handle(&mut self, msg: Direct, _: &mut Context<Self>) -> PublishResult {
         self.publish(StreamKey::Id(msg.id), &msg.frame)
     }
 }
 
 impl Handler<ToChannel> for NotifyServer {
-    type Result = Published;
+    type Result = PublishResult;
 
-    fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> Published {
+    fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> PublishResult {
         self.publish(StreamKey::Channel(msg.channel), &msg.frame)
     }
 }
@@ -609,8 +614,20 @@ impl Handler<Fanout> for NotifyServer {
     type Result = ();
 
     fn handle(&mut self, msg: Fanout, _: &mut Context<Self>) {
-        self.seq = self.seq.max(msg.seq);
-        self.route(&msg.key, msg.seq, &msg.frame);
+        self.fan_out(msg);
+    }
+}
+
+impl Handler<GetPresence> for NotifyServer {
+    type Result = Presence;
+
+    fn handle(&mut self, msg: GetPresence, _: &mut Context<Self>) -> Presence {
+        let changed = msg.known != Some(self.ids_generation);
+        Presence {
+            sessions: self.sessions.len(),
+            generation: self.ids_generation,
+            ids: changed.then(|| self.ids.keys().cloned().collect()),
+        }
     }
 }
 
@@ -651,7 +668,7 @@ impl Handler<GetStats> for NotifyServer {
                 .then_with(|| a.channel.cmp(&b.channel))
         });
         top.truncate(msg.top);
-        let (history_messages, history_bytes, history_streams) = self.history.usage();
+        let (history_messages, history_bytes, history_streams) = self.broker.usage();
         Stats {
             sessions: self.sessions.len(),
             sessions_by_transport: by_transport,
@@ -670,7 +687,7 @@ impl Handler<GetCounts> for NotifyServer {
     type Result = Counts;
 
     fn handle(&mut self, _: GetCounts, _: &mut Context<Self>) -> Counts {
-        let (history_messages, history_bytes, _) = self.history.usage();
+        let (history_messages, history_bytes, _) = self.broker.usage();
         Counts {
             sessions: self.sessions.len(),
             ids: self.ids.len(),
@@ -685,6 +702,8 @@ impl Handler<GetCounts> for NotifyServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::MemoryBroker;
+    use crate::history::HistoryLimits;
     use serde_json::value::RawValue;
     use std::sync::Mutex;
 
@@ -713,16 +732,13 @@ mod tests {
     const EPOCH: &str = "e1";
 
     fn server() -> Addr<NotifyServer> {
-        NotifyServer::new(
-            EPOCH,
-            HistoryLimits {
-                per_stream: 10,
-                ttl: Duration::from_secs(60),
-                max_bytes: 1 << 20,
-                max_streams: 100,
-            },
-        )
-        .start()
+        let limits = HistoryLimits {
+            per_stream: 10,
+            ttl: Duration::from_secs(60),
+            max_bytes: 1 << 20,
+            max_streams: 100,
+        };
+        NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits))).start()
     }
 
     struct Started {
@@ -776,7 +792,11 @@ mod tests {
     }
 
     async fn broadcast(server: &Addr<NotifyServer>) -> Published {
-        server.send(Broadcast { frame: frame("b") }).await.unwrap()
+        server
+            .send(Broadcast { frame: frame("b") })
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     async fn direct(server: &Addr<NotifyServer>, id: &str) -> Published {
@@ -787,6 +807,7 @@ mod tests {
                 frame: frame("d"),
             })
             .await
+            .unwrap()
             .unwrap()
     }
 
@@ -824,22 +845,25 @@ mod tests {
         assert_eq!(
             broadcast(&server).await,
             Published {
-                delivered: 3,
-                seq: 1
+                delivered: Some(3),
+                seq: 1,
+                nodes: None,
             }
         );
         assert_eq!(
             direct(&server, "63").await,
             Published {
-                delivered: 2,
-                seq: 2
+                delivered: Some(2),
+                seq: 2,
+                nodes: None,
             }
         );
         assert_eq!(
             direct(&server, "nobody").await,
             Published {
-                delivered: 0,
-                seq: 3
+                delivered: Some(0),
+                seq: 3,
+                nodes: None,
             }
         );
         let to_news = ToChannel {
@@ -847,10 +871,11 @@ mod tests {
             frame: frame("n"),
         };
         assert_eq!(
-            server.send(to_news).await.unwrap(),
+            server.send(to_news).await.unwrap().unwrap(),
             Published {
-                delivered: 1,
-                seq: 4
+                delivered: Some(1),
+                seq: 4,
+                nodes: None,
             }
         );
         assert_eq!(handled(&tab1.seqs, 2).await, [1, 2]);
@@ -876,7 +901,7 @@ mod tests {
             channel: channel("news"),
             frame: frame("n"),
         };
-        server.send(to_news).await.unwrap(); // 4
+        server.send(to_news).await.unwrap().unwrap(); // 4
 
         let back = connect(&server, Some("63"), &["news"], Some(0)).await;
         assert_eq!(replayed(&back.joined), [1, 2, 4]);
@@ -907,16 +932,13 @@ mod tests {
 
     #[actix::test]
     async fn a_wrong_epoch_or_a_lost_message_resets_with_nothing_replayed() {
-        let server = NotifyServer::new(
-            EPOCH,
-            HistoryLimits {
-                per_stream: 2,
-                ttl: Duration::from_secs(60),
-                max_bytes: 1 << 20,
-                max_streams: 100,
-            },
-        )
-        .start();
+        let limits = HistoryLimits {
+            per_stream: 2,
+            ttl: Duration::from_secs(60),
+            max_bytes: 1 << 20,
+            max_streams: 100,
+        };
+        let server = NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits))).start();
         for _ in 0..3 {
             broadcast(&server).await;
         }
@@ -980,8 +1002,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(counts(&server).await.ids, 1);
-        assert_eq!(direct(&server, "old").await.delivered, 0);
-        assert_eq!(direct(&server, "new").await.delivered, 1);
+        assert_eq!(direct(&server, "old").await.delivered, Some(0));
+        assert_eq!(direct(&server, "new").await.delivered, Some(1));
     }
 
     #[actix::test]
@@ -1009,8 +1031,8 @@ mod tests {
         for _ in 0..4 {
             delivered.push(broadcast(&server).await.delivered);
         }
-        assert_eq!(delivered.first(), Some(&2));
-        assert_eq!(delivered.last(), Some(&1));
+        assert_eq!(delivered.first(), Some(&Some(2)));
+        assert_eq!(delivered.last(), Some(&Some(1)));
         assert_eq!(counts(&server).await.sessions, 1);
         assert_eq!(handled(&healthy.seqs, 4).await, [1, 2, 3, 4]);
         drop(stuck);
@@ -1033,7 +1055,7 @@ mod tests {
             .await
             .unwrap();
         drop(ctx);
-        assert_eq!(broadcast(&server).await.delivered, 0);
+        assert_eq!(broadcast(&server).await.delivered, Some(0));
         assert_eq!(counts(&server).await.sessions, 0);
     }
 }

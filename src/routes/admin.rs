@@ -18,7 +18,7 @@ pub async fn metrics(
     state
         .admins
         .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
-    let broker_up = state.broker.as_ref().is_none_or(|b| b.is_subscribed());
+    let broker_up = state.broker.connected().unwrap_or(true);
     state.metrics.broker_up.set(i64::from(broker_up));
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -32,8 +32,8 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let stats = state.server.send(GetStats { top: TOP_CHANNELS }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "uptime_secs": state.started_at.elapsed().as_secs(),
-        "epoch": &*state.epoch,
-        "broker": if state.broker.is_some() { "redis" } else { "memory" },
+        "epoch": &*state.broker.epoch(),
+        "broker": state.broker.kind().as_str(),
         "node": stats,
     })))
 }

@@ -69,12 +69,11 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// `max_connections` and `max_connections_per_ip`.
     pub connections: ConnectionLimiter,
-    /// With the redis broker: where publishes go.
-    pub broker: Option<Arc<crate::broker::RedisBroker>>,
+    /// The broker `NotifyServer` publishes through, for its state in
+    /// `/health` and `/metrics`.
+    pub broker: Arc<dyn crate::broker::Broker>,
     /// How long `GET /poll` waits for a message.
     pub poll_timeout_secs: u64,
-    /// This lifetime's history epoch, for `/health`.
-    pub epoch: Arc<str>,
     /// When the process started, for `/health`.
     pub started_at: Instant,
 }

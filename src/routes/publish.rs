@@ -24,7 +24,6 @@ use serde_json::value::RawValue;
 use super::AppState;
 use crate::error::ApiError;
 use crate::form::parse_pairs;
-use crate::history::StreamKey;
 use crate::hub::messages::{Broadcast, Direct, ToChannel};
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::{minify_json, PendingFrame};
@@ -252,32 +251,16 @@ async fn accept(
         Target::Id(_) => "direct",
         Target::Channel(_) => "channel",
     };
-    if let Some(broker) = &state.broker {
-        let key = match publish.target {
-            Target::Everyone => StreamKey::Broadcast,
-            Target::Id(id) => StreamKey::Id(id),
-            Target::Channel(channel) => StreamKey::Channel(channel),
-        };
-        let published = broker
-            .publish(&key, &frame)
-            .await
-            .map_err(ApiError::Broker)?;
-        let reply = HttpResponse::Ok().json(Reply {
-            delivered: None,
-            seq: published.seq,
-            nodes: Some(published.nodes),
-        });
-        return Ok((label, reply));
-    }
     let published = match publish.target {
         Target::Everyone => state.server.send(Broadcast { frame }).await?,
         Target::Id(id) => state.server.send(Direct { id, frame }).await?,
         Target::Channel(channel) => state.server.send(ToChannel { channel, frame }).await?,
-    };
+    }
+    .map_err(ApiError::Broker)?;
     let reply = HttpResponse::Ok().json(Reply {
-        delivered: Some(published.delivered),
+        delivered: published.delivered,
         seq: published.seq,
-        nodes: None,
+        nodes: published.nodes,
     });
     Ok((label, reply))
 }

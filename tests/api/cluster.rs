@@ -3,100 +3,17 @@
 //! going away answers 503 without closing sessions, and delivery comes back
 //! with it.
 //!
-//! Each test starts its own `redis-server` on a free port. Without the
-//! binary these tests say so and skip, except in CI (`CI=true`), where they
-//! fail.
+//! Each test starts its own `redis-server` on a free port (see
+//! `redis_server.rs`).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use herald::broker::BrokerKind;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{spawn_app_with, within, TestApp};
-
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    /// Starts a private Redis, or `None` (after saying so) when the binary
-    /// is missing outside CI.
-    async fn start() -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("redis-server is required in CI (apt-get install redis-server)");
-            }
-            eprintln!("SKIPPED: redis-server is not installed; the cluster tests did not run");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let mut redis = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        redis.restart().await;
-        Some(redis)
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        within("redis to answer PING", async {
-            loop {
-                if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
-                    let mut reply = [0u8; 7];
-                    if s.write_all(b"PING\r\n").await.is_ok()
-                        && s.read_exact(&mut reply).await.is_ok()
-                        && &reply == b"+PONG\r\n"
-                    {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use crate::redis_server::Redis;
 
 async fn node(redis: &Redis) -> TestApp {
     let url = redis.url();
@@ -129,9 +46,10 @@ async fn a_message_published_on_one_node_reaches_every_node_exactly_once() {
         b.health().await["epoch"],
         "one cluster epoch"
     );
-    // Each node sees the cluster: both nodes and all three sessions.
+    // Each node sees the cluster: both nodes, all three sessions, and two
+    // distinct ids (63 has a tab on each node and counts once).
     a.wait_for_health("the cluster view", |h| {
-        h["cluster"] == json!({"nodes": 2, "sessions": 3})
+        h["cluster"] == json!({"nodes": 2, "sessions": 3, "ids": 2})
     })
     .await;
 
@@ -176,6 +94,12 @@ async fn a_message_published_on_one_node_reaches_every_node_exactly_once() {
             (&json!("sentinel"), &body["seq"])
         );
     }
+    // An id that leaves its last node leaves the cluster's count.
+    other_on_b.close().await;
+    a.wait_for_health("64 to leave the cluster view", |h| {
+        h["cluster"] == json!({"nodes": 2, "sessions": 2, "ids": 1})
+    })
+    .await;
 }
 
 #[actix_web::test]

@@ -1,0 +1,92 @@
+//! The memory broker: one process numbers and keeps its own messages.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use super::{Broker, BrokerKind, Publishing, Replaying};
+use crate::history::{History, HistoryLimits, StreamKey};
+use crate::hub::messages::Fanout;
+use crate::protocol::PendingFrame;
+
+/// Numbers and history of one process. The lock is taken once per publish
+/// or resume, by the router only, so it is never contended; it is there
+/// because a broker is shared with the HTTP handlers (`/health`).
+pub struct MemoryBroker {
+    epoch: Arc<str>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The latest seq handed out.
+    seq: u64,
+    history: History,
+}
+
+impl MemoryBroker {
+    /// A broker for a fresh lifetime: `epoch` must differ from every earlier
+    /// lifetime's.
+    pub fn new(epoch: impl Into<Arc<str>>, limits: HistoryLimits) -> Self {
+        Self {
+            epoch: epoch.into(),
+            state: Mutex::new(State {
+                seq: 0,
+                history: History::new(limits),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave numbers or history half-changed:
+        // every update below completes without panicking.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn kind(&self) -> BrokerKind {
+        BrokerKind::Memory
+    }
+
+    fn epoch(&self) -> Arc<str> {
+        self.epoch.clone()
+    }
+
+    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
+        let mut state = self.state();
+        state.seq += 1;
+        let seq = state.seq;
+        let bytes = frame.stamp(seq);
+        state
+            .history
+            .append(key.clone(), seq, bytes.clone(), Instant::now());
+        Publishing::Here(Fanout {
+            key,
+            seq,
+            frame: bytes,
+        })
+    }
+
+    fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying {
+        let mut state = self.state();
+        if since > state.seq {
+            return Replaying::Here(Err(format!(
+                "position {since} is ahead of this server ({})",
+                state.seq
+            )));
+        }
+        let asked = streams.iter().map(|(key, from)| (key, *from));
+        let result = state
+            .history
+            .replay(asked, since, Instant::now())
+            .map_err(|gap| gap.reason);
+        Replaying::Here(result)
+    }
+
+    fn expire(&self, now: Instant) {
+        self.state().history.expire(now);
+    }
+
+    fn usage(&self) -> (usize, usize, usize) {
+        self.state().history.usage()
+    }
+}
