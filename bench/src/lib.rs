@@ -5,8 +5,11 @@
 //! - [`publish`]: a keep-alive HTTP/1.1 publisher.
 //! - [`run`]: one scenario run with exact delivery accounting.
 //! - [`report`]: medians over runs as Markdown and an SVG chart.
+//! - [`soak`]: a long run of mixed traffic, and the server back to its
+//!   baseline once the clients leave.
 
 pub mod publish;
 pub mod report;
 pub mod run;
+pub mod soak;
 pub mod wire;

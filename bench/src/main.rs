@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use herald_bench::report;
 use herald_bench::run::{self, Flavor};
+use herald_bench::{report, soak};
 
 #[derive(Parser)]
 #[command(about = "Load generator for herald and the servers it is compared with")]
@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Runs one scenario and prints one JSON line.
     Run(RunArgs),
+    /// Runs mixed traffic for a while, then checks that the server is back
+    /// to its baseline once the clients leave; prints one JSON line.
+    Soak(SoakArgs),
     /// Summarises JSON lines into a Markdown table and an SVG chart.
     Report {
         #[arg(long)]
@@ -76,6 +79,34 @@ struct RunArgs {
     /// Seconds to hold idle connections before measuring memory.
     #[arg(long, default_value_t = 3)]
     hold_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct SoakArgs {
+    /// herald's address.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    addr: SocketAddr,
+    /// herald's process id, to read its memory and file descriptors.
+    #[arg(long)]
+    server_pid: u32,
+    #[arg(long, default_value_t = 600)]
+    duration_secs: u64,
+    /// Clients connected throughout, whose deliveries are checked.
+    #[arg(long, default_value_t = 200)]
+    stayers: usize,
+    #[arg(long, default_value_t = 10)]
+    channels: usize,
+    /// Short-lived clients started per second.
+    #[arg(long, default_value_t = 20.0)]
+    churn_rate: f64,
+    /// Publishes per second (broadcast, direct, channel in turn).
+    #[arg(long, default_value_t = 50.0)]
+    publish_rate: f64,
+    #[arg(long, default_value_t = 20)]
+    slow_readers: usize,
+    /// Seconds between two samples of the server's state.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -128,6 +159,44 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 eprintln!("herald-bench: invalid run: {}", report.note);
+                ExitCode::from(3)
+            }
+        }
+        Command::Soak(args) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("herald-bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = soak::SoakOptions {
+                server: args.addr,
+                server_pid: args.server_pid,
+                duration: Duration::from_secs(args.duration_secs),
+                stayers: args.stayers,
+                channels: args.channels,
+                churn_per_sec: args.churn_rate,
+                publish_per_sec: args.publish_rate,
+                slow_readers: args.slow_readers,
+                sample_every: Duration::from_secs(args.sample_secs.max(1)),
+            };
+            let local = tokio::task::LocalSet::new();
+            let report = local.block_on(&runtime, soak::soak(options));
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("herald-bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("herald-bench: soak failed: {}", report.note);
                 ExitCode::from(3)
             }
         }

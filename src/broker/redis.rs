@@ -193,9 +193,13 @@ impl RedisBroker {
                         }
                     }
                     pipe.pexpire(&ids_key, PRESENCE_TTL.as_millis() as i64);
-                    let sent: Result<(), _> = pipe.query_async(&mut con).await;
-                    // Rewritten on the next report if this one failed.
-                    known = sent.ok().map(|()| report.generation);
+                    let replies: Result<Vec<redis::Value>, _> = pipe.query_async(&mut con).await;
+                    // The ids are rewritten on the next report if this one
+                    // failed or found them gone (Redis restarted empty).
+                    known = match replies.as_deref() {
+                        Ok([.., redis::Value::Int(1)]) => Some(report.generation),
+                        _ => None,
+                    };
                 }
                 actix_web::rt::time::sleep(PRESENCE_INTERVAL).await;
             }

@@ -173,6 +173,10 @@ impl Publish {
             .message
             .filter(|m| m.get() != "\"\"")
             .ok_or(ApiError::MissingMessage)?;
+        // A number no double can hold (`1e999`) is valid JSON syntax, but
+        // clients' parsers refuse it or turn it into infinity: refused here.
+        serde_json::from_str::<NumbersInRange>(message.get())
+            .map_err(|e| ApiError::MalformedBody(format!("invalid message: {e}")))?;
         // Stored and sent compact, on one line (SSE frames data by line).
         let message = RawValue::from_string(minify_json(message.get()))
             .map_err(|e| ApiError::MalformedBody(format!("invalid message: {e}")))?;
@@ -180,6 +184,54 @@ impl Publish {
             message,
             target: Target::from_parts(json.id, json.channel)?,
         })
+    }
+}
+
+/// Walks a JSON value without keeping it, reading every number, so that a
+/// number out of range fails the parse (`IgnoredAny` skips numbers).
+struct NumbersInRange;
+
+impl<'de> Deserialize<'de> for NumbersInRange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NumbersInRange)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NumbersInRange {
+    type Value = NumbersInRange;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NumbersInRange>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, NumbersInRange>()?
+            .is_some()
+        {}
+        Ok(self)
     }
 }
 
@@ -314,6 +366,19 @@ mod tests {
             let err = Publish::parse(kind, body).unwrap_err();
             assert!(matches!(err, ApiError::MalformedBody(_)), "{body:?}: {err}");
         }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused() {
+        for body in [
+            &br#"{"message":999999e999}"#[..],
+            br#"{"message":{"a":[-1e400]}}"#,
+        ] {
+            let err = Publish::parse(BodyKind::Json, body).unwrap_err();
+            assert!(err.to_string().contains("out of range"), "{err}");
+        }
+        let p = Publish::parse(BodyKind::Json, br#"{"message":1e300}"#).unwrap();
+        assert_eq!(p.message.get(), "1e300");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! This directory and `routes/ws.rs` are the only places that know the
 //! WebSocket library.
 
-mod fragments;
+pub mod fragments;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
