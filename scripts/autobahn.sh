@@ -12,6 +12,7 @@
 # Reports go to target/autobahn/ (index.json, index.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/herald.sh
 
 cases=${CASES:-"1.* 2.* 3.* 4.* 5.* 6.* 7.*"}
 port=${PORT:-9011}
@@ -27,13 +28,8 @@ echo_route = true
 max_frame_bytes = 16777216
 max_connections_per_ip = 100000
 TOML
-target/debug/herald --config "$config" >"$config.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$config" "$config.log"' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-  sleep 0.1
-done
+trap 'stop_herald; rm -f "$config"' EXIT
+start_herald "$port" target/debug/herald --config "$config"
 
 includes=()
 for c in $cases; do includes+=(-i "$c"); done

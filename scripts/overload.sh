@@ -9,15 +9,14 @@
 #   CLIENTS=3000 CAP=2000 scripts/overload.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/herald.sh
 clients=${CLIENTS:-6000}
 cap=${CAP:-4000}
 port=${PORT:-8063}
 
 cargo build --release -q -p herald
 work=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+trap 'stop_herald; rm -rf "$work"' EXIT
 
 run() { # $1: which cap, $2: max_connections, $3: max_connections_per_ip
   cat >"$work/herald.toml" <<TOML
@@ -25,12 +24,7 @@ port = $port
 max_connections = $2
 max_connections_per_ip = $3
 TOML
-  target/release/herald --config "$work/herald.toml" >/dev/null 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    sleep 0.1
-  done
+  start_herald "$port" target/release/herald --config "$work/herald.toml"
   python3 - "$port" "$clients" "$1" "$cap" <<'PY'
 import asyncio, base64, os, sys, time
 port, clients, which, cap = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -80,7 +74,7 @@ async def main():
 sys.exit(0 if asyncio.run(main()) else 1)
 PY
   status=$?
-  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  stop_herald
   return $status
 }
 

@@ -11,6 +11,7 @@
 #   STAYERS=500 CHURN=50 RATE=100 SLOW=50 scripts/soak.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/herald.sh
 secs=${SOAK_SECS:-600}
 stayers=${STAYERS:-200}
 churn=${CHURN:-20}
@@ -21,17 +22,12 @@ sample=${SAMPLE_SECS:-$(( secs >= 300 ? 30 : 10 ))}
 
 cargo build --release -q -p herald -p herald-bench
 log=$(mktemp)
-target/release/herald --config bench/herald.toml --port "$port" >"$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-  sleep 0.1
-done
+trap 'stop_herald; rm -f "$log"' EXIT
+HERALD_LOG=$log start_herald "$port" target/release/herald --config bench/herald.toml --port "$port"
 echo "soak: ${secs}s, $stayers stayers, $churn connects/s, $rate publishes/s, $slow slow readers"
 result=$(mktemp)
 status=0
-target/release/herald-bench soak --addr "127.0.0.1:$port" --server-pid "$pid" \
+target/release/herald-bench soak --addr "127.0.0.1:$port" --server-pid "$HERALD_PID" \
   --duration-secs "$secs" --stayers "$stayers" --churn-rate "$churn" \
   --publish-rate "$rate" --slow-readers "$slow" --sample-secs "$sample" >"$result" || status=$?
 python3 - "$result" <<'PY'

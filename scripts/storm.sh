@@ -9,22 +9,18 @@
 #   CLIENTS=2000 RATE=50 MESSAGES=300 scripts/storm.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/herald.sh
 clients=${CLIENTS:-5000}
 messages=${MESSAGES:-100}
 rate=${RATE:-10}
 port=${PORT:-8061}
 
 cargo build --release -p herald -p herald-bench
-taskset -c 0 target/release/herald --config bench/herald.toml --port "$port" >/dev/null 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-  sleep 0.1
-done
+trap stop_herald EXIT
+start_herald "$port" taskset -c 0 target/release/herald --config bench/herald.toml --port "$port"
 result=$(mktemp)
 taskset -c 1 target/release/herald-bench run --addr "127.0.0.1:$port" --scenario storm \
-  --clients "$clients" --messages "$messages" --rate "$rate" --server-pid "$pid" >"$result" || true
+  --clients "$clients" --messages "$messages" --rate "$rate" --server-pid "$HERALD_PID" >"$result" || true
 python3 - "$result" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use serde::Serialize;
 
 use herald_bench::run::{self, Flavor};
 use herald_bench::{report, soak};
@@ -112,67 +113,31 @@ struct SoakArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("herald-bench: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            let report = local.block_on(&runtime, async move {
-                let rate = if matches!(args.scenario.as_str(), "paced" | "storm") {
-                    args.rate
-                } else {
-                    0.0
-                };
-                let plan = run::plan(
-                    &args.scenario,
-                    args.clients,
-                    args.messages,
-                    args.channel_size,
-                );
-                let opts = run::Options {
-                    server: args.addr,
-                    flavor: args.flavor,
-                    server_pid: args.server_pid,
-                    connect_concurrency: args.connect_concurrency,
-                    publishers: args.publishers,
-                    rate,
-                    drain: Duration::from_secs(10),
-                    hold: Duration::from_secs(args.hold_secs),
-                };
-                run::run(&args.scenario, &args.label, plan, opts).await
-            });
-            match serde_json::to_string(&report) {
-                Ok(line) => println!("{line}"),
-                Err(e) => {
-                    eprintln!("herald-bench: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            if report.valid {
-                ExitCode::SUCCESS
+        Command::Run(args) => on_one_thread(async move {
+            let rate = if matches!(args.scenario.as_str(), "paced" | "storm") {
+                args.rate
             } else {
-                eprintln!("herald-bench: invalid run: {}", report.note);
-                ExitCode::from(3)
-            }
-        }
-        Command::Soak(args) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("herald-bench: {e}");
-                    return ExitCode::FAILURE;
-                }
+                0.0
             };
+            let plan = run::plan(
+                &args.scenario,
+                args.clients,
+                args.messages,
+                args.channel_size,
+            );
+            let opts = run::Options {
+                server: args.addr,
+                flavor: args.flavor,
+                server_pid: args.server_pid,
+                connect_concurrency: args.connect_concurrency,
+                publishers: args.publishers,
+                rate,
+                drain: Duration::from_secs(10),
+                hold: Duration::from_secs(args.hold_secs),
+            };
+            run::run(&args.scenario, &args.label, plan, opts).await
+        }),
+        Command::Soak(args) => {
             let options = soak::SoakOptions {
                 server: args.addr,
                 server_pid: args.server_pid,
@@ -184,21 +149,7 @@ fn main() -> ExitCode {
                 slow_readers: args.slow_readers,
                 sample_every: Duration::from_secs(args.sample_secs.max(1)),
             };
-            let local = tokio::task::LocalSet::new();
-            let report = local.block_on(&runtime, soak::soak(options));
-            match serde_json::to_string(&report) {
-                Ok(line) => println!("{line}"),
-                Err(e) => {
-                    eprintln!("herald-bench: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            if report.valid {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("herald-bench: soak failed: {}", report.note);
-                ExitCode::from(3)
-            }
+            on_one_thread(soak::soak(options))
         }
         Command::Report {
             input,
@@ -211,5 +162,54 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// A report printed as one JSON line, with its verdict.
+trait Outcome: Serialize {
+    /// Why the run does not count, if it does not.
+    fn failure(&self) -> Option<String>;
+}
+
+impl Outcome for run::Report {
+    fn failure(&self) -> Option<String> {
+        (!self.valid).then(|| format!("invalid run: {}", self.note))
+    }
+}
+
+impl Outcome for soak::SoakReport {
+    fn failure(&self) -> Option<String> {
+        (!self.valid).then(|| format!("soak failed: {}", self.note))
+    }
+}
+
+/// Runs `work` on one thread (the generator's CPU is one core's), prints
+/// its report as one JSON line, and exits 3 when the report does not count.
+fn on_one_thread(work: impl std::future::Future<Output = impl Outcome>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let report = local.block_on(&runtime, work);
+    match serde_json::to_string(&report) {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("herald-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match report.failure() {
+        None => ExitCode::SUCCESS,
+        Some(failure) => {
+            eprintln!("herald-bench: {failure}");
+            ExitCode::from(3)
+        }
     }
 }

@@ -8,7 +8,9 @@
 //!   some subscribe and unsubscribe by frame, some close cleanly and some
 //!   just drop the TCP connection.
 //! - *Slow readers* read one frame every `SLOW_READ_PAUSE` through a small
-//!   receive buffer; herald may drop them (close 4003), and they come back.
+//!   receive buffer and come back whenever herald ends them (its heartbeat
+//!   timeout, since their pong waits behind their backlog, or the
+//!   slow-consumer close 4003); how each ended is counted.
 //! - One publisher POSTs at `publish_per_sec`, in turn a broadcast, a
 //!   direct message (to a stayer or a churner) and a channel message.
 //!

@@ -79,6 +79,18 @@ impl Redis {
         }
     }
 
+    /// Empties Redis while it keeps running, as an eviction or an operator
+    /// would.
+    pub async fn flush_all(&self) {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("redis answers");
+        let mut reply = [0u8; 5];
+        s.write_all(b"FLUSHALL\r\n").await.expect("FLUSHALL sent");
+        s.read_exact(&mut reply).await.expect("FLUSHALL answered");
+        assert_eq!(&reply, b"+OK\r\n");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
