@@ -2,23 +2,11 @@
 //! where it listens and each connect, register and disconnect.
 
 use std::path::Path;
-use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{ChildStderr, Command};
+use tokio::process::Command;
 
 use crate::helpers::within;
-
-fn herald() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .env_remove("HERALD_CONFIG")
-        .env_remove("HERALD_HOST")
-        .env_remove("HERALD_PORT")
-        .kill_on_drop(true);
-    cmd
-}
+use crate::process::{herald, line_containing, HeraldProcess};
 
 #[actix_web::test]
 async fn an_unknown_config_key_exits_2_naming_file_and_key() {
@@ -41,60 +29,12 @@ async fn a_bad_env_override_exits_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("HERALD_PORT"));
 }
 
-async fn line_containing(lines: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> String {
-    within(&format!("a log line containing {needle:?}"), async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("herald still running");
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    })
-    .await
-}
-
-/// Starts the binary with `config` (TOML text) as its file, and reads the
-/// port it logs. The config file lives as long as the returned guard.
-async fn start_with(
-    config: &str,
-    env: &[(&str, &str)],
-) -> (
-    tempfile::TempDir,
-    tokio::process::Child,
-    Lines<BufReader<ChildStderr>>,
-    u16,
-    String,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("herald.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = herald();
-    cmd.arg("--config").arg(&path).stderr(Stdio::piped());
-    for (name, value) in env {
-        cmd.env(name, value);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
-    let port = listening
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    (dir, child, lines, port, listening)
-}
-
 #[actix_web::test]
 async fn the_binary_logs_listening_address_and_session_events() {
     // The environment overrides the file: listen on a free port.
-    let (_dir, mut child, mut lines, port, listening) =
-        start_with("port = 8001\nworkers = 1\n", &[("HERALD_PORT", "0")]).await;
+    let herald = HeraldProcess::start("port = 8001\nworkers = 1\n", &[("HERALD_PORT", "0")]).await;
+    let (mut child, mut lines, port, listening) =
+        (herald.child, herald.lines, herald.port, herald.listening);
     assert_ne!(port, 8001);
     assert!(
         listening.contains("INFO"),
@@ -128,7 +68,8 @@ async fn the_binary_logs_listening_address_and_session_events() {
 #[actix_web::test]
 async fn sigterm_closes_sessions_with_1001_ends_streams_and_polls_and_exits_0() {
     let config = "port = 0\nworkers = 1\nshutdown_timeout_secs = 5\n";
-    let (_dir, mut child, _lines, port, _) = start_with(config, &[]).await;
+    let herald = HeraldProcess::start(config, &[]).await;
+    let (mut child, port) = (herald.child, herald.port);
 
     let mut ws = crate::helpers::RawWs::connect(port, "id=leaving").await;
     assert_eq!(ws.recv_json().await["type"], "registered");

@@ -14,6 +14,7 @@ mod health;
 mod helpers;
 mod lifecycle;
 mod poll;
+mod process;
 mod protocol_errors;
 mod publish;
 mod publishers;
