@@ -1,29 +1,45 @@
-//! What a WebSocket client sends, from raw bytes on: the frame codec
-//! herald's sessions use (masked client frames, `max_frame_bytes`), the
+//! What a WebSocket client sends, from raw bytes on: herald's bounded frame
+//! reader (the header length check, then actix-http's codec with
+//! `max_frame_bytes`), fed in chunks of the sizes the input picks, the
 //! reassembly of fragments, and the parse of each complete text message.
+//! The reader never holds more than one largest frame plus one chunk.
 #![no_main]
 
-use actix_codec::Decoder;
-use actix_http::ws::{Codec, Frame};
-use bytes::BytesMut;
+use actix_http::ws::Message;
 use herald::hub::session::fragments::{Assembled, Reassembler};
+use herald::hub::session::inbound::{FrameReader, MAX_HEADER_BYTES};
 use herald::protocol::ClientFrame;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_FRAME_BYTES: usize = 4096;
 
 fuzz_target!(|data: &[u8]| {
-    let mut codec = Codec::new().max_size(MAX_FRAME_BYTES);
+    let Some((&chunk_size, mut input)) = data.split_first() else {
+        return;
+    };
+    let chunk_size = usize::from(chunk_size).max(1);
+    let mut reader = FrameReader::new(MAX_FRAME_BYTES);
     let mut reassembler = Reassembler::new(MAX_FRAME_BYTES);
-    let mut buf = BytesMut::from(data);
-    // The session stops at the first error: so does this loop.
-    while let Ok(Some(frame)) = codec.decode(&mut buf) {
-        let text = match frame {
-            Frame::Text(bytes) => match std::str::from_utf8(&bytes) {
-                Ok(text) => text.to_owned(),
-                Err(_) => break, // close 1007
-            },
-            Frame::Continuation(item) => match reassembler.push(item) {
+    loop {
+        if reader.wants_input() && !input.is_empty() {
+            let n = input.len().min(chunk_size);
+            reader.feed(&input[..n]);
+            input = &input[n..];
+        }
+        assert!(reader.buffered() < MAX_FRAME_BYTES + MAX_HEADER_BYTES + chunk_size);
+        // The session stops at the first error: so does this loop.
+        let message = match reader.next_message() {
+            Ok(Some(message)) => message,
+            Ok(None) if input.is_empty() => break,
+            Ok(None) => {
+                assert!(reader.wants_input(), "a full buffer holds a whole frame");
+                continue;
+            }
+            Err(_) => break,
+        };
+        let text = match message {
+            Message::Text(text) => text.to_string(),
+            Message::Continuation(item) => match reassembler.push(item) {
                 Assembled::Text(text) => {
                     assert!(text.len() <= MAX_FRAME_BYTES);
                     text
@@ -35,9 +51,10 @@ fuzz_target!(|data: &[u8]| {
                 Assembled::Pending => continue,
                 Assembled::TooBig | Assembled::InvalidUtf8 | Assembled::OutOfOrder => break,
             },
-            Frame::Close(_) => break,
-            Frame::Binary(_) | Frame::Ping(_) | Frame::Pong(_) => continue,
+            Message::Close(_) => break,
+            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Nop => continue,
         };
+        assert!(text.len() <= MAX_FRAME_BYTES);
         if ClientFrame::parse(&text).is_ok() {
             let value: serde_json::Value = serde_json::from_str(&text).expect("a frame is JSON");
             assert!(value.is_object(), "{text}");

@@ -12,6 +12,7 @@ use actix_web_actors::ws;
 use super::query::ClientQuery;
 use super::AppState;
 use crate::error::ApiError;
+use crate::hub::session;
 use crate::hub::WsSession;
 
 /// `GET /echo` (only with `echo_route = true`): the WebSocket session code
@@ -30,10 +31,7 @@ pub async fn echo(
         state.session_settings.clone(),
         permit,
     );
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.session_settings.max_frame_bytes)
-        .start()
-        .map_err(|e| ApiError::BadUpgrade(e.to_string()))
+    session::start(session, &req, stream).map_err(|e| ApiError::BadUpgrade(e.to_string()))
 }
 
 pub async fn upgrade(
@@ -53,8 +51,5 @@ pub async fn upgrade(
         start,
         permit,
     );
-    ws::WsResponseBuilder::new(session, &req, stream)
-        .frame_size(state.session_settings.max_frame_bytes)
-        .start()
-        .map_err(|e| ApiError::BadUpgrade(e.to_string()))
+    session::start(session, &req, stream).map_err(|e| ApiError::BadUpgrade(e.to_string()))
 }

@@ -498,6 +498,12 @@ impl RawWs {
         let _ = self.stream.write_all(&frame).await;
     }
 
+    /// The connection and any bytes already read past the handshake, for a
+    /// test that must read and write at once.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     /// The next frame as (opcode, payload), or `None` at end of stream.
     pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         within("a raw frame", async {
@@ -575,7 +581,7 @@ impl RawWs {
 }
 
 /// Parses one unmasked server frame from the start of `buf`.
-fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+pub fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     if buf.len() < 2 {
         return None;
     }

@@ -15,6 +15,7 @@
 //! WebSocket library.
 
 pub mod fragments;
+pub mod inbound;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -23,9 +24,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
-use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
+use actix_web::error::PayloadError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, HandshakeError, ProtocolError};
+use bytes::Bytes;
 
 use self::fragments::{Assembled, Reassembler};
+use self::inbound::InboundFrames;
 use super::messages::{
     Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
     Transport, Unsubscribe,
@@ -534,6 +539,23 @@ impl WsSession {
             ctx.ping(b"");
         }
     }
+}
+
+/// The upgrade answer that runs `session` over the connection. The client's
+/// bytes are read through [`InboundFrames`], which bounds what one
+/// connection can make herald buffer; the context's own input is left empty.
+pub fn start(
+    session: WsSession,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, HandshakeError> {
+    let mut response = ws::handshake(req)?;
+    let input = InboundFrames::new(payload, session.settings.max_frame_bytes);
+    let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
+    Ok(response.streaming(ws::WebsocketContext::with_factory(unused, move |ctx| {
+        ctx.add_stream(input);
+        session
+    })))
 }
 
 /// The close code for a frame the codec refused, and the reason to log.
