@@ -2,9 +2,13 @@
 //! unauthenticated connection can make herald hold, and what a client can
 //! make a session believe about it.
 
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{parse_server_frame, within, RawWs, CLIENT_SECRET, OP_CLOSE};
+use crate::helpers::{
+    parse_server_frame, spawn_app_with, token_for, with_tokens, within, RawWs, CLIENT_SECRET,
+    OP_CLOSE,
+};
 use crate::process::HeraldProcess;
 
 /// What the flood may write at most: more than loopback carries before the
@@ -80,4 +84,38 @@ async fn a_frame_header_declaring_a_terabyte_closes_with_1009_without_buffering(
             "RSS grew by {grown} KiB on one refused frame of which {sent} bytes were sent ({config})"
         );
     }
+}
+
+#[actix_web::test]
+async fn a_token_swapped_before_admission_does_not_keep_the_first_tokens_private_channels() {
+    let app = spawn_app_with(with_tokens).await;
+    let vip = token_for("alice", &["private:vip"]);
+    let mut client = app
+        .ws(&format!("token={vip}&channel=private:vip&await_register=1"))
+        .await;
+    client
+        .send_json(&json!({"type": "register", "token": token_for("mallory", &[])}))
+        .await;
+
+    let refused = client.recv_json().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("private:vip"),
+        "{refused}"
+    );
+    let registered = client.recv_json().await;
+    assert_eq!(
+        (&registered["type"], &registered["id"]),
+        (&json!("registered"), &json!("mallory"))
+    );
+    let (_, body) = app
+        .publish_form(&[("message", "for the vips"), ("channel", "private:vip")])
+        .await;
+    assert_eq!(body["delivered"], 0, "{body}");
+    // The session is still usable, as mallory.
+    let (_, body) = app
+        .publish_form(&[("message", "hi"), ("id", "mallory")])
+        .await;
+    assert_eq!(body["delivered"], 1, "{body}");
+    assert_eq!(client.recv_json().await["data"], "hi");
 }

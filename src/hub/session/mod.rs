@@ -177,8 +177,14 @@ impl WsSession {
     /// asked for (id, channels, resume), in one step, and writes the answer.
     /// The session handles nothing else until the answer is written, so the
     /// replay comes before any live message.
+    ///
+    /// This is where admission is decided: every channel is checked against
+    /// the identity the session is admitted with, which may be another than
+    /// the upgrade request's (a `register` frame with a new token before
+    /// admission). A channel that identity may not join is answered with an
+    /// error frame and not joined.
     fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let start = self.start.take().unwrap_or_default();
+        let mut start = self.start.take().unwrap_or_default();
         let id = match start.identity {
             Some(identity) => {
                 let id = identity.id.clone();
@@ -187,6 +193,17 @@ impl WsSession {
             }
             None => start.id,
         };
+        let identity = self.identity.as_ref();
+        let settings = &self.settings;
+        let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut start.channels)
+            .into_iter()
+            .partition(|channel| settings.may_join(channel, identity).is_ok());
+        for channel in refused {
+            if let Err(error) = self.settings.may_join(&channel, self.identity.as_ref()) {
+                Self::send_error(ctx, &error);
+            }
+        }
+        start.channels = allowed;
         self.channels.extend(start.channels.iter().cloned());
         let addr = ctx.address();
         let connect = Connect {
