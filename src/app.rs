@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
@@ -125,7 +126,10 @@ impl Application {
         let tokens = if config.client_secret.is_empty() {
             None
         } else {
-            Some(TokenVerifier::new(&config.client_secret).map_err(StartError::Token)?)
+            Some(
+                TokenVerifier::new(&config.client_secret, &config.token_audience)
+                    .map_err(StartError::Token)?,
+            )
         };
 
         let broker = broker::from_config(&config)
@@ -197,6 +201,10 @@ impl Application {
             });
             App::new()
                 .app_data(state)
+                // Every answer is exactly what its Content-Type says: a
+                // browser never sniffs a JSON error or a client file into
+                // something it would run.
+                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .configure(routes::configure(static_dir.clone(), echo_route))
                 .default_service(web::to(routes::not_found))
         })

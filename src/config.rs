@@ -54,6 +54,9 @@ pub struct Config {
     /// HS256 secret that signs client tokens (JWT); empty turns signed
     /// identity off. At least 32 bytes when set.
     pub client_secret: Secret,
+    /// The `aud` claim every client token must carry, so that a token the
+    /// main site signs for another service is not accepted here.
+    pub token_audience: String,
     /// Refuse clients without a valid token.
     pub require_token: bool,
     /// Channels whose names start with this need a token listing them.
@@ -141,6 +144,7 @@ impl Default for Config {
             admin_keys: Vec::new(),
             allowed_origins: Vec::new(),
             client_secret: Secret::default(),
+            token_audience: "herald".into(),
             require_token: false,
             private_channel_prefix: "private:".into(),
             max_channels_per_session: 100,
@@ -329,6 +333,9 @@ impl Config {
                     &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
                 );
             }
+        }
+        if self.token_audience.trim().is_empty() {
+            return invalid("token_audience", "must not be empty");
         }
         if self.require_token && self.client_secret.is_empty() {
             return invalid(

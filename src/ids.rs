@@ -30,7 +30,7 @@ pub enum IdError {
     Empty,
     #[error("id is {0} bytes long; the limit is {MAX_CLIENT_ID_BYTES}")]
     TooLong(usize),
-    #[error("id contains a control character (code {0:#04x})")]
+    #[error("id contains an invisible or control character (U+{0:04X})")]
     ControlChar(u32),
 }
 
@@ -44,10 +44,7 @@ impl ClientId {
         if raw.len() > MAX_CLIENT_ID_BYTES {
             return Err(IdError::TooLong(raw.len()));
         }
-        if let Some(c) = raw
-            .chars()
-            .find(|&c| c.is_control() || is_invisible_format(c))
-        {
+        if let Some(c) = raw.chars().find(|&c| is_invisible(c)) {
             return Err(IdError::ControlChar(u32::from(c)));
         }
         Ok(Self(raw))
@@ -58,20 +55,34 @@ impl ClientId {
     }
 }
 
-/// Invisible formatting characters (Unicode Cf, Zl, Zp) that can make an id
-/// look like another one or reorder text around it in logs and pages.
-fn is_invisible_format(c: char) -> bool {
+/// Characters that do not show as themselves and can make an id look like
+/// another one, or reorder or break the text around it in logs and pages:
+/// the Unicode categories Cc (control), Cf (format: bidi overrides, tag
+/// characters, zero-width joiners), Cs, Co, Cn (surrogates, private use,
+/// unassigned and noncharacters), Zl, Zp (line and paragraph separators),
+/// and the default-ignorable code points of other categories (Hangul
+/// fillers, variation selectors, the combining grapheme joiner).
+pub fn is_invisible(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::Surrogate
+            | G::PrivateUse
+            | G::Unassigned
+            | G::LineSeparator
+            | G::ParagraphSeparator
+    ) || matches!(
         c,
-        '\u{00AD}'
-            | '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
-            | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -250,6 +261,42 @@ mod tests {
             ClientId::parse("\u{FEFF}a"),
             Err(IdError::ControlChar(0xFEFF))
         );
+    }
+
+    #[test]
+    fn refuses_every_character_that_does_not_show_as_itself() {
+        // Tag characters, musical and hieroglyph format controls, an Arabic
+        // number sign, a noncharacter, private use, Hangul fillers, a
+        // variation selector, line and paragraph separators.
+        for c in [
+            '\u{E0001}',
+            '\u{E0041}',
+            '\u{1D173}',
+            '\u{13430}',
+            '\u{0600}',
+            '\u{FFFE}',
+            '\u{E000}',
+            '\u{115F}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{FE0F}',
+            '\u{034F}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{2065}',
+        ] {
+            assert_eq!(
+                ClientId::parse(format!("admin{c}")),
+                Err(IdError::ControlChar(u32::from(c))),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        // Letters of any script, emoji and spaces stay allowed.
+        for id in ["ünïcödé", "用户", "مستخدم", "🦀 63", "a b"] {
+            assert!(ClientId::parse(id).is_ok(), "{id}");
+        }
     }
 
     #[test]

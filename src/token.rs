@@ -2,9 +2,11 @@
 //! with `client_secret`.
 //!
 //! Claims: `sub` (the client id, required), `exp` (required, enforced),
-//! `nbf` (honoured when present), `channels` (optional list: the private
-//! channels the client may join). Only HS256 is accepted; `none` and every
-//! other algorithm are refused.
+//! `aud` (required: `token_audience`, "herald" by default, so that a token
+//! the main site signs for another service with the same secret is not a
+//! herald identity), `nbf` (honoured when present), `channels` (optional
+//! list: the private channels the client may join). Only HS256 is accepted;
+//! `none` and every other algorithm are refused.
 
 use std::collections::BTreeSet;
 
@@ -60,6 +62,8 @@ pub enum TokenError {
     BadSignature,
     #[error("token algorithm not allowed: only HS256 is accepted")]
     BadAlgorithm,
+    #[error("token `aud` is not this server's audience ({0:?})")]
+    WrongAudience(String),
     #[error("token is missing the `{0}` claim")]
     MissingClaim(String),
     #[error("token `sub` is not a valid id: {0}")]
@@ -76,21 +80,28 @@ pub enum TokenError {
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    /// The `aud` accepted, for the error text.
+    audience: String,
 }
 
 impl TokenVerifier {
-    /// Fails only for an empty secret, which config validation refuses.
-    pub fn new(secret: &Secret) -> Result<Self, String> {
+    /// Accepts tokens signed with `secret` whose `aud` is `audience`. Fails
+    /// only for an empty secret, which config validation refuses.
+    pub fn new(secret: &Secret, audience: &str) -> Result<Self, String> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = 0;
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         let key = DecodingKey::from_secret(secret.expose().as_bytes())
             .map_err(|e| format!("unusable client_secret: {e}"))?;
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            audience: audience.to_owned(),
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
@@ -106,6 +117,7 @@ impl TokenVerifier {
                     TokenError::BadAlgorithm
                 }
                 ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
+                ErrorKind::InvalidAudience => TokenError::WrongAudience(self.audience.clone()),
                 _ => TokenError::Malformed,
             },
         )?;
@@ -155,13 +167,13 @@ mod tests {
     }
 
     fn verifier() -> TokenVerifier {
-        TokenVerifier::new(&Secret::new(SECRET)).unwrap()
+        TokenVerifier::new(&Secret::new(SECRET), "herald").unwrap()
     }
 
     #[test]
     fn a_valid_token_gives_id_expiry_and_channels() {
         let token = mint(
-            json!({"sub": "63", "exp": now() + 60, "channels": ["private:63"]}),
+            json!({"sub": "63", "aud": "herald", "exp": now() + 60, "channels": ["private:63"]}),
             SECRET,
             Algorithm::HS256,
         );
@@ -176,41 +188,71 @@ mod tests {
     fn refuses_expired_immature_foreign_and_other_algorithms() {
         let v = verifier();
         let expired = mint(
-            json!({"sub": "1", "exp": now() - 10}),
+            json!({"sub": "1", "aud": "herald", "exp": now() - 10}),
             SECRET,
             Algorithm::HS256,
         );
         assert_eq!(v.verify(&expired), Err(TokenError::Expired));
         let early = mint(
-            json!({"sub": "1", "exp": now() + 600, "nbf": now() + 300}),
+            json!({"sub": "1", "aud": "herald", "exp": now() + 600, "nbf": now() + 300}),
             SECRET,
             Algorithm::HS256,
         );
         assert_eq!(v.verify(&early), Err(TokenError::NotYetValid));
         let foreign = mint(
-            json!({"sub": "1", "exp": now() + 60}),
+            json!({"sub": "1", "aud": "herald", "exp": now() + 60}),
             "another-secret-another-secret-000",
             Algorithm::HS256,
         );
         assert_eq!(v.verify(&foreign), Err(TokenError::BadSignature));
         let hs512 = mint(
-            json!({"sub": "1", "exp": now() + 60}),
+            json!({"sub": "1", "aud": "herald", "exp": now() + 60}),
             SECRET,
             Algorithm::HS512,
         );
         assert_eq!(v.verify(&hs512), Err(TokenError::BadAlgorithm));
-        let no_exp = mint(json!({"sub": "1"}), SECRET, Algorithm::HS256);
+        let no_exp = mint(
+            json!({"sub": "1", "aud": "herald"}),
+            SECRET,
+            Algorithm::HS256,
+        );
         assert_eq!(
             v.verify(&no_exp),
             Err(TokenError::MissingClaim("exp".into()))
         );
         let bad_sub = mint(
-            json!({"sub": "a\nb", "exp": now() + 60}),
+            json!({"sub": "a\nb", "aud": "herald", "exp": now() + 60}),
             SECRET,
             Algorithm::HS256,
         );
         assert!(matches!(v.verify(&bad_sub), Err(TokenError::BadSubject(_))));
         assert_eq!(v.verify("not.a.token"), Err(TokenError::Malformed));
+        let no_aud = mint(
+            json!({"sub": "1", "exp": now() + 60}),
+            SECRET,
+            Algorithm::HS256,
+        );
+        assert_eq!(
+            v.verify(&no_aud),
+            Err(TokenError::MissingClaim("aud".into()))
+        );
+        for aud in [json!("billing"), json!(["billing", "api"])] {
+            let other = mint(
+                json!({"sub": "1", "exp": now() + 60, "aud": aud}),
+                SECRET,
+                Algorithm::HS256,
+            );
+            assert_eq!(
+                v.verify(&other),
+                Err(TokenError::WrongAudience("herald".into()))
+            );
+        }
+        let listed = mint(
+            json!({"sub": "1", "exp": now() + 60, "aud": ["billing", "herald"]}),
+            SECRET,
+            Algorithm::HS256,
+        );
+        assert!(v.verify(&listed).is_ok());
         assert_eq!(
             v.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)),
             Err(TokenError::TooLong)

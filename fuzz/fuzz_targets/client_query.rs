@@ -11,12 +11,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(query) = ClientQuery::parse(text) {
+    if let Ok(query) = ClientQuery::parse(text, 8) {
+        assert!(query.channels.len() <= 8);
         if let Some(position) = &query.resume {
             let again = Position::new(position.epoch.clone(), position.since);
             assert_eq!(again.as_ref(), Ok(position));
         }
         let mut seen = query.channels.clone();
+        seen.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         seen.dedup();
         assert_eq!(seen.len(), query.channels.len());
     }

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 const SECRET: &str = "fuzz-secret-fuzz-secret-fuzz-secret";
 
 fuzz_target!(|data: &[u8]| {
-    let verifier = TokenVerifier::new(&Secret::new(SECRET)).expect("secret");
+    let verifier = TokenVerifier::new(&Secret::new(SECRET), "herald").expect("secret");
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

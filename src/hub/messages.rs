@@ -372,20 +372,69 @@ pub enum DisconnectReason {
     Gone,
 }
 
+impl DisconnectReason {
+    /// The reason sent in a close frame: a fixed text per kind, well within
+    /// the 123 bytes a close frame allows. The details, which may carry the
+    /// client's own text, go in an `error` frame before it
+    /// ([`DisconnectReason::detail`]) and, escaped, in the log.
+    pub fn close_text(&self) -> &'static str {
+        match self {
+            Self::ClientClosed => "closed by client",
+            Self::ConnectionLost => "connection lost",
+            Self::HeartbeatTimeout => "heartbeat timeout",
+            Self::ProtocolError(_) => "protocol error",
+            Self::SlowConsumer => "slow consumer",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::TokenExpired => "token expired",
+            Self::Flooding => "too many frames",
+            Self::PollDone => "poll answered",
+            Self::ServerShutdown => "server shutting down",
+            Self::Gone => "session gone",
+        }
+    }
+
+    /// What the client should be told before the close, when there is more
+    /// to say than [`DisconnectReason::close_text`].
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::ProtocolError(text) | Self::Unauthorized(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Longest client-derived text written into one log line, in characters.
+const MAX_LOGGED_DETAIL_CHARS: usize = 200;
+
+/// `text` fit for one log line: control, format and line-separator
+/// characters escaped (`\n`, `\u{202e}`), cut at
+/// [`MAX_LOGGED_DETAIL_CHARS`].
+pub struct LogSafe<'a>(pub &'a str);
+
+impl fmt::Display for LogSafe<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.chars().enumerate() {
+            if i == MAX_LOGGED_DETAIL_CHARS {
+                return f.write_str("…");
+            }
+            if c == '\\' || c.is_control() || crate::ids::is_invisible(c) {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ClientClosed => f.write_str("closed by client"),
-            Self::ConnectionLost => f.write_str("connection lost"),
-            Self::HeartbeatTimeout => f.write_str("heartbeat timeout"),
-            Self::ProtocolError(what) => write!(f, "protocol error: {what}"),
+            Self::ProtocolError(what) => write!(f, "protocol error: {}", LogSafe(what)),
+            Self::Unauthorized(why) => write!(f, "unauthorized: {}", LogSafe(why)),
             Self::SlowConsumer => f.write_str("slow consumer: max_pending_messages reached"),
-            Self::Unauthorized(why) => write!(f, "unauthorized: {why}"),
-            Self::TokenExpired => f.write_str("token expired"),
             Self::Flooding => f.write_str("too many frames (max_client_frames_per_sec)"),
-            Self::PollDone => f.write_str("poll answered"),
-            Self::ServerShutdown => f.write_str("server shutting down"),
-            Self::Gone => f.write_str("session gone"),
+            other => f.write_str(other.close_text()),
         }
     }
 }

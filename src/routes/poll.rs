@@ -44,7 +44,8 @@ impl Drop for Leave {
 
 pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.origins.check(req.headers())?;
-    let start = ClientQuery::parse(req.query_string())?.into_start(&state.session_settings)?;
+    let start = ClientQuery::parse(req.query_string(), state.session_settings.max_channels)?
+        .into_start(&state.session_settings)?;
     if state.session_settings.require_token && start.identity.is_none() {
         return Err(ApiError::Unauthorized(
             "this server requires a token: add token=<JWT> to the URL".into(),

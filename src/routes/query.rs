@@ -8,6 +8,8 @@
 //! are applied in the same step as the rest. Other parameters are ignored
 //! (room for cache-busters).
 
+use std::collections::HashSet;
+
 use crate::error::ApiError;
 use crate::form::parse_pairs;
 use crate::hub::session::{SessionSettings, SessionStart};
@@ -25,9 +27,13 @@ pub struct ClientQuery {
 }
 
 impl ClientQuery {
-    pub fn parse(query: &str) -> Result<Self, ApiError> {
+    /// Parses `query`, refusing it as soon as it names more than
+    /// `max_channels` distinct channels (so a long list costs one pass over
+    /// the string, not a comparison of every pair).
+    pub fn parse(query: &str, max_channels: usize) -> Result<Self, ApiError> {
         let pairs = parse_pairs(query.as_bytes()).map_err(ApiError::InvalidQuery)?;
         let mut parsed = Self::default();
+        let mut seen = HashSet::new();
         let (mut since, mut epoch) = (None, None);
         for (key, value) in pairs {
             let twice = || ApiError::InvalidQuery(format!("`{key}` given twice"));
@@ -38,9 +44,14 @@ impl ClientQuery {
                 "token" => parsed.token = Some(value),
                 "channel" => {
                     let channel = ChannelName::parse(value).map_err(ApiError::InvalidChannel)?;
-                    if !parsed.channels.contains(&channel) {
-                        parsed.channels.push(channel);
+                    if seen.contains(&channel) {
+                        continue;
                     }
+                    if parsed.channels.len() == max_channels {
+                        return Err(ApiError::TooManyChannels(max_channels));
+                    }
+                    seen.insert(channel.clone());
+                    parsed.channels.push(channel);
                 }
                 "since" if since.is_some() => return Err(twice()),
                 "since" => {
@@ -69,8 +80,17 @@ impl ClientQuery {
         Ok(parsed)
     }
 
-    /// Checks the token and the channels against the session rules.
-    pub fn into_start(self, settings: &SessionSettings) -> Result<SessionStart, ApiError> {
+    /// Checks the token and the channels against the session rules, for a
+    /// transport admitted at the request (SSE, long-poll).
+    pub fn into_start(mut self, settings: &SessionSettings) -> Result<SessionStart, ApiError> {
+        self.await_register = false;
+        self.into_ws_start(settings)
+    }
+
+    /// [`ClientQuery::into_start`] for a WebSocket: with `await_register`,
+    /// private channels are checked at admission instead, against the
+    /// identity the first `register` frame brings.
+    pub fn into_ws_start(self, settings: &SessionSettings) -> Result<SessionStart, ApiError> {
         let identity = match (&self.token, &settings.tokens) {
             (None, _) => None,
             (Some(_), None) => {
@@ -85,10 +105,16 @@ impl ClientQuery {
         if self.channels.len() > settings.max_channels {
             return Err(ApiError::TooManyChannels(settings.max_channels));
         }
-        for channel in &self.channels {
-            settings
-                .may_join(channel, identity.as_ref())
-                .map_err(ApiError::Forbidden)?;
+        // A session admitted by its first `register` frame has its channels
+        // checked then, against the identity that frame brings (herald.js
+        // connects this way with a token, private channels in the URL, so
+        // that they are joined and resumed in the same step).
+        if !self.await_register {
+            for channel in &self.channels {
+                settings
+                    .may_join(channel, identity.as_ref())
+                    .map_err(ApiError::Forbidden)?;
+            }
         }
         Ok(SessionStart {
             id: self.id,
@@ -104,35 +130,52 @@ impl ClientQuery {
 mod tests {
     use super::*;
 
+    const LIMIT: usize = 16;
+
+    #[test]
+    fn channels_past_the_limit_are_refused_and_repeats_do_not_count() {
+        let three = ClientQuery::parse("channel=a&channel=b&channel=a&channel=c&channel=b", 3);
+        assert_eq!(three.unwrap().channels.len(), 3);
+        assert!(matches!(
+            ClientQuery::parse("channel=a&channel=b&channel=c", 2),
+            Err(ApiError::TooManyChannels(2))
+        ));
+        let many: Vec<String> = (0..5_000).map(|i| format!("channel=c{i}")).collect();
+        assert!(matches!(
+            ClientQuery::parse(&many.join("&"), 64),
+            Err(ApiError::TooManyChannels(64))
+        ));
+    }
+
     #[test]
     fn values_are_validated_and_single() {
-        assert!(ClientQuery::parse("").unwrap().id.is_none());
-        let q = ClientQuery::parse("id=63&v=2&channel=a&channel=b&channel=a").unwrap();
+        assert!(ClientQuery::parse("", LIMIT).unwrap().id.is_none());
+        let q = ClientQuery::parse("id=63&v=2&channel=a&channel=b&channel=a", LIMIT).unwrap();
         assert_eq!(q.id.unwrap().as_str(), "63");
         assert_eq!(q.channels.len(), 2);
         assert!(matches!(
-            ClientQuery::parse("id="),
+            ClientQuery::parse("id=", LIMIT),
             Err(ApiError::InvalidId(_))
         ));
         assert!(matches!(
-            ClientQuery::parse("id=%00"),
+            ClientQuery::parse("id=%00", LIMIT),
             Err(ApiError::InvalidId(_))
         ));
         assert!(matches!(
-            ClientQuery::parse("id=%FF"),
+            ClientQuery::parse("id=%FF", LIMIT),
             Err(ApiError::InvalidQuery(_))
         ));
         assert!(matches!(
-            ClientQuery::parse("channel=a%20b"),
+            ClientQuery::parse("channel=a%20b", LIMIT),
             Err(ApiError::InvalidChannel(_))
         ));
-        assert!(ClientQuery::parse("id=1&id=2").is_err());
-        assert!(ClientQuery::parse("token=a&token=b").is_err());
+        assert!(ClientQuery::parse("id=1&id=2", LIMIT).is_err());
+        assert!(ClientQuery::parse("token=a&token=b", LIMIT).is_err());
     }
 
     #[test]
     fn a_position_needs_both_since_and_epoch() {
-        let q = ClientQuery::parse("since=41&epoch=abc").unwrap();
+        let q = ClientQuery::parse("since=41&epoch=abc", LIMIT).unwrap();
         assert_eq!(q.resume, Some(Position::new("abc".into(), 41).unwrap()));
         for bad in [
             "since=41",
@@ -142,7 +185,10 @@ mod tests {
             "since=1&epoch=a%20b",
         ] {
             assert!(
-                matches!(ClientQuery::parse(bad), Err(ApiError::InvalidQuery(_))),
+                matches!(
+                    ClientQuery::parse(bad, LIMIT),
+                    Err(ApiError::InvalidQuery(_))
+                ),
                 "{bad}"
             );
         }

@@ -25,7 +25,7 @@ pub async fn events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.origins.check(req.headers())?;
-    let mut query = ClientQuery::parse(req.query_string())?;
+    let mut query = ClientQuery::parse(req.query_string(), state.session_settings.max_channels)?;
     if let Some(last) = req.headers().get("last-event-id") {
         let last = last
             .to_str()

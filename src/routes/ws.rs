@@ -41,7 +41,8 @@ pub async fn upgrade(
 ) -> Result<HttpResponse, ApiError> {
     state.origins.check(req.headers())?;
     ws::handshake(&req).map_err(|e| ApiError::BadUpgrade(e.to_string()))?;
-    let start = ClientQuery::parse(req.query_string())?.into_start(&state.session_settings)?;
+    let start = ClientQuery::parse(req.query_string(), state.session_settings.max_channels)?
+        .into_ws_start(&state.session_settings)?;
     let peer = req.peer_addr();
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let session = WsSession::new(

@@ -36,10 +36,15 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-/// A token signed like a main site would, with `jsonwebtoken`.
+/// A token signed like a main site would, with `jsonwebtoken`, for
+/// herald's audience (`"aud": "herald"`) unless `claims` name one.
 pub fn mint(claims: &Value, secret: &str) -> String {
+    let mut claims = claims.clone();
+    if let Some(map) = claims.as_object_mut() {
+        map.entry("aud").or_insert_with(|| "herald".into());
+    }
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).expect("HMAC key");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("token encodes")
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("token encodes")
 }
 
 /// A valid token for `sub`, an hour long, listing `channels`.

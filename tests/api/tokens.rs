@@ -110,8 +110,21 @@ async fn with_require_token_nobody_can_claim_an_id() {
     let register = br#"{"type":"register","id":"victim"}"#;
     raw.send_frame(FIN | OP_TEXT, register, true).await;
 
-    // The very next frame is the close: no registered, no message.
+    // The next frames are an error saying why, then the close: no
+    // registered, no message.
     let (opcode, payload) = raw.read_frame().await.expect("a frame");
+    let error: serde_json::Value = serde_json::from_slice(&payload).expect("an error frame");
+    assert_eq!(error["type"], "error", "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("requires a token"),
+        "{error}"
+    );
+    let (opcode_after, payload) = raw.read_frame().await.expect("a frame");
+    assert_eq!(opcode, OP_TEXT);
+    let opcode = opcode_after;
     assert_eq!(opcode, OP_CLOSE, "{}", String::from_utf8_lossy(&payload));
     assert_eq!(
         u16::from_be_bytes([payload[0], payload[1]]),

@@ -341,11 +341,17 @@ impl WsSession {
         ctx.text(ServerFrame::Error { error }.encode());
     }
 
-    /// Closes the session with `code` and stops the actor at once.
+    /// Closes the session with `code` and stops the actor at once. The close
+    /// frame carries a fixed reason; the details, which may quote what the
+    /// client sent, go in an `error` frame just before it (not on the echo
+    /// route, which sends back only what it got).
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: DisconnectReason) {
+        if let (Some(detail), false) = (reason.detail(), self.echo) {
+            Self::send_error(ctx, detail);
+        }
         ctx.close(Some(CloseReason {
             code: CloseCode::from(code),
-            description: Some(reason.to_string()),
+            description: Some(reason.close_text().into()),
         }));
         self.end_reason = reason;
         ctx.stop();
@@ -569,10 +575,12 @@ pub fn start(
     let mut response = ws::handshake(req)?;
     let input = InboundFrames::new(payload, session.settings.max_frame_bytes);
     let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
-    Ok(response.streaming(ws::WebsocketContext::with_factory(unused, move |ctx| {
-        ctx.add_stream(input);
-        session
-    })))
+    Ok(
+        response.streaming(ws::WebsocketContext::with_factory(unused, move |ctx| {
+            ctx.add_stream(input);
+            session
+        })),
+    )
 }
 
 /// The close code for a frame the codec refused, and the reason to log.
