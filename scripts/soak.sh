@@ -23,11 +23,11 @@ sample=${SAMPLE_SECS:-$(( secs >= 300 ? 30 : 10 ))}
 cargo build --release -q -p herald -p herald-bench
 log=$(mktemp)
 trap 'stop_herald; rm -f "$log"' EXIT
-HERALD_LOG=$log start_herald "$port" target/release/herald --config bench/herald.toml --port "$port"
+herald_log=$log start_herald "$port" target/release/herald --config bench/herald.toml --port "$port"
 echo "soak: ${secs}s, $stayers stayers, $churn connects/s, $rate publishes/s, $slow slow readers"
 result=$(mktemp)
 status=0
-target/release/herald-bench soak --addr "127.0.0.1:$port" --server-pid "$HERALD_PID" \
+target/release/herald-bench soak --addr "127.0.0.1:$port" --server-pid "$herald_pid" \
   --duration-secs "$secs" --stayers "$stayers" --churn-rate "$churn" \
   --publish-rate "$rate" --slow-readers "$slow" --sample-secs "$sample" >"$result" || status=$?
 python3 - "$result" <<'PY'

@@ -20,7 +20,7 @@ trap stop_herald EXIT
 start_herald "$port" taskset -c 0 target/release/herald --config bench/herald.toml --port "$port"
 result=$(mktemp)
 taskset -c 1 target/release/herald-bench run --addr "127.0.0.1:$port" --scenario storm \
-  --clients "$clients" --messages "$messages" --rate "$rate" --server-pid "$HERALD_PID" >"$result" || true
+  --clients "$clients" --messages "$messages" --rate "$rate" --server-pid "$herald_pid" >"$result" || true
 python3 - "$result" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

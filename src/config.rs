@@ -9,13 +9,16 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+use crate::config_env;
 
 /// The config file read when none is named. Its absence is not an error.
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
 
 /// Every setting herald has. `config.toml` documents each one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on. Loopback by default, so a fresh install is not
@@ -94,7 +97,7 @@ pub struct Config {
 }
 
 /// A secret from the config: compared and used, never printed.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -174,7 +177,7 @@ pub enum ConfigError {
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid environment variable {var}: {reason}")]
-    Env { var: &'static str, reason: String },
+    Env { var: String, reason: String },
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -184,93 +187,131 @@ pub enum ConfigError {
 pub struct Overrides {
     /// Config file to read instead of `config.toml`; it must exist.
     pub config_path: Option<PathBuf>,
+    /// Settings from `HERALD_*` variables, shaped like the file
+    /// ([`crate::config_env`]).
+    pub env: Table,
+    /// `--host`.
     pub host: Option<String>,
+    /// `--port`.
     pub port: Option<u16>,
-    /// From `HERALD_PUBLISH_KEYS` (comma-separated); never from flags,
-    /// which other users of the machine can read.
-    pub publish_keys: Option<Vec<Secret>>,
-    /// From `HERALD_CLIENT_SECRET`; never from flags.
-    pub client_secret: Option<Secret>,
-    /// From `HERALD_ADMIN_KEYS` (comma-separated); never from flags.
-    pub admin_keys: Option<Vec<Secret>>,
 }
 
 impl Overrides {
-    /// Reads `HERALD_CONFIG`, `HERALD_HOST`, `HERALD_PORT`,
-    /// `HERALD_PUBLISH_KEYS` and `HERALD_CLIENT_SECRET` through
-    /// `lookup` (the process environment in production, a map in tests).
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let port = match lookup("HERALD_PORT") {
-            Some(raw) => Some(raw.trim().parse().map_err(|_| ConfigError::Env {
-                var: "HERALD_PORT",
-                reason: format!("{raw:?} is not a port number (0-65535)"),
-            })?),
-            None => None,
-        };
-        let key_list = |var: &str| {
-            lookup(var).map(|keys| {
-                keys.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
-        };
-        let publish_keys = key_list("HERALD_PUBLISH_KEYS");
-        let admin_keys = key_list("HERALD_ADMIN_KEYS");
+    /// Reads `HERALD_CONFIG` and every `HERALD_<KEY>` from `vars` (the
+    /// process environment in production, pairs in tests).
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let config_path = vars
+            .iter()
+            .find(|(name, _)| name == config_env::CONFIG_PATH_VAR)
+            .map(|(_, path)| PathBuf::from(path));
+        let env = config_env::settings_table(vars, &Config::default_table())?;
         Ok(Self {
-            config_path: lookup("HERALD_CONFIG").map(PathBuf::from),
-            host: lookup("HERALD_HOST"),
-            port,
-            publish_keys,
-            client_secret: lookup("HERALD_CLIENT_SECRET").map(Secret::new),
-            admin_keys,
+            config_path,
+            env,
+            host: None,
+            port: None,
         })
     }
 
     /// `self` with every value that `over` sets replaced by it.
     pub fn overridden_by(self, over: Overrides) -> Self {
+        let mut env = self.env;
+        config_env::merge(&mut env, over.env);
         Self {
             config_path: over.config_path.or(self.config_path),
+            env,
             host: over.host.or(self.host),
             port: over.port.or(self.port),
-            publish_keys: over.publish_keys.or(self.publish_keys),
-            client_secret: over.client_secret.or(self.client_secret),
-            admin_keys: over.admin_keys.or(self.admin_keys),
         }
     }
 }
 
+/// The placeholder `print-config` writes for a secret; refused as a value.
+pub const REDACTED: &str = "<redacted>";
+
 impl Config {
-    /// Builds the configuration from the file named in `overrides` (or
-    /// `config.toml` if it exists), then applies the overrides and validates.
+    /// The defaults as a TOML table: which keys exist and their types.
+    pub fn default_table() -> Table {
+        match Value::try_from(Self::default()) {
+            Ok(Value::Table(table)) => table,
+            _ => Table::new(),
+        }
+    }
+
+    /// Builds the configuration: defaults, then the file named in
+    /// `overrides` (or `config.toml` if it exists), then `HERALD_*`
+    /// variables, then flags; then validates.
     pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
-        let mut config = match &overrides.config_path {
-            Some(path) => Self::from_file(path)?,
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-                Self::from_file(Path::new(DEFAULT_CONFIG_PATH))?
-            }
-            None => Self::default(),
+        let (mut table, path) = match &overrides.config_path {
+            Some(path) => (Self::read_table(path)?, path.clone()),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => (
+                Self::read_table(Path::new(DEFAULT_CONFIG_PATH))?,
+                PathBuf::from(DEFAULT_CONFIG_PATH),
+            ),
+            None => (Table::new(), PathBuf::from("(no config file)")),
         };
+        // Each variable alone first, so that a value of the wrong kind is
+        // reported against its variable rather than the file.
+        for (key, value) in &overrides.env {
+            let single = Table::from_iter([(key.clone(), value.clone())]);
+            if let Err(e) = Self::deserialize(Value::Table(single)) {
+                let var = match value {
+                    Value::Table(section) => section
+                        .keys()
+                        .next()
+                        .map(|k| config_env::var_name(&format!("{key}.{k}")))
+                        .unwrap_or_else(|| config_env::var_name(key)),
+                    _ => config_env::var_name(key),
+                };
+                return Err(ConfigError::Env {
+                    var,
+                    reason: deserialize_reason(&e),
+                });
+            }
+        }
+        config_env::merge(&mut table, overrides.env.clone());
         if let Some(host) = &overrides.host {
-            config.host.clone_from(host);
+            table.insert("host".into(), Value::String(host.clone()));
         }
         if let Some(port) = overrides.port {
-            config.port = port;
+            table.insert("port".into(), Value::Integer(i64::from(port)));
         }
-        if let Some(keys) = &overrides.publish_keys {
-            config.publish_keys.clone_from(keys);
-        }
-        if let Some(keys) = &overrides.admin_keys {
-            config.admin_keys.clone_from(keys);
-        }
-        if let Some(secret) = &overrides.client_secret {
-            config.client_secret = secret.clone();
-        }
+        let config = Self::deserialize(Value::Table(table)).map_err(|e| ConfigError::Parse {
+            path,
+            message: deserialize_reason(&e),
+        })?;
         config.validate()?;
         Ok(config)
     }
 
+    /// A config file as a table, before defaults; errors name the file.
+    fn read_table(path: &Path) -> Result<Table, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// The configuration as TOML herald reads back, with every secret
+    /// replaced by [`REDACTED`] (and the password of the Redis URL).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut redacted = self.clone();
+        let hide = |secret: &mut Secret| {
+            if !secret.is_empty() {
+                *secret = Secret::new(REDACTED);
+            }
+        };
+        redacted.publish_keys.iter_mut().for_each(hide);
+        redacted.admin_keys.iter_mut().for_each(hide);
+        hide(&mut redacted.client_secret);
+        redacted.broker.url = redact_url_password(&redacted.broker.url);
+        toml::to_string(&redacted).unwrap_or_default()
+    }
     /// Reads a TOML config file; keys it omits keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -331,6 +372,26 @@ impl Config {
                 return invalid(
                     key,
                     &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
+                );
+            }
+        }
+        for (key, redacted) in [
+            (
+                "publish_keys",
+                self.publish_keys.iter().any(|k| k.expose() == REDACTED),
+            ),
+            (
+                "admin_keys",
+                self.admin_keys.iter().any(|k| k.expose() == REDACTED),
+            ),
+            ("client_secret", self.client_secret.expose() == REDACTED),
+            ("broker.url", self.broker.url.contains(REDACTED)),
+        ] {
+            if redacted {
+                return invalid(
+                    key,
+                    "holds the placeholder print-config writes for a secret: \
+                     give the real value (e.g. through its HERALD_* variable)",
                 );
             }
         }
@@ -408,17 +469,38 @@ impl Config {
     }
 }
 
+/// A deserializer's complaint on one line.
+fn deserialize_reason(error: &toml::de::Error) -> String {
+    error.to_string().trim_end().replace('\n', " ")
+}
+
+/// A URL with the password between `:` and `@` replaced by [`REDACTED`],
+/// for logs and printed configuration.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let Some(at) = url.rfind('@').filter(|&at| at > scheme_end) else {
+        return url.to_owned();
+    };
+    let userinfo = &url[scheme_end..at];
+    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+    if !userinfo.contains(':') && !userinfo.is_empty() {
+        // `redis://secret@host`: the only part is the password.
+        return format!("{}{REDACTED}{}", &url[..scheme_end], &url[at..]);
+    }
+    format!("{}{user}:{REDACTED}{}", &url[..scheme_end], &url[at..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
+            .collect()
     }
 
     #[test]
@@ -514,17 +596,106 @@ mod tests {
             ),
         ]))
         .unwrap();
-        let mut config = Config::default();
-        if let Some(keys) = overrides.publish_keys {
-            config.publish_keys = keys;
-        }
-        config.client_secret = overrides.client_secret.unwrap();
+        let config = Config::load(&Overrides {
+            config_path: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml")),
+            ..overrides
+        })
+        .unwrap();
         assert_eq!(config.publish_keys.len(), 2);
         assert_eq!(config.publish_keys[1].expose(), "key-two-0123456789");
         config.validate().unwrap();
         let printed = format!("{config:?}");
         assert!(!printed.contains("key-one"), "{printed}");
         assert!(!printed.contains("a-client-secret"), "{printed}");
+        let printed = config.to_redacted_toml();
+        assert!(!printed.contains("key-one"), "{printed}");
+        assert!(!printed.contains("a-client-secret"), "{printed}");
+        assert!(printed.contains(REDACTED), "{printed}");
+    }
+
+    #[test]
+    fn every_key_comes_from_its_variable_above_the_file_and_below_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "port = 7000
+max_connections = 5
+[broker]
+prefix = \"p\"\n",
+        )
+        .unwrap();
+        let env = Overrides::from_env(env(&[
+            ("HERALD_CONFIG", path.to_str().unwrap()),
+            ("HERALD_MAX_CONNECTIONS", "77"),
+            (
+                "HERALD_ALLOWED_ORIGINS",
+                "https://a.example, https://b.example",
+            ),
+            ("HERALD_ECHO_ROUTE", "true"),
+            ("HERALD_BROKER__KIND", "redis"),
+            (
+                "HERALD_BROKER__URL",
+                "redis://:hunter2-hunter2@10.0.0.1:6379",
+            ),
+        ]))
+        .unwrap();
+        let flags = Overrides {
+            port: Some(7300),
+            ..Overrides::default()
+        };
+        let config = Config::load(&env.overridden_by(flags)).unwrap();
+        assert_eq!(config.port, 7300);
+        assert_eq!(config.max_connections, 77);
+        assert_eq!(config.allowed_origins.len(), 2);
+        assert!(config.echo_route);
+        assert_eq!(config.broker.kind, crate::broker::BrokerKind::Redis);
+        assert_eq!(
+            config.broker.prefix, "p",
+            "the file's other [broker] keys stay"
+        );
+        let printed = config.to_redacted_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("redis://:<redacted>@10.0.0.1:6379"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn a_variable_of_the_wrong_kind_names_the_variable() {
+        for (var, value) in [
+            ("HERALD_PORT", "70000"),
+            ("HERALD_BROKER__KIND", "postgres"),
+            ("HERALD_WORKERS", "-1"),
+        ] {
+            let overrides = Overrides::from_env(env(&[(var, value)])).unwrap();
+            let err = Config::load(&overrides).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back_the_same() {
+        let config = Config {
+            port: 9100,
+            allowed_origins: vec!["https://a.example".into()],
+            ..Config::default()
+        };
+        let text = config.to_redacted_toml();
+        let back = Config::from_toml(&text, Path::new("printed.toml")).unwrap();
+        back.validate().unwrap();
+        assert_eq!(format!("{back:?}"), format!("{config:?}"));
+        let with_secret = Config {
+            client_secret: Secret::new("a-client-secret-of-at-least-32-bytes"),
+            ..Config::default()
+        };
+        let back = Config::from_toml(&with_secret.to_redacted_toml(), Path::new("p")).unwrap();
+        let err = back.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("client_secret") && err.contains("placeholder"),
+            "{err}"
+        );
     }
 
     #[test]

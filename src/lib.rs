@@ -6,7 +6,9 @@
 //! Layout:
 //! - [`app`]: binds, builds the HTTP server (whose first worker starts the one
 //!   `NotifyServer`), handles graceful shutdown.
-//! - [`config`]: the typed settings, from file, environment and flags.
+//! - [`cli`]: the command line: run, check-config, print-config, token.
+//! - [`config`]: the typed settings, from file, environment and flags;
+//!   [`config_env`]: the `HERALD_*` variables.
 //! - [`error`]: errors a client of the HTTP API sees, mapped to JSON.
 //! - [`protocol`]: the wire frames and close codes.
 //! - [`ids`]: validated client ids, channel names and session ids.
@@ -26,7 +28,9 @@
 pub mod app;
 pub mod auth;
 pub mod broker;
+pub mod cli;
 pub mod config;
+pub mod config_env;
 pub mod error;
 pub mod form;
 pub mod history;

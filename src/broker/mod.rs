@@ -37,7 +37,7 @@ use crate::hub::messages::{Fanout, GetPresence};
 use crate::protocol::PendingFrame;
 
 /// `[broker]` in the config.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
     pub kind: BrokerKind,
@@ -58,7 +58,7 @@ impl Default for BrokerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BrokerKind {
     Memory,

@@ -68,7 +68,13 @@ function startNode(bin, dir, port, redisPort) {
     config,
     `port = ${port}\nworkers = 1\n[broker]\nkind = "redis"\nurl = "redis://127.0.0.1:${redisPort}"\n`
   );
+  // herald refuses unknown HERALD_* variables: HERALD_BIN is this
+  // script's own, not a setting.
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith("HERALD_"))
+  );
   const child = spawn(bin, ["--config", config], {
+    env,
     cwd: path.join(__dirname, "..", ".."),
     stdio: ["ignore", "ignore", "pipe"],
   });
