@@ -1,7 +1,9 @@
 /*
  * The console page: connects to herald, registers a random numeric id (as the
- * original Tornado console did; kept across reloads, so a reload catches up
- * on what it missed) and prints everything that arrives. Text is only ever
+ * original Tornado console did), one per browser tab, kept across reloads of
+ * that tab (sessionStorage), so a reload catches up on what it missed while
+ * a direct message to one tab's id never shows in another tab; then prints
+ * everything that arrives. Text is only ever
  * set through textContent, never parsed as HTML.
  */
 (function () {
@@ -17,18 +19,27 @@
   document.getElementById("curl-direct").textContent =
     "curl " + origin + " -d message=Hi -d id=" + id;
 
-  function rememberedId() {
+  /* This tab's storage; null where storage is disabled. */
+  function tabStorage() {
     try {
-      const saved = localStorage.getItem("herald.console.id");
+      return window.sessionStorage || null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function rememberedId() {
+    const fresh = String(Math.floor(Math.random() * 1000000));
+    try {
+      const saved = tabStorage().getItem("herald.console.id");
       if (saved) {
         return saved;
       }
-      const fresh = String(Math.floor(Math.random() * 1000));
-      localStorage.setItem("herald.console.id", fresh);
-      return fresh;
+      tabStorage().setItem("herald.console.id", fresh);
     } catch (e) {
-      return String(Math.floor(Math.random() * 1000));
+      // No storage: a new id on every load.
     }
+    return fresh;
   }
 
   function line(kind, text) {
@@ -79,11 +90,11 @@
     state.className = "state " + kind;
   }
 
-  const client = new HeraldClient({ id: id, channels: savedChannels() });
+  const client = new HeraldClient({ id: id, channels: savedChannels(), storage: tabStorage() });
 
   function savedChannels() {
     try {
-      return JSON.parse(localStorage.getItem("herald.console.channels")) || [];
+      return JSON.parse(tabStorage().getItem("herald.console.channels")) || [];
     } catch (e) {
       return [];
     }
@@ -91,7 +102,7 @@
 
   function saveChannels() {
     try {
-      localStorage.setItem("herald.console.channels", JSON.stringify([...client.channels]));
+      tabStorage().setItem("herald.console.channels", JSON.stringify([...client.channels]));
     } catch (e) {
       // Not saved: the page forgets its channels on reload.
     }

@@ -52,7 +52,9 @@ fn the_console_works_in_a_real_browser() {
         "browser test failed:\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("shown as text") && stdout.contains("reconnect"),
+        stdout.contains("shown as text")
+            && stdout.contains("reconnect")
+            && stdout.contains("two tabs"),
         "{stdout}"
     );
     assert!(

@@ -223,6 +223,23 @@ async function main() {
     assert(log.split("Everyone, while away").length === 2, "the missed broadcast appears once");
     console.log("ok: after a restart the pages reconnect and show what they missed, once, in order");
 
+    // Two tabs of one browser: each its own id, a direct message to one
+    // tab's id shows in that tab only, and a reload keeps the tab's id.
+    const tab = await one.context().newPage();
+    await tab.goto("http://127.0.0.1:" + portA + "/");
+    await tab.waitForSelector("text=Hello client", { timeout: WAIT_MS });
+    const idTab = await tab.textContent("#client-id");
+    assert(idTab !== idOne, "two tabs of one browser have two ids (" + idTab + ")");
+    await publish(portB, { message: "Only for the second tab", id: idTab });
+    await tab.waitForSelector("text=Only for the second tab", { timeout: WAIT_MS });
+    await publish(portB, { message: "sentinel-3" });
+    await one.waitForSelector("text=sentinel-3", { timeout: WAIT_MS });
+    assert(!(await logText(one)).includes("Only for the second tab"), "the other tab's direct message stays off the first tab");
+    await tab.reload();
+    await tab.waitForSelector("text=Hello client", { timeout: WAIT_MS });
+    assert((await tab.textContent("#client-id")) === idTab, "a reload keeps the tab's id");
+    console.log("ok: two tabs of one browser have their own ids, kept across a reload");
+
     if (process.env.SCREENSHOT) {
       fs.mkdirSync(path.dirname(process.env.SCREENSHOT), { recursive: true });
       await one.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
