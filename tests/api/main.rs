@@ -10,6 +10,7 @@ mod client_js;
 mod cluster;
 mod console;
 mod contract;
+mod docs;
 mod health;
 mod helpers;
 mod lifecycle;
