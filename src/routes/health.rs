@@ -12,6 +12,8 @@ use crate::hub::messages::GetCounts;
 struct Health {
     status: &'static str,
     uptime_secs: u64,
+    /// herald's version (`herald --version`).
+    version: &'static str,
     /// Open WebSocket sessions.
     sessions: usize,
     /// Distinct registered ids.
@@ -53,6 +55,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(Health {
         status: "ok",
         uptime_secs: state.started_at.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
         sessions: counts.sessions,
         ids: counts.ids,
         channels: counts.channels,

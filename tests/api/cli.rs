@@ -23,6 +23,19 @@ async fn an_unknown_config_key_exits_2_naming_file_and_key() {
 }
 
 #[actix_web::test]
+async fn version_and_help_name_the_version_and_every_variable() {
+    let output = herald().arg("--version").output().await.unwrap();
+    assert!(output.status.success());
+    let version = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(version.trim(), format!("herald {}", env!("CARGO_PKG_VERSION")));
+    let output = herald().arg("--help").output().await.unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for var in ["HERALD_PORT", "HERALD_BROKER__URL", "HERALD_PUBLISH_KEYS"] {
+        assert!(help.contains(var), "{var} in --help: {help}");
+    }
+}
+
+#[actix_web::test]
 async fn a_bad_env_override_exits_2() {
     let output = herald().env("HERALD_PORT", "lots").output().await.unwrap();
     assert_eq!(output.status.code(), Some(2));

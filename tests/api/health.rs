@@ -7,6 +7,8 @@ async fn health_reports_uptime_sessions_and_ids() {
     let app = spawn_app().await;
     let health = app.health().await;
     assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(health["broker"], "memory");
     assert!(health["uptime_secs"].is_u64(), "{health}");
     assert_eq!(
         (health["sessions"].as_u64(), health["ids"].as_u64()),
