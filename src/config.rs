@@ -361,20 +361,6 @@ impl Config {
         if self.max_pending_messages == 0 {
             return invalid("max_pending_messages", "must be at least 1");
         }
-        for (key, keys) in [
-            ("publish_keys", &self.publish_keys),
-            ("admin_keys", &self.admin_keys),
-        ] {
-            if keys
-                .iter()
-                .any(|k| k.expose().len() < MIN_PUBLISH_KEY_BYTES)
-            {
-                return invalid(
-                    key,
-                    &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
-                );
-            }
-        }
         for (key, redacted) in [
             (
                 "publish_keys",
@@ -392,6 +378,20 @@ impl Config {
                     key,
                     "holds the placeholder print-config writes for a secret: \
                      give the real value (e.g. through its HERALD_* variable)",
+                );
+            }
+        }
+        for (key, keys) in [
+            ("publish_keys", &self.publish_keys),
+            ("admin_keys", &self.admin_keys),
+        ] {
+            if keys
+                .iter()
+                .any(|k| k.expose().len() < MIN_PUBLISH_KEY_BYTES)
+            {
+                return invalid(
+                    key,
+                    &format!("every key must be at least {MIN_PUBLISH_KEY_BYTES} bytes long"),
                 );
             }
         }

@@ -27,7 +27,10 @@ async fn version_and_help_name_the_version_and_every_variable() {
     let output = herald().arg("--version").output().await.unwrap();
     assert!(output.status.success());
     let version = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(version.trim(), format!("herald {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        version.trim(),
+        format!("herald {}", env!("CARGO_PKG_VERSION"))
+    );
     let output = herald().arg("--help").output().await.unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     for var in ["HERALD_PORT", "HERALD_BROKER__URL", "HERALD_PUBLISH_KEYS"] {
@@ -161,4 +164,131 @@ async fn an_unreachable_redis_is_one_clear_line_and_a_failure_exit() {
         errors[0].contains("Redis") || errors[0].contains("broker"),
         "{stderr}"
     );
+}
+
+/// Runs `herald <args>` with `env` and a config file holding `config`;
+/// returns the exit code, stdout and stderr.
+async fn run_with(
+    config: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = herald();
+    cmd.args(args).arg("--config").arg(&path);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let output = within("the command", cmd.output()).await.unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const SECRET: &str = "a-client-secret-of-at-least-32-bytes!";
+
+#[actix_web::test]
+async fn check_config_accepts_a_good_configuration_and_names_the_fault_in_a_bad_one() {
+    let (code, _, _) = run_with("port = 9000\n", &["check-config"], &[]).await;
+    assert_eq!(code, Some(0));
+    let (code, _, stderr) = run_with("max_frame_bytes = 3\n", &["check-config"], &[]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("max_frame_bytes"), "{stderr}");
+    let (code, _, stderr) =
+        run_with("", &["check-config"], &[("HERALD_MAX_CONNECTIONS", "many")]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("HERALD_MAX_CONNECTIONS"), "{stderr}");
+    let (code, _, stderr) = run_with("", &["check-config"], &[("HERALD_FOO", "1")]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("HERALD_FOO"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn print_config_prints_what_herald_reads_back_without_its_secrets() {
+    let env = [
+        ("HERALD_CLIENT_SECRET", SECRET),
+        (
+            "HERALD_PUBLISH_KEYS",
+            "publish-key-0123456789,publish-key-abcdefghij",
+        ),
+        ("HERALD_MAX_CONNECTIONS", "1234"),
+    ];
+    let (code, printed, _) = run_with("port = 9001\n", &["print-config"], &env).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        !printed.contains(SECRET) && !printed.contains("publish-key"),
+        "{printed}"
+    );
+    assert!(printed.contains("<redacted>"), "{printed}");
+    let parsed: toml::Table = toml::from_str(&printed).unwrap();
+    assert_eq!(parsed["port"].as_integer(), Some(9001));
+    assert_eq!(parsed["max_connections"].as_integer(), Some(1234));
+    // Read back with the secrets from the environment again: accepted.
+    let (code, _, stderr) = run_with(&printed, &["check-config"], &env).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    // Without them, the placeholder is refused by name.
+    let (code, _, stderr) = run_with(&printed, &["check-config"], &[]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("placeholder"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn settings_from_the_environment_take_effect_in_a_running_herald() {
+    let herald = HeraldProcess::start(
+        "port = 0\nworkers = 1\n",
+        &[
+            ("HERALD_MAX_CHANNELS_PER_SESSION", "2"),
+            (
+                "HERALD_ALLOWED_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+            ("HERALD_BROKER__PREFIX", "from-env"),
+        ],
+    )
+    .await;
+    let app = herald.app();
+    let (status, body) = app.ws_attempt("channel=a&channel=b&channel=c", &[]).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "too_many_channels");
+    for origin in ["https://a.example", "https://b.example"] {
+        let (status, body) = app.ws_attempt("id=1", &[("Origin", origin)]).await;
+        assert_eq!(status, 101, "{origin}: {body}");
+    }
+    let (status, _) = app.ws_attempt("", &[("Origin", "https://c.example")]).await;
+    assert_eq!(status, 403);
+}
+
+#[actix_web::test]
+async fn a_minted_token_is_accepted_by_a_running_herald() {
+    let env = [("HERALD_CLIENT_SECRET", SECRET)];
+    let (code, token, stderr) = run_with(
+        "",
+        &[
+            "token",
+            "--sub",
+            "63",
+            "--channels",
+            "private:63,private:vip",
+            "--ttl",
+            "10m",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let herald = HeraldProcess::start("port = 0\nworkers = 1\n", &env).await;
+    let app = herald.app();
+    let mut client = app
+        .ws(&format!("token={}&channel=private:vip", token.trim()))
+        .await;
+    assert_eq!(client.recv_json().await["id"], "63");
+    assert_eq!(client.recv_json().await["channel"], "private:vip");
+
+    let (code, _, stderr) = run_with("", &["token", "--sub", "63"], &[]).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("client_secret"), "{stderr}");
 }
