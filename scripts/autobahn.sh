@@ -27,6 +27,7 @@ port = $port
 echo_route = true
 max_frame_bytes = 16777216
 max_connections_per_ip = 100000
+max_tcp_connections_per_ip = 100000
 TOML
 trap 'stop_herald; rm -f "$config"' EXIT
 start_herald "$port" target/debug/herald --config "$config"

@@ -19,10 +19,15 @@ work=$(mktemp -d)
 trap 'stop_herald; rm -rf "$work"' EXIT
 
 run() { # $1: which cap, $2: max_connections, $3: max_connections_per_ip
+  # The TCP caps (every connection, sessions or not) must not refuse first:
+  # they go as high as the session caps allow, and herald lowers
+  # max_tcp_connections to what its open-file limit holds.
   cat >"$work/herald.toml" <<TOML
 port = $port
 max_connections = $2
 max_connections_per_ip = $3
+max_tcp_connections = 1000000
+max_tcp_connections_per_ip = 1000000
 TOML
   start_herald "$port" target/release/herald --config "$work/herald.toml"
   python3 - "$port" "$clients" "$1" "$cap" <<'PY'

@@ -8,18 +8,21 @@ use std::time::Instant;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
-use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
+use crate::auth::{self, KeyAuth, OriginPolicy, PublisherAuth};
 use crate::broker::{self, BrokerKind};
 use crate::config::Config;
+use crate::fd_limit;
+use crate::host::{self, HostPolicy};
 use crate::hub::messages::Shutdown;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState, Shared};
+use crate::tcp::TcpAdmission;
 use crate::token::TokenVerifier;
 
 /// A bound, not yet running herald.
@@ -50,6 +53,8 @@ pub enum StartError {
     Token(String),
     #[error("{0}")]
     Broker(crate::broker::BrokerError),
+    #[error("{0}")]
+    Descriptors(String),
     #[error("the server stopped with an error: {0}")]
     Serve(std::io::Error),
 }
@@ -103,13 +108,58 @@ fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Worker threads: as configured, or one per core as actix counts them.
+fn worker_count(config: &Config) -> usize {
+    if config.workers > 0 {
+        config.workers
+    } else {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    }
+}
+
+/// Raises the open-file limit and fits `max_tcp_connections` into it,
+/// logging what changed.
+fn descriptor_budget(config: &Config) -> Result<fd_limit::DescriptorBudget, StartError> {
+    let limits = match fd_limit::raise_soft_limit() {
+        Ok(limits) => {
+            if limits.soft > limits.soft_before {
+                log::info!(
+                    "open-file limit raised from {} to {}",
+                    limits.soft_before,
+                    limits.soft
+                );
+            }
+            limits
+        }
+        Err(e) => {
+            log::warn!("cannot raise the open-file limit: {e}");
+            fd_limit::current().map_err(|e| {
+                StartError::Descriptors(format!("cannot read the open-file limit: {e}"))
+            })?
+        }
+    };
+    let budget = fd_limit::budget(
+        limits,
+        config.max_tcp_connections,
+        config.max_connections,
+        worker_count(config),
+    )
+    .map_err(StartError::Descriptors)?;
+    if let Some(warning) = &budget.warning {
+        log::warn!("{warning}");
+    }
+    Ok(budget)
+}
+
 impl Application {
     /// Binds the listener and prepares the server. Must run inside an actix
     /// system (`#[actix_web::main]`, `#[actix_web::test]`), which hosts the
     /// `NotifyServer` actor. With `port = 0` the OS picks a free port;
-    /// [`Application::port`] tells which.
+    /// [`Application::port`] tells which. Raises the process's soft
+    /// open-file limit to its hard limit ([`fd_limit`]).
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        let descriptors = descriptor_budget(&config)?;
         let console_page =
             std::fs::read(&config.console_template).map_err(|source| StartError::Console {
                 path: config.console_template.clone(),
@@ -156,13 +206,14 @@ impl Application {
                 require_token: config.require_token,
                 metrics: metrics.clone(),
             }),
-            publishers: PublisherAuth::publishers(&config.publish_keys),
-            admins: KeyAuth::admins(&config.admin_keys),
+            publishers: PublisherAuth::publishers(&config.publish_keys, config.trust_loopback),
+            admins: KeyAuth::admins(&config.admin_keys, config.trust_loopback),
             metrics: metrics.clone(),
             origins: OriginPolicy::new(&config.allowed_origins),
             connections: ConnectionLimiter::new(
                 config.max_connections,
                 config.max_connections_per_ip,
+                config.ipv6_limit_prefix_len,
             ),
             broker: broker.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
@@ -184,7 +235,22 @@ impl Application {
                 "echo_route is on: /echo sends back every message (for compliance tests only)"
             );
         }
-        let stall_timeout = config.client_timeout();
+        let admission = TcpAdmission::new(
+            ConnectionLimiter::new(
+                descriptors.max_tcp_connections,
+                config.max_tcp_connections_per_ip,
+                config.ipv6_limit_prefix_len,
+            ),
+            config.client_timeout(),
+            metrics.clone(),
+        );
+        let hosts = web::Data::new(HostPolicy::new(&config.allowed_hosts));
+        if config.allowed_hosts.iter().any(|h| h == "*") {
+            log::warn!(
+                "allowed_hosts has \"*\": herald answers to any Host name, so a page on a \
+                 rebound DNS name can read /stats, /metrics and /poll from this machine"
+            );
+        }
         let mut server = HttpServer::new(move || {
             let server = router
                 .get_or_init(|| {
@@ -201,25 +267,26 @@ impl Application {
             });
             App::new()
                 .app_data(state)
+                .app_data(hosts.clone())
                 // Every answer is exactly what its Content-Type says: a
                 // browser never sniffs a JSON error or a client file into
                 // something it would run.
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .configure(routes::configure(static_dir.clone(), echo_route))
                 .default_service(web::to(routes::not_found))
+                // Outermost: no route, file or upgrade runs for a Host
+                // herald does not answer to.
+                .wrap(from_fn(host::check_host))
         })
-        // A peer that stops reading stops the session that writes to it,
-        // heartbeat included (it runs inside the response). The kernel ends
-        // such a connection once its data has made no progress for this
-        // long, which frees the session and its connection slot.
-        .on_connect(move |conn, _| {
-            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let socket = socket2::SockRef::from(tcp);
-                if let Err(e) = socket.set_tcp_user_timeout(Some(stall_timeout)) {
-                    log::debug!("cannot set TCP_USER_TIMEOUT: {e}");
-                }
-            }
-        })
+        // Every accepted connection counts against the TCP caps, and is
+        // shut down at once over them.
+        .on_connect(move |io, extensions| admission.on_connect(io, extensions))
+        // Not-yet-upgraded connections: the first request's head must come
+        // within this, and an idle keep-alive connection closes after this.
+        .client_request_timeout(config.request_head_timeout())
+        .keep_alive(config.keep_alive_timeout())
+        // Accepting stops before the descriptors run out (fd_limit).
+        .max_connections(descriptors.accept_limit_per_worker)
         .listen(listener)
         .map_err(bind_error)?;
         if config.workers > 0 {
@@ -229,9 +296,25 @@ impl Application {
         server = server
             .disable_signals()
             .shutdown_timeout(config.shutdown_timeout_secs);
+        if let Some(warning) = auth::keyless_exposure_warning(
+            &config.host,
+            config.trust_loopback,
+            &config.publish_keys,
+            &config.admin_keys,
+        ) {
+            log::warn!("{warning}");
+        }
         log::info!("herald listening on http://{local}");
         if config.publish_keys.is_empty() {
-            log::info!("no publish_keys configured: publishing is accepted from this machine only");
+            if config.trust_loopback {
+                log::info!(
+                    "no publish_keys configured: publishing is accepted from this machine only"
+                );
+            } else {
+                log::warn!(
+                    "no publish_keys configured and trust_loopback = false: nobody can publish"
+                );
+            }
         }
         Ok(Self {
             port: local.port(),

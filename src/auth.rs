@@ -2,7 +2,8 @@
 //!
 //! - [`PublisherAuth`]: with `publish_keys` set, `POST /` needs
 //!   `Authorization: Bearer <key>`, compared in constant time; without keys,
-//!   only loopback peers that did not come through a proxy may publish.
+//!   only loopback peers that did not come through a proxy may publish, and
+//!   nobody once `trust_loopback = false`.
 //! - [`OriginPolicy`]: a browser request whose `Origin` is neither herald's
 //!   own nor listed in `allowed_origins` is refused, so another site cannot
 //!   publish through its visitors' browsers (CSRF) or open WebSockets in
@@ -18,9 +19,66 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 use crate::error::ApiError;
 
-/// Headers a reverse proxy adds. A request carrying one came from somewhere
-/// else, whatever its TCP peer, so it is not trusted as local.
-const PROXY_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+/// Headers proxies, load balancers and CDNs add to say where a request
+/// came from. A request carrying one came from somewhere else, whatever its
+/// TCP peer, so it is not trusted as local. Any `X-Forwarded-*` header
+/// counts too. (A TCP-level relay adds nothing: see `trust_loopback`.)
+const PROXY_HEADERS: [&str; 14] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+    "via",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-forwarded-host",
+    "x-original-forwarded-for",
+    "x-envoy-external-address",
+    "client-ip",
+    "forwarded-for",
+];
+
+/// Whether a request says it came through a proxy.
+pub fn is_proxied(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        PROXY_HEADERS.contains(&name) || name.starts_with("x-forwarded-")
+    })
+}
+
+/// Whether `host` (the `host` setting) is a loopback address.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The warning to log at startup when publishing or the admin endpoints
+/// are open to loopback peers without a key while herald listens beyond
+/// loopback: then anything that relays TCP to it on this machine (stunnel,
+/// HAProxy in TCP mode, an SSH tunnel, a sidecar) makes its clients local.
+pub fn keyless_exposure_warning(
+    host: &str,
+    trust_loopback: bool,
+    publish_keys: &[Secret],
+    admin_keys: &[Secret],
+) -> Option<String> {
+    if !trust_loopback || is_loopback_host(host) {
+        return None;
+    }
+    let open = match (publish_keys.is_empty(), admin_keys.is_empty()) {
+        (true, true) => "publishing (POST /) and /metrics, /stats are",
+        (true, false) => "publishing (POST /) is",
+        (false, true) => "/metrics and /stats are",
+        (false, false) => return None,
+    };
+    Some(format!(
+        "herald listens on {host} and {open} open without a key to any loopback peer: \
+         a TCP relay on this machine (stunnel, HAProxy in TCP mode, an SSH tunnel, a sidecar) \
+         makes every client it forwards local; set publish_keys and admin_keys \
+         (HERALD_PUBLISH_KEYS, HERALD_ADMIN_KEYS), or trust_loopback = false"
+    ))
+}
 
 /// Checks a request against a set of keys: publishers against
 /// `publish_keys`, operators (`/metrics`, `/stats`) against `admin_keys`.
@@ -28,6 +86,8 @@ pub struct KeyAuth {
     /// SHA-256 of each key: every comparison is between 32-byte digests, so
     /// neither the content nor the length of a key leaks through timing.
     key_digests: Vec<[u8; 32]>,
+    /// Without keys, whether direct loopback peers pass (`trust_loopback`).
+    trust_loopback: bool,
     /// What the keys are for, and where they are set, for error messages.
     role: &'static str,
     setting: &'static str,
@@ -38,24 +98,40 @@ pub struct KeyAuth {
 pub type PublisherAuth = KeyAuth;
 
 impl KeyAuth {
-    /// For `POST /`, against `publish_keys`.
-    pub fn publishers(keys: &[Secret]) -> Self {
-        Self::new(keys, "publish", "publish_keys", "HERALD_PUBLISH_KEYS")
+    /// For `POST /`, against `publish_keys`; without keys, loopback peers
+    /// pass while `trust_loopback` holds.
+    pub fn publishers(keys: &[Secret], trust_loopback: bool) -> Self {
+        Self::new(
+            keys,
+            trust_loopback,
+            "publish",
+            "publish_keys",
+            "HERALD_PUBLISH_KEYS",
+        )
     }
 
-    /// For `/metrics` and `/stats`, against `admin_keys`.
-    pub fn admins(keys: &[Secret]) -> Self {
-        Self::new(keys, "admin", "admin_keys", "HERALD_ADMIN_KEYS")
+    /// For `/metrics` and `/stats`, against `admin_keys`; without keys,
+    /// loopback peers pass while `trust_loopback` holds.
+    pub fn admins(keys: &[Secret], trust_loopback: bool) -> Self {
+        Self::new(
+            keys,
+            trust_loopback,
+            "admin",
+            "admin_keys",
+            "HERALD_ADMIN_KEYS",
+        )
     }
 
     fn new(
         keys: &[Secret],
+        trust_loopback: bool,
         role: &'static str,
         setting: &'static str,
         variable: &'static str,
     ) -> Self {
         Self {
             key_digests: keys.iter().map(|k| digest(k.expose())).collect(),
+            trust_loopback,
             role,
             setting,
             variable,
@@ -63,7 +139,7 @@ impl KeyAuth {
     }
 
     /// Decides whether the request may go on. Without keys, only direct
-    /// loopback peers may.
+    /// loopback peers may, and only while `trust_loopback` holds.
     pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
         if self.key_digests.is_empty() {
             return self.check_local(headers, peer);
@@ -89,14 +165,20 @@ impl KeyAuth {
         }
     }
 
-    /// Without keys: loopback only, and not through a proxy.
+    /// Without keys: loopback only, not through a proxy, and only while
+    /// loopback is trusted.
     fn check_local(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        let (role, setting, variable) = (self.role, self.setting, self.variable);
+        if !self.trust_loopback {
+            return Err(ApiError::Forbidden(format!(
+                "{role} access needs a key (trust_loopback = false) and none is configured: \
+                 set {setting} in config.toml (or {variable}) and send Authorization: Bearer <key>"
+            )));
+        }
         let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
-        let proxied = PROXY_HEADERS.iter().any(|h| headers.contains_key(*h));
-        if loopback && !proxied {
+        if loopback && !is_proxied(headers) {
             return Ok(());
         }
-        let (role, setting, variable) = (self.role, self.setting, self.variable);
         Err(ApiError::Forbidden(format!(
             "{role} access is open to this machine only while no {role} key is configured: \
              set {setting} in config.toml (or {variable}) and send Authorization: Bearer <key>"
@@ -250,7 +332,7 @@ mod tests {
 
     #[test]
     fn without_keys_only_direct_loopback_peers_publish() {
-        let auth = PublisherAuth::publishers(&[]);
+        let auth = PublisherAuth::publishers(&[], true);
         assert!(auth.check(&headers(&[]), ip("127.0.0.1")).is_ok());
         assert!(auth.check(&headers(&[]), ip("::1")).is_ok());
         assert!(auth.check(&headers(&[]), ip("::ffff:127.0.0.1")).is_ok());
@@ -263,11 +345,62 @@ mod tests {
     }
 
     #[test]
+    fn every_proxy_header_marks_a_request_as_proxied() {
+        let auth = PublisherAuth::publishers(&[], true);
+        for name in PROXY_HEADERS.iter().copied().chain(["x-forwarded-proto"]) {
+            let proxied = headers(&[(name, "203.0.113.9")]);
+            assert!(is_proxied(&proxied), "{name}");
+            assert!(auth.check(&proxied, ip("127.0.0.1")).is_err(), "{name}");
+        }
+        assert!(!is_proxied(&headers(&[("user-agent", "curl/8")])));
+    }
+
+    #[test]
+    fn without_loopback_trust_no_keyless_request_passes() {
+        let auth = PublisherAuth::publishers(&[], false);
+        let err = auth.check(&headers(&[]), ip("127.0.0.1")).unwrap_err();
+        assert!(matches!(err, ApiError::Forbidden(_)), "{err}");
+        assert!(err.to_string().contains("trust_loopback"), "{err}");
+        let admins = KeyAuth::admins(&[Secret::new("admin-key-0123456789")], false);
+        let keyed = headers(&[("authorization", "Bearer admin-key-0123456789")]);
+        assert!(admins.check(&keyed, ip("127.0.0.1")).is_ok());
+        assert!(matches!(
+            admins.check(&headers(&[]), ip("127.0.0.1")),
+            Err(ApiError::Unauthorized(_))
+        ));
+    }
+
+    #[test]
+    fn keyless_access_beyond_loopback_is_warned_about() {
+        let key = [Secret::new("a-key-0123456789abc")];
+        let warn = |host, trust, publish: &[Secret], admin: &[Secret]| {
+            keyless_exposure_warning(host, trust, publish, admin)
+        };
+        let text = warn("0.0.0.0", true, &[], &[]).unwrap();
+        assert!(
+            text.contains("0.0.0.0") && text.contains("trust_loopback"),
+            "{text}"
+        );
+        assert!(warn("::", true, &key, &[]).unwrap().contains("/metrics"));
+        assert!(warn("192.168.1.5", true, &[], &key)
+            .unwrap()
+            .contains("POST /"));
+        assert!(warn("0.0.0.0", true, &key, &key).is_none());
+        assert!(warn("0.0.0.0", false, &[], &[]).is_none());
+        for host in ["127.0.0.1", "127.0.0.2", "::1", "localhost"] {
+            assert!(warn(host, true, &[], &[]).is_none(), "{host}");
+        }
+    }
+
+    #[test]
     fn with_keys_any_peer_needs_a_right_key() {
-        let auth = PublisherAuth::publishers(&[
-            Secret::new("first-key-0123456789"),
-            Secret::new("second-key-0123456789"),
-        ]);
+        let auth = PublisherAuth::publishers(
+            &[
+                Secret::new("first-key-0123456789"),
+                Secret::new("second-key-0123456789"),
+            ],
+            true,
+        );
         let right = headers(&[("authorization", "Bearer second-key-0123456789")]);
         assert!(auth.check(&right, ip("198.51.100.7")).is_ok());
         let lower = headers(&[("authorization", "bearer first-key-0123456789")]);

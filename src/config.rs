@@ -54,6 +54,13 @@ pub struct Config {
     /// Origins (`scheme://host[:port]`) that may open WebSockets and POST,
     /// besides herald's own. `"*"` allows any (not recommended).
     pub allowed_origins: Vec<String>,
+    /// Host names (no port) herald answers to besides IP addresses,
+    /// `localhost` and `*.localhost`; any other `Host` gets 421, which stops
+    /// DNS rebinding. `"*"` answers to any (not recommended).
+    pub allowed_hosts: Vec<String>,
+    /// Without keys, whether direct loopback peers may publish and read
+    /// `/metrics` and `/stats`. False makes keys mandatory for both.
+    pub trust_loopback: bool,
     /// HS256 secret that signs client tokens (JWT); empty turns signed
     /// identity off. At least 32 bytes when set.
     pub client_secret: Secret,
@@ -70,6 +77,25 @@ pub struct Config {
     pub max_connections: usize,
     /// Most WebSocket connections open at once from one IP address; more get 429.
     pub max_connections_per_ip: usize,
+    /// Most TCP connections open at once, of any kind (sessions, publishers,
+    /// page loads, idle keep-alive); more are closed as soon as accepted.
+    /// At least `max_connections`; lowered at startup to what the open-file
+    /// limit allows.
+    pub max_tcp_connections: usize,
+    /// Most TCP connections open at once from one address; more are closed
+    /// as soon as accepted. At least `max_connections_per_ip`.
+    pub max_tcp_connections_per_ip: usize,
+    /// IPv6 peers count against the per-address caps by network of this
+    /// many bits (one subscriber usually holds a /64).
+    pub ipv6_limit_prefix_len: u8,
+    /// A new connection must send its first request's head within this
+    /// long, or it gets 408 and is closed. The HTTP server's clock ticks
+    /// every 500 ms, so the wait may end up to that much early.
+    pub request_head_timeout_ms: u64,
+    /// A keep-alive connection idle this long between requests is closed
+    /// (up to 500 ms early, as above). WebSockets, event streams and
+    /// long-polls are requests in progress, and are not affected.
+    pub keep_alive_timeout_ms: u64,
     /// Client frames per second a session may send (bursts up to this many);
     /// beyond it frames are refused with an error frame, and a client that
     /// keeps going is closed with 1008.
@@ -146,6 +172,8 @@ impl Default for Config {
             publish_keys: Vec::new(),
             admin_keys: Vec::new(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            trust_loopback: true,
             client_secret: Secret::default(),
             token_audience: "herald".into(),
             require_token: false,
@@ -153,6 +181,11 @@ impl Default for Config {
             max_channels_per_session: 100,
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            max_tcp_connections: 12_000,
+            max_tcp_connections_per_ip: 512,
+            ipv6_limit_prefix_len: 64,
+            request_head_timeout_ms: 5_000,
+            keep_alive_timeout_ms: 15_000,
             max_client_frames_per_sec: 50,
             history_size: 100,
             history_ttl_secs: 300,
@@ -422,6 +455,21 @@ impl Config {
                 &format!("{bad:?} is not an origin like \"https://example.com\" or \"*\""),
             );
         }
+        // A name, as a Host header would carry it, without the port.
+        let host_name =
+            |h: &str| crate::host::HostHeader::parse(h).is_some_and(|p| p.port.is_none());
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.as_str() != "*" && !host_name(h))
+        {
+            return invalid(
+                "allowed_hosts",
+                &format!(
+                    "{bad:?} is not a host name like \"rt.example.com\" (no scheme, no port) or \"*\""
+                ),
+            );
+        }
         if self.broker.kind == crate::broker::BrokerKind::Redis
             && !["redis://", "rediss://", "unix://", "redis+unix://"]
                 .iter()
@@ -448,6 +496,39 @@ impl Config {
                 return invalid(key, "must be at least 1");
             }
         }
+        if self.max_tcp_connections < self.max_connections {
+            return invalid(
+                "max_tcp_connections",
+                "must be at least max_connections: every session holds a TCP connection, \
+                 and publishers and page loads need more",
+            );
+        }
+        if self.max_tcp_connections_per_ip < self.max_connections_per_ip {
+            return invalid(
+                "max_tcp_connections_per_ip",
+                "must be at least max_connections_per_ip: every session holds a TCP connection",
+            );
+        }
+        if !(32..=128).contains(&self.ipv6_limit_prefix_len) {
+            return invalid(
+                "ipv6_limit_prefix_len",
+                "must be between 32 and 128 (64: one subscriber's network)",
+            );
+        }
+        for (key, value) in [
+            ("request_head_timeout_ms", self.request_head_timeout_ms),
+            ("keep_alive_timeout_ms", self.keep_alive_timeout_ms),
+        ] {
+            // The HTTP server starts these timers from a clock it updates
+            // every 500 ms, so each may end up to that much early.
+            if value < 1000 {
+                return invalid(
+                    key,
+                    "must be at least 1000 (the HTTP server's clock ticks every 500 ms, \
+                     and a shorter wait cuts off clients on slow networks)",
+                );
+            }
+        }
         Ok(())
     }
 
@@ -457,6 +538,14 @@ impl Config {
 
     pub fn client_timeout(&self) -> Duration {
         Duration::from_millis(self.client_timeout_ms)
+    }
+
+    pub fn request_head_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_head_timeout_ms)
+    }
+
+    pub fn keep_alive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_timeout_ms)
     }
 
     pub fn history_limits(&self) -> crate::history::HistoryLimits {
@@ -744,6 +833,61 @@ prefix = \"p\"\n",
                 ..Config::default()
             };
             assert!(config.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tcp_caps_sit_above_the_session_caps() {
+        let config = Config {
+            max_tcp_connections: 100,
+            max_connections: 200,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("max_tcp_connections"), "{err}");
+        let config = Config {
+            max_tcp_connections_per_ip: 10,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("max_tcp_connections_per_ip"), "{err}");
+        for len in [0, 31, 129] {
+            let config = Config {
+                ipv6_limit_prefix_len: len,
+                ..Config::default()
+            };
+            assert!(config.validate().is_err(), "{len}");
+        }
+        let config = Config {
+            keep_alive_timeout_ms: 999,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("keep_alive_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_must_be_host_names() {
+        for good in ["rt.example.com", "herald", "*", "10.0.0.5"] {
+            let config = Config {
+                allowed_hosts: vec![good.into()],
+                ..Config::default()
+            };
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "https://rt.example.com",
+            "rt.example.com:443",
+            "a b",
+            "",
+            "rt.example.com.",
+        ] {
+            let config = Config {
+                allowed_hosts: vec![bad.into()],
+                ..Config::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("allowed_hosts"), "{bad}: {err}");
         }
     }
 

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::ids::{ChannelError, IdError};
+use crate::limits::LimitExceeded;
 use crate::token::TokenError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,10 @@ pub enum ApiError {
     InvalidToken(TokenError),
     #[error("{0}")]
     Forbidden(String),
+    /// A `Host` header herald does not answer to (DNS rebinding, or a name
+    /// missing from `allowed_hosts`).
+    #[error("{0}")]
+    UnknownHost(String),
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed on this resource")]
@@ -67,6 +72,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::InvalidToken(_) => "invalid_token",
             Self::Forbidden(_) => "forbidden",
+            Self::UnknownHost(_) => "unknown_host",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TooManyConnectionsFromIp => "too_many_connections",
@@ -96,6 +102,7 @@ impl ResponseError for ApiError {
             | Self::BadUpgrade(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -116,6 +123,16 @@ impl ResponseError for ApiError {
             error: self.to_string(),
             code: self.code(),
         })
+    }
+}
+
+/// A session over a connection cap: 503 for the total, 429 per address.
+impl From<LimitExceeded> for ApiError {
+    fn from(limit: LimitExceeded) -> Self {
+        match limit {
+            LimitExceeded::Total => Self::ServerFull,
+            LimitExceeded::PerAddress => Self::TooManyConnectionsFromIp,
+        }
     }
 }
 

@@ -14,8 +14,14 @@
 //! - [`ids`]: validated client ids, channel names and session ids.
 //! - [`form`]: strict urlencoded parsing for bodies and query strings.
 //! - [`auth`]: who may publish (keys, loopback) and from which origins.
+//! - [`host`]: the `Host` names herald answers to (against DNS rebinding).
 //! - [`token`]: signed client identity (HS256 JWT).
-//! - [`limits`]: connection caps and the client frame-rate limit.
+//! - [`limits`]: connection caps (per address, IPv6 by /64) and the client
+//!   frame-rate limit.
+//! - [`tcp`]: every accepted TCP connection counted against the TCP caps,
+//!   refused at once over them.
+//! - [`fd_limit`]: the open-file limit raised at startup, the TCP cap fitted
+//!   into it.
 //! - [`history`]: recent messages per stream, for resume.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
@@ -32,14 +38,17 @@ pub mod cli;
 pub mod config;
 pub mod config_env;
 pub mod error;
+pub mod fd_limit;
 pub mod form;
 pub mod history;
+pub mod host;
 pub mod hub;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
 pub mod routes;
+pub mod tcp;
 pub mod token;
 
 pub use app::Application;

@@ -1,16 +1,52 @@
 //! Abuse limits that are not about routing: how many connections may be
-//! open (in all and per IP address), and how fast one client may send.
+//! open (in all and per client address), and how fast one client may send.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use crate::error::ApiError;
+use ipnet::Ipv6Net;
 
-/// Counts open connections against `max_connections` and
-/// `max_connections_per_ip`. Touched once per connect and once per
-/// disconnect, never per message.
+/// The unit a per-address cap counts: an IPv4 address, or the IPv6 network
+/// of `ipv6_limit_prefix_len` bits around an IPv6 address. One subscriber
+/// usually holds a whole /64, so counting single IPv6 addresses would let
+/// one of them take any number of places. IPv4-mapped IPv6 addresses
+/// (`::ffff:a.b.c.d`, as a dual-stack listener sees IPv4 peers) count as
+/// their IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressKey(IpAddr);
+
+impl AddressKey {
+    /// The key of `ip` with IPv6 addresses cut to `ipv6_prefix_len` bits
+    /// (validated with the config; an impossible length keeps the whole
+    /// address).
+    pub fn new(ip: IpAddr, ipv6_prefix_len: u8) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => Self(IpAddr::V6(
+                Ipv6Net::new(v6, ipv6_prefix_len).map_or(v6, |net| net.network()),
+            )),
+        }
+    }
+}
+
+/// Which cap a connection ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitExceeded {
+    /// The total cap (`max_connections`, `max_tcp_connections`).
+    Total,
+    /// The per-address cap (`max_connections_per_ip`,
+    /// `max_tcp_connections_per_ip`).
+    PerAddress,
+}
+
+/// Counts open connections against a total cap and a per-address cap,
+/// addresses keyed by [`AddressKey`]. herald has two: sessions (WebSocket,
+/// event stream, long-poll) against `max_connections` and
+/// `max_connections_per_ip`, and every accepted TCP connection against
+/// `max_tcp_connections` and `max_tcp_connections_per_ip`. Touched once per
+/// connect and once per disconnect, never per message.
 #[derive(Clone)]
 pub struct ConnectionLimiter {
     inner: Arc<LimiterInner>,
@@ -18,54 +54,60 @@ pub struct ConnectionLimiter {
 
 struct LimiterInner {
     max_total: usize,
-    max_per_ip: usize,
+    max_per_address: usize,
+    ipv6_prefix_len: u8,
     open: Mutex<OpenConnections>,
 }
 
 #[derive(Default)]
 struct OpenConnections {
     total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+    per_address: HashMap<AddressKey, usize>,
 }
 
 /// One admitted connection; dropping it frees its place.
 pub struct ConnectionPermit {
     inner: Arc<LimiterInner>,
-    ip: Option<IpAddr>,
+    key: Option<AddressKey>,
 }
 
 impl ConnectionLimiter {
-    pub fn new(max_total: usize, max_per_ip: usize) -> Self {
+    /// At most `max_total` connections, and `max_per_address` per
+    /// [`AddressKey`] (IPv6 cut to `ipv6_prefix_len` bits).
+    pub fn new(max_total: usize, max_per_address: usize, ipv6_prefix_len: u8) -> Self {
         Self {
             inner: Arc::new(LimiterInner {
                 max_total,
-                max_per_ip,
+                max_per_address,
+                ipv6_prefix_len,
                 open: Mutex::new(OpenConnections::default()),
             }),
         }
     }
 
-    /// Admits one more connection from `ip`, or says which limit it hit.
-    pub fn try_acquire(&self, ip: Option<IpAddr>) -> Result<ConnectionPermit, ApiError> {
+    /// Admits one more connection from `ip`, or says which cap it hit. A
+    /// connection without a known address counts against the total only.
+    pub fn try_acquire(&self, ip: Option<IpAddr>) -> Result<ConnectionPermit, LimitExceeded> {
         let mut open = self
             .inner
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if open.total >= self.inner.max_total {
-            return Err(ApiError::ServerFull);
+            return Err(LimitExceeded::Total);
         }
-        if let Some(ip) = ip {
-            let count = open.per_ip.entry(ip).or_default();
-            if *count >= self.inner.max_per_ip {
-                return Err(ApiError::TooManyConnectionsFromIp);
+        let key = ip.map(|ip| AddressKey::new(ip, self.inner.ipv6_prefix_len));
+        if let Some(key) = key {
+            let count = open.per_address.entry(key).or_default();
+            if *count >= self.inner.max_per_address {
+                return Err(LimitExceeded::PerAddress);
             }
             *count += 1;
         }
         open.total += 1;
         Ok(ConnectionPermit {
             inner: self.inner.clone(),
-            ip,
+            key,
         })
     }
 
@@ -77,6 +119,19 @@ impl ConnectionLimiter {
             .unwrap_or_else(PoisonError::into_inner)
             .total
     }
+
+    /// Connections open now from `ip`'s [`AddressKey`].
+    pub fn open_from(&self, ip: IpAddr) -> usize {
+        let key = AddressKey::new(ip, self.inner.ipv6_prefix_len);
+        self.inner
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .per_address
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for ConnectionPermit {
@@ -87,11 +142,11 @@ impl Drop for ConnectionPermit {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         open.total = open.total.saturating_sub(1);
-        if let Some(ip) = self.ip {
-            if let Some(count) = open.per_ip.get_mut(&ip) {
+        if let Some(key) = self.key {
+            if let Some(count) = open.per_address.get_mut(&key) {
                 *count -= 1;
                 if *count == 0 {
-                    open.per_ip.remove(&ip);
+                    open.per_address.remove(&key);
                 }
             }
         }
@@ -162,23 +217,62 @@ mod tests {
 
     #[test]
     fn connection_caps_in_all_and_per_ip() {
-        let limiter = ConnectionLimiter::new(3, 2);
+        let limiter = ConnectionLimiter::new(3, 2, 64);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let p1 = limiter.try_acquire(Some(a)).unwrap();
         let _p2 = limiter.try_acquire(Some(a)).unwrap();
         assert!(matches!(
             limiter.try_acquire(Some(a)),
-            Err(ApiError::TooManyConnectionsFromIp)
+            Err(LimitExceeded::PerAddress)
         ));
         let _p3 = limiter.try_acquire(Some(b)).unwrap();
         assert!(matches!(
             limiter.try_acquire(Some(b)),
-            Err(ApiError::ServerFull)
+            Err(LimitExceeded::Total)
         ));
         drop(p1);
         assert_eq!(limiter.open(), 2);
         assert!(limiter.try_acquire(Some(a)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_in_one_slash_64_share_one_count() {
+        let limiter = ConnectionLimiter::new(100, 2, 64);
+        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let _p1 = limiter.try_acquire(Some(ip("2001:db8:1:2::1"))).unwrap();
+        let _p2 = limiter
+            .try_acquire(Some(ip("2001:db8:1:2:ffff:ffff:ffff:fffe")))
+            .unwrap();
+        // A third address of the same /64: over the cap.
+        assert_eq!(
+            limiter.try_acquire(Some(ip("2001:db8:1:2:abcd::9"))).err(),
+            Some(LimitExceeded::PerAddress)
+        );
+        assert_eq!(limiter.open_from(ip("2001:db8:1:2::77")), 2);
+        // The next /64 counts on its own.
+        let _p3 = limiter.try_acquire(Some(ip("2001:db8:1:3::1"))).unwrap();
+        assert_eq!(limiter.open_from(ip("2001:db8:1:3::2")), 1);
+        // IPv4 addresses still count one by one, mapped or not.
+        let _p4 = limiter.try_acquire(Some(ip("192.0.2.1"))).unwrap();
+        let _p5 = limiter.try_acquire(Some(ip("::ffff:192.0.2.1"))).unwrap();
+        assert_eq!(
+            limiter.try_acquire(Some(ip("192.0.2.1"))).err(),
+            Some(LimitExceeded::PerAddress)
+        );
+        assert!(limiter.try_acquire(Some(ip("192.0.2.2"))).is_ok());
+    }
+
+    #[test]
+    fn the_ipv6_prefix_length_is_configurable() {
+        let ip = |text: &str| -> IpAddr { text.parse().unwrap() };
+        let (a, b) = (ip("2001:db8:0:1::1"), ip("2001:db8:0:2::1"));
+        assert_ne!(AddressKey::new(a, 64), AddressKey::new(b, 64));
+        assert_eq!(AddressKey::new(a, 48), AddressKey::new(b, 48));
+        assert_ne!(
+            AddressKey::new(a, 128),
+            AddressKey::new(ip("2001:db8:0:1::2"), 128)
+        );
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub struct Metrics {
     pub publish_to_write: Histogram,
     /// 1 when the broker is usable (always with `memory`; Redis subscribed).
     pub broker_up: IntGauge,
+    /// Accepted TCP connections open, of any kind.
+    pub tcp_connections: IntGauge,
+    /// TCP connections closed at accept, by the cap they hit
+    /// (`max_tcp_connections`, `max_tcp_connections_per_ip`).
+    pub tcp_refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -86,6 +91,17 @@ impl Metrics {
             ]),
         )?;
         let broker_up = IntGauge::new("herald_broker_up", "1 when the broker is usable")?;
+        let tcp_connections = IntGauge::new(
+            "herald_tcp_connections",
+            "Accepted TCP connections open, of any kind",
+        )?;
+        let tcp_refused = IntCounterVec::new(
+            Opts::new(
+                "herald_tcp_refused_total",
+                "TCP connections closed at accept, by the cap they hit",
+            ),
+            &["limit"],
+        )?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(ids.clone()))?;
         registry.register(Box::new(channels.clone()))?;
@@ -95,6 +111,11 @@ impl Metrics {
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(publish_to_write.clone()))?;
         registry.register(Box::new(broker_up.clone()))?;
+        registry.register(Box::new(tcp_connections.clone()))?;
+        registry.register(Box::new(tcp_refused.clone()))?;
+        for limit in ["max_tcp_connections", "max_tcp_connections_per_ip"] {
+            tcp_refused.with_label_values(&[limit]).reset();
+        }
         for transport in ["ws", "sse", "poll"] {
             sessions.with_label_values(&[transport]).set(0);
         }
@@ -110,6 +131,8 @@ impl Metrics {
             rejected,
             publish_to_write,
             broker_up,
+            tcp_connections,
+            tcp_refused,
         })
     }
 

@@ -35,9 +35,20 @@ async fn a_rebound_domain_is_not_taken_for_herald_itself() {
     let (status, body) = app.ws_attempt("", &headers).await;
     assert_eq!(
         (status, &body["code"]),
-        (StatusCode::FORBIDDEN, &json!("forbidden"))
+        (StatusCode::MISDIRECTED_REQUEST, &json!("unknown_host"))
     );
     let (status, body) = app.publish_form_with(&headers, &[("message", "m")]).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::MISDIRECTED_REQUEST, &json!("unknown_host"))
+    );
+    // Listed as a host but not as an origin, the name still cannot use
+    // herald from a browser: it is not taken for herald's own origin.
+    let app = spawn_app_with(|c| c.allowed_hosts = vec!["evil.example".into()]).await;
+    let host = format!("evil.example:{}", app.port);
+    let origin = format!("http://{host}");
+    let headers = [("origin", origin.as_str()), ("host", host.as_str())];
+    let (status, body) = app.ws_attempt("", &headers).await;
     assert_eq!(
         (status, &body["code"]),
         (StatusCode::FORBIDDEN, &json!("forbidden"))

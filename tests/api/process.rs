@@ -12,7 +12,19 @@ use crate::helpers::{within, TestApp};
 /// The built `herald` binary, started from the source tree with no
 /// inherited herald settings.
 pub fn herald() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    prepared(Command::new(env!("CARGO_BIN_EXE_herald")))
+}
+
+/// [`herald`] started through `prlimit --nofile=soft:hard`, so that it
+/// begins with those open-file limits.
+pub fn herald_with_file_limit(soft: u64, hard: u64) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={soft}:{hard}"))
+        .arg(env!("CARGO_BIN_EXE_herald"));
+    prepared(cmd)
+}
+
+fn prepared(mut cmd: Command) -> Command {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("RUST_LOG")
         .env_remove("HERALD_CONFIG")
@@ -49,6 +61,8 @@ pub struct HeraldProcess {
     pub port: u16,
     /// The "listening on" log line.
     pub listening: String,
+    /// Every log line up to and including the "listening on" one.
+    pub startup: Vec<String>,
 }
 
 // Each accessor is for the tests that measure the process from outside.
@@ -72,7 +86,21 @@ impl HeraldProcess {
         }
         let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
+        let mut startup = Vec::new();
+        let listening = within("the \"listening on\" log line", async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("herald exited during startup: {startup:#?}"));
+                startup.push(line.clone());
+                if line.contains("listening on http://") {
+                    return line;
+                }
+            }
+        })
+        .await;
         let port = listening
             .rsplit(':')
             .next()
@@ -86,6 +114,7 @@ impl HeraldProcess {
             lines,
             port,
             listening,
+            startup,
         }
     }
 

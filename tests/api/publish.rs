@@ -233,7 +233,7 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
         .await
         .unwrap();
     let mut request = String::from(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
     );
     for _ in 0..3 {
