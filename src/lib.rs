@@ -15,6 +15,7 @@
 //! - [`token`]: signed client identity (HS256 JWT).
 //! - [`limits`]: connection caps and the client frame-rate limit.
 //! - [`history`]: recent messages per stream, for resume.
+//! - [`replay`]: the replay budget: what one resume may pin.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
 //!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes).
@@ -35,6 +36,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod replay;
 pub mod routes;
 pub mod token;
 

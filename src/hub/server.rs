@@ -738,7 +738,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_streams: 100,
         };
-        NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits))).start()
+        NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits, 1 << 20))).start()
     }
 
     struct Started {
@@ -938,7 +938,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_streams: 100,
         };
-        let server = NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits))).start();
+        let server = NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits, 1 << 20))).start();
         for _ in 0..3 {
             broadcast(&server).await;
         }

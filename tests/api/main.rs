@@ -19,6 +19,7 @@ mod protocol_errors;
 mod publish;
 mod publishers;
 mod redis_server;
+mod replay;
 mod resume;
 mod slow;
 mod sse;

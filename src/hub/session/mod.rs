@@ -14,6 +14,7 @@
 //! This directory and `routes/ws.rs` are the only places that know the
 //! WebSocket library.
 
+mod backlog;
 pub mod fragments;
 
 use std::collections::BTreeSet;
@@ -26,6 +27,7 @@ use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError};
 
 use self::fragments::{Assembled, Reassembler};
+use super::backlog::Backlog;
 use super::messages::{
     Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
     Transport, Unsubscribe,
@@ -201,9 +203,8 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.router_gone(ctx);
                 };
-                for (_, frame) in joined.frames(id.as_ref(), &start.channels) {
-                    ctx.text(frame);
-                }
+                let frames = joined.frames(id.as_ref(), &start.channels);
+                act.write_backlog(Backlog::new(frames), ctx);
             })
             .wait(ctx);
     }
@@ -228,9 +229,7 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.router_gone(ctx);
                 };
-                for (_, frame) in joined.frames(Some(&id), &[]) {
-                    ctx.text(frame);
-                }
+                act.write_backlog(Backlog::new(joined.frames(Some(&id), &[])), ctx);
             })
             .wait(ctx);
     }
