@@ -109,6 +109,11 @@ pub struct Config {
     pub history_max_bytes: usize,
     /// Streams the history remembers at most.
     pub history_max_streams: usize,
+    /// Most bytes of messages one resume may bring back (each counts its
+    /// frame plus `replay::REPLAY_ENTRY_OVERHEAD_BYTES`). A replay is held
+    /// by its session until the client has read it, so this bounds what one
+    /// resuming client can pin; a resume needing more gets `reset`.
+    pub max_replay_bytes: usize,
     /// How long `GET /poll` waits for a message before answering empty.
     pub poll_timeout_secs: u64,
     /// On SIGTERM or Ctrl-C: how long herald waits for connections to close
@@ -191,6 +196,7 @@ impl Default for Config {
             history_ttl_secs: 300,
             history_max_bytes: 64 * 1024 * 1024,
             history_max_streams: 100_000,
+            max_replay_bytes: 4 * 1024 * 1024,
             poll_timeout_secs: 25,
             shutdown_timeout_secs: 10,
             echo_route: false,
@@ -390,6 +396,12 @@ impl Config {
         }
         if !(125..=16 * 1024 * 1024).contains(&self.max_frame_bytes) {
             return invalid("max_frame_bytes", "must be between 125 and 16777216");
+        }
+        if self.max_replay_bytes < self.max_message_bytes {
+            return invalid(
+                "max_replay_bytes",
+                "must be at least max_message_bytes, or one missed message could never be replayed",
+            );
         }
         if self.max_pending_messages == 0 {
             return invalid("max_pending_messages", "must be at least 1");
@@ -644,6 +656,17 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("host"));
+    }
+
+    #[test]
+    fn the_replay_budget_must_hold_one_message() {
+        let config = Config {
+            max_message_bytes: 64 * 1024,
+            max_replay_bytes: 1024,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("max_replay_bytes"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   (the least recently published one is forgotten first).
 //!
 //! Recovery is all or nothing: [`History::replay`] either returns every
-//! retained message a position is missing, or says that some were dropped.
+//! retained message a position is missing, or says that some were dropped
+//! or that they are more than the resume's [`ReplayBudget`].
 //! To know that, each stream remembers the newest seq it dropped, and the
 //! history remembers the newest seq of any stream it forgot entirely.
 
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 
 use crate::ids::{ChannelName, ClientId};
+use crate::replay::ReplayBudget;
 
 /// Memory counted per retained message besides its frame: the entry, its
 /// slot in the global order and map overhead, rounded up.
@@ -204,12 +206,15 @@ impl History {
 
     /// Every retained message with `since < seq <= until` in each stream,
     /// merged in seq order; or a [`Gap`] if any stream dropped a message
-    /// newer than `since` (nothing is returned then).
+    /// newer than `since`, or if those messages would exceed `budget`
+    /// (nothing is returned then). The frames are shared with the history,
+    /// not copied.
     pub fn replay<'a>(
         &mut self,
         streams: impl IntoIterator<Item = (&'a StreamKey, u64)>,
         since: u64,
         now: Instant,
+        budget: &mut ReplayBudget,
     ) -> Result<Vec<(u64, ByteString)>, Gap> {
         self.expire(now);
         let mut found = Vec::new();
@@ -234,13 +239,12 @@ impl History {
                 });
             }
             let start = stream.entries.partition_point(|e| e.seq <= since);
-            found.extend(
-                stream
-                    .entries
-                    .range(start..)
-                    .take_while(|e| e.seq <= until)
-                    .map(|e| (e.seq, e.frame.clone())),
-            );
+            for entry in stream.entries.range(start..).take_while(|e| e.seq <= until) {
+                budget.take(entry.frame.len()).map_err(|over| Gap {
+                    reason: over.to_string(),
+                })?;
+                found.push((entry.seq, entry.frame.clone()));
+            }
         }
         found.sort_unstable_by_key(|(seq, _)| *seq);
         Ok(found)
@@ -273,6 +277,11 @@ mod tests {
         StreamKey::Id(ClientId::parse(name).unwrap())
     }
 
+    /// A budget no test here comes near.
+    fn budget() -> ReplayBudget {
+        ReplayBudget::new(1 << 30, 0)
+    }
+
     fn seqs(found: Vec<(u64, ByteString)>) -> Vec<u64> {
         found.into_iter().map(|(seq, _)| seq).collect()
     }
@@ -287,10 +296,16 @@ mod tests {
         h.append(StreamKey::Broadcast, 4, frame(4), now);
         h.append(id("a"), 5, frame(5), now);
         let asked = [(&StreamKey::Broadcast, 5), (&id("a"), 5)];
-        assert_eq!(seqs(h.replay(asked, 1, now).unwrap()), [2, 4, 5]);
+        assert_eq!(
+            seqs(h.replay(asked, 1, now, &mut budget()).unwrap()),
+            [2, 4, 5]
+        );
         // `until` bounds each stream.
         let asked = [(&StreamKey::Broadcast, 5), (&id("a"), 2)];
-        assert_eq!(seqs(h.replay(asked, 0, now).unwrap()), [1, 2, 4]);
+        assert_eq!(
+            seqs(h.replay(asked, 0, now, &mut budget()).unwrap()),
+            [1, 2, 4]
+        );
     }
 
     #[test]
@@ -301,11 +316,17 @@ mod tests {
             h.append(id("a"), seq, frame(seq), now);
         }
         let asked = [(&id("a"), 5)];
-        assert_eq!(seqs(h.replay(asked, 2, now).unwrap()), [3, 4, 5]);
-        let gap = h.replay(asked, 1, now).unwrap_err();
+        assert_eq!(
+            seqs(h.replay(asked, 2, now, &mut budget()).unwrap()),
+            [3, 4, 5]
+        );
+        let gap = h.replay(asked, 1, now, &mut budget()).unwrap_err();
         assert!(gap.reason.contains("dropped"), "{gap:?}");
         // Another stream's losses do not matter.
-        assert!(h.replay([(&id("b"), 5)], 0, now).unwrap().is_empty());
+        assert!(h
+            .replay([(&id("b"), 5)], 0, now, &mut budget())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -316,8 +337,11 @@ mod tests {
         let later = start + Duration::from_secs(61);
         h.append(id("b"), 2, frame(2), later);
         assert_eq!(h.usage().0, 1);
-        assert!(h.replay([(&id("a"), 2)], 0, later).is_err());
-        assert!(h.replay([(&id("a"), 2)], 1, later).unwrap().is_empty());
+        assert!(h.replay([(&id("a"), 2)], 0, later, &mut budget()).is_err());
+        assert!(h
+            .replay([(&id("a"), 2)], 1, later, &mut budget())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -339,7 +363,7 @@ mod tests {
         assert_eq!(retained, 3);
         assert!(bytes <= 3 * (2 + ENTRY_OVERHEAD_BYTES));
         let c1 = StreamKey::Channel(ChannelName::parse("c1").unwrap());
-        assert!(h.replay([(&c1, 5)], 0, now).is_err());
+        assert!(h.replay([(&c1, 5)], 0, now, &mut budget()).is_err());
     }
 
     #[test]
@@ -354,14 +378,52 @@ mod tests {
         h.append(id("a"), 3, frame(3), now);
         h.append(id("c"), 4, frame(4), now); // forgets "b", last published at 2
         assert_eq!(h.usage().2, 2);
-        assert!(h.replay([(&id("b"), 4)], 1, now).is_err());
+        assert!(h.replay([(&id("b"), 4)], 1, now, &mut budget()).is_err());
         // A position past everything "b" ever had is still complete.
-        assert!(h.replay([(&id("b"), 4)], 2, now).unwrap().is_empty());
-        assert_eq!(seqs(h.replay([(&id("a"), 4)], 0, now).unwrap()), [1, 3]);
+        assert!(h
+            .replay([(&id("b"), 4)], 2, now, &mut budget())
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            seqs(h.replay([(&id("a"), 4)], 0, now, &mut budget()).unwrap()),
+            [1, 3]
+        );
         // "b" comes back: what it lost before is still a gap.
         h.append(id("b"), 5, frame(5), now);
-        assert!(h.replay([(&id("b"), 5)], 0, now).is_err());
-        assert_eq!(seqs(h.replay([(&id("b"), 5)], 4, now).unwrap()), [5]);
+        assert!(h.replay([(&id("b"), 5)], 0, now, &mut budget()).is_err());
+        assert_eq!(
+            seqs(h.replay([(&id("b"), 5)], 4, now, &mut budget()).unwrap()),
+            [5]
+        );
+    }
+
+    #[test]
+    fn a_replay_over_its_budget_is_a_gap_and_returns_nothing() {
+        let now = Instant::now();
+        let mut h = History::new(limits());
+        for seq in 1..=3 {
+            h.append(StreamKey::Broadcast, seq, frame(seq), now);
+        }
+        for seq in 11..=13 {
+            h.append(id("a"), seq, frame(seq), now);
+        }
+        let asked = [(&StreamKey::Broadcast, 13), (&id("a"), 13)];
+        // Frames "m1".."m3" are 2 bytes, "m11".."m13" 3 bytes.
+        let cost = |frame: usize| ReplayBudget::cost(frame);
+        let all = 3 * cost(2) + 3 * cost(3);
+        let mut exact = ReplayBudget::new(all, 0);
+        assert_eq!(seqs(h.replay(asked, 0, now, &mut exact).unwrap()).len(), 6);
+        assert_eq!(exact.used(), all);
+
+        let mut short = ReplayBudget::new(all - 1, 0);
+        let gap = h.replay(asked, 0, now, &mut short).unwrap_err();
+        assert!(gap.reason.contains("max_replay_bytes"), "{gap:?}");
+        // From a later position the same budget suffices.
+        let mut later = ReplayBudget::new(all - 1, 1);
+        assert_eq!(
+            seqs(h.replay(asked, 1, now, &mut later).unwrap()),
+            [2, 3, 11, 12, 13]
+        );
     }
 
     #[test]

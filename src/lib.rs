@@ -23,6 +23,7 @@
 //! - [`fd_limit`]: the open-file limit raised at startup, the TCP cap fitted
 //!   into it.
 //! - [`history`]: recent messages per stream, for resume.
+//! - [`replay`]: the replay budget: what one resume may pin.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
 //!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes).
@@ -47,6 +48,7 @@ pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod replay;
 pub mod routes;
 pub mod tcp;
 pub mod token;

@@ -7,12 +7,15 @@ use super::{Broker, BrokerKind, Publishing, Replaying};
 use crate::history::{History, HistoryLimits, StreamKey};
 use crate::hub::messages::Fanout;
 use crate::protocol::PendingFrame;
+use crate::replay::ReplayBudget;
 
 /// Numbers and history of one process. The lock is taken once per publish
 /// or resume, by the router only, so it is never contended; it is there
 /// because a broker is shared with the HTTP handlers (`/health`).
 pub struct MemoryBroker {
     epoch: Arc<str>,
+    /// `max_replay_bytes`: most one resume may bring back.
+    max_replay_bytes: usize,
     state: Mutex<State>,
 }
 
@@ -24,10 +27,11 @@ struct State {
 
 impl MemoryBroker {
     /// A broker for a fresh lifetime: `epoch` must differ from every earlier
-    /// lifetime's.
-    pub fn new(epoch: impl Into<Arc<str>>, limits: HistoryLimits) -> Self {
+    /// lifetime's. A resume needing more than `max_replay_bytes` is refused.
+    pub fn new(epoch: impl Into<Arc<str>>, limits: HistoryLimits, max_replay_bytes: usize) -> Self {
         Self {
             epoch: epoch.into(),
+            max_replay_bytes,
             state: Mutex::new(State {
                 seq: 0,
                 history: History::new(limits),
@@ -75,9 +79,10 @@ impl Broker for MemoryBroker {
             )));
         }
         let asked = streams.iter().map(|(key, from)| (key, *from));
+        let mut budget = ReplayBudget::new(self.max_replay_bytes, since);
         let result = state
             .history
-            .replay(asked, since, Instant::now())
+            .replay(asked, since, Instant::now(), &mut budget)
             .map_err(|gap| gap.reason);
         Replaying::Here(result)
     }

@@ -141,7 +141,9 @@ pub trait Broker: Send + Sync {
 
     /// Every kept message of `streams` with `since < seq`; with each stream
     /// comes its `has_from`, the seq from which the session already has it
-    /// live (a broker that can, stops there).
+    /// live (a broker that can, stops there). Fails, with nothing read past
+    /// the budget, when those messages need more than `max_replay_bytes`
+    /// (see [`crate::replay`]).
     fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying;
 
     /// Drops what has outlived its time; called about once a second.
@@ -175,9 +177,19 @@ pub trait Broker: Send + Sync {
 pub async fn from_config(config: &Config) -> Result<Arc<dyn Broker>, BrokerError> {
     let epoch = format!("{:016x}", rand::random::<u64>());
     Ok(match config.broker.kind {
-        BrokerKind::Memory => Arc::new(MemoryBroker::new(epoch, config.history_limits())),
-        BrokerKind::Redis => {
-            Arc::new(RedisBroker::connect(&config.broker, config.history_size, &epoch).await?)
-        }
+        BrokerKind::Memory => Arc::new(MemoryBroker::new(
+            epoch,
+            config.history_limits(),
+            config.max_replay_bytes,
+        )),
+        BrokerKind::Redis => Arc::new(
+            RedisBroker::connect(
+                &config.broker,
+                config.history_size,
+                config.max_replay_bytes,
+                &epoch,
+            )
+            .await?,
+        ),
     })
 }

@@ -12,11 +12,12 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Announced, Broker, BrokerConfig, BrokerError, BrokerKind, ClusterCounts};
-use super::{Publishing, Replaying};
+use super::{Frames, Publishing, Replaying};
 use crate::history::StreamKey;
 use crate::hub::messages::{Fanout, GetPresence};
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::PendingFrame;
+use crate::replay::{ReplayBudget, REPLAY_ENTRY_OVERHEAD_BYTES};
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
 /// publish order on every node. KEYS: counter, stream, channel. ARGV: the
@@ -51,16 +52,89 @@ local nodes = redis.call('PUBLISH', KEYS[3], ARGV[3] .. '\n' .. seq .. '\n' .. f
 return {seq, nodes}
 "#;
 
-/// One `XRANGE` entry: its id and its field/value pairs.
-type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+/// Reads a resume's replay, atomically and within its budget. KEYS: the
+/// epoch, the counter, then each stream. ARGV: the epoch the position is from, `since`,
+/// the first entry id to read (`<since + 1>-0`, formatted by herald: Lua
+/// would write large numbers in exponent form), `max_replay_bytes`, the
+/// bytes counted per message besides its frame, and the page size of each
+/// `XRANGE`.
+///
+/// Answers `{outcome, a, b, entries}`: `{"ok", 0, 0, {{id, frame}, …}}`;
+/// `{"epoch", 0, 0, {}}` when the epoch changed; `{"ahead", latest, 0, {}}`
+/// when `since` is past the latest seq; `{"dropped", i, up_to, {}}` when
+/// stream `i` (1-based, in KEYS after the counter) dropped messages after
+/// `since`; `{"over", 0, 0, {}}` as soon as the frames read would
+/// exceed the budget. Redis reads the streams a page at a time and sends
+/// nothing of a replay over the budget, so a resume never costs herald (or
+/// the network) more than `max_replay_bytes`.
+const REPLAY_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {'epoch', 0, 0, {}}
+end
+local since = tonumber(ARGV[2])
+local first = ARGV[3]
+local budget = tonumber(ARGV[4])
+local overhead = tonumber(ARGV[5])
+local page = tonumber(ARGV[6])
+local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
+if since > latest then
+  return {'ahead', latest, 0, {}}
+end
+local used = 0
+local found = {}
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', KEYS[i])
+    for j = 1, #info - 1, 2 do
+      if info[j] == 'max-deleted-entry-id' then
+        local dropped = tonumber(string.match(info[j + 1], '^(%d+)')) or 0
+        if dropped > since then
+          return {'dropped', i - 2, dropped, {}}
+        end
+      end
+    end
+    local start = first
+    while true do
+      local entries = redis.call('XRANGE', KEYS[i], start, '+', 'COUNT', page)
+      for _, entry in ipairs(entries) do
+        local fields = entry[2]
+        for k = 1, #fields - 1, 2 do
+          if fields[k] == 'f' then
+            used = used + #fields[k + 1] + overhead
+            if used > budget then
+              return {'over', 0, 0, {}}
+            end
+            found[#found + 1] = {entry[1], fields[k + 1]}
+          end
+        end
+      end
+      if #entries < page then
+        break
+      end
+      start = '(' .. entries[#entries][1]
+    end
+  end
+end
+return {'ok', 0, 0, found}
+"#;
+
+/// Entries each `XRANGE` of [`REPLAY_SCRIPT`] reads.
+const REPLAY_PAGE_ENTRIES: usize = 100;
+
+/// What [`REPLAY_SCRIPT`] answers.
+type ReplayReply = (String, u64, u64, Vec<(String, Vec<u8>)>);
 
 pub struct RedisBroker {
     client: redis::Client,
     commands: ConnectionManager,
     /// Shared with the publishes in flight.
     publish: Arc<redis::Script>,
+    /// Shared with the replays being read.
+    replay: Arc<redis::Script>,
     prefix: String,
     history_size: usize,
+    /// `max_replay_bytes`: most one resume may read.
+    max_replay_bytes: usize,
     /// The cluster's epoch, read from Redis at connect.
     epoch: Arc<str>,
     /// This node's name in presence reports.
@@ -73,10 +147,12 @@ pub struct RedisBroker {
 
 impl RedisBroker {
     /// Connects and joins the cluster's epoch (`candidate` if this is the
-    /// first node); fails if Redis cannot be reached now.
+    /// first node); fails if Redis cannot be reached now. Streams keep
+    /// `history_size` messages; a resume reads at most `max_replay_bytes`.
     pub async fn connect(
         config: &BrokerConfig,
         history_size: usize,
+        max_replay_bytes: usize,
         candidate: &str,
     ) -> Result<Self, BrokerError> {
         let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
@@ -105,8 +181,10 @@ impl RedisBroker {
             client,
             commands,
             publish: Arc::new(redis::Script::new(PUBLISH_SCRIPT)),
+            replay: Arc::new(redis::Script::new(REPLAY_SCRIPT)),
             prefix: config.prefix.clone(),
             history_size,
+            max_replay_bytes,
             epoch: epoch.into(),
             node: format!("{:016x}", rand::random::<u64>()),
             subscribed: Arc::new(AtomicBool::new(false)),
@@ -245,73 +323,73 @@ impl Broker for RedisBroker {
     }
 
     /// Fetches everything kept after `since` (a stream's `has_from` cannot
-    /// bound it: live messages may still be on their way), or fails when
-    /// the cluster's epoch changed (Redis lost its data), a stream dropped
-    /// a message after `since`, or Redis is unreachable.
+    /// bound it: live messages may still be on their way), in one script,
+    /// or fails when the cluster's epoch changed (Redis lost its data), a
+    /// stream dropped a message after `since`, the messages need more than
+    /// `max_replay_bytes` (Redis then sends none of them), or Redis is
+    /// unreachable.
     fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying {
         let mut con = self.commands.clone();
-        let prefix = self.prefix.clone();
+        let script = self.replay.clone();
+        let prefix = &self.prefix;
+        let mut names = vec![format!("{prefix}:epoch"), format!("{prefix}:seq")];
+        names.extend(
+            streams
+                .iter()
+                .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
+        );
         let epoch = self.epoch.clone();
+        let max_replay_bytes = self.max_replay_bytes;
         let keys: Vec<StreamKey> = streams.iter().map(|(key, _)| key.clone()).collect();
+        let budget = ReplayBudget::new(max_replay_bytes, since);
         Replaying::Fetching(Box::pin(async move {
-            let failed = |e: redis::RedisError| format!("the message broker is unavailable: {e}");
-            let current: Option<String> = redis::cmd("GET")
-                .arg(format!("{prefix}:epoch"))
-                .query_async(&mut con)
+            let mut invocation = script.prepare_invoke();
+            for name in &names {
+                invocation.key(name);
+            }
+            let reply: ReplayReply = invocation
+                .arg(&*epoch)
+                .arg(since)
+                .arg(format!("{}-0", since.saturating_add(1)))
+                .arg(max_replay_bytes)
+                .arg(REPLAY_ENTRY_OVERHEAD_BYTES)
+                .arg(REPLAY_PAGE_ENTRIES)
+                .invoke_async(&mut con)
                 .await
-                .map_err(failed)?;
-            if current.as_deref() != Some(&*epoch) {
-                return Err("the broker's history started afresh (epoch changed)".into());
-            }
-            let mut found = Vec::new();
-            for key in keys {
-                let stream = format!("{prefix}:stream:{}", encode_key(&key));
-                let exists: bool = redis::cmd("EXISTS")
-                    .arg(&stream)
-                    .query_async(&mut con)
-                    .await
-                    .map_err(failed)?;
-                if !exists {
-                    continue; // never published to
-                }
-                let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
-                    .arg("STREAM")
-                    .arg(&stream)
-                    .query_async(&mut con)
-                    .await
-                    .map_err(failed)?;
-                let dropped_up_to = info
-                    .get("max-deleted-entry-id")
-                    .and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
-                    .and_then(|id| id.split('-').next().and_then(|ms| ms.parse::<u64>().ok()))
-                    .unwrap_or(0);
-                if dropped_up_to > since {
-                    return Err(format!(
-                        "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
-                    ));
-                }
-                let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
-                    .arg(&stream)
-                    .arg(format!("{}-0", since + 1))
-                    .arg("+")
-                    .query_async(&mut con)
-                    .await
-                    .map_err(failed)?;
-                for (id, fields) in entries {
-                    let seq = id.split('-').next().and_then(|ms| ms.parse::<u64>().ok());
-                    let frame = fields
+                .map_err(|e| format!("the message broker is unavailable: {e}"))?;
+            match reply {
+                (outcome, _, _, entries) if outcome == "ok" => {
+                    let mut found: Frames = entries
                         .into_iter()
-                        .find(|(name, _)| name == "f")
-                        .map(|(_, v)| v);
-                    if let (Some(seq), Some(frame)) = (seq, frame) {
-                        if let Ok(text) = String::from_utf8(frame) {
-                            found.push((seq, ByteString::from(text)));
-                        }
-                    }
+                        .filter_map(|(id, frame)| {
+                            let seq = id.split('-').next()?.parse::<u64>().ok()?;
+                            let text = String::from_utf8(frame).ok()?;
+                            Some((seq, ByteString::from(text)))
+                        })
+                        .collect();
+                    found.sort_unstable_by_key(|(seq, _)| *seq);
+                    Ok(found)
                 }
+                (outcome, ..) if outcome == "epoch" => {
+                    Err("the broker's history started afresh (epoch changed)".into())
+                }
+                (outcome, latest, ..) if outcome == "ahead" => Err(format!(
+                    "position {since} is ahead of this cluster ({latest})"
+                )),
+                (outcome, stream, dropped_up_to, _) if outcome == "dropped" => {
+                    let key = usize::try_from(stream)
+                        .ok()
+                        .and_then(|i| keys.get(i.checked_sub(1)?))
+                        .map_or_else(|| "a stream".to_owned(), ToString::to_string);
+                    Err(format!(
+                        "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
+                    ))
+                }
+                (outcome, ..) if outcome == "over" => Err(budget.exceeded().to_string()),
+                (outcome, ..) => Err(format!(
+                    "the message broker answered a replay with {outcome:?}"
+                )),
             }
-            found.sort_unstable_by_key(|(seq, _)| *seq);
-            Ok(found)
         }))
     }
 

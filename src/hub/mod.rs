@@ -17,8 +17,10 @@
 //! all joining the same routing: `WsSession` ([`session`]) owns one
 //! WebSocket, `SseSession` ([`sse`]) one event stream, `PollWaiter`
 //! ([`poll`]) one waiting long-poll request. The messages between them are in
-//! [`messages`].
+//! [`messages`]. What a session owes its client when it joins (a replay
+//! above all) goes out a slice at a time, as the client reads ([`backlog`]).
 
+pub mod backlog;
 pub mod messages;
 pub mod poll;
 pub mod server;

@@ -55,6 +55,9 @@ pub struct NotifyServer {
     /// Sessions whose replay is being fetched: live messages for them wait
     /// in their `SessionEntry::pending` until it is in.
     resuming: HashSet<SessionId>,
+    /// Sessions whose fetched replay holds messages this node has not fanned
+    /// out yet (`SessionEntry::replayed_ahead`).
+    catching_up: HashSet<SessionId>,
     /// Every open session, registered or not.
     sessions: HashMap<SessionId, SessionEntry>,
     /// Registered id → its sessions (one per tab). Never holds an empty set.
@@ -77,6 +80,12 @@ struct SessionEntry {
     /// is in (`holding`), instead of being delivered.
     holding: bool,
     pending: Vec<(u64, ByteString)>,
+    /// After a fetched replay: the seqs it held that this node had not
+    /// fanned out yet, in order (8 bytes each, within the replay's budget).
+    /// The replay was read from the broker, which can be ahead of the
+    /// subscription that brings messages here: when these arrive they are
+    /// not delivered again. Emptied as fan-out passes them.
+    replayed_ahead: Vec<u64>,
     /// The registered id and its `has_from`.
     id: Option<(ClientId, u64)>,
     /// Each channel and its `has_from`.
@@ -96,6 +105,11 @@ impl SessionEntry {
                 .map(|(c, from)| (StreamKey::Channel(c.clone()), *from)),
         );
         streams
+    }
+
+    /// Whether `seq` reached this session in its replay, ahead of this node.
+    fn replayed(&self, seq: u64) -> bool {
+        !self.replayed_ahead.is_empty() && self.replayed_ahead.binary_search(&seq).is_ok()
     }
 
     /// Whether messages of `key` reach this session.
@@ -132,6 +146,7 @@ impl NotifyServer {
             seq: 0,
             broker,
             resuming: HashSet::new(),
+            catching_up: HashSet::new(),
             metrics: Arc::new(Metrics::new()),
             sessions: HashMap::new(),
             ids: HashMap::new(),
@@ -223,6 +238,18 @@ impl NotifyServer {
                 }
             }
         }
+        if !self.catching_up.is_empty() {
+            // Seqs arrive in order: what is not past `seq` has come or never will.
+            let sessions = &mut self.sessions;
+            self.catching_up
+                .retain(|session| match sessions.get_mut(session) {
+                    Some(entry) => {
+                        entry.replayed_ahead.retain(|&ahead| ahead > seq);
+                        !entry.replayed_ahead.is_empty()
+                    }
+                    None => false,
+                });
+        }
         delivered
     }
 
@@ -249,6 +276,7 @@ impl NotifyServer {
             return;
         };
         self.resuming.remove(&session);
+        self.catching_up.remove(&session);
         if let Some((id, _)) = &entry.id {
             if remove_from(&mut self.ids, id, session) {
                 self.ids_generation += 1;
@@ -369,7 +397,9 @@ impl NotifyServer {
     /// Answers a resume with its replay (or reset). After a fetch
     /// (`fetched`), the messages held back meanwhile follow, except those
     /// the replay already holds; the position reported is then the last one
-    /// replayed, since older held messages may still follow it.
+    /// replayed, since older held messages may still follow it. Replayed
+    /// messages this node has not fanned out yet are remembered, so that
+    /// they are not delivered again when they arrive.
     fn finish_resume(
         &mut self,
         session: SessionId,
@@ -396,6 +426,18 @@ impl NotifyServer {
                 } else {
                     self.seq
                 };
+                let fanned_out = self.seq;
+                let ahead: Vec<u64> = frames
+                    .iter()
+                    .map(|(seq, _)| *seq)
+                    .filter(|&seq| seq > fanned_out)
+                    .collect();
+                if !ahead.is_empty() {
+                    if let Some(entry) = self.sessions.get_mut(&session) {
+                        entry.replayed_ahead = ahead;
+                        self.catching_up.insert(session);
+                    }
+                }
                 (Resume::Replayed { since, frames }, reached)
             }
             Err(reason) => (Resume::Reset { reason }, at_join),
@@ -443,7 +485,8 @@ fn hand_to<'a>(
     failed: &mut Vec<(SessionId, Failed)>,
 ) -> usize {
     let mut delivered = 0;
-    for (&session, entry) in targets.filter(|(_, entry)| !entry.holding) {
+    let due = targets.filter(|(_, entry)| !entry.holding && !entry.replayed(seq));
+    for (&session, entry) in due {
         let deliver = Deliver {
             seq,
             frame: frame.clone(),
@@ -530,6 +573,7 @@ impl Handler<Connect> for NotifyServer {
                 broadcast_from: self.seq,
                 holding: false,
                 pending: Vec::new(),
+                replayed_ahead: Vec::new(),
                 id: None,
                 channels: HashMap::new(),
             },
@@ -738,7 +782,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_streams: 100,
         };
-        NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits))).start()
+        NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits, 1 << 20))).start()
     }
 
     struct Started {
@@ -938,7 +982,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_streams: 100,
         };
-        let server = NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits))).start();
+        let server = NotifyServer::new(Arc::new(MemoryBroker::new(EPOCH, limits, 1 << 20))).start();
         for _ in 0..3 {
             broadcast(&server).await;
         }
@@ -1057,5 +1101,53 @@ mod tests {
         drop(ctx);
         assert_eq!(broadcast(&server).await.delivered, Some(0));
         assert_eq!(counts(&server).await.sessions, 0);
+    }
+
+    /// A broker whose replays are fetched and may be ahead of this node,
+    /// as Redis can be ahead of the subscription: it holds seqs 1 and 2,
+    /// which have not been fanned out here yet.
+    struct AheadBroker;
+
+    impl Broker for AheadBroker {
+        fn kind(&self) -> crate::broker::BrokerKind {
+            crate::broker::BrokerKind::Redis
+        }
+
+        fn epoch(&self) -> Arc<str> {
+            EPOCH.into()
+        }
+
+        fn publish(&self, _: StreamKey, _: &PendingFrame) -> Publishing {
+            Publishing::Sent(Box::pin(async {
+                Err(BrokerError::Unavailable("not in this test".into()))
+            }))
+        }
+
+        fn replay(&self, _: &[(StreamKey, u64)], _: u64) -> Replaying {
+            let frames = vec![(1, "m1".into()), (2, "m2".into())];
+            Replaying::Fetching(Box::pin(async move { Ok(frames) }))
+        }
+    }
+
+    #[actix::test]
+    async fn a_message_replayed_ahead_of_this_node_is_not_delivered_again() {
+        let server = NotifyServer::new(Arc::new(AheadBroker)).start();
+        let resumed = connect(&server, None, &[], Some(0)).await;
+        assert_eq!(replayed(&resumed.joined), [1, 2]);
+        let other = connect(&server, None, &[], None).await;
+        // The subscription brings them now, then a newer one.
+        for seq in 1..=3 {
+            server.do_send(Fanout {
+                key: StreamKey::Broadcast,
+                seq,
+                frame: format!("m{seq}").into(),
+            });
+        }
+        assert_eq!(handled(&other.seqs, 3).await, [1, 2, 3]);
+        assert_eq!(
+            handled(&resumed.seqs, 1).await,
+            [3],
+            "1 and 2 were replayed"
+        );
     }
 }

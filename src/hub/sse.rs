@@ -9,16 +9,24 @@
 //!
 //! The outbound queue is a bounded channel to the response body of
 //! `max_pending_messages` events: when it is full the client is not reading,
-//! and the stream is ended (slow consumer) rather than let it grow.
+//! and the stream is ended (slow consumer) rather than let it grow. The
+//! answer to the join (a replay above all) takes one place in that queue,
+//! as a [`Backlog`] of shared frames that the body ([`EventStream`])
+//! encodes a slice at a time, as the client reads.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
 use bytes::Bytes;
 use bytestring::ByteString;
+use futures_util::Stream;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::backlog::{Backlog, SLICE_BYTES};
 use super::messages::{
     Close, Connect, Deliver, Disconnect, DisconnectReason, SessionOutbox, Transport,
 };
@@ -36,23 +44,30 @@ pub struct SseSession {
     /// The epoch, once joined: the prefix of every event id.
     epoch: Arc<str>,
     /// Events on their way to the response body.
-    events: mpsc::Sender<Bytes>,
+    events: mpsc::Sender<Outbound>,
     /// Whether `NotifyServer` knows this session.
     admitted: bool,
     end_reason: DisconnectReason,
-    _permit: ConnectionPermit,
+}
+
+/// What the session hands its response body, in order.
+enum Outbound {
+    /// An event or a comment, encoded.
+    Event(Bytes),
+    /// The answer to the join, encoded as the client reads it.
+    Joined { epoch: Arc<str>, backlog: Backlog },
 }
 
 impl SseSession {
-    /// A session and the receiving end of its events, to stream as the
-    /// response body.
+    /// A session and its response body, which holds the connection's
+    /// `permit` until it has been written (or the client is gone).
     pub fn new(
         server: Addr<NotifyServer>,
         peer: Option<SocketAddr>,
         settings: Arc<SessionSettings>,
         start: SessionStart,
         permit: ConnectionPermit,
-    ) -> (Self, mpsc::Receiver<Bytes>) {
+    ) -> (Self, EventStream) {
         let (events, receiver) = mpsc::channel(settings.max_pending_messages);
         let session = Self {
             session: SessionId::next(),
@@ -64,13 +79,18 @@ impl SseSession {
             events,
             admitted: false,
             end_reason: DisconnectReason::ConnectionLost,
+        };
+        let body = EventStream {
+            receiver,
+            joined: None,
             _permit: permit,
         };
-        (session, receiver)
+        (session, body)
     }
 
-    /// Queues one event; ends the session if the client is gone or too slow.
-    fn push(&mut self, event: Bytes, ctx: &mut Context<Self>) {
+    /// Queues one event (or the answer to the join); ends the session if
+    /// the client is gone or too slow.
+    fn push(&mut self, event: Outbound, ctx: &mut Context<Self>) {
         match self.events.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -83,22 +103,6 @@ impl SseSession {
                 ctx.stop();
             }
         }
-    }
-
-    /// Appends one event to `out`: `id:` when the frame completes a
-    /// position, then the frame as `data:` (frames are compact JSON: one
-    /// line).
-    fn write_event(&self, out: &mut String, seq: Option<u64>, frame: &ByteString) {
-        if let Some(seq) = seq {
-            out.push_str("id: ");
-            out.push_str(&self.epoch);
-            out.push(':');
-            out.push_str(&seq.to_string());
-            out.push('\n');
-        }
-        out.push_str("data: ");
-        out.push_str(frame);
-        out.push_str("\n\n");
     }
 
     fn admit(&mut self, ctx: &mut Context<Self>) {
@@ -130,12 +134,10 @@ impl SseSession {
                     return ctx.stop();
                 };
                 act.epoch = joined.epoch.clone();
-                // One chunk, so a long replay takes one place in the queue.
-                let mut events = String::new();
-                for (seq, frame) in joined.frames(id.as_ref(), &start.channels) {
-                    act.write_event(&mut events, seq, &frame);
-                }
-                act.push(Bytes::from(events), ctx);
+                // One place in the queue, however long the replay.
+                let backlog = Backlog::new(joined.frames(id.as_ref(), &start.channels));
+                let epoch = joined.epoch.clone();
+                act.push(Outbound::Joined { epoch, backlog }, ctx);
             })
             .wait(ctx);
     }
@@ -147,9 +149,11 @@ impl Actor for SseSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         // Opens the stream at once, and tells EventSource how soon to retry.
-        self.push(Bytes::from_static(b": herald\nretry: 2000\n\n"), ctx);
+        let opening = Bytes::from_static(b": herald\nretry: 2000\n\n");
+        self.push(Outbound::Event(opening), ctx);
         ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| {
-            act.push(Bytes::from_static(b": keep-alive\n\n"), ctx);
+            let comment = Bytes::from_static(b": keep-alive\n\n");
+            act.push(Outbound::Event(comment), ctx);
         });
         self.admit(ctx);
     }
@@ -169,8 +173,8 @@ impl Handler<Deliver> for SseSession {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
         let mut event = String::with_capacity(msg.frame.len() + 48);
-        self.write_event(&mut event, Some(msg.seq), &msg.frame);
-        self.push(Bytes::from(event), ctx);
+        write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
+        self.push(Outbound::Event(Bytes::from(event)), ctx);
         let waited = msg.routed_at.elapsed().as_secs_f64();
         self.settings.metrics.publish_to_write.observe(waited);
     }
@@ -182,5 +186,109 @@ impl Handler<Close> for SseSession {
     fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
         self.end_reason = msg.reason;
         ctx.stop();
+    }
+}
+
+/// Appends one event to `out`: `id: <epoch>:<seq>` when the frame completes
+/// a position, then the frame as `data:` (frames are compact JSON: one
+/// line).
+fn write_event(out: &mut String, epoch: &str, seq: Option<u64>, frame: &ByteString) {
+    if let Some(seq) = seq {
+        out.push_str("id: ");
+        out.push_str(epoch);
+        out.push(':');
+        out.push_str(&seq.to_string());
+        out.push('\n');
+    }
+    out.push_str("data: ");
+    out.push_str(frame);
+    out.push_str("\n\n");
+}
+
+/// The response body of one event stream: what the session queued, in
+/// order, with the answer to the join encoded a slice at a time, each only
+/// when actix-web asks for more (its write buffer has room). Ends when the
+/// session has ended and everything queued was taken.
+pub struct EventStream {
+    receiver: mpsc::Receiver<Outbound>,
+    /// The answer to the join being written, with its epoch.
+    joined: Option<(Arc<str>, Backlog)>,
+    /// Holds this connection's place under `max_connections` for as long
+    /// as there is something to write: the session may end first.
+    _permit: ConnectionPermit,
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some((epoch, backlog)) = &mut this.joined {
+                if !backlog.is_empty() {
+                    let mut out = String::new();
+                    for (seq, frame) in backlog.next_slice(SLICE_BYTES) {
+                        write_event(&mut out, epoch, seq, &frame);
+                    }
+                    return Poll::Ready(Some(Ok(Bytes::from(out))));
+                }
+                this.joined = None;
+            }
+            match this.receiver.poll_recv(cx) {
+                Poll::Ready(Some(Outbound::Event(event))) => return Poll::Ready(Some(Ok(event))),
+                Poll::Ready(Some(Outbound::Joined { epoch, backlog })) => {
+                    this.joined = Some((epoch, backlog));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[actix_web::test]
+    async fn the_join_answer_is_encoded_a_slice_at_a_time_in_order() {
+        let (sender, receiver) = mpsc::channel(4);
+        let limiter = crate::limits::ConnectionLimiter::new(1, 1);
+        let mut body = EventStream {
+            receiver,
+            joined: None,
+            _permit: limiter.try_acquire(None).unwrap(),
+        };
+        let big = "x".repeat(SLICE_BYTES / 2);
+        let frames = (1..=5)
+            .map(|seq| (Some(seq), ByteString::from(big.clone())))
+            .collect();
+        let epoch: Arc<str> = Arc::from("E");
+        let backlog = Backlog::new(frames);
+        let sent = [
+            Outbound::Event(Bytes::from_static(b": first\n\n")),
+            Outbound::Joined { epoch, backlog },
+            Outbound::Event(Bytes::from_static(b": after\n\n")),
+        ];
+        for item in sent {
+            assert!(sender.try_send(item).is_ok());
+        }
+        drop(sender);
+
+        let mut chunks = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            chunks.push(String::from_utf8(chunk.to_vec()).unwrap());
+        }
+        assert_eq!(chunks.first().map(String::as_str), Some(": first\n\n"));
+        assert_eq!(chunks.last().map(String::as_str), Some(": after\n\n"));
+        let slices = &chunks[1..chunks.len() - 1];
+        assert_eq!(slices.len(), 3, "two frames per slice");
+        assert!(slices.iter().all(|s| s.len() <= SLICE_BYTES + 64));
+        let ids: Vec<&str> = slices
+            .iter()
+            .flat_map(|s| s.lines().filter_map(|l| l.strip_prefix("id: ")))
+            .collect();
+        assert_eq!(ids, ["E:1", "E:2", "E:3", "E:4", "E:5"]);
     }
 }

@@ -7,12 +7,9 @@
 //! as they were when the page opened. The same checks as the WebSocket
 //! upgrade; with `require_token`, the token must be in the URL (401 without).
 
-use std::convert::Infallible;
-
 use actix::Actor;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::stream;
 
 use super::query::ClientQuery;
 use super::AppState;
@@ -40,7 +37,7 @@ pub async fn events(
     }
     let peer = req.peer_addr();
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
-    let (session, receiver) = SseSession::new(
+    let (session, body) = SseSession::new(
         state.server.clone(),
         peer,
         state.session_settings.clone(),
@@ -48,10 +45,6 @@ pub async fn events(
         permit,
     );
     session.start();
-    let body = stream::unfold(receiver, |mut receiver| async move {
-        let event = receiver.recv().await?;
-        Some((Ok::<_, Infallible>(event), receiver))
-    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))

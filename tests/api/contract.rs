@@ -2,8 +2,9 @@
 //! "memory"` and against a real Redis (`kind = "redis"`, a private
 //! `redis-server` per test). Whatever the broker, a publish takes the next
 //! `seq` and reaches its targets once, in order; a client that comes back
-//! gets exactly what it missed; a position the history no longer covers
-//! gets a `reset`, never a partial replay.
+//! gets exactly what it missed, however many slices its replay takes; a
+//! position the history no longer covers, or a replay over
+//! `max_replay_bytes`, gets a `reset`, never a partial replay.
 
 use herald::broker::BrokerKind;
 use herald::config::Config;
@@ -72,7 +73,13 @@ contract!(
     a_client_that_comes_back_gets_what_it_missed_once_in_order_then_live,
     a_position_the_history_no_longer_covers_gets_a_reset,
     a_position_from_another_epoch_gets_a_reset,
+    a_position_ahead_of_the_server_gets_a_reset,
+    a_replay_within_the_budget_arrives_whole_before_live_messages,
+    a_replay_over_the_budget_gets_a_reset_and_nothing_of_it,
 );
+
+/// The replay budget of the tests below: 1 MiB.
+const BUDGET_BYTES: usize = 1024 * 1024;
 
 async fn publish(app: &TestApp, fields: &[(&str, &str)]) -> u64 {
     let (status, body) = app.publish_form(fields).await;
@@ -213,4 +220,114 @@ async fn a_position_from_another_epoch_gets_a_reset(backend: Backend) {
         end["reason"].as_str().is_some_and(|r| r.contains("epoch")),
         "{end}"
     );
+}
+
+async fn a_position_ahead_of_the_server_gets_a_reset(backend: Backend) {
+    let app = backend.node(|_| {}).await;
+    let seq = publish(&app, &[("message", "m"), ("id", "63")]).await;
+    let (epoch, _) = app.position().await;
+    for since in [seq + 1000, u64::MAX] {
+        let mut back = app.ws(&format!("id=63&since={since}&epoch={epoch}")).await;
+        back.recv_json().await; // registered
+        let (replayed, end) = read_replay(&mut back).await;
+        assert_eq!(end["type"], "reset", "{end}");
+        assert!(replayed.is_empty(), "{replayed:?}");
+        assert!(
+            end["reason"].as_str().is_some_and(|r| r.contains("ahead")),
+            "{end}"
+        );
+    }
+}
+
+async fn a_replay_within_the_budget_arrives_whole_before_live_messages(backend: Backend) {
+    let app = backend
+        .node(|c| {
+            c.history_size = 1000;
+            c.max_replay_bytes = BUDGET_BYTES;
+        })
+        .await;
+    let (epoch, since) = visit_and_leave(&app).await;
+    // About 900 KiB missed, in three streams: many slices, within 1 MiB.
+    let text = "x".repeat(16 * 1024);
+    let mut missed = Vec::new();
+    for i in 0..18 {
+        missed.push(publish(&app, &[("message", &text)]).await);
+        missed.push(publish(&app, &[("message", &text), ("id", "63")]).await);
+        missed.push(publish(&app, &[("message", &text), ("channel", "news")]).await);
+        publish(&app, &[("message", &i.to_string()), ("id", "64")]).await;
+    }
+
+    // Live messages race with the resume.
+    let port = app.port;
+    let publisher = actix_web::rt::spawn(async move {
+        let app = TestApp {
+            port,
+            http: awc::Client::default(),
+        };
+        let mut seqs = Vec::new();
+        for i in 0..30 {
+            seqs.push(publish(&app, &[("message", &i.to_string()), ("id", "63")]).await);
+        }
+        seqs
+    });
+    let mut back = app
+        .ws(&format!("id=63&channel=news&since={since}&epoch={epoch}"))
+        .await;
+    assert_eq!(back.recv_json().await["type"], "registered");
+    assert_eq!(back.recv_json().await["type"], "subscribed");
+    let (replayed, end) = read_replay(&mut back).await;
+    assert_eq!(end["type"], "resumed", "{end}");
+    let live = publisher.await.expect("publisher");
+
+    // The replay holds every missed message; the rest (live ones published
+    // while it was read) follows, each once, in order.
+    let mut seen = replayed;
+    let mut last = end["seq"].as_u64().expect("resumed seq");
+    while seen.last().is_none_or(|s| s < live.last().expect("live")) {
+        let (seq, _) = next_message(&mut back).await;
+        assert!(seq > last, "{seq} after {last}");
+        last = seq;
+        seen.push(seq);
+    }
+    let mut expected = missed;
+    expected.extend(&live);
+    assert_eq!(seen, expected, "everything once, in order");
+}
+
+async fn a_replay_over_the_budget_gets_a_reset_and_nothing_of_it(backend: Backend) {
+    let app = backend
+        .node(|c| {
+            c.history_size = 1000;
+            c.max_replay_bytes = BUDGET_BYTES;
+        })
+        .await;
+    let (epoch, since) = visit_and_leave(&app).await;
+    let text = "x".repeat(16 * 1024);
+    for _ in 0..70 {
+        publish(&app, &[("message", &text), ("id", "63")]).await;
+    }
+    let mut back = app
+        .ws(&format!("id=63&channel=news&since={since}&epoch={epoch}"))
+        .await;
+    back.recv_json().await; // registered
+    back.recv_json().await; // subscribed
+    let (replayed, end) = read_replay(&mut back).await;
+    assert_eq!(end["type"], "reset", "{end}");
+    assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
+    let reason = end["reason"].as_str().expect("reason");
+    assert!(reason.contains("max_replay_bytes"), "{reason}");
+    assert!(reason.contains(&format!("after seq {since}")), "{reason}");
+
+    // Live from the reset's position on.
+    let live = publish(&app, &[("message", "live"), ("id", "63")]).await;
+    let mut last = end["seq"].as_u64().expect("reset seq");
+    loop {
+        let (seq, data) = next_message(&mut back).await;
+        assert!(seq > last, "{seq} after {last}");
+        last = seq;
+        if data == "live" {
+            assert_eq!(seq, live);
+            break;
+        }
+    }
 }

@@ -23,6 +23,7 @@ mod protocol_errors;
 mod publish;
 mod publishers;
 mod redis_server;
+mod replay;
 mod resume;
 mod security;
 mod slow;

@@ -91,6 +91,38 @@ impl Redis {
         assert_eq!(&reply, b"+OK\r\n");
     }
 
+    /// A counter of `INFO stats`, such as `total_net_output_bytes` (every
+    /// byte Redis has sent to its clients).
+    pub async fn stat(&self, name: &str) -> u64 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("redis answers");
+        s.write_all(b"INFO stats\r\n").await.expect("INFO sent");
+        let mut reply = Vec::new();
+        within("the INFO reply", async {
+            loop {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.expect("INFO answered");
+                assert!(n > 0, "Redis closed the connection");
+                reply.extend_from_slice(&chunk[..n]);
+                // `$<len>\r\n<text>\r\n`: complete once the text is in.
+                let text = String::from_utf8_lossy(&reply);
+                if let Some((len, rest)) = text.strip_prefix('$').and_then(|t| t.split_once("\r\n"))
+                {
+                    if rest.len() >= len.parse::<usize>().expect("bulk length") {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in INFO stats"))
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

@@ -14,6 +14,7 @@
 //! This directory and `routes/ws.rs` are the only places that know the
 //! WebSocket library.
 
+mod backlog;
 pub mod fragments;
 pub mod inbound;
 
@@ -31,6 +32,7 @@ use bytes::Bytes;
 
 use self::fragments::{Assembled, Reassembler};
 use self::inbound::InboundFrames;
+use super::backlog::Backlog;
 use super::messages::{
     Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
     Transport, Unsubscribe,
@@ -223,9 +225,8 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.router_gone(ctx);
                 };
-                for (_, frame) in joined.frames(id.as_ref(), &start.channels) {
-                    ctx.text(frame);
-                }
+                let frames = joined.frames(id.as_ref(), &start.channels);
+                act.write_backlog(Backlog::new(frames), ctx);
             })
             .wait(ctx);
     }
@@ -250,9 +251,7 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.router_gone(ctx);
                 };
-                for (_, frame) in joined.frames(Some(&id), &[]) {
-                    ctx.text(frame);
-                }
+                act.write_backlog(Backlog::new(joined.frames(Some(&id), &[])), ctx);
             })
             .wait(ctx);
     }
