@@ -254,7 +254,7 @@ mod tests {
     #[actix_web::test]
     async fn the_join_answer_is_encoded_a_slice_at_a_time_in_order() {
         let (sender, receiver) = mpsc::channel(4);
-        let limiter = crate::limits::ConnectionLimiter::new(1, 1);
+        let limiter = crate::limits::ConnectionLimiter::new(1, 1, 64);
         let mut body = EventStream {
             receiver,
             joined: None,
