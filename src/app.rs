@@ -32,6 +32,8 @@ pub struct Application {
     /// The registry, once the first worker has started it.
     router: Arc<OnceLock<Addr<NotifyServer>>>,
     shutdown_timeout: Duration,
+    /// Listening since before the server started.
+    signals: StopSignals,
 }
 
 /// Why herald could not start.
@@ -59,30 +61,56 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
-    use actix_web::rt::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            let term = Box::pin(async move { term.recv().await });
-            let interrupt = Box::pin(actix_web::rt::signal::ctrl_c());
+/// SIGTERM and SIGINT (Ctrl-C), listened for from before the server
+/// accepts its first connection, so that a stop signal is never taken by
+/// the default action (death with no goodbye to clients). On other systems
+/// than Unix, Ctrl-C only.
+struct StopSignals {
+    #[cfg(unix)]
+    term: Option<actix_web::rt::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<actix_web::rt::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use actix_web::rt::signal::unix::{signal, SignalKind};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves at the first of them.
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<actix_web::rt::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = Box::pin(wait(self.term));
+            let interrupt = Box::pin(wait(self.interrupt));
             futures_util::future::select(term, interrupt).await;
         }
-        Err(_) => {
+        #[cfg(not(unix))]
+        {
             let _ = actix_web::rt::signal::ctrl_c().await;
         }
     }
 }
 
-/// A Redis URL without its password, for logs.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
 
 /// Pending connections the kernel queues before herald accepts them. The
 /// standard library's 128 drops SYNs when clients connect in bursts (a
@@ -186,7 +214,7 @@ impl Application {
             .await
             .map_err(StartError::Broker)?;
         if broker.kind() == BrokerKind::Redis {
-            log::info!("broker: redis at {}", redact_url(&config.broker.url));
+            log::info!("broker: redis at {}", crate::config::redact_url_password(&config.broker.url));
         }
         let metrics = Arc::new(Metrics::new());
         let epoch = broker.epoch();
@@ -316,8 +344,10 @@ impl Application {
                 );
             }
         }
+        let signals = StopSignals::listen();
         Ok(Self {
             port: local.port(),
+            signals,
             server: server.run(),
             router: app_router,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
@@ -342,7 +372,7 @@ impl Application {
     pub async fn run_until_signal(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
-        wait_for_signal().await;
+        self.signals.recv().await;
         log::info!("shutting down: closing sessions, finishing requests");
         if let Some(router) = self.router.get() {
             if let Ok(sessions) = router.send(Shutdown).await {

@@ -91,6 +91,9 @@ impl TcpAdmission {
             _permit: permit,
             open,
         });
+        // Linux-only option; elsewhere the heartbeat alone ends stalled
+        // connections.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Err(e) = socket.set_tcp_user_timeout(Some(self.stall_timeout)) {
             log::debug!("cannot set TCP_USER_TIMEOUT: {e}");
         }
