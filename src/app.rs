@@ -111,7 +111,6 @@ impl StopSignals {
     }
 }
 
-
 /// Pending connections the kernel queues before herald accepts them. The
 /// standard library's 128 drops SYNs when clients connect in bursts (a
 /// reconnect storm), and each dropped SYN costs that client a 1-second
@@ -214,7 +213,10 @@ impl Application {
             .await
             .map_err(StartError::Broker)?;
         if broker.kind() == BrokerKind::Redis {
-            log::info!("broker: redis at {}", crate::config::redact_url_password(&config.broker.url));
+            log::info!(
+                "broker: redis at {}",
+                crate::config::redact_url_password(&config.broker.url)
+            );
         }
         let metrics = Arc::new(Metrics::new());
         let epoch = broker.epoch();
