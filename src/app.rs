@@ -187,11 +187,18 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         let descriptors = descriptor_budget(&config)?;
-        let console_page =
-            std::fs::read(&config.console_template).map_err(|source| StartError::Console {
-                path: config.console_template.clone(),
-                source,
-            })?;
+        let console_page = if !config.console {
+            None
+        } else if config.console_template.as_os_str().is_empty() {
+            Some(bytes::Bytes::from_static(crate::assets::CONSOLE_PAGE))
+        } else {
+            let page =
+                std::fs::read(&config.console_template).map_err(|source| StartError::Console {
+                    path: config.console_template.clone(),
+                    source,
+                })?;
+            Some(page.into())
+        };
         let addr = format!("{}:{}", config.host, config.port);
         let bind_error = |source| StartError::Bind {
             addr: addr.clone(),
@@ -222,7 +229,7 @@ impl Application {
         let epoch = broker.epoch();
         log::info!("history epoch {epoch}");
         let shared = Arc::new(Shared {
-            console_page: console_page.into(),
+            console_page,
             max_message_bytes: config.max_message_bytes,
             session_settings: Arc::new(SessionSettings {
                 heartbeat_interval: config.heartbeat_interval(),
@@ -258,7 +265,8 @@ impl Application {
         let router: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
         let app_router = router.clone();
         let router_metrics = metrics.clone();
-        let static_dir = config.static_dir.clone();
+        let static_dir =
+            (!config.static_dir.as_os_str().is_empty()).then(|| config.static_dir.clone());
         let echo_route = config.echo_route;
         if echo_route {
             log::warn!(

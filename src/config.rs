@@ -41,9 +41,14 @@ pub struct Config {
     /// Messages that may wait for one session before herald treats it as a
     /// slow consumer and closes it (code 4003).
     pub max_pending_messages: usize,
-    /// Directory of the browser client files served under `/static/`.
+    /// Serve the console page at `/`; false answers 404 there (publishing
+    /// with `POST /` is unaffected), for nodes that only serve clients.
+    pub console: bool,
+    /// A directory whose files replace the built-in browser client under
+    /// `/static/`; empty: the files compiled into herald.
     pub static_dir: PathBuf,
-    /// The console page served at `/`.
+    /// A page that replaces the built-in console at `/`; empty: the page
+    /// compiled into herald.
     pub console_template: PathBuf,
     /// Keys a publisher must present as `Authorization: Bearer <key>`.
     /// Empty: only loopback peers may publish (local development).
@@ -172,8 +177,9 @@ impl Default for Config {
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
             max_pending_messages: 256,
-            static_dir: "static".into(),
-            console_template: "templates/console.html".into(),
+            console: true,
+            static_dir: PathBuf::new(),
+            console_template: PathBuf::new(),
             publish_keys: Vec::new(),
             admin_keys: Vec::new(),
             allowed_origins: Vec::new(),
@@ -381,6 +387,20 @@ impl Config {
                 "host",
                 "must be an IP address such as 127.0.0.1, or localhost",
             );
+        }
+        if !self.static_dir.as_os_str().is_empty() && !self.static_dir.is_dir() {
+            return invalid(
+                "static_dir",
+                &format!("{} is not a readable directory", self.static_dir.display()),
+            );
+        }
+        if !self.console_template.as_os_str().is_empty() {
+            if let Err(e) = std::fs::metadata(&self.console_template) {
+                return invalid(
+                    "console_template",
+                    &format!("cannot read {}: {e}", self.console_template.display()),
+                );
+            }
         }
         if self.heartbeat_interval_ms == 0 {
             return invalid("heartbeat_interval_ms", "must be above 0");

@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`app`]: binds, builds the HTTP server (whose first worker starts the one
 //!   `NotifyServer`), handles graceful shutdown.
+//! - [`assets`]: the console page and browser client, compiled in.
 //! - [`cli`]: the command line: run, check-config, print-config, token.
 //! - [`config`]: the typed settings, from file, environment and flags;
 //!   [`config_env`]: the `HERALD_*` variables.
@@ -33,6 +34,7 @@
 //!   `/poll`, `/health`, `/metrics`, `/stats`.
 
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod broker;
 pub mod cli;

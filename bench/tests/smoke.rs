@@ -3,7 +3,6 @@
 //! the zero-loss rule, not timings.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -59,12 +58,9 @@ async fn scenarios(server: SocketAddr, label: &str) {
 
 #[actix_web::test]
 async fn the_generator_counts_every_delivery_against_herald() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = herald::Config {
         port: 0,
         workers: 1,
-        static_dir: root.join("static"),
-        console_template: root.join("templates/console.html"),
         ..herald::Config::default()
     };
     let app = herald::Application::build(config)

@@ -4,17 +4,22 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use super::AppState;
+use crate::error::ApiError;
 
 /// Scripts may come from herald only and connections go to herald only, so a
 /// message that slipped into the page as markup still could not run code.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
      img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-pub async fn page(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+/// The page, or 404 with `console = false`.
+pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(page) = &state.console_page else {
+        return Err(ApiError::NotFound);
+    };
+    Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(state.console_page.clone())
+        .body(page.clone()))
 }

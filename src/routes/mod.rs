@@ -10,7 +10,7 @@
 //! | `GET /health`  | [`health::health`]      |
 //! | `GET /metrics` | [`admin::metrics`]      |
 //! | `GET /stats`   | [`admin::stats`]        |
-//! | `GET /static/*`| files from `static_dir` |
+//! | `GET /static/*`| [`crate::assets::serve`], or files from `static_dir` |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,8 +54,9 @@ impl std::ops::Deref for AppState {
 
 /// Settings and state common to all workers; built once in `app`.
 pub struct Shared {
-    /// The console page, read once at startup.
-    pub console_page: Bytes,
+    /// The console page (built in, or read once at startup); `None` with
+    /// `console = false`.
+    pub console_page: Option<Bytes>,
     /// Largest `POST /` body, in bytes.
     pub max_message_bytes: usize,
     /// Rules every WebSocket session enforces.
@@ -78,8 +79,9 @@ pub struct Shared {
     pub started_at: Instant,
 }
 
-/// Registers every route. `static_dir` is served under `/static/`.
-pub fn configure(static_dir: PathBuf, echo: bool) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers every route. `/static/` serves `static_dir` when given, else
+/// the files compiled into herald.
+pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         if echo {
             cfg.service(web::resource("/echo").route(web::get().to(ws::echo)));
@@ -119,8 +121,13 @@ pub fn configure(static_dir: PathBuf, echo: bool) -> impl FnOnce(&mut web::Servi
             web::resource("/health")
                 .route(web::get().to(health::health))
                 .default_service(web::to(method_not_allowed)),
-        )
-        .service(actix_files::Files::new("/static", static_dir));
+        );
+        match static_dir {
+            Some(dir) => cfg.service(actix_files::Files::new("/static", dir)),
+            None => cfg.service(
+                web::resource("/static/{name}").route(web::get().to(crate::assets::serve)),
+            ),
+        };
     }
 }
 

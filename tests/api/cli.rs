@@ -292,3 +292,109 @@ async fn a_minted_token_is_accepted_by_a_running_herald() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("client_secret"), "{stderr}");
 }
+
+#[actix_web::test]
+async fn the_binary_serves_its_console_and_client_from_an_empty_directory() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = herald();
+    cmd.current_dir(empty.path())
+        .env("HERALD_PORT", "0")
+        .env("HERALD_WORKERS", "1")
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
+    let port: u16 = listening
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let http = awc::Client::default();
+    let mut page = http
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.body().await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("herald console"));
+    for (file, kind) in [
+        ("herald.js", "text/javascript"),
+        ("console.js", "text/javascript"),
+        ("console.css", "text/css"),
+    ] {
+        let mut response = http
+            .get(format!("http://127.0.0.1:{port}/static/{file}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{file}");
+        let content_type = response.headers().get("content-type").unwrap();
+        assert!(content_type.to_str().unwrap().starts_with(kind), "{file}");
+        let etag = response.headers().get("etag").unwrap().clone();
+        assert!(!response.body().await.unwrap().is_empty());
+        let again = http
+            .get(format!("http://127.0.0.1:{port}/static/{file}"))
+            .insert_header(("If-None-Match", etag))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{file} revalidated");
+    }
+    let missing = http
+        .get(format!("http://127.0.0.1:{port}/static/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    child.kill().await.unwrap();
+}
+
+#[actix_web::test]
+async fn console_off_answers_404_and_overrides_are_checked_at_startup() {
+    let herald = HeraldProcess::start("port = 0\nworkers = 1\nconsole = false\n", &[]).await;
+    let app = herald.app();
+    let page = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    let client = app
+        .http
+        .get(app.url("/static/herald.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(client.status(), 200, "the client library is still served");
+    let (status, _) = app.publish_form(&[("message", "still publishing")]).await;
+    assert_eq!(status, 200);
+
+    for key in ["console_template", "static_dir"] {
+        let (code, _, stderr) = run_with(
+            &format!("{key} = \"/nonexistent/x\"\n"),
+            &["check-config"],
+            &[],
+        )
+        .await;
+        assert_eq!(code, Some(2), "{key}");
+        assert!(stderr.contains(key), "{stderr}");
+    }
+    let own = tempfile::tempdir().unwrap();
+    std::fs::write(own.path().join("herald.js"), "// mine").unwrap();
+    std::fs::write(own.path().join("page.html"), "<h1>my page</h1>").unwrap();
+    let config = format!(
+        "port = 0\nworkers = 1\nstatic_dir = \"{0}\"\nconsole_template = \"{0}/page.html\"\n",
+        own.path().display()
+    );
+    let herald = HeraldProcess::start(&config, &[]).await;
+    let app = herald.app();
+    let mut page = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.body().await.unwrap(), "<h1>my page</h1>");
+    let mut js = app
+        .http
+        .get(app.url("/static/herald.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.body().await.unwrap(), "// mine");
+}

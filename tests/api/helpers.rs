@@ -3,7 +3,6 @@
 //! client (awc); `RawWs` writes hand-made frames to test protocol errors.
 
 use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
 use actix_codec::Framed;
@@ -60,14 +59,11 @@ pub struct TestApp {
     pub http: awc::Client,
 }
 
-/// A test config: ephemeral port, one worker, files from the source tree.
+/// A test config: ephemeral port, one worker, the built-in console.
 pub fn test_config() -> Config {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     Config {
         port: 0,
         workers: 1,
-        static_dir: root.join("static"),
-        console_template: root.join("templates/console.html"),
         ..Config::default()
     }
 }
