@@ -37,6 +37,7 @@ pub struct FileLimits {
 }
 
 /// The limits as they are, unchanged.
+#[cfg(unix)]
 pub fn current() -> io::Result<FileLimits> {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     Ok(FileLimits {
@@ -48,6 +49,7 @@ pub fn current() -> io::Result<FileLimits> {
 
 /// Raises the soft open-file limit to the hard one, as far as the system
 /// allows, and reports both.
+#[cfg(unix)]
 pub fn raise_soft_limit() -> io::Result<FileLimits> {
     let (soft_before, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
     let soft = rlimit::increase_nofile_limit(u64::MAX)?;
@@ -56,6 +58,23 @@ pub fn raise_soft_limit() -> io::Result<FileLimits> {
         soft: soft.max(soft_before),
         hard,
     })
+}
+
+/// Systems without Unix resource limits (Windows) have no open-file limit
+/// to read or raise: the caps apply as configured.
+#[cfg(not(unix))]
+pub fn current() -> io::Result<FileLimits> {
+    Ok(FileLimits {
+        soft_before: u64::MAX,
+        soft: u64::MAX,
+        hard: u64::MAX,
+    })
+}
+
+/// Nothing to raise on this system.
+#[cfg(not(unix))]
+pub fn raise_soft_limit() -> io::Result<FileLimits> {
+    current()
 }
 
 /// How many connections herald lets in, given its descriptors.
