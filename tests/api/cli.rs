@@ -6,7 +6,7 @@ use std::path::Path;
 use tokio::process::Command;
 
 use crate::helpers::within;
-use crate::process::{herald, line_containing, HeraldProcess};
+use crate::process::{herald, line_containing, port_of, HeraldProcess};
 
 #[actix_web::test]
 async fn an_unknown_config_key_exits_2_naming_file_and_key() {
@@ -305,13 +305,7 @@ async fn the_binary_serves_its_console_and_client_from_an_empty_directory() {
     let stderr = child.stderr.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
     let listening = line_containing(&mut lines, "listening on http://127.0.0.1:").await;
-    let port: u16 = listening
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let port = port_of(&listening);
     let http = awc::Client::default();
     let mut page = http
         .get(format!("http://127.0.0.1:{port}/"))

@@ -101,13 +101,7 @@ impl HeraldProcess {
             }
         })
         .await;
-        let port = listening
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let port = port_of(&listening);
         Self {
             _dir: dir,
             child,
@@ -151,4 +145,13 @@ impl HeraldProcess {
     pub async fn log_line(&mut self, needle: &str) -> String {
         line_containing(&mut self.lines, needle).await
     }
+}
+
+/// The port a "listening on http://HOST:PORT" log line names.
+pub fn port_of(listening: &str) -> u16 {
+    listening
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port in {listening:?}"))
 }
