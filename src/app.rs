@@ -306,15 +306,16 @@ impl Application {
             App::new()
                 .app_data(state)
                 .app_data(hosts.clone())
-                // Every answer is exactly what its Content-Type says: a
-                // browser never sniffs a JSON error or a client file into
-                // something it would run.
-                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
                 .configure(routes::configure(static_dir.clone(), echo_route))
                 .default_service(web::to(routes::not_found))
-                // Outermost: no route, file or upgrade runs for a Host
+                // Around every route: no route, file or upgrade runs for a Host
                 // herald does not answer to.
                 .wrap(from_fn(host::check_host))
+                // Outermost of all, refusals included: every answer is
+                // exactly what its Content-Type says, so a browser never
+                // sniffs a JSON error or a client file into something it
+                // would run.
+                .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
         })
         // Every accepted connection counts against the TCP caps, and is
         // shut down at once over them.

@@ -338,7 +338,7 @@ impl Config {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: toml_error(&text, &e),
         })
     }
 
@@ -370,7 +370,7 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: toml_error(text, &e),
         })
     }
 
@@ -590,14 +590,87 @@ impl Config {
     }
 }
 
+/// A TOML error as `line L, column C: what`, without the source line or
+/// any quoted value, either of which may be a secret.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let place = error.span().map(|span| {
+        let start = span.start.min(text.len());
+        let before = text.get(..start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+        // The key the line sets, when it reads `key = ...`: a name, never
+        // a value.
+        let line_text = text.lines().nth(line - 1).unwrap_or_default();
+        let key = line_text
+            .split_once('=')
+            .map(|(key, _)| key.trim())
+            .filter(|key| {
+                !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            });
+        match key {
+            Some(key) => format!("line {line}, column {column}, key `{key}`: "),
+            None => format!("line {line}, column {column}: "),
+        }
+    });
+    format!(
+        "{}{}",
+        place.unwrap_or_default(),
+        without_quoted_values(error.message().trim_end())
+    )
+    .replace('\n', " ")
+}
+
+/// `text` with every double-quoted part replaced by `"…"`: serde names
+/// keys in backquotes and values in double quotes.
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A deserializer's complaint on one line.
 fn deserialize_reason(error: &toml::de::Error) -> String {
     error.to_string().trim_end().replace('\n', " ")
 }
 
-/// A URL with the password between `:` and `@` replaced by [`REDACTED`],
-/// for logs and printed configuration.
+/// A URL with its password replaced by [`REDACTED`], for logs and
+/// printed configuration: the one between `:` and `@`, and a `pass` or
+/// `password` query parameter (how `redis+unix://` URLs carry it).
 pub fn redact_url_password(url: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = redact_userinfo_password(url);
+    let Some(query) = query else {
+        return base;
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if ["pass", "password"].contains(&key.to_ascii_lowercase().as_str()) => {
+                format!("{key}={REDACTED}")
+            }
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", params.join("&"))
+}
+
+fn redact_userinfo_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -792,6 +865,40 @@ prefix = \"p\"\n",
             printed.contains("redis://:<redacted>@10.0.0.1:6379"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn passwords_in_any_part_of_a_redis_url_are_redacted() {
+        for (url, shown) in [
+            ("redis://u:pw1@h:1/0", "redis://u:<redacted>@h:1/0"),
+            ("redis://pw2@h", "redis://<redacted>@h"),
+            (
+                "redis+unix:///tmp/r.sock?db=1&pass=pw3",
+                "redis+unix:///tmp/r.sock?db=1&pass=<redacted>",
+            ),
+            (
+                "unix:///tmp/r.sock?Password=pw4",
+                "unix:///tmp/r.sock?Password=<redacted>",
+            ),
+            ("redis://h:6379", "redis://h:6379"),
+        ] {
+            assert_eq!(redact_url_password(url), shown);
+        }
+    }
+
+    #[test]
+    fn a_broken_config_file_is_reported_without_its_text() {
+        for text in [
+            "client_secret = \"S3cret-S3cret-S3cret-S3cret-S3cret\n",
+            "publish_keys = [\"S3cret-key-0123456\" \"x\"]\n",
+            "publish_keys = \"S3cret-key-0123456\"\n",
+        ] {
+            let err = Config::from_toml(text, Path::new("bad.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("S3cret"), "{err}");
+            assert!(err.contains("line 1"), "{err}");
+        }
     }
 
     #[test]

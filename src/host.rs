@@ -22,7 +22,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::Next;
@@ -204,10 +204,16 @@ pub async fn check_host(
     policy: web::Data<HostPolicy>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let authority = req.uri().authority().map(|a| a.as_str());
-    policy.check(req.headers(), authority)?;
-    next.call(req).await
+    if let Err(refusal) = policy.check(req.headers(), authority) {
+        // Answered here rather than raised, so that the middleware around
+        // (the nosniff header) sees the refusal like any other answer.
+        let refusal: actix_web::Error = refusal.into();
+        let response = refusal.error_response();
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 #[cfg(test)]

@@ -93,6 +93,14 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         server: state.server.clone(),
         session,
     };
+    // A poll ends at its token's expiry, as a WebSocket (4002) or an event
+    // stream does: nothing reaches it past `exp`.
+    let wait = match &start.identity {
+        Some(identity) => identity
+            .time_left()
+            .min(Duration::from_secs(state.poll_timeout_secs)),
+        None => Duration::from_secs(state.poll_timeout_secs),
+    };
     let joined = state
         .server
         .send(Connect {
@@ -122,7 +130,7 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         }
         _ => State::Waiting(Box::new(Waiting {
             answer,
-            timeout: Box::pin(sleep(Duration::from_secs(state.poll_timeout_secs))),
+            timeout: Box::pin(sleep(wait)),
             probe: Box::pin(sleep(PROBE_INTERVAL)),
             epoch,
             seq: joined.seq,

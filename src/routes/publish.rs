@@ -60,8 +60,22 @@ impl Target {
 #[serde(deny_unknown_fields)]
 struct JsonBody {
     message: Option<Box<RawValue>>,
+    /// Absent means no id; `null` is refused, so that a main site sending
+    /// `"id": user.id` with no user never broadcasts a private message.
+    #[serde(default, deserialize_with = "present")]
     id: Option<ClientId>,
+    /// Absent means no channel; `null` is refused, as for `id`.
+    #[serde(default, deserialize_with = "present")]
     channel: Option<ChannelName>,
+}
+
+/// A field that, when present, must hold a value (`null` is an error).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 #[derive(Serialize)]

@@ -324,4 +324,51 @@ async fn json_and_static_answers_forbid_content_sniffing() {
     }
     let (status, _) = app.post_raw(Some("text/plain"), b"x".to_vec()).await;
     assert_eq!(status, 415);
+    let refused = app
+        .http
+        .get(app.url("/stats"))
+        .insert_header(("Host", "evil.test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 421);
+    assert_eq!(
+        refused.headers().get("x-content-type-options").unwrap(),
+        "nosniff"
+    );
+}
+
+#[actix_web::test]
+async fn a_null_target_is_refused_rather_than_broadcast() {
+    let app = spawn_app().await;
+    let mut bystander = app.ws_registered("someone-else").await;
+    for body in [
+        json!({"message": "for user 42", "id": null}),
+        json!({"message": "for a channel", "channel": null}),
+        json!({"message": "both", "id": null, "channel": "news"}),
+    ] {
+        let (status, reply) = app.publish_json(&body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+    }
+    let (status, _) = app.publish_json(&json!({"message": "sentinel"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(bystander.recv_json().await["data"], "sentinel");
+}
+
+#[actix_web::test]
+async fn a_long_poll_ends_when_its_token_expires() {
+    let app = spawn_app_with(with_tokens).await;
+    let token = crate::helpers::mint(
+        &json!({"sub": "vip", "exp": now() + 2, "channels": ["private:vip"]}),
+        CLIENT_SECRET,
+    );
+    // poll_timeout_secs is 25: the answer must come at the expiry instead,
+    // well within the test's wait.
+    let (status, body) = within(
+        "the poll to end at the token's expiry",
+        app.poll(&format!("token={token}&channel=private:vip")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["messages"], json!([]), "{body}");
 }
