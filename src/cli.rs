@@ -110,7 +110,7 @@ pub fn herald_env() -> Result<Vec<(String, String)>, ConfigError> {
 pub fn run_command(command: &Command, config: &Config) -> ExitCode {
     match command {
         Command::CheckConfig => {
-            log::info!("configuration is valid");
+            println!("configuration is valid");
             ExitCode::SUCCESS
         }
         Command::PrintConfig => {
@@ -123,7 +123,7 @@ pub fn run_command(command: &Command, config: &Config) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                log::error!("{e}");
+                eprintln!("error: {e}");
                 ExitCode::from(EXIT_CONFIG)
             }
         },

@@ -13,7 +13,8 @@ fn main() -> ExitCode {
     let config = match herald_env().and_then(|env| cli.config(env)) {
         Ok(config) => config,
         Err(e) => {
-            log::error!("{e}");
+            // Written whatever RUST_LOG filters: herald does not start.
+            eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };

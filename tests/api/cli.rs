@@ -392,3 +392,21 @@ async fn console_off_answers_404_and_overrides_are_checked_at_startup() {
         .unwrap();
     assert_eq!(js.body().await.unwrap(), "// mine");
 }
+
+#[actix_web::test]
+async fn a_configuration_error_is_shown_whatever_rust_log_filters() {
+    for filter in ["off", "actix_web=debug"] {
+        let output = herald()
+            .env("RUST_LOG", filter)
+            .env("HERALD_PORT", "lots")
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("HERALD_PORT"),
+            "RUST_LOG={filter}: {stderr}"
+        );
+    }
+}
