@@ -95,6 +95,19 @@ async fn next_message(client: &mut WsClient) -> (u64, Value) {
 }
 
 /// Message frames up to `resumed` or `reset`, and that last frame.
+/// Reads a resume's answer and checks it is a `reset` whose reason names
+/// `why`, with nothing replayed before it (all or nothing); returns it.
+async fn expect_reset(back: &mut WsClient, why: &str) -> Value {
+    let (replayed, end) = read_replay(back).await;
+    assert_eq!(end["type"], "reset", "{end}");
+    assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
+    assert!(
+        end["reason"].as_str().is_some_and(|r| r.contains(why)),
+        "{end}"
+    );
+    end
+}
+
 async fn read_replay(client: &mut WsClient) -> (Vec<u64>, Value) {
     let mut seqs = Vec::new();
     loop {
@@ -188,9 +201,7 @@ async fn a_position_the_history_no_longer_covers_gets_a_reset(backend: Backend) 
         .await;
     back.recv_json().await; // registered
     back.recv_json().await; // subscribed
-    let (replayed, end) = read_replay(&mut back).await;
-    assert_eq!(end["type"], "reset", "{end}");
-    assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
+    let end = expect_reset(&mut back, "").await;
 
     // Live from the reset's position on. With Redis a message published
     // just before may still be on its way to this node: it comes now, once,
@@ -213,13 +224,7 @@ async fn a_position_from_another_epoch_gets_a_reset(backend: Backend) {
     publish(&app, &[("message", "m"), ("id", "63")]).await;
     let mut back = app.ws("id=63&since=0&epoch=0000000000000000").await;
     back.recv_json().await; // registered
-    let (replayed, end) = read_replay(&mut back).await;
-    assert_eq!(end["type"], "reset", "{end}");
-    assert!(replayed.is_empty(), "{replayed:?}");
-    assert!(
-        end["reason"].as_str().is_some_and(|r| r.contains("epoch")),
-        "{end}"
-    );
+    expect_reset(&mut back, "epoch").await;
 }
 
 async fn a_position_ahead_of_the_server_gets_a_reset(backend: Backend) {
@@ -229,13 +234,7 @@ async fn a_position_ahead_of_the_server_gets_a_reset(backend: Backend) {
     for since in [seq + 1000, u64::MAX] {
         let mut back = app.ws(&format!("id=63&since={since}&epoch={epoch}")).await;
         back.recv_json().await; // registered
-        let (replayed, end) = read_replay(&mut back).await;
-        assert_eq!(end["type"], "reset", "{end}");
-        assert!(replayed.is_empty(), "{replayed:?}");
-        assert!(
-            end["reason"].as_str().is_some_and(|r| r.contains("ahead")),
-            "{end}"
-        );
+        expect_reset(&mut back, "ahead").await;
     }
 }
 
@@ -311,11 +310,8 @@ async fn a_replay_over_the_budget_gets_a_reset_and_nothing_of_it(backend: Backen
         .await;
     back.recv_json().await; // registered
     back.recv_json().await; // subscribed
-    let (replayed, end) = read_replay(&mut back).await;
-    assert_eq!(end["type"], "reset", "{end}");
-    assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
+    let end = expect_reset(&mut back, "max_replay_bytes").await;
     let reason = end["reason"].as_str().expect("reason");
-    assert!(reason.contains("max_replay_bytes"), "{reason}");
     assert!(reason.contains(&format!("after seq {since}")), "{reason}");
 
     // Live from the reset's position on.
