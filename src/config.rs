@@ -128,8 +128,24 @@ pub struct Config {
     /// same session code, for protocol-compliance suites (Autobahn). Never
     /// in production.
     pub echo_route: bool,
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object per line) for a log collector. `RUST_LOG` picks what is
+    /// logged either way.
+    pub log_format: LogFormat,
     /// `[broker]`: this process alone (memory) or several nodes on Redis.
     pub broker: crate::broker::BrokerConfig,
+}
+
+/// How log lines are written: see [`crate::logging`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `[time LEVEL target] message`, for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: time, level, target, message and the
+    /// event's fields.
+    Json,
 }
 
 /// A secret from the config: compared and used, never printed.
@@ -206,6 +222,7 @@ impl Default for Config {
             poll_timeout_secs: 25,
             shutdown_timeout_secs: 10,
             echo_route: false,
+            log_format: LogFormat::Text,
             broker: crate::broker::BrokerConfig::default(),
         }
     }

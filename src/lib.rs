@@ -25,6 +25,7 @@
 //!   into it.
 //! - [`history`]: recent messages per stream, for resume.
 //! - [`replay`]: the replay budget: what one resume may pin.
+//! - [`logging`]: log lines as text or JSON (`log_format`).
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
 //!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes).
@@ -48,6 +49,7 @@ pub mod host;
 pub mod hub;
 pub mod ids;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod replay;

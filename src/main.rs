@@ -1,4 +1,4 @@
-//! The `herald` binary: flags, logging, config, then the app (or a
+//! The `herald` binary: flags, config, logging, then the app (or a
 //! command) from the library.
 
 use std::process::ExitCode;
@@ -8,8 +8,6 @@ use herald::Application;
 
 fn main() -> ExitCode {
     let cli = Cli::from_process();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-
     let config = match herald_env().and_then(|env| cli.config(env)) {
         Ok(config) => config,
         Err(e) => {
@@ -18,6 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    herald::logging::init(config.log_format);
     if let Some(command) = &cli.command {
         return run_command(command, &config);
     }

@@ -105,7 +105,10 @@ impl TcpAdmission {
             LimitExceeded::PerAddress => "max_tcp_connections_per_ip",
         };
         self.metrics.tcp_refused.with_label_values(&[setting]).inc();
-        log::debug!("connection refused: peer={peer} limit={setting}");
+        log::debug!(
+            event = "tcp_refused", peer = peer, limit = setting;
+            "connection refused: peer={peer} limit={setting}"
+        );
         if limit == LimitExceeded::Total && self.first_full_warning_in_a_while() {
             log::warn!(
                 "refusing new connections: {} are open, the most max_tcp_connections allows",

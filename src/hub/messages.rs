@@ -39,6 +39,8 @@ pub struct Connect {
 pub struct Disconnect {
     pub session: SessionId,
     pub reason: DisconnectReason,
+    /// The WebSocket close code sent or received, for the log.
+    pub close_code: Option<u16>,
 }
 
 /// A session registers (or re-registers) under an id, and may resume.

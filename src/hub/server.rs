@@ -254,7 +254,7 @@ impl NotifyServer {
     }
 
     fn drop_failed(&mut self, session: SessionId, why: Failed) {
-        let reason = match why {
+        let (reason, code) = match why {
             Failed::QueueFull => {
                 self.metrics.slow_consumers.inc();
                 if let Some(entry) = self.sessions.get(&session) {
@@ -263,15 +263,18 @@ impl NotifyServer {
                         reason: DisconnectReason::SlowConsumer,
                     });
                 }
-                DisconnectReason::SlowConsumer
+                (
+                    DisconnectReason::SlowConsumer,
+                    Some(close_code::SLOW_CONSUMER),
+                )
             }
-            Failed::Closed => DisconnectReason::Gone,
+            Failed::Closed => (DisconnectReason::Gone, None),
         };
-        self.remove(session, &reason);
+        self.remove(session, &reason, code);
     }
 
     /// Removes a session from every index, logging the disconnect once.
-    fn remove(&mut self, session: SessionId, reason: &DisconnectReason) {
+    fn remove(&mut self, session: SessionId, reason: &DisconnectReason, close_code: Option<u16>) {
         let Some(entry) = self.sessions.remove(&session) else {
             return;
         };
@@ -290,13 +293,21 @@ impl NotifyServer {
             .with_label_values(&[&entry.transport.to_string()])
             .dec();
         self.update_gauges();
-        let line = format!(
-            "session {session} disconnected: transport={} peer={} id={} reason={reason}",
-            entry.transport,
-            peer_label(entry.peer),
-            id_label(entry.id.as_ref().map(|(id, _)| id)),
+        let (transport, peer) = (entry.transport, peer_label(entry.peer));
+        let client = entry.id.as_ref().map(|(id, _)| id.as_str());
+        let id = id_label(entry.id.as_ref().map(|(id, _)| id));
+        log::log!(
+            session_log_level(transport),
+            event = "disconnected",
+            session:% = session,
+            transport:% = transport,
+            peer = peer,
+            id = client,
+            reason = reason.close_text(),
+            detail:% = reason,
+            close_code = close_code;
+            "session {session} disconnected: transport={transport} peer={peer} id={id} reason={reason}"
         );
-        log_session_event(entry.transport, &line);
     }
 
     fn register(&mut self, session: SessionId, id: ClientId) {
@@ -323,11 +334,16 @@ impl NotifyServer {
         }
         tabs.insert(session);
         self.update_gauges();
-        let line = format!(
-            "session {session} registered: transport={transport} peer={} id={id:?}",
-            peer_label(peer)
+        let peer = peer_label(peer);
+        log::log!(
+            session_log_level(transport),
+            event = "registered",
+            session:% = session,
+            transport:% = transport,
+            peer = peer,
+            id = id.as_str();
+            "session {session} registered: transport={transport} peer={peer} id={id:?}"
         );
-        log_session_event(transport, &line);
     }
 
     fn subscribe(&mut self, session: SessionId, channel: ChannelName) {
@@ -528,13 +544,13 @@ fn id_label(id: Option<&ClientId>) -> String {
     id.map_or_else(|| "-".into(), |id| format!("{id:?}"))
 }
 
-/// Session events at `info`, except long-polls, which come and go with every
-/// request and are logged at `debug`.
-fn log_session_event(transport: Transport, line: &str) {
+/// Session events are logged at `info`, except long-polls, which come and
+/// go with every request and are logged at `debug`.
+fn session_log_level(transport: Transport) -> log::Level {
     if transport == Transport::LongPoll {
-        log::debug!("{line}");
+        log::Level::Debug
     } else {
-        log::info!("{line}");
+        log::Level::Info
     }
 }
 
@@ -553,13 +569,15 @@ impl Handler<Connect> for NotifyServer {
     type Result = ResponseActFuture<Self, Joined>;
 
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
-        let line = format!(
-            "session {} connected: transport={} peer={}",
-            msg.session,
-            msg.transport,
-            peer_label(msg.peer)
+        let (session, transport, peer) = (msg.session, msg.transport, peer_label(msg.peer));
+        log::log!(
+            session_log_level(transport),
+            event = "connected",
+            session:% = session,
+            transport:% = transport,
+            peer = peer;
+            "session {session} connected: transport={transport} peer={peer}"
         );
-        log_session_event(msg.transport, &line);
         self.metrics
             .sessions
             .with_label_values(&[&msg.transport.to_string()])
@@ -592,7 +610,7 @@ impl Handler<Disconnect> for NotifyServer {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
-        self.remove(msg.session, &msg.reason);
+        self.remove(msg.session, &msg.reason, msg.close_code);
     }
 }
 
@@ -937,6 +955,7 @@ mod tests {
         server.do_send(Disconnect {
             session: first.session,
             reason: DisconnectReason::ConnectionLost,
+            close_code: None,
         });
         broadcast(&server).await; // 1
         direct(&server, "63").await; // 2
@@ -1027,6 +1046,7 @@ mod tests {
             server.do_send(Disconnect {
                 session: s.session,
                 reason: DisconnectReason::ClientClosed,
+                close_code: Some(1000),
             });
         }
         let c = counts(&server).await;

@@ -163,6 +163,7 @@ impl Actor for SseSession {
             self.server.do_send(Disconnect {
                 session: self.session,
                 reason: self.end_reason.clone(),
+                close_code: None,
             });
         }
     }

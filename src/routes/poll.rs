@@ -70,6 +70,7 @@ impl Drop for Leave {
         self.server.do_send(Disconnect {
             session: self.session,
             reason: DisconnectReason::PollDone,
+            close_code: None,
         });
     }
 }

@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod hosts;
 mod lifecycle;
+mod logs;
 mod loopback;
 mod poll;
 mod process;

@@ -147,11 +147,13 @@ impl HeraldProcess {
     }
 }
 
-/// The port a "listening on http://HOST:PORT" log line names.
+/// The port a "listening on http://HOST:PORT" log line names, in text or
+/// in a JSON line.
 pub fn port_of(listening: &str) -> u16 {
     listening
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.trim().parse().ok())
+        .split_once("listening on http://")
+        .and_then(|(_, rest)| rest.split(|c: char| c.is_whitespace() || c == '"').next())
+        .and_then(|address| address.rsplit(':').next())
+        .and_then(|port| port.parse().ok())
         .unwrap_or_else(|| panic!("no port in {listening:?}"))
 }

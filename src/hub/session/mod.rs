@@ -124,6 +124,8 @@ pub struct WsSession {
     fragments: Reassembler,
     /// Reported to the server when the actor stops.
     end_reason: DisconnectReason,
+    /// The close code herald sent, or the client's, for the log.
+    end_code: Option<u16>,
     /// The echo route's session (`echo_route`): the same frame handling,
     /// but messages are sent back instead of read as client frames, and it
     /// never joins the router. For protocol-compliance suites only.
@@ -157,6 +159,7 @@ impl WsSession {
             opened_at: now,
             last_heard: now,
             end_reason: DisconnectReason::ConnectionLost,
+            end_code: None,
             echo: false,
             _permit: permit,
         }
@@ -353,6 +356,7 @@ impl WsSession {
             description: Some(reason.close_text().into()),
         }));
         self.end_reason = reason;
+        self.end_code = Some(code);
         ctx.stop();
     }
 
@@ -629,16 +633,23 @@ impl Actor for WsSession {
             self.server.do_send(Disconnect {
                 session: self.session,
                 reason: self.end_reason.clone(),
+                close_code: self.end_code,
             });
         } else if !self.echo {
             // Never admitted, so the router never heard of it: log here.
             let peer = self
                 .peer
                 .map_or_else(|| "unknown".into(), |p| p.to_string());
+            let (session, reason) = (self.session, &self.end_reason);
             log::info!(
-                "session {} refused: transport=ws peer={peer} reason={}",
-                self.session,
-                self.end_reason
+                event = "refused",
+                session:% = session,
+                transport = "ws",
+                peer = peer,
+                reason = reason.close_text(),
+                detail:% = reason,
+                close_code = self.end_code;
+                "session {session} refused: transport=ws peer={peer} reason={reason}"
             );
         }
     }
@@ -670,6 +681,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             ws::Message::Ping(payload) => ctx.pong(&payload),
             ws::Message::Pong(_) | ws::Message::Nop => {}
             ws::Message::Close(reason) => {
+                self.end_code = reason.as_ref().map(|r| u16::from(r.code));
                 // Echo the client's code, as RFC 6455 §5.5.1 asks.
                 ctx.close(reason.map(|r| CloseReason {
                     code: r.code,

@@ -1,0 +1,163 @@
+//! `log_format = "json"` in the real binary: every line is one JSON object a
+//! collector can parse, session events carry their fields, and neither a
+//! key, the client secret nor a token reaches the log.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::{token_for, within, RawWs, CLIENT_SECRET, FIN, OP_TEXT};
+use crate::process::HeraldProcess;
+
+const PUBLISH_KEY: &str = "log-test-publish-key-0123456789";
+const ADMIN_KEY: &str = "log-test-admin-key-0123456789ab";
+
+/// Parses one log line, failing the test when it is not a JSON object with
+/// the members every line has.
+fn parsed(line: &str) -> Value {
+    let json: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}"));
+    for member in ["time", "level", "target", "message"] {
+        assert!(json[member].is_string(), "no {member} in {line}");
+    }
+    json
+}
+
+/// Reads log lines, keeping each in `seen`, until one whose `event` is
+/// `event`.
+async fn event(herald: &mut HeraldProcess, seen: &mut Vec<String>, event: &str) -> Value {
+    within(&format!("a log line of event {event:?}"), async {
+        loop {
+            let line = herald
+                .lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("herald still running");
+            seen.push(line.clone());
+            let json = parsed(&line);
+            if json["event"] == event {
+                return json;
+            }
+        }
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secret() {
+    let config = format!(
+        "port = 0\nworkers = 1\nlog_format = \"json\"\nrequire_token = true\n\
+         client_secret = \"{CLIENT_SECRET}\"\n\
+         publish_keys = [\"{PUBLISH_KEY}\"]\nadmin_keys = [\"{ADMIN_KEY}\"]\n"
+    );
+    let mut herald = HeraldProcess::start(&config, &[("RUST_LOG", "info,herald=debug")]).await;
+    for line in &herald.startup {
+        parsed(line);
+    }
+    assert!(
+        parsed(&herald.listening)["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listening on http://127.0.0.1:")),
+        "{}",
+        herald.listening
+    );
+    let app = herald.app();
+    let mut seen = herald.startup.clone();
+
+    // A session with a token: connected, registered, then closed by the client.
+    let token = token_for("log-user", &[]);
+    let client = app.ws(&format!("token={token}")).await;
+    let connected = event(&mut herald, &mut seen, "connected").await;
+    assert_eq!(connected["level"], "INFO");
+    assert_eq!(connected["transport"], "ws");
+    assert!(
+        connected["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{connected}"
+    );
+    let session = connected["session"].clone();
+    assert!(session.is_string(), "{connected}");
+    let registered = event(&mut herald, &mut seen, "registered").await;
+    assert_eq!(
+        (&registered["session"], &registered["id"]),
+        (&session, &Value::from("log-user"))
+    );
+
+    // Publishes with the key, and with a wrong one; the metrics with theirs.
+    let (status, _) = app
+        .publish_form_with(
+            &[("Authorization", &format!("Bearer {PUBLISH_KEY}"))],
+            &[("message", "hello")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let wrong = format!("Bearer {PUBLISH_KEY}-wrong");
+    let (status, _) = app
+        .publish_form_with(&[("Authorization", &wrong)], &[("message", "x")])
+        .await;
+    assert_eq!(status, 401);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+
+    client.close().await;
+    let gone = event(&mut herald, &mut seen, "disconnected").await;
+    assert_eq!(gone["session"], session);
+    assert_eq!(gone["id"], "log-user");
+    assert_eq!(gone["reason"], "closed by client");
+    assert_eq!(gone["close_code"], 1000);
+
+    // A client's own text with line breaks and terminal escapes.
+    let mut raw = RawWs::connect(herald.port, "").await;
+    let forged = "{\"type\":\"x\\nINFO forged \\u001b[31m \\u2028 end\"}";
+    raw.send_frame(FIN | OP_TEXT, forged.as_bytes(), true).await;
+    raw.expect_close().await;
+    let refused = event(&mut herald, &mut seen, "refused").await;
+    assert_eq!(refused["reason"], "unauthorized");
+    assert_eq!(refused["close_code"], 4001);
+    let detail = refused["detail"].as_str().expect("a detail");
+    assert!(detail.contains("forged"), "{refused}");
+    for raw_char in ['\n', '\u{1b}', '\u{2028}'] {
+        assert!(!detail.contains(raw_char), "{raw_char:?} in {detail:?}");
+    }
+
+    // Every line up to a clean exit parses, and none holds a secret.
+    let killed = Command::new("kill")
+        .args(["-TERM", &herald.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    within("herald's exit", async {
+        while let Some(line) = herald.lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+    })
+    .await;
+    let status = herald.child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:#?}");
+    assert!(
+        rest.iter().any(|l| parsed(l)["message"] == "stopped"),
+        "{rest:#?}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    for line in seen.iter().chain(&rest) {
+        parsed(line);
+        for secret in [
+            PUBLISH_KEY,
+            ADMIN_KEY,
+            CLIENT_SECRET,
+            token.as_str(),
+            signature,
+        ] {
+            assert!(!line.contains(secret), "a secret in {line}");
+        }
+    }
+}
