@@ -17,7 +17,6 @@
 //! from overlapping or leaving a hole.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,7 @@ use super::messages::{
     SessionOutbox, Shutdown, Stats, Subscribe, ToChannel, Transport, Unsubscribe,
 };
 use crate::broker::{Broker, BrokerError, Frames, Publishing, Replaying};
+use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::metrics::Metrics;
@@ -73,7 +73,7 @@ pub struct NotifyServer {
 struct SessionEntry {
     outbox: SessionOutbox,
     transport: Transport,
-    peer: Option<SocketAddr>,
+    peer: Option<ClientAddr>,
     /// `has_from` of the broadcast stream.
     broadcast_from: u64,
     /// While a replay is being fetched: live messages held back until it
@@ -520,7 +520,7 @@ fn remove_from<K: std::hash::Hash + Eq>(
     false
 }
 
-fn peer_label(peer: Option<SocketAddr>) -> String {
+fn peer_label(peer: Option<ClientAddr>) -> String {
     peer.map_or_else(|| "unknown".into(), |p| p.to_string())
 }
 
