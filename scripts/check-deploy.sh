@@ -6,7 +6,7 @@
 # - deploy/herald.service: `systemd-analyze verify` (syntax, known keys and
 #   values, executables present), `systemd-analyze security --offline` (the
 #   hardening keeps the exposure score at or below 1.4 of 10), and
-#   TimeoutStopSec above shutdown_timeout_secs.
+#   TimeoutStopSec above shutdown_drain_ms + shutdown_timeout_secs.
 # - Dockerfile: hadolint, any finding fails. $HADOLINT names the binary
 #   (default: hadolint on PATH); without one the check prints SKIPPED.
 #
@@ -49,15 +49,17 @@ if ! systemd-analyze security --offline=true --threshold="$max_exposure_tenths" 
 fi
 grep -o 'Overall exposure level.*' "$work/security.log"
 
-echo "-- $unit: TimeoutStopSec above shutdown_timeout_secs"
+echo "-- $unit: TimeoutStopSec above shutdown_drain_ms + shutdown_timeout_secs"
 shutdown=$(sed -n 's/^shutdown_timeout_secs *= *\([0-9]*\).*/\1/p' config.toml)
 shutdown=${shutdown:-10}
+drain_ms=$(sed -n 's/^shutdown_drain_ms *= *\([0-9]*\).*/\1/p' config.toml)
+drain=$(( (${drain_ms:-0} + 999) / 1000 ))
 stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)$/\1/p' "$unit")
-if [ -z "$stop" ] || [ "$stop" -le "$shutdown" ]; then
-  echo "FAILED: TimeoutStopSec=${stop:-unset} must be a number of seconds above shutdown_timeout_secs = $shutdown" >&2
+if [ -z "$stop" ] || [ "$stop" -le "$((drain + shutdown))" ]; then
+  echo "FAILED: TimeoutStopSec=${stop:-unset} must be a number of seconds above shutdown_drain_ms + shutdown_timeout_secs = ${drain} + $shutdown s" >&2
   exit 1
 fi
-echo "ok: TimeoutStopSec=$stop > shutdown_timeout_secs = $shutdown"
+echo "ok: TimeoutStopSec=$stop > shutdown_drain_ms + shutdown_timeout_secs = ${drain} + $shutdown s"
 
 echo "-- Dockerfile: hadolint"
 hadolint="${HADOLINT:-hadolint}"

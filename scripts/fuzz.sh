@@ -17,7 +17,7 @@ seconds="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(client_frames publish_body token ids client_query config host)
+  targets=(client_frames publish_body token ids client_query config host forwarded)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "cargo-fuzz is not installed (cargo install cargo-fuzz)" >&2

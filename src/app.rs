@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::auth::{self, KeyAuth, OriginPolicy, PublisherAuth};
 use crate::broker::{self, BrokerKind};
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::fd_limit;
 use crate::host::{self, HostPolicy};
@@ -21,6 +22,7 @@ use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
+use crate::routes::ready::Draining;
 use crate::routes::{self, AppState, Shared};
 use crate::tcp::TcpAdmission;
 use crate::token::TokenVerifier;
@@ -32,6 +34,10 @@ pub struct Application {
     /// The registry, once the first worker has started it.
     router: Arc<OnceLock<Addr<NotifyServer>>>,
     shutdown_timeout: Duration,
+    /// How long to keep serving, `/ready` at 503, before closing.
+    shutdown_drain: Duration,
+    /// Set at the first stop signal; `/ready` reads it.
+    draining: Arc<Draining>,
     /// Listening since before the server started.
     signals: StopSignals,
 }
@@ -88,20 +94,20 @@ impl StopSignals {
         }
     }
 
-    /// Resolves at the first of them.
-    async fn recv(self) {
+    /// Resolves at the next of them.
+    async fn recv(&mut self) {
         #[cfg(unix)]
         {
-            let wait = |signal: Option<actix_web::rt::signal::unix::Signal>| async move {
+            async fn wait(signal: &mut Option<actix_web::rt::signal::unix::Signal>) {
                 match signal {
-                    Some(mut signal) => {
+                    Some(signal) => {
                         signal.recv().await;
                     }
                     None => std::future::pending::<()>().await,
                 }
-            };
-            let term = Box::pin(wait(self.term));
-            let interrupt = Box::pin(wait(self.interrupt));
+            }
+            let term = Box::pin(wait(&mut self.term));
+            let interrupt = Box::pin(wait(&mut self.interrupt));
             futures_util::future::select(term, interrupt).await;
         }
         #[cfg(not(unix))]
@@ -226,6 +232,14 @@ impl Application {
             );
         }
         let metrics = Arc::new(Metrics::new());
+        // Validated with the config.
+        let proxies = TrustedProxies::parse(&config.trusted_proxies).map_err(|e| {
+            StartError::Config(crate::config::ConfigError::Invalid {
+                key: "trusted_proxies",
+                reason: e.to_string(),
+            })
+        })?;
+        let draining = Arc::new(Draining::default());
         let epoch = broker.epoch();
         log::info!("history epoch {epoch}");
         let shared = Arc::new(Shared {
@@ -252,6 +266,8 @@ impl Application {
                 config.max_connections_per_ip,
                 config.ipv6_limit_prefix_len,
             ),
+            proxies: proxies.clone(),
+            draining: draining.clone(),
             broker: broker.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
             started_at: Instant::now(),
@@ -280,6 +296,7 @@ impl Application {
                 config.ipv6_limit_prefix_len,
             ),
             config.client_timeout(),
+            proxies.clone(),
             metrics.clone(),
         );
         let hosts = web::Data::new(HostPolicy::new(&config.allowed_hosts));
@@ -343,6 +360,19 @@ impl Application {
         ) {
             log::warn!("{warning}");
         }
+        if !proxies.is_empty() {
+            log::info!(
+                "trusted proxies: {}; their X-Forwarded-For or Forwarded header names the client",
+                config.trusted_proxies.join(", ")
+            );
+        }
+        if proxies.covers_loopback() && config.trust_loopback && config.publish_keys.is_empty() {
+            log::warn!(
+                "trusted_proxies covers a loopback address: peers there are proxies, never \
+                 local publishers, so keyless publishing from this machine through it is \
+                 refused; set publish_keys (HERALD_PUBLISH_KEYS)"
+            );
+        }
         log::info!("herald listening on http://{local}");
         if config.publish_keys.is_empty() {
             if config.trust_loopback {
@@ -362,6 +392,8 @@ impl Application {
             server: server.run(),
             router: app_router,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            shutdown_drain: config.shutdown_drain(),
+            draining,
         })
     }
 
@@ -376,14 +408,31 @@ impl Application {
         self.server.await
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully: stop
-    /// accepting, close every session (WebSockets with 1001, so clients
-    /// reconnect elsewhere; event streams and long-polls end), let requests
-    /// in flight finish, all within `shutdown_timeout_secs`.
-    pub async fn run_until_signal(self) -> std::io::Result<()> {
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully: `/ready`
+    /// answers 503 at once; herald goes on serving for `shutdown_drain_ms`
+    /// (a second signal cuts that short) so load balancers take it out
+    /// first; then it stops accepting, closes every session (WebSockets
+    /// with 1001, so clients reconnect elsewhere; event streams and
+    /// long-polls end) and lets requests in flight finish, within
+    /// `shutdown_timeout_secs`.
+    pub async fn run_until_signal(mut self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         self.signals.recv().await;
+        self.draining.start();
+        if !self.shutdown_drain.is_zero() {
+            log::info!(
+                "draining: /ready answers 503; serving on for {} ms before closing",
+                self.shutdown_drain.as_millis()
+            );
+            let drained = actix_web::rt::time::sleep(self.shutdown_drain);
+            let again = self.signals.recv();
+            if let futures_util::future::Either::Right(_) =
+                futures_util::future::select(Box::pin(drained), Box::pin(again)).await
+            {
+                log::info!("second stop signal: ending the drain early");
+            }
+        }
         log::info!("shutting down: closing sessions, finishing requests");
         if let Some(router) = self.router.get() {
             if let Ok(sessions) = router.send(Shutdown).await {

@@ -3,7 +3,9 @@
 //! - [`PublisherAuth`]: with `publish_keys` set, `POST /` needs
 //!   `Authorization: Bearer <key>`, compared in constant time; without keys,
 //!   only loopback peers that did not come through a proxy may publish, and
-//!   nobody once `trust_loopback = false`.
+//!   nobody once `trust_loopback = false`. A peer listed in
+//!   `trusted_proxies` is a proxy even when it sends no proxy header: the
+//!   routes pass no peer address for it ([`crate::client_addr`]).
 //! - [`OriginPolicy`]: a browser request whose `Origin` is neither herald's
 //!   own nor listed in `allowed_origins` is refused, so another site cannot
 //!   publish through its visitors' browsers (CSRF) or open WebSockets in
@@ -139,7 +141,8 @@ impl KeyAuth {
     }
 
     /// Decides whether the request may go on. Without keys, only direct
-    /// loopback peers may, and only while `trust_loopback` holds.
+    /// loopback peers may, and only while `trust_loopback` holds. `peer` is
+    /// the TCP peer's address, `None` when unknown or a trusted proxy.
     pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
         if self.key_digests.is_empty() {
             return self.check_local(headers, peer);

@@ -66,6 +66,10 @@ pub struct Config {
     /// Without keys, whether direct loopback peers may publish and read
     /// `/metrics` and `/stats`. False makes keys mandatory for both.
     pub trust_loopback: bool,
+    /// Proxies (networks in CIDR notation, or bare addresses) whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client; empty:
+    /// every client is its TCP peer and those headers are ignored.
+    pub trusted_proxies: Vec<String>,
     /// HS256 secret that signs client tokens (JWT); empty turns signed
     /// identity off. At least 32 bytes when set.
     pub client_secret: Secret,
@@ -124,6 +128,11 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C: how long herald waits for connections to close
     /// and publishes in flight to finish before it exits anyway.
     pub shutdown_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C, before any of that: how long herald keeps
+    /// serving as before, sessions and new connections included, while
+    /// `GET /ready` answers 503, so that load balancers stop sending new
+    /// clients first. 0: close at once. A second signal ends the wait.
+    pub shutdown_drain_ms: u64,
     /// Serve `GET /echo`, a WebSocket that sends back every message, on the
     /// same session code, for protocol-compliance suites (Autobahn). Never
     /// in production.
@@ -181,6 +190,9 @@ impl std::fmt::Debug for Secret {
 pub const MIN_CLIENT_SECRET_BYTES: usize = 32;
 /// Shortest publish key accepted, in bytes.
 pub const MIN_PUBLISH_KEY_BYTES: usize = 16;
+/// Longest `shutdown_drain_ms` accepted: far past any orchestrator's
+/// grace period, so a larger value is a mistake (seconds times 1000 twice).
+pub const MAX_SHUTDOWN_DRAIN_MS: u64 = 600_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -201,6 +213,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             trust_loopback: true,
+            trusted_proxies: Vec::new(),
             client_secret: Secret::default(),
             token_audience: "herald".into(),
             require_token: false,
@@ -221,6 +234,7 @@ impl Default for Config {
             max_replay_bytes: 4 * 1024 * 1024,
             poll_timeout_secs: 25,
             shutdown_timeout_secs: 10,
+            shutdown_drain_ms: 0,
             echo_route: false,
             log_format: LogFormat::Text,
             broker: crate::broker::BrokerConfig::default(),
@@ -504,6 +518,15 @@ impl Config {
                 &format!("{bad:?} is not an origin like \"https://example.com\" or \"*\""),
             );
         }
+        if self.shutdown_drain_ms > MAX_SHUTDOWN_DRAIN_MS {
+            return invalid(
+                "shutdown_drain_ms",
+                &format!("must be at most {MAX_SHUTDOWN_DRAIN_MS} (10 minutes), in milliseconds"),
+            );
+        }
+        if let Err(e) = crate::client_addr::TrustedProxies::parse(&self.trusted_proxies) {
+            return invalid("trusted_proxies", &e.to_string());
+        }
         // A name, as a Host header would carry it, without the port.
         let host_name =
             |h: &str| crate::host::HostHeader::parse(h).is_some_and(|p| p.port.is_none());
@@ -595,6 +618,10 @@ impl Config {
 
     pub fn keep_alive_timeout(&self) -> Duration {
         Duration::from_millis(self.keep_alive_timeout_ms)
+    }
+
+    pub fn shutdown_drain(&self) -> Duration {
+        Duration::from_millis(self.shutdown_drain_ms)
     }
 
     pub fn history_limits(&self) -> crate::history::HistoryLimits {
@@ -766,6 +793,43 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("host"));
+    }
+
+    #[test]
+    fn trusted_proxies_and_the_drain_are_checked_naming_the_key() {
+        let config = Config {
+            trusted_proxies: vec!["127.0.0.1/32".into(), "10.0.0.0/8".into(), "::1".into()],
+            shutdown_drain_ms: 10_000,
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
+        let config = Config {
+            trusted_proxies: vec!["10.0.0.0/8".into(), "10.0.0.0/40".into()],
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`trusted_proxies`") && err.contains("10.0.0.0/40"),
+            "{err}"
+        );
+        let config = Config {
+            shutdown_drain_ms: MAX_SHUTDOWN_DRAIN_MS + 1,
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("`shutdown_drain_ms`"), "{err}");
+        // From the environment, a comma-separated list.
+        let env = Overrides::from_env(env(&[(
+            "HERALD_TRUSTED_PROXIES",
+            "127.0.0.1/32, 10.0.0.0/8",
+        )]))
+        .unwrap();
+        let config = Config::load(&Overrides {
+            config_path: Some(PathBuf::from("/dev/null")),
+            ..env
+        })
+        .unwrap();
+        assert_eq!(config.trusted_proxies, ["127.0.0.1/32", "10.0.0.0/8"]);
     }
 
     #[test]

@@ -51,6 +51,12 @@ pub enum ApiError {
     ServerFull,
     #[error("the notification hub is not running")]
     Unavailable,
+    /// `GET /ready` while the broker cannot be reached.
+    #[error("not ready: the broker (Redis) is disconnected, so nothing can be published or delivered across nodes")]
+    BrokerDisconnected,
+    /// `GET /ready` from the first stop signal until exit.
+    #[error("not ready: shutting down")]
+    ShuttingDown,
     #[error("{0}; the message was not published")]
     Broker(crate::broker::BrokerError),
 }
@@ -79,6 +85,26 @@ impl ApiError {
             Self::ServerFull => "server_full",
             Self::Unavailable => "unavailable",
             Self::Broker(_) => "broker_unavailable",
+            Self::BrokerDisconnected => "broker_disconnected",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Seconds to wait before trying again, sent as `Retry-After` with
+    /// every 429 and 503 (and only with those).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            // A place frees when one of the address's sessions ends, which
+            // nothing predicts; long enough not to hammer, short enough
+            // for a closed tab to have freed one.
+            Self::TooManyConnectionsFromIp => Some(10),
+            Self::ServerFull => Some(10),
+            // The Redis connection is retried with a backoff that tops out
+            // at 5 s.
+            Self::Broker(_) | Self::BrokerDisconnected | Self::Unavailable => Some(5),
+            // This node is going away: its clients belong elsewhere.
+            Self::ShuttingDown => Some(30),
+            _ => None,
         }
     }
 }
@@ -108,9 +134,11 @@ impl ResponseError for ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnectionsFromIp => StatusCode::TOO_MANY_REQUESTS,
-            Self::ServerFull | Self::Unavailable | Self::Broker(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::ServerFull
+            | Self::Unavailable
+            | Self::Broker(_)
+            | Self::BrokerDisconnected
+            | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -118,6 +146,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, secs));
         }
         response.json(ErrorBody {
             error: self.to_string(),
@@ -139,5 +170,44 @@ impl From<LimitExceeded> for ApiError {
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         Self::Unavailable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_429_and_503_says_when_to_retry_and_nothing_else_does() {
+        let errors = [
+            ApiError::TooManyConnectionsFromIp,
+            ApiError::ServerFull,
+            ApiError::Unavailable,
+            ApiError::Broker(crate::broker::BrokerError::Unavailable("down".into())),
+            ApiError::BrokerDisconnected,
+            ApiError::ShuttingDown,
+            ApiError::MissingMessage,
+            ApiError::Forbidden("no".into()),
+            ApiError::Unauthorized("no".into()),
+            ApiError::NotFound,
+            ApiError::TooLarge { limit: 1 },
+        ];
+        for error in errors {
+            let response = error.error_response();
+            let status = response.status();
+            let retry = response.headers().get(header::RETRY_AFTER);
+            if matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
+                let secs: u64 = retry
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{error:?}: no Retry-After"));
+                assert!(secs > 0, "{error:?}");
+            } else {
+                assert!(retry.is_none(), "{error:?}: Retry-After on {status}");
+            }
+        }
     }
 }

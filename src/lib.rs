@@ -15,6 +15,8 @@
 //! - [`ids`]: validated client ids, channel names and session ids.
 //! - [`form`]: strict urlencoded parsing for bodies and query strings.
 //! - [`auth`]: who may publish (keys, loopback) and from which origins.
+//! - [`client_addr`]: a request's client address: the TCP peer, or the
+//!   client a trusted proxy names (`trusted_proxies`).
 //! - [`host`]: the `Host` names herald answers to (against DNS rebinding).
 //! - [`token`]: signed client identity (HS256 JWT).
 //! - [`limits`]: connection caps (per address, IPv6 by /64) and the client
@@ -39,6 +41,7 @@ pub mod assets;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod config_env;
 pub mod error;

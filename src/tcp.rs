@@ -10,6 +10,12 @@
 //! caps so those still answer first. A connection that sends no request,
 //! or idles between requests, is closed by the HTTP server's own timers
 //! (`request_head_timeout_ms`, `keep_alive_timeout_ms`).
+//!
+//! A peer in `trusted_proxies` is exempt from `max_tcp_connections_per_ip`
+//! (it still counts toward `max_tcp_connections`): it carries every client
+//! behind it, and who those are is known only from each request's headers,
+//! after accept. Their sessions still count per client under
+//! `max_connections_per_ip`.
 
 use std::any::Any;
 use std::net::Shutdown;
@@ -21,6 +27,7 @@ use actix_web::dev::Extensions;
 use actix_web::rt::net::TcpStream;
 use prometheus::IntGauge;
 
+use crate::client_addr::TrustedProxies;
 use crate::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::metrics::Metrics;
 
@@ -37,6 +44,8 @@ pub struct TcpAdmission {
     /// kernel ends a connection whose data made no progress for this long,
     /// which frees the session and its places.
     stall_timeout: Duration,
+    /// Peers exempt from the per-address cap.
+    proxies: TrustedProxies,
     metrics: Arc<Metrics>,
     /// Unix second of the last "at max_tcp_connections" warning.
     last_full_warning: AtomicU64,
@@ -56,10 +65,16 @@ impl Drop for TcpPermit {
 }
 
 impl TcpAdmission {
-    pub fn new(limiter: ConnectionLimiter, stall_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        limiter: ConnectionLimiter,
+        stall_timeout: Duration,
+        proxies: TrustedProxies,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             limiter,
             stall_timeout,
+            proxies,
             metrics,
             last_full_warning: AtomicU64::new(0),
         }
@@ -74,9 +89,13 @@ impl TcpAdmission {
         let socket = socket2::SockRef::from(tcp);
         // A peer whose address cannot be read has already gone.
         let admitted = match tcp.peer_addr() {
-            Ok(peer) => self.limiter.try_acquire(Some(peer.ip())).map_err(|limit| {
-                self.refused(limit, &peer.ip().to_string());
-            }),
+            Ok(peer) => {
+                // A trusted proxy counts toward the total only.
+                let per_address = Some(peer.ip()).filter(|&ip| !self.proxies.contains(ip));
+                self.limiter.try_acquire(per_address).map_err(|limit| {
+                    self.refused(limit, &peer.ip().to_string());
+                })
+            }
             Err(_) => Err(()),
         };
         let Ok(permit) = admitted else {

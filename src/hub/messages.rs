@@ -1,13 +1,13 @@
 //! Every actix message exchanged inside the hub, grouped by receiver.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::broker::BrokerError;
+use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::protocol::{PendingFrame, Position, ServerFrame};
@@ -23,8 +23,9 @@ use crate::protocol::{PendingFrame, Position, ServerFrame};
 pub struct Connect {
     pub session: SessionId,
     pub transport: Transport,
-    /// The TCP peer, for logs.
-    pub peer: Option<SocketAddr>,
+    /// The client address (the TCP peer, or the client behind a trusted
+    /// proxy), for logs.
+    pub peer: Option<ClientAddr>,
     /// Where the server sends this session's frames and its close order.
     pub outbox: SessionOutbox,
     pub id: Option<ClientId>,

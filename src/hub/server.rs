@@ -17,7 +17,6 @@
 //! from overlapping or leaving a hole.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,7 @@ use super::messages::{
     SessionOutbox, Shutdown, Stats, Subscribe, ToChannel, Transport, Unsubscribe,
 };
 use crate::broker::{Broker, BrokerError, Frames, Publishing, Replaying};
+use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::metrics::Metrics;
@@ -73,7 +73,7 @@ pub struct NotifyServer {
 struct SessionEntry {
     outbox: SessionOutbox,
     transport: Transport,
-    peer: Option<SocketAddr>,
+    peer: Option<ClientAddr>,
     /// `has_from` of the broadcast stream.
     broadcast_from: u64,
     /// While a replay is being fetched: live messages held back until it
@@ -294,6 +294,7 @@ impl NotifyServer {
             .dec();
         self.update_gauges();
         let (transport, peer) = (entry.transport, peer_label(entry.peer));
+        let (client_peer, proxy) = peer_fields(entry.peer);
         let client = entry.id.as_ref().map(|(id, _)| id.as_str());
         let id = id_label(entry.id.as_ref().map(|(id, _)| id));
         log::log!(
@@ -301,7 +302,8 @@ impl NotifyServer {
             event = "disconnected",
             session:% = session,
             transport:% = transport,
-            peer = peer,
+            peer = client_peer,
+            proxy = proxy,
             id = client,
             reason = reason.close_text(),
             detail:% = reason,
@@ -334,13 +336,15 @@ impl NotifyServer {
         }
         tabs.insert(session);
         self.update_gauges();
+        let (client_peer, proxy) = peer_fields(peer);
         let peer = peer_label(peer);
         log::log!(
             session_log_level(transport),
             event = "registered",
             session:% = session,
             transport:% = transport,
-            peer = peer,
+            peer = client_peer,
+            proxy = proxy,
             id = id.as_str();
             "session {session} registered: transport={transport} peer={peer} id={id:?}"
         );
@@ -536,8 +540,17 @@ fn remove_from<K: std::hash::Hash + Eq>(
     false
 }
 
-fn peer_label(peer: Option<SocketAddr>) -> String {
+fn peer_label(peer: Option<ClientAddr>) -> String {
     peer.map_or_else(|| "unknown".into(), |p| p.to_string())
+}
+
+/// The `peer` and `proxy` fields of a session event: the client's address,
+/// and the trusted proxy it came through.
+fn peer_fields(peer: Option<ClientAddr>) -> (String, Option<String>) {
+    peer.map_or_else(
+        || ("unknown".into(), None),
+        |p| (p.client(), p.proxy().map(|proxy| proxy.to_string())),
+    )
 }
 
 fn id_label(id: Option<&ClientId>) -> String {
@@ -570,12 +583,14 @@ impl Handler<Connect> for NotifyServer {
 
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
         let (session, transport, peer) = (msg.session, msg.transport, peer_label(msg.peer));
+        let (client_peer, proxy) = peer_fields(msg.peer);
         log::log!(
             session_log_level(transport),
             event = "connected",
             session:% = session,
             transport:% = transport,
-            peer = peer;
+            peer = client_peer,
+            proxy = proxy;
             "session {session} connected: transport={transport} peer={peer}"
         );
         self.metrics

@@ -15,7 +15,6 @@
 //! encodes a slice at a time, as the client reads.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -32,12 +31,13 @@ use super::messages::{
 };
 use super::session::{SessionSettings, SessionStart};
 use super::NotifyServer;
+use crate::client_addr::ClientAddr;
 use crate::ids::SessionId;
 use crate::limits::ConnectionPermit;
 
 pub struct SseSession {
     session: SessionId,
-    peer: Option<SocketAddr>,
+    peer: Option<ClientAddr>,
     server: Addr<NotifyServer>,
     settings: Arc<SessionSettings>,
     start: Option<SessionStart>,
@@ -63,7 +63,7 @@ impl SseSession {
     /// `permit` until it has been written (or the client is gone).
     pub fn new(
         server: Addr<NotifyServer>,
-        peer: Option<SocketAddr>,
+        peer: Option<ClientAddr>,
         settings: Arc<SessionSettings>,
         start: SessionStart,
         permit: ConnectionPermit,

@@ -15,9 +15,7 @@ pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .admins
-        .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
+    state.admins.check(req.headers(), state.direct_peer(&req))?;
     let broker_up = state.broker.connected().unwrap_or(true);
     state.metrics.broker_up.set(i64::from(broker_up));
     Ok(HttpResponse::Ok()
@@ -26,9 +24,7 @@ pub async fn metrics(
 }
 
 pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .admins
-        .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
+    state.admins.check(req.headers(), state.direct_peer(&req))?;
     let stats = state.server.send(GetStats { top: TOP_CHANNELS }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "uptime_secs": state.started_at.elapsed().as_secs(),

@@ -8,19 +8,22 @@
 //! | `GET /events`  | [`sse::events`]         |
 //! | `GET /poll`    | [`poll::poll`]          |
 //! | `GET /health`  | [`health::health`]      |
+//! | `GET /ready`   | [`ready::ready`]        |
 //! | `GET /metrics` | [`admin::metrics`]      |
 //! | `GET /stats`   | [`admin::stats`]        |
 //! | `GET /static/*`| [`crate::assets::serve`], or files from `static_dir` |
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
+use crate::client_addr::{ClientAddr, TrustedProxies};
 use crate::error::ApiError;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
@@ -33,6 +36,7 @@ pub mod health;
 pub mod poll;
 pub mod publish;
 pub mod query;
+pub mod ready;
 pub mod sse;
 pub mod ws;
 
@@ -70,6 +74,10 @@ pub struct Shared {
     pub origins: OriginPolicy,
     /// `max_connections` and `max_connections_per_ip`.
     pub connections: ConnectionLimiter,
+    /// `trusted_proxies`: whose forwarding headers name the client.
+    pub proxies: TrustedProxies,
+    /// Set from the first stop signal: `/ready` answers 503.
+    pub draining: Arc<ready::Draining>,
     /// The broker `NotifyServer` publishes through, for its state in
     /// `/health` and `/metrics`.
     pub broker: Arc<dyn crate::broker::Broker>,
@@ -77,6 +85,22 @@ pub struct Shared {
     pub poll_timeout_secs: u64,
     /// When the process started, for `/health`.
     pub started_at: Instant,
+}
+
+impl Shared {
+    /// Who `req` came from: the one place routes learn a client's address
+    /// (for the per-address cap, logs and loopback trust).
+    pub fn client_addr(&self, req: &HttpRequest) -> Option<ClientAddr> {
+        self.proxies.resolve(req.peer_addr(), req.headers())
+    }
+
+    /// The request's TCP peer unless it is a trusted proxy: the only
+    /// address keyless loopback trust may look at, since a proxy's
+    /// requests come from elsewhere whatever its own address.
+    pub fn direct_peer(&self, req: &HttpRequest) -> Option<IpAddr> {
+        self.client_addr(req)
+            .and_then(|client| client.direct_peer())
+    }
 }
 
 /// Registers every route. `/static/` serves `static_dir` when given, else
@@ -120,6 +144,11 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
         .service(
             web::resource("/health")
                 .route(web::get().to(health::health))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/ready")
+                .route(web::get().to(ready::ready))
                 .default_service(web::to(method_not_allowed)),
         );
         match static_dir {

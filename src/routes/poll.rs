@@ -84,9 +84,8 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "this server requires a token: add token=<JWT> to the URL".into(),
         ));
     }
-    let permit = state
-        .connections
-        .try_acquire(req.peer_addr().map(|p| p.ip()))?;
+    let peer = state.client_addr(&req);
+    let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let (waiter, answer) = PollWaiter::new();
     let waiter = waiter.start();
     let session = SessionId::next();
@@ -107,7 +106,7 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .send(Connect {
             session,
             transport: Transport::LongPoll,
-            peer: req.peer_addr(),
+            peer,
             outbox: SessionOutbox::of(&waiter),
             id: start.identity.map(|i| i.id).or(start.id),
             channels: start.channels,

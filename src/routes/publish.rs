@@ -301,7 +301,7 @@ async fn accept(
     state.origins.check(req.headers())?;
     state
         .publishers
-        .check(req.headers(), req.peer_addr().map(|p| p.ip()))?;
+        .check(req.headers(), state.direct_peer(&req))?;
     let kind = BodyKind::of(&req)?;
     let body = read_body(&req, payload, state.max_message_bytes).await?;
     let publish = Publish::parse(kind, &body)?;

@@ -35,7 +35,7 @@ pub async fn events(
             "this server requires a token: add token=<JWT> to the URL".into(),
         ));
     }
-    let peer = req.peer_addr();
+    let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let (session, body) = SseSession::new(
         state.server.clone(),

@@ -23,7 +23,7 @@ pub async fn echo(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     ws::handshake(&req).map_err(|e| ApiError::BadUpgrade(e.to_string()))?;
-    let peer = req.peer_addr();
+    let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let session = WsSession::echo(
         state.server.clone(),
@@ -43,7 +43,7 @@ pub async fn upgrade(
     ws::handshake(&req).map_err(|e| ApiError::BadUpgrade(e.to_string()))?;
     let start = ClientQuery::parse(req.query_string(), state.session_settings.max_channels)?
         .into_ws_start(&state.session_settings)?;
-    let peer = req.peer_addr();
+    let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let session = WsSession::new(
         state.server.clone(),

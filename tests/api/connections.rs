@@ -395,3 +395,23 @@ async fn ipv6_peers_count_against_both_caps_over_ipv6() {
         "max_tcp_connections_per_ip"
     );
 }
+
+#[actix_web::test]
+async fn a_trusted_proxy_is_exempt_from_the_per_address_tcp_cap_but_not_from_the_total() {
+    let app = spawn_app_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.max_connections = 2;
+        c.max_connections_per_ip = 2;
+        c.max_tcp_connections = 6;
+        c.max_tcp_connections_per_ip = 2;
+        c.keep_alive_timeout_ms = 60_000;
+    })
+    .await;
+    let server = SocketAddr::from(([127, 0, 0, 1], app.port));
+    // Any other address stops at its two.
+    let (_other, answered, closed, hung) = idle_keep_alive_connections(OTHER, server, 3).await;
+    assert_eq!((answered, closed, hung), (2, 1, 0), "127.0.0.2");
+    // The proxy goes past two, up to what the total leaves (6 - 2).
+    let (_proxy, answered, closed, hung) = idle_keep_alive_connections(LOCAL, server, 5).await;
+    assert_eq!((answered, closed, hung), (4, 1, 0), "the trusted proxy");
+}

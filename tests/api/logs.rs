@@ -77,6 +77,7 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
             .is_some_and(|p| p.starts_with("127.0.0.1:")),
         "{connected}"
     );
+    assert!(connected["proxy"].is_null(), "{connected}");
     let session = connected["session"].clone();
     assert!(session.is_string(), "{connected}");
     let registered = event(&mut herald, &mut seen, "registered").await;
@@ -160,4 +161,42 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
             assert!(!line.contains(secret), "a secret in {line}");
         }
     }
+}
+
+#[actix_web::test]
+async fn through_a_trusted_proxy_json_lines_name_the_client_and_the_proxy_apart() {
+    let config =
+        "port = 0\nworkers = 1\nlog_format = \"json\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+    let mut herald = HeraldProcess::start(config, &[]).await;
+    let mut seen = Vec::new();
+    let direct = RawWs::attempt(herald.port, "id=direct", &[])
+        .await
+        .expect("upgrade");
+    let connected = event(&mut herald, &mut seen, "connected").await;
+    // The test connects from loopback, which is listed: a proxy naming no one.
+    assert_eq!(connected["peer"], "127.0.0.1", "{connected}");
+    drop(direct);
+    event(&mut herald, &mut seen, "disconnected").await;
+
+    let behind = RawWs::attempt(
+        herald.port,
+        "id=behind",
+        &[("X-Forwarded-For", "203.0.113.9")],
+    )
+    .await
+    .expect("upgrade");
+    let connected = event(&mut herald, &mut seen, "connected").await;
+    assert_eq!(connected["peer"], "203.0.113.9", "{connected}");
+    assert!(
+        connected["proxy"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{connected}"
+    );
+    drop(behind);
+    let gone = event(&mut herald, &mut seen, "disconnected").await;
+    assert_eq!(
+        (&gone["peer"], &gone["id"]),
+        (&"203.0.113.9".into(), &"behind".into())
+    );
 }

@@ -19,7 +19,6 @@ pub mod fragments;
 pub mod inbound;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +37,7 @@ use super::messages::{
     Transport, Unsubscribe,
 };
 use super::NotifyServer;
+use crate::client_addr::ClientAddr;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
 use crate::protocol::{close_code, ClientFrame, Position, ServerFrame};
@@ -102,7 +102,7 @@ pub struct SessionStart {
 
 pub struct WsSession {
     session: SessionId,
-    peer: Option<SocketAddr>,
+    peer: Option<ClientAddr>,
     server: Addr<NotifyServer>,
     settings: Arc<SessionSettings>,
     /// The request's choices, applied once the session is admitted.
@@ -138,7 +138,7 @@ pub struct WsSession {
 impl WsSession {
     pub fn new(
         server: Addr<NotifyServer>,
-        peer: Option<SocketAddr>,
+        peer: Option<ClientAddr>,
         settings: Arc<SessionSettings>,
         start: SessionStart,
         permit: ConnectionPermit,
@@ -168,7 +168,7 @@ impl WsSession {
     /// A session for the echo route.
     pub fn echo(
         server: Addr<NotifyServer>,
-        peer: Option<SocketAddr>,
+        peer: Option<ClientAddr>,
         settings: Arc<SessionSettings>,
         permit: ConnectionPermit,
     ) -> Self {
@@ -641,11 +641,14 @@ impl Actor for WsSession {
                 .peer
                 .map_or_else(|| "unknown".into(), |p| p.to_string());
             let (session, reason) = (self.session, &self.end_reason);
+            let client_peer = self.peer.map_or_else(|| "unknown".into(), |p| p.client());
+            let proxy = self.peer.and_then(|p| p.proxy()).map(|p| p.to_string());
             log::info!(
                 event = "refused",
                 session:% = session,
                 transport = "ws",
-                peer = peer,
+                peer = client_peer,
+                proxy = proxy,
                 reason = reason.close_text(),
                 detail:% = reason,
                 close_code = self.end_code;
