@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -311,6 +311,16 @@ impl OriginPolicy {
             Err(refuse())
         }
     }
+
+    /// The request's `Origin` when it comes from a web page that
+    /// [`OriginPolicy::check`] lets in: what a cross-origin answer names in
+    /// `Access-Control-Allow-Origin` ([`crate::routes::cors`]). `None`
+    /// without `Origin` or for a refused one.
+    pub fn allowed_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+        let origin = headers.get(header::ORIGIN)?;
+        self.check(headers).ok()?;
+        Some(origin.clone())
+    }
 }
 
 #[cfg(test)]
@@ -464,5 +474,20 @@ mod tests {
         assert!(OriginPolicy::new(&["*".into()])
             .check(&headers(&[("origin", "https://x.y")]))
             .is_ok());
+    }
+
+    #[test]
+    fn the_allowed_origin_is_the_one_the_check_passes() {
+        let policy = OriginPolicy::new(&["https://app.example.com".into()]);
+        let origin = |pairs: &[(&str, &str)]| policy.allowed_origin(&headers(pairs));
+        let listed = origin(&[("origin", "https://app.example.com")]);
+        assert_eq!(listed.unwrap(), "https://app.example.com");
+        assert!(origin(&[("origin", "https://evil.example")]).is_none());
+        assert!(origin(&[("host", "herald.example.com")]).is_none());
+        let own = origin(&[
+            ("origin", "http://127.0.0.1:8001"),
+            ("host", "127.0.0.1:8001"),
+        ]);
+        assert_eq!(own.unwrap(), "http://127.0.0.1:8001");
     }
 }

@@ -56,8 +56,9 @@ pub struct Config {
     /// Keys for `GET /metrics` and `GET /stats` (`Authorization: Bearer`).
     /// Empty: only loopback peers may read them.
     pub admin_keys: Vec<Secret>,
-    /// Origins (`scheme://host[:port]`) that may open WebSockets and POST,
-    /// besides herald's own. `"*"` allows any (not recommended).
+    /// Origins (`scheme://host[:port]`) that may open WebSockets, read
+    /// `/events` and `/poll` across origins (CORS) and POST, besides
+    /// herald's own. `"*"` allows any (not recommended).
     pub allowed_origins: Vec<String>,
     /// Host names (no port) herald answers to besides IP addresses,
     /// `localhost` and `*.localhost`; any other `Host` gets 421, which stops

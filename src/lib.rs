@@ -34,7 +34,8 @@
 //! - [`hub`]: the actors — `NotifyServer` (routing) and the
 //!   sessions: `WsSession`, `SseSession`, `PollWaiter`.
 //! - [`routes`]: the HTTP surface — console page, publish, `/ws`, `/events`,
-//!   `/poll`, `/health`, `/metrics`, `/stats`.
+//!   `/poll`, `/health`, `/metrics`, `/stats`; `routes::cors`: who may read
+//!   `/events` and `/poll` from another origin.
 
 pub mod app;
 pub mod assets;

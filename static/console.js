@@ -90,6 +90,21 @@
     state.className = "state " + kind;
   }
 
+  function showTransport(name) {
+    document.getElementById("transport").textContent = name || "–";
+  }
+
+  /* Why herald.js changed transport, for the log. */
+  function transportChange(t) {
+    if (t.reason === "fallback") {
+      return "Switching to " + t.transport + ": " + t.previous + " does not get through.";
+    }
+    if (t.reason === "upgrade") {
+      return "Trying " + t.transport + " again.";
+    }
+    return "Back to " + t.transport + ".";
+  }
+
   const client = new HeraldClient({ id: id, channels: savedChannels(), storage: tabStorage() });
 
   function savedChannels() {
@@ -153,6 +168,9 @@
   });
   client
     .on("state", (s) => {
+      if (s.transport) {
+        showTransport(s.transport);
+      }
       if (s.state === "open") {
         setState("connected", "ok");
         line("info", "Connected.");
@@ -174,7 +192,12 @@
     .on("resumed", (f) => line("info", "Caught up: " + f.count + " missed message(s)."))
     .on("reset", (f) => line("info", "Missed messages unavailable (" + f.reason + "); new ones follow."))
     .on("error", (frame) => line("error", "error: " + frame.error))
-    .on("close", (c) => line("info", "Disconnected (" + c.code + (c.reason ? ", " + c.reason : "") + ")."));
+    .on("close", (c) => line("info", "Disconnected (" + c.code + (c.reason ? ", " + c.reason : "") + ")."))
+    .on("transport", (t) => {
+      showTransport(t.transport);
+      line("info", transportChange(t));
+    });
   showChannels();
+  showTransport(client.transport);
   client.connect();
 })();

@@ -5,8 +5,8 @@
 //! | `GET /`        | [`console::page`]       |
 //! | `POST /`       | [`publish::publish`]    |
 //! | `GET /ws`      | [`ws::upgrade`]         |
-//! | `GET /events`  | [`sse::events`]         |
-//! | `GET /poll`    | [`poll::poll`]          |
+//! | `GET /events`  | [`sse::events`], readable across origins ([`cors`]) |
+//! | `GET /poll`    | [`poll::poll`], readable across origins ([`cors`]) |
 //! | `GET /health`  | [`health::health`]      |
 //! | `GET /ready`   | [`ready::ready`]        |
 //! | `GET /metrics` | [`admin::metrics`]      |
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
@@ -32,6 +33,7 @@ use crate::metrics::Metrics;
 
 pub mod admin;
 pub mod console;
+pub mod cors;
 pub mod health;
 pub mod poll;
 pub mod publish;
@@ -70,7 +72,8 @@ pub struct Shared {
     /// Who may read `/metrics` and `/stats`.
     pub admins: KeyAuth,
     pub metrics: Arc<Metrics>,
-    /// Which web pages may open WebSockets and POST.
+    /// Which web pages may open WebSockets, POST, and read `/events` and
+    /// `/poll` across origins.
     pub origins: OriginPolicy,
     /// `max_connections` and `max_connections_per_ip`.
     pub connections: ConnectionLimiter,
@@ -124,12 +127,14 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
         .service(
             web::resource("/events")
                 .route(web::get().to(sse::events))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(web::to(method_not_allowed))
+                .wrap(from_fn(cors::cross_origin)),
         )
         .service(
             web::resource("/poll")
                 .route(web::get().to(poll::poll))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(web::to(method_not_allowed))
+                .wrap(from_fn(cors::cross_origin)),
         )
         .service(
             web::resource("/metrics")

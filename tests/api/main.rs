@@ -11,6 +11,7 @@ mod cluster;
 mod connections;
 mod console;
 mod contract;
+mod cors;
 mod docs;
 mod health;
 mod helpers;

@@ -39,6 +39,31 @@ class FakeSocket {
   }
 }
 
+class FakeEventSource {
+  constructor(url) {
+    this.url = url;
+    this.closed = false;
+    FakeEventSource.all.push(this);
+  }
+  close() {
+    this.closed = true;
+  }
+  // Test side:
+  accept() {
+    this.onopen();
+  }
+  receive(frame) {
+    this.onmessage({ data: JSON.stringify(frame) });
+  }
+  fail() {
+    this.onerror({});
+  }
+  query() {
+    return new URL(this.url).searchParams;
+  }
+}
+FakeEventSource.all = [];
+
 class FakeStorage {
   constructor() {
     this.items = new Map();
@@ -51,8 +76,11 @@ class FakeStorage {
   }
 }
 
+// Tests of one transport's behaviour use the WebSocket alone and no
+// connect timeout; the fallback tests below set their own.
 function harness(options) {
   FakeSocket.all = [];
+  FakeEventSource.all = [];
   const timers = [];
   const events = [];
   const client = new HeraldClient(
@@ -60,21 +88,28 @@ function harness(options) {
       {
         url: "ws://test/ws",
         WebSocket: FakeSocket,
+        transports: ["websocket"],
+        connectTimeoutMs: 0,
         storage: new FakeStorage(),
         random: () => 0.5,
         setTimeout: (fn, ms) => {
-          timers.push({ fn, ms });
+          timers.push({ fn, ms, cleared: false });
           return timers.length;
         },
-        clearTimeout: () => {},
+        clearTimeout: (id) => {
+          if (timers[id - 1]) {
+            timers[id - 1].cleared = true;
+          }
+        },
       },
       options || {}
     )
   );
-  for (const name of ["state", "registered", "message", "resumed", "reset", "error", "close"]) {
+  const names = ["state", "transport", "registered", "subscribed", "message", "resumed", "reset", "error", "close"];
+  for (const name of names) {
     client.on(name, (payload) => events.push([name, payload]));
   }
-  return { client, timers, events, sockets: FakeSocket.all };
+  return { client, timers, events, sockets: FakeSocket.all, sources: FakeEventSource.all };
 }
 
 test("backoff grows exponentially, is capped, and is jittered within the upper half", () => {
@@ -258,4 +293,340 @@ test("the console never inserts text as HTML", () => {
     const source = fs.readFileSync(path.join(__dirname, "../../static", file), "utf8");
     assert.ok(!/innerHTML|outerHTML|insertAdjacentHTML|document\.write/.test(source), file);
   }
+});
+
+// ---- Transports: options, fallback, resume across a switch, upgrade ----
+
+const { parseTransports, TRANSPORTS } = require(path.join(__dirname, "../../static/herald.js"));
+
+// A fetch whose answers the test gives: each call waits in `calls`.
+function fakeFetch() {
+  const calls = [];
+  const fetch = (url, init) =>
+    new Promise((resolve, reject) => {
+      calls.push({
+        url,
+        init,
+        query: () => new URL(url).searchParams,
+        answer: (status, body) =>
+          resolve({ ok: status >= 200 && status < 300, status, json: () => Promise.resolve(body) }),
+        fail: (error) => reject(error),
+      });
+    });
+  fetch.calls = calls;
+  return fetch;
+}
+
+// Lets promise callbacks (fetch answers, their .json()) run.
+function settle() {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function fallbackHarness(options) {
+  const fetch = fakeFetch();
+  const h = harness(
+    Object.assign(
+      { transports: undefined, EventSource: FakeEventSource, fetch: fetch, upgradeAfterMs: 0 },
+      options || {}
+    )
+  );
+  h.fetch = fetch;
+  // The reconnect that is due: the last timer set and not cleared.
+  h.next = () => {
+    const due = h.timers.filter((t) => !t.cleared && !t.fired);
+    const timer = due[due.length - 1];
+    timer.fired = true;
+    timer.fn();
+    return timer;
+  };
+  h.switches = () => h.events.filter(([n]) => n === "transport").map(([, t]) => [t.previous, t.transport, t.reason]);
+  h.shown = () => h.events.filter(([n]) => n === "message").map(([, f]) => f.seq);
+  return h;
+}
+
+test("transports default to websocket, sse, poll; the option is checked", () => {
+  assert.deepStrictEqual(TRANSPORTS, ["websocket", "sse", "poll"]);
+  assert.deepStrictEqual(parseTransports(undefined), ["websocket", "sse", "poll"]);
+  assert.deepStrictEqual(parseTransports(["poll", "sse"]), ["poll", "sse"]);
+  for (const [bad, says] of [
+    [[], /non-empty list/],
+    ["websocket", /non-empty list/],
+    [["ws"], /unknown transport "ws"/],
+    [["sse", "sse"], /"sse" is listed twice/],
+    [[null], /unknown transport null/],
+  ]) {
+    assert.throws(() => parseTransports(bad), says);
+    assert.throws(() => harness({ transports: bad }), says);
+  }
+  const { client } = fallbackHarness();
+  assert.deepStrictEqual(client.transports, ["websocket", "sse", "poll"]);
+  assert.strictEqual(client.transport, "websocket");
+  // What this environment lacks is left out; nothing left is an error.
+  assert.deepStrictEqual(harness({ transports: ["sse", "websocket"] }).client.transports, ["websocket"]);
+  assert.throws(() => harness({ transports: ["sse"] }), /none of the transports/);
+  assert.throws(() => fallbackHarness({ fallbackAfter: 0 }), /fallbackAfter must be an integer of at least 1/);
+  assert.throws(() => fallbackHarness({ connectTimeoutMs: -1 }), /connectTimeoutMs/);
+  assert.throws(() => fallbackHarness({ upgradeAfterMs: 1.5 }), /upgradeAfterMs/);
+});
+
+test("the event stream and poll URLs are the WebSocket's siblings, or given", () => {
+  const { client } = fallbackHarness({ url: "wss://rt.example.com/herald/ws" });
+  assert.strictEqual(client.eventsUrl, "https://rt.example.com/herald/events");
+  assert.strictEqual(client.pollUrl, "https://rt.example.com/herald/poll");
+  const plain = fallbackHarness({ url: "ws://127.0.0.1:8001/ws" }).client;
+  assert.strictEqual(plain.eventsUrl, "http://127.0.0.1:8001/events");
+  const given = fallbackHarness({ eventsUrl: "https://a/e", pollUrl: "https://a/p" }).client;
+  assert.deepStrictEqual([given.eventsUrl, given.pollUrl], ["https://a/e", "https://a/p"]);
+});
+
+test("a WebSocket that fails before its first frame falls back to SSE, then to polling, with the same backoff", async () => {
+  const h = fallbackHarness({ id: "7", channels: ["news"] });
+  h.client.connect();
+  h.sockets[0].drop(1006); // the upgrade was refused
+  h.next();
+  h.sockets[1].accept(); // opened, but closed before any frame
+  h.sockets[1].drop(1006);
+  assert.strictEqual(h.client.transport, "sse");
+  h.next();
+  assert.strictEqual(h.sockets.length, 2, "no third WebSocket");
+  const q = h.sources[0].query();
+  assert.strictEqual(new URL(h.sources[0].url).pathname, "/events");
+  assert.deepStrictEqual([q.get("id"), q.getAll("channel")], ["7", ["news"]]);
+  h.sources[0].fail();
+  assert.strictEqual(h.sources[0].closed, true, "herald.js does the reconnecting, not EventSource");
+  h.next();
+  h.sources[1].fail();
+  assert.strictEqual(h.client.transport, "poll");
+  h.next();
+  assert.strictEqual(h.fetch.calls.length, 1);
+  assert.strictEqual(new URL(h.fetch.calls[0].url).pathname, "/poll");
+  assert.deepStrictEqual(h.switches(), [
+    ["websocket", "sse", "fallback"],
+    ["sse", "poll", "fallback"],
+  ]);
+  // One backoff sequence across the transports.
+  const delays = h.events.filter(([n, s]) => n === "state" && s.state === "reconnecting").map(([, s]) => s.delayMs);
+  assert.deepStrictEqual(delays, [0, 1, 2, 3].map((n) => backoffDelay(n, {}, () => 0.5)));
+
+  h.fetch.calls[0].answer(200, { messages: [{ type: "message", seq: 3, data: "x" }], epoch: "E", seq: 3 });
+  await settle();
+  const states = h.events.filter(([n]) => n === "state").map(([, s]) => s.state + ":" + s.transport);
+  assert.strictEqual(states[states.length - 1], "open:poll");
+  assert.deepStrictEqual(h.shown(), [3]);
+  assert.deepStrictEqual(h.client.position, { epoch: "E", seq: 3 });
+  // The next poll goes on from there at once.
+  assert.strictEqual(h.fetch.calls.length, 2);
+  assert.deepStrictEqual([h.fetch.calls[1].query().get("since"), h.fetch.calls[1].query().get("epoch")], ["3", "E"]);
+});
+
+test("the transport list sets the order, and fallbackAfter how many failures move on", () => {
+  const h = fallbackHarness({ transports: ["sse", "websocket"], fallbackAfter: 3 });
+  h.client.connect();
+  for (let i = 0; i < 3; i++) {
+    assert.strictEqual(h.sources.length, i + 1);
+    h.sources[i].fail();
+    h.next();
+  }
+  assert.strictEqual(h.sockets.length, 1);
+  assert.deepStrictEqual(h.switches(), [["sse", "websocket", "fallback"]]);
+  // At the end of the list it keeps trying the last one.
+  for (let i = 0; i < 5; i++) {
+    h.sockets[i].drop();
+    h.next();
+  }
+  assert.strictEqual(h.sockets.length, 6);
+  assert.strictEqual(h.sources.length, 3);
+});
+
+test("a WebSocket that opens but says nothing within connectTimeoutMs counts as a failure", () => {
+  const h = fallbackHarness({ connectTimeoutMs: 5000 });
+  h.client.connect();
+  h.sockets[0].accept();
+  const timeout = h.timers.find((t) => t.ms === 5000);
+  timeout.fn();
+  assert.strictEqual(h.sockets[0].closedWith, 1000);
+  const close = h.events.find(([n]) => n === "close")[1];
+  assert.match(close.reason, /no answer within 5000 ms/);
+  h.next();
+  h.sockets[1].accept();
+  h.sockets[1].receive({ type: "connected", epoch: "E", seq: 1 });
+  assert.strictEqual(h.timers.filter((t) => t.ms === 5000)[1].cleared, true, "a first frame ends the wait");
+  assert.strictEqual(h.client.transport, "websocket");
+});
+
+test("a transport that worked reconnects as itself after a drop", () => {
+  const h = fallbackHarness({ id: "1" });
+  h.client.connect();
+  for (let i = 0; i < 4; i++) {
+    h.sockets[i].accept();
+    h.sockets[i].receive({ type: "registered", id: "1", epoch: "E", seq: i });
+    h.sockets[i].drop(1006);
+    h.next();
+  }
+  assert.strictEqual(h.sources.length, 0);
+  assert.deepStrictEqual(h.switches(), []);
+});
+
+test("a switch carries the position: nothing missed, nothing twice", () => {
+  const h = fallbackHarness({ id: "5" });
+  h.client.connect();
+  h.sockets[0].accept();
+  h.sockets[0].receive({ type: "registered", id: "5", epoch: "E", seq: 4 });
+  h.sockets[0].receive({ type: "message", seq: 6, data: "a" });
+  h.sockets[0].drop(1006); // the WebSocket path breaks
+  h.next();
+  h.sockets[1].drop(1006);
+  h.next();
+  h.sockets[2].drop(1006);
+  h.next();
+  const source = h.sources[0];
+  assert.deepStrictEqual([source.query().get("since"), source.query().get("epoch")], ["6", "E"]);
+  source.accept();
+  // The server replays from 6; a repeat of 6 (had it been sent) is dropped.
+  source.receive({ type: "registered", id: "5", epoch: "E", seq: 9 });
+  source.receive({ type: "message", seq: 6, data: "a" });
+  source.receive({ type: "message", seq: 7, data: "b" });
+  source.receive({ type: "message", seq: 9, data: "c" });
+  source.receive({ type: "resumed", since: 6, count: 2, epoch: "E", seq: 9 });
+  source.receive({ type: "message", seq: 10, data: "d" });
+  assert.deepStrictEqual(h.shown(), [6, 7, 9, 10]);
+  assert.deepStrictEqual(h.client.position, { epoch: "E", seq: 10 });
+});
+
+test("over polling: the first answer to a resume stands for resumed; refusals are readable errors", async () => {
+  const storage = new FakeStorage();
+  storage.setItem("herald:ws://test/ws:9", JSON.stringify({ epoch: "E", seq: 10 }));
+  const h = fallbackHarness({ id: "9", channels: ["c"], transports: ["poll"], storage });
+  h.client.connect();
+  assert.deepStrictEqual([h.fetch.calls[0].query().get("since"), h.fetch.calls[0].query().get("id")], ["10", "9"]);
+  assert.strictEqual(h.fetch.calls[0].init.cache, "no-store");
+  h.fetch.calls[0].answer(200, {
+    messages: [{ type: "message", seq: 10, data: "seen" }, { type: "message", seq: 12, data: "missed" }],
+    epoch: "E",
+    seq: 12,
+  });
+  await settle();
+  const seen = h.events
+    .filter(([n]) => ["registered", "subscribed", "message", "resumed"].includes(n))
+    .map(([n, f]) => n + ":" + (f.seq === undefined ? f.id || f.channel : f.seq));
+  assert.deepStrictEqual(seen, ["registered:9", "subscribed:c", "message:12", "resumed:12"]);
+  const resumed = h.events.find(([n]) => n === "resumed")[1];
+  assert.deepStrictEqual([resumed.since, resumed.count], [10, 2]);
+  // An empty answer moves nothing back.
+  h.fetch.calls[1].answer(200, { messages: [], epoch: "E", seq: 12 });
+  await settle();
+  assert.deepStrictEqual(h.client.position, { epoch: "E", seq: 12 });
+  h.fetch.calls[2].answer(429, { error: "too many connections from this address", code: "too_many_connections" });
+  await settle();
+  const error = h.events.find(([n]) => n === "error")[1];
+  assert.deepStrictEqual([error.status, error.code], [429, "too_many_connections"]);
+  const close = h.events.find(([n]) => n === "close")[1];
+  assert.deepStrictEqual([close.transport, close.reason], ["poll", "the poll was answered 429"]);
+  h.next();
+  assert.strictEqual(h.fetch.calls[3].query().get("since"), "12");
+  // A reset is the server's position from then on.
+  h.fetch.calls[3].answer(200, { type: "reset", reason: "epoch changed", epoch: "F", seq: 2 });
+  await settle();
+  assert.deepStrictEqual(h.client.position, { epoch: "F", seq: 2 });
+  assert.strictEqual(h.fetch.calls[4].query().get("epoch"), "F");
+});
+
+test("with a token, SSE and polls carry it in the URL", async () => {
+  const token = fakeJwt(Math.floor(Date.now() / 1000) + 3600);
+  const h = fallbackHarness({ token: token, transports: ["sse", "poll"], channels: ["private:u"] });
+  h.client.connect();
+  await settle();
+  const q = h.sources[0].query();
+  assert.deepStrictEqual([q.get("token"), q.get("await_register"), q.getAll("channel")], [token, null, ["private:u"]]);
+  h.sources[0].fail();
+  h.next();
+  await settle();
+  h.sources[1].fail();
+  h.next();
+  await settle();
+  assert.strictEqual(h.fetch.calls[0].query().get("token"), token);
+  h.fetch.calls[0].answer(200, { messages: [], epoch: "E", seq: 0 });
+  await settle();
+  // Polls have no `registered`: the token's `sub` names the id.
+  assert.strictEqual(h.events.find(([n]) => n === "registered")[1].id, "u");
+});
+
+test("over SSE, subscribing reconnects at once with the new channel, from the same position", () => {
+  const h = fallbackHarness({ transports: ["sse"], channels: ["a"] });
+  h.client.connect();
+  h.sources[0].accept();
+  h.sources[0].receive({ type: "subscribed", channel: "a", epoch: "E", seq: 3 });
+  const timersBefore = h.timers.length;
+  h.client.subscribe("b");
+  assert.strictEqual(h.sources[0].closed, true);
+  assert.strictEqual(h.sources.length, 2, "reconnected at once");
+  assert.strictEqual(h.timers.length, timersBefore, "without a backoff delay");
+  const q = h.sources[1].query();
+  assert.deepStrictEqual([q.getAll("channel"), q.get("since"), q.get("epoch")], [["a", "b"], "3", "E"]);
+});
+
+test("on a fallback, the WebSocket is tried again after upgradeAfterMs; if it fails, back to what worked", () => {
+  const h = fallbackHarness({ upgradeAfterMs: 60000, fallbackAfter: 1, id: "2" });
+  h.client.connect();
+  h.sockets[0].drop(1006);
+  h.next();
+  h.sources[0].accept();
+  h.sources[0].receive({ type: "registered", id: "2", epoch: "E", seq: 1 });
+  const upgrade = h.timers.find((t) => t.ms === 60000);
+  assert.ok(upgrade, "an upgrade is planned once the fallback works");
+  upgrade.fn();
+  assert.strictEqual(h.sources[0].closed, true);
+  assert.strictEqual(h.sockets.length, 2, "the WebSocket is tried at once");
+  assert.strictEqual(h.sockets[1].query().get("since"), "1");
+  h.sockets[1].drop(1006); // still blocked
+  h.next();
+  assert.strictEqual(h.sources.length, 2, "straight back to SSE");
+  assert.strictEqual(h.sources[1].query().get("since"), "1");
+  h.sources[1].receive({ type: "registered", id: "2", epoch: "E", seq: 1 });
+  // Later the WebSocket works again: the client stays on it.
+  h.timers.filter((t) => t.ms === 60000)[1].fn();
+  h.sockets[2].accept();
+  h.sockets[2].receive({ type: "registered", id: "2", epoch: "E", seq: 1 });
+  h.sockets[2].drop(1006);
+  h.next();
+  assert.strictEqual(h.sockets.length, 4);
+  assert.deepStrictEqual(h.switches(), [
+    ["websocket", "sse", "fallback"],
+    ["sse", "websocket", "upgrade"],
+    ["websocket", "sse", "return"],
+    ["sse", "websocket", "upgrade"],
+  ]);
+});
+
+test("close() ends any transport without a reconnect", async () => {
+  const h = fallbackHarness({ transports: ["poll"] });
+  h.client.connect();
+  let aborted = false;
+  h.fetch.calls[0].init.signal.addEventListener("abort", () => {
+    aborted = true;
+  });
+  h.client.close();
+  assert.strictEqual(aborted, true);
+  h.fetch.calls[0].fail(new Error("aborted"));
+  await settle();
+  assert.strictEqual(h.timers.filter((t) => !t.cleared).length, 0);
+  assert.strictEqual(h.events.filter(([n]) => n === "close").length, 1);
+});
+
+test("a poll may wait for its answer: no connect timeout; a token that cannot be had is no transport failure", async () => {
+  const h = fallbackHarness({ transports: ["poll"], connectTimeoutMs: 5000 });
+  h.client.connect();
+  assert.strictEqual(h.timers.filter((t) => t.ms === 5000).length, 0);
+
+  const failing = fallbackHarness({ token: () => Promise.reject(new Error("offline")), connectTimeoutMs: 0 });
+  failing.client.connect();
+  failing.sockets[0].accept();
+  await settle();
+  failing.next();
+  failing.sockets[1].accept();
+  await settle();
+  failing.next();
+  assert.strictEqual(failing.sockets.length, 3, "still the WebSocket");
+  assert.deepStrictEqual(failing.switches(), []);
+  assert.ok(failing.events.some(([n, e]) => n === "error" && /could not get a token/.test(e.error)));
 });
