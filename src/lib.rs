@@ -27,7 +27,8 @@
 //! - [`replay`]: the replay budget: what one resume may pin.
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
-//!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes).
+//!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes;
+//!   its client, TLS included, from `broker/redis_client.rs`).
 //! - [`hub`]: the actors — `NotifyServer` (routing) and the
 //!   sessions: `WsSession`, `SseSession`, `PollWaiter`.
 //! - [`routes`]: the HTTP surface — console page, publish, `/ws`, `/events`,
