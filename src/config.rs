@@ -553,6 +553,12 @@ impl Config {
                 "must be a Redis URL such as redis://127.0.0.1:6379",
             );
         }
+        if let Err(e) = self.broker.check() {
+            return Err(ConfigError::Invalid {
+                key: e.key,
+                reason: e.reason,
+            });
+        }
         if self.private_channel_prefix.is_empty() {
             return invalid("private_channel_prefix", "must not be empty");
         }

@@ -30,7 +30,8 @@
 //! - [`logging`]: log lines as text or JSON (`log_format`).
 //! - [`metrics`]: Prometheus metrics for `/metrics`.
 //! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
-//!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes).
+//!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes;
+//!   its client, TLS included, from `broker/redis_client.rs`).
 //! - [`hub`]: the actors — `NotifyServer` (routing) and the
 //!   sessions: `WsSession`, `SseSession`, `PollWaiter`.
 //! - [`routes`]: the HTTP surface — console page, publish, `/ws`, `/events`,

@@ -11,7 +11,10 @@
 //!   publishing one included, receives it from pub/sub and fans it out to its
 //!   own sessions. Every node subscribes to every message: simple and exact,
 //!   at the cost of each node receiving messages none of its sessions want
-//!   (see docs/deploy.md).
+//!   (see docs/deploy.md). Streams idle for `history_ttl_secs` expire in
+//!   Redis, leaving what a late resume needs to get `reset` (see
+//!   `redis.rs`); `redis_client.rs` builds the Redis client from `[broker]`
+//!   (URL, TLS).
 //!
 //! Either way `NotifyServer` fans out a [`Fanout`] through one function: the
 //! memory broker returns it at once ([`Publishing::Here`]), Redis delivers it
@@ -20,7 +23,9 @@
 
 mod memory;
 mod redis;
+mod redis_client;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +36,7 @@ use serde::Deserialize;
 
 pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
+pub use self::redis_client::InvalidSetting;
 use crate::config::Config;
 use crate::history::StreamKey;
 use crate::hub::messages::{Fanout, GetPresence};
@@ -46,6 +52,15 @@ pub struct BrokerConfig {
     /// Prefix of every Redis key and channel herald uses, so several
     /// clusters can share one Redis.
     pub prefix: String,
+    /// For `rediss://`: a PEM file of the CA certificates to trust instead
+    /// of the built-in web PKI roots (a private CA). Empty: the built-in
+    /// roots.
+    pub ca_file: PathBuf,
+    /// For `rediss://`: a PEM client certificate (chain) to present, for a
+    /// Redis that requires one; with `client_key_file`. Empty: none.
+    pub client_cert_file: PathBuf,
+    /// The private key of `client_cert_file` (PEM).
+    pub client_key_file: PathBuf,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +69,21 @@ impl Default for BrokerConfig {
             kind: BrokerKind::Memory,
             url: "redis://127.0.0.1:6379".into(),
             prefix: "herald".into(),
+            ca_file: PathBuf::new(),
+            client_cert_file: PathBuf::new(),
+            client_key_file: PathBuf::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// For `kind = "redis"`, checks what can be checked before connecting:
+    /// the URL parses, and the TLS files are readable PEM of the right
+    /// kind. Reads those files; connects to nothing.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        match self.kind {
+            BrokerKind::Memory => Ok(()),
+            BrokerKind::Redis => redis_client::client(self).map(|_| ()),
         }
     }
 }
@@ -186,6 +216,7 @@ pub async fn from_config(config: &Config) -> Result<Arc<dyn Broker>, BrokerError
             RedisBroker::connect(
                 &config.broker,
                 config.history_size,
+                config.history_limits().ttl,
                 config.max_replay_bytes,
                 &epoch,
             )

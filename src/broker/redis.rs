@@ -1,5 +1,31 @@
 //! The Redis broker: atomic numbering, bounded history in Redis Streams,
 //! fan-out between nodes over pub/sub.
+//!
+//! Redis memory is bounded by time as well as by `history_size`: a stream
+//! not published to for [`Expiry::keep_ms`] (`history_ttl_secs` and one
+//! [`CLOCK_BUCKETS`]th more) is removed by Redis itself, its `PEXPIRE`
+//! refreshed by each publish in the publish script. Like a stream the
+//! memory history forgets, it leaves one mark for all: *expired*, the newest
+//! seq that may be gone. It comes from the clock (`<prefix>:clock`), a
+//! sorted set of at most `CLOCK_BUCKETS + 2` buckets of
+//! [`Expiry::bucket_ms`]: score, the bucket's start in Redis's time (ms);
+//! member, the newest seq published in it. At any moment `now`, the newest
+//! member of a bucket that started by `now - keep_ms` is *expired*: every
+//! message up to it was published more than `history_ttl_secs` ago (its
+//! bucket ended by then), and every stream Redis removed held only messages
+//! up to it (its last publish was at least `keep_ms` ago). The next publish
+//! folds such buckets into `<prefix>:expired`. Clock and mark expire
+//! `keep_ms` after the last publish, as the last stream does; without them
+//! every seq up to the counter is expired.
+//!
+//! A resume from `since < expired` is a gap, answered with `reset` as the
+//! memory history would: when one of its streams is gone, or when its first
+//! message after `since` is at or below *expired* (older than the TTL). A
+//! stream published to again after it expired starts with *expired* as its
+//! `max-deleted-entry-id`, so a position from before still reads as a gap.
+//! The per-node keys expire too (the ids' HyperLogLog, and the nodes hash
+//! [`PRESENCE_TTL`] after the last report); only the cluster's epoch and
+//! counter, two small keys, live as long as the cluster.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +37,7 @@ use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::redis_client;
 use super::{Announced, Broker, BrokerConfig, BrokerError, BrokerKind, ClusterCounts};
 use super::{Frames, Publishing, Replaying};
 use crate::history::StreamKey;
@@ -20,16 +47,19 @@ use crate::protocol::PendingFrame;
 use crate::replay::{ReplayBudget, REPLAY_ENTRY_OVERHEAD_BYTES};
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
-/// publish order on every node. KEYS: counter, stream, channel. ARGV: the
-/// frame's fields after `seq`, the history bound, the stream's name, and
-/// the highest seq this node has seen: if Redis lost its data, the counter
-/// continues after it instead of starting again at 1 (clients skip seqs
-/// they believe they have).
+/// publish order on every node. KEYS: counter, stream, channel, clock,
+/// expired mark (see the module's header). ARGV: the frame's fields after
+/// `seq`, the history bound, the stream's name, the highest seq this node
+/// has seen (if Redis lost its data, the counter continues after it instead
+/// of starting again at 1: clients skip seqs they believe they have), then
+/// [`Expiry::keep_ms`] and [`Expiry::bucket_ms`].
 ///
 /// The stream keeps exactly `history_size` entries. Older ones go by
 /// `XDEL`, not `XTRIM`: only `XDEL` records the newest removed id in the
 /// stream's `max-deleted-entry-id`, which is how a resume learns that a
-/// message after its position is gone.
+/// message after its position is gone. A stream created anew gets the
+/// expired mark as its `max-deleted-entry-id` (`XSETID`): it may be one
+/// that expired.
 const PUBLISH_SCRIPT: &str = r#"
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[4])
@@ -38,35 +68,69 @@ if seq <= floor then
   redis.call('SET', KEYS[1], seq)
 end
 local frame = '{"type":"message","seq":' .. seq .. ',' .. ARGV[1]
+local keep = tonumber(ARGV[5])
+local width = tonumber(ARGV[6])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local expired
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  expired = seq - 1
+else
+  expired = tonumber(redis.call('GET', KEYS[5]) or '0')
+  local old = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - keep)
+  if #old > 0 then
+    for _, member in ipairs(old) do
+      expired = math.max(expired, tonumber(member))
+    end
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - keep)
+  end
+end
+local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+if #last == 2 and tonumber(last[2]) > now - width then
+  redis.call('ZREM', KEYS[4], last[1])
+  redis.call('ZADD', KEYS[4], last[2], seq)
+else
+  redis.call('ZADD', KEYS[4], now, seq)
+end
+redis.call('PEXPIRE', KEYS[4], keep)
+redis.call('SET', KEYS[5], expired, 'PX', keep)
 local size = tonumber(ARGV[2])
 if size > 0 then
+  local fresh = redis.call('EXISTS', KEYS[2]) == 0
   redis.call('XADD', KEYS[2], seq .. '-0', 'f', frame)
+  if fresh and expired > 0 and expired < seq then
+    redis.call('XSETID', KEYS[2], seq .. '-0', 'MAXDELETEDID', expired .. '-0')
+  end
   local over = redis.call('XLEN', KEYS[2]) - size
   if over > 0 then
     for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', over)) do
       redis.call('XDEL', KEYS[2], entry[1])
     end
   end
+  redis.call('PEXPIRE', KEYS[2], keep)
 end
 local nodes = redis.call('PUBLISH', KEYS[3], ARGV[3] .. '\n' .. seq .. '\n' .. frame)
 return {seq, nodes}
 "#;
 
 /// Reads a resume's replay, atomically and within its budget. KEYS: the
-/// epoch, the counter, then each stream. ARGV: the epoch the position is from, `since`,
-/// the first entry id to read (`<since + 1>-0`, formatted by herald: Lua
-/// would write large numbers in exponent form), `max_replay_bytes`, the
-/// bytes counted per message besides its frame, and the page size of each
-/// `XRANGE`.
+/// epoch, the counter, the clock, the expired mark (see the module's
+/// header), then each stream. ARGV: the epoch the position is from,
+/// `since`, the first entry id to read (`<since + 1>-0`, formatted by
+/// herald: Lua would write large numbers in exponent form),
+/// `max_replay_bytes`, the bytes counted per message besides its frame, the
+/// page size of each `XRANGE`, and [`Expiry::keep_ms`].
 ///
 /// Answers `{outcome, a, b, entries}`: `{"ok", 0, 0, {{id, frame}, …}}`;
 /// `{"epoch", 0, 0, {}}` when the epoch changed; `{"ahead", latest, 0, {}}`
 /// when `since` is past the latest seq; `{"dropped", i, up_to, {}}` when
-/// stream `i` (1-based, in KEYS after the counter) dropped messages after
-/// `since`; `{"over", 0, 0, {}}` as soon as the frames read would
-/// exceed the budget. Redis reads the streams a page at a time and sends
-/// nothing of a replay over the budget, so a resume never costs herald (or
-/// the network) more than `max_replay_bytes`.
+/// stream `i` (1-based, in KEYS after the expired mark) dropped messages
+/// after `since`, by count or by age; `{"forgotten", i, expired, {}}` when
+/// stream `i` is gone from Redis and may have held messages after `since`;
+/// `{"over", 0, 0, {}}` as soon as the frames read would exceed the budget.
+/// Redis reads the streams a page at a time and sends nothing of a replay
+/// over the budget, so a resume never costs herald (or the network) more
+/// than `max_replay_bytes`.
 const REPLAY_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return {'epoch', 0, 0, {}}
@@ -76,21 +140,37 @@ local first = ARGV[3]
 local budget = tonumber(ARGV[4])
 local overhead = tonumber(ARGV[5])
 local page = tonumber(ARGV[6])
+local keep = tonumber(ARGV[7])
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 if since > latest then
   return {'ahead', latest, 0, {}}
 end
+local expired = latest
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  expired = tonumber(redis.call('GET', KEYS[4]) or '0')
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - keep)) do
+    expired = math.max(expired, tonumber(member))
+  end
+end
 local used = 0
 local found = {}
-for i = 3, #KEYS do
+for i = 5, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local info = redis.call('XINFO', 'STREAM', KEYS[i])
     for j = 1, #info - 1, 2 do
       if info[j] == 'max-deleted-entry-id' then
         local dropped = tonumber(string.match(info[j + 1], '^(%d+)')) or 0
         if dropped > since then
-          return {'dropped', i - 2, dropped, {}}
+          return {'dropped', i - 4, dropped, {}}
         end
+      end
+    end
+    if expired > since then
+      local oldest = redis.call('XRANGE', KEYS[i], first, '+', 'COUNT', 1)
+      if #oldest > 0 and tonumber(string.match(oldest[1][1], '^(%d+)')) <= expired then
+        return {'dropped', i - 4, expired, {}}
       end
     end
     local start = first
@@ -113,6 +193,8 @@ for i = 3, #KEYS do
       end
       start = '(' .. entries[#entries][1]
     end
+  elseif expired > since then
+    return {'forgotten', i - 4, expired, {}}
   end
 end
 return {'ok', 0, 0, found}
@@ -120,6 +202,41 @@ return {'ok', 0, 0, found}
 
 /// Entries each `XRANGE` of [`REPLAY_SCRIPT`] reads.
 const REPLAY_PAGE_ENTRIES: usize = 100;
+
+/// Buckets of the clock per `history_ttl_secs`: how finely it tells when a
+/// message expired (a sixteenth of the TTL) against how many entries it
+/// holds (at most this many plus two).
+const CLOCK_BUCKETS: u64 = 16;
+
+/// How long Redis keeps what herald writes, from `history_ttl_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Expiry {
+    /// A bucket of the clock, in ms: `history_ttl_secs / CLOCK_BUCKETS`,
+    /// at least 1.
+    bucket_ms: u64,
+    /// How long a stream, the clock and the expired mark live after the
+    /// last publish to them: `history_ttl_secs` plus one bucket, so that a
+    /// message is never taken for expired before it is `history_ttl_secs`
+    /// old, and is after at most `keep_ms`.
+    keep_ms: u64,
+}
+
+/// The longest TTL Redis is given: ten years. Lua writes numbers past
+/// 10^14 in exponent form, which Redis would refuse as a duration.
+const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+impl Expiry {
+    fn new(ttl: Duration) -> Self {
+        let ttl_ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(MAX_TTL_MS)
+            .min(MAX_TTL_MS);
+        let bucket_ms = (ttl_ms / CLOCK_BUCKETS).max(1);
+        Self {
+            bucket_ms,
+            keep_ms: ttl_ms.saturating_add(bucket_ms),
+        }
+    }
+}
 
 /// What [`REPLAY_SCRIPT`] answers.
 type ReplayReply = (String, u64, u64, Vec<(String, Vec<u8>)>);
@@ -133,6 +250,8 @@ pub struct RedisBroker {
     replay: Arc<redis::Script>,
     prefix: String,
     history_size: usize,
+    /// From `history_ttl_secs`.
+    expiry: Expiry,
     /// `max_replay_bytes`: most one resume may read.
     max_replay_bytes: usize,
     /// The cluster's epoch, read from Redis at connect.
@@ -148,14 +267,29 @@ pub struct RedisBroker {
 impl RedisBroker {
     /// Connects and joins the cluster's epoch (`candidate` if this is the
     /// first node); fails if Redis cannot be reached now. Streams keep
-    /// `history_size` messages; a resume reads at most `max_replay_bytes`.
+    /// `history_size` messages and expire after `history_ttl` without a
+    /// publish (see the module's header); a resume reads at most
+    /// `max_replay_bytes`.
     pub async fn connect(
         config: &BrokerConfig,
         history_size: usize,
+        history_ttl: Duration,
         max_replay_bytes: usize,
         candidate: &str,
     ) -> Result<Self, BrokerError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let client = redis_client::client(config).map_err(|e| {
+            BrokerError::Unavailable(format!("invalid setting `{}`: {}", e.key, e.reason))
+        })?;
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        );
+        if tls {
+            log::info!(
+                "broker: TLS to Redis, trusting {}",
+                redis_client::trusted_roots(config)
+            );
+        }
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -166,6 +300,12 @@ impl RedisBroker {
         let probe = client.get_multiplexed_async_connection();
         match actix_web::rt::time::timeout(Duration::from_secs(3), probe).await {
             Ok(Ok(_)) => {}
+            Ok(Err(e)) if tls => {
+                return Err(BrokerError::Unavailable(format!(
+                    "{e}{}",
+                    tls_hint(&e.to_string(), config)
+                )))
+            }
             Ok(Err(e)) => return Err(unavailable(e)),
             Err(_) => {
                 return Err(BrokerError::Unavailable(format!(
@@ -184,6 +324,7 @@ impl RedisBroker {
             replay: Arc::new(redis::Script::new(REPLAY_SCRIPT)),
             prefix: config.prefix.clone(),
             history_size,
+            expiry: Expiry::new(history_ttl),
             max_replay_bytes,
             epoch: epoch.into(),
             node: format!("{:016x}", rand::random::<u64>()),
@@ -198,6 +339,14 @@ impl RedisBroker {
 
     fn nodes_key(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+
+    /// The clock and the expired mark (see the module's header).
+    fn expiry_keys(&self) -> (String, String) {
+        (
+            format!("{}:clock", self.prefix),
+            format!("{}:expired", self.prefix),
+        )
     }
 
     /// Receives every announced message and hands it to `fanout`, for as
@@ -261,6 +410,8 @@ impl RedisBroker {
                         &node,
                         format!("{} {}", unix_millis(), report.sessions),
                     );
+                    // Gone with the last node (`cluster` drops stale fields).
+                    pipe.pexpire(&nodes_key, PRESENCE_TTL.as_millis() as i64);
                     if let Some(ids) = &report.ids {
                         pipe.del(&ids_key);
                         // PFADD with no element still creates the key.
@@ -299,6 +450,8 @@ impl Broker for RedisBroker {
         let counter = format!("{}:seq", self.prefix);
         let stream = format!("{}:stream:{name}", self.prefix);
         let channel = self.channel();
+        let (clock, expired) = self.expiry_keys();
+        let expiry = self.expiry;
         let fields = frame.fields().to_owned();
         let history_size = self.history_size;
         let floor = self.seen.load(Ordering::Relaxed);
@@ -310,10 +463,14 @@ impl Broker for RedisBroker {
                 .key(counter)
                 .key(stream)
                 .key(channel)
+                .key(clock)
+                .key(expired)
                 .arg(fields)
                 .arg(history_size)
                 .arg(name)
                 .arg(floor)
+                .arg(expiry.keep_ms)
+                .arg(expiry.bucket_ms)
                 .invoke_async(&mut con)
                 .await
                 .map_err(unavailable)?;
@@ -332,7 +489,13 @@ impl Broker for RedisBroker {
         let mut con = self.commands.clone();
         let script = self.replay.clone();
         let prefix = &self.prefix;
-        let mut names = vec![format!("{prefix}:epoch"), format!("{prefix}:seq")];
+        let (clock, expired) = self.expiry_keys();
+        let mut names = vec![
+            format!("{prefix}:epoch"),
+            format!("{prefix}:seq"),
+            clock,
+            expired,
+        ];
         names.extend(
             streams
                 .iter()
@@ -340,6 +503,7 @@ impl Broker for RedisBroker {
         );
         let epoch = self.epoch.clone();
         let max_replay_bytes = self.max_replay_bytes;
+        let keep_ms = self.expiry.keep_ms;
         let keys: Vec<StreamKey> = streams.iter().map(|(key, _)| key.clone()).collect();
         let budget = ReplayBudget::new(max_replay_bytes, since);
         Replaying::Fetching(Box::pin(async move {
@@ -354,6 +518,7 @@ impl Broker for RedisBroker {
                 .arg(max_replay_bytes)
                 .arg(REPLAY_ENTRY_OVERHEAD_BYTES)
                 .arg(REPLAY_PAGE_ENTRIES)
+                .arg(keep_ms)
                 .invoke_async(&mut con)
                 .await
                 .map_err(|e| format!("the message broker is unavailable: {e}"))?;
@@ -377,13 +542,14 @@ impl Broker for RedisBroker {
                     "position {since} is ahead of this cluster ({latest})"
                 )),
                 (outcome, stream, dropped_up_to, _) if outcome == "dropped" => {
-                    let key = usize::try_from(stream)
-                        .ok()
-                        .and_then(|i| keys.get(i.checked_sub(1)?))
-                        .map_or_else(|| "a stream".to_owned(), ToString::to_string);
+                    let key = stream_named(&keys, stream);
                     Err(format!(
                         "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
                     ))
+                }
+                (outcome, stream, ..) if outcome == "forgotten" => {
+                    let key = stream_named(&keys, stream);
+                    Err(format!("history no longer covers {key} after seq {since}"))
                 }
                 (outcome, ..) if outcome == "over" => Err(budget.exceeded().to_string()),
                 (outcome, ..) => Err(format!(
@@ -477,6 +643,40 @@ async fn join_epoch(
         .map_err(unavailable)
 }
 
+/// The stream a replay script's answer names, 1-based in `keys`.
+fn stream_named(keys: &[StreamKey], index: u64) -> String {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| keys.get(i.checked_sub(1)?))
+        .map_or_else(|| "a stream".to_owned(), ToString::to_string)
+}
+
+/// What to check when a TLS connection failed with `error` (as rustls
+/// words it), for the two failures a setting can fix; empty otherwise.
+fn tls_hint(error: &str, config: &BrokerConfig) -> String {
+    if error.contains("CaUsedAsEndEntity") {
+        " (TLS: Redis presents a CA certificate as its own; give Redis a \
+         certificate signed by that CA, or a self-signed one with \
+         basicConstraints CA:FALSE)"
+            .into()
+    } else if error.contains("invalid peer certificate") {
+        format!(
+            " (TLS: Redis's certificate is not signed by {}, or is not for the host \
+             name of broker.url; a private CA goes in broker.ca_file)",
+            redis_client::trusted_roots(config)
+        )
+    } else if error.contains("CertificateRequired")
+        || error.contains("BadCertificate")
+        || error.contains("UnknownCA")
+    {
+        " (TLS: Redis refused this node's client certificate, or requires one: \
+         broker.client_cert_file and broker.client_key_file)"
+            .into()
+    } else {
+        String::new()
+    }
+}
+
 fn unavailable(e: redis::RedisError) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
@@ -529,6 +729,16 @@ fn decode(payload: &[u8]) -> Option<Fanout> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_follows_the_ttl_by_a_sixteenth_and_stays_a_plain_integer() {
+        let e = Expiry::new(Duration::from_secs(300));
+        assert_eq!((e.bucket_ms, e.keep_ms), (18_750, 318_750));
+        let e = Expiry::new(Duration::ZERO);
+        assert_eq!((e.bucket_ms, e.keep_ms), (1, 1));
+        let e = Expiry::new(Duration::from_secs(u64::MAX));
+        assert!(e.keep_ms < 100_000_000_000_000, "{e:?}");
+    }
 
     #[test]
     fn announcements_round_trip() {

@@ -76,6 +76,8 @@ contract!(
     a_position_ahead_of_the_server_gets_a_reset,
     a_replay_within_the_budget_arrives_whole_before_live_messages,
     a_replay_over_the_budget_gets_a_reset_and_nothing_of_it,
+    a_message_older_than_the_history_ttl_is_a_gap_and_a_newer_one_is_replayed,
+    a_message_older_than_the_history_ttl_is_a_gap_in_a_stream_still_in_use,
 );
 
 /// The replay budget of the tests below: 1 MiB.
@@ -326,4 +328,93 @@ async fn a_replay_over_the_budget_gets_a_reset_and_nothing_of_it(backend: Backen
             break;
         }
     }
+}
+
+/// Resumes as `id` from `since`; returns what was replayed and the frame
+/// that ended it (`resumed` or `reset`).
+async fn resume(app: &TestApp, id: &str, since: u64, epoch: &str) -> (Vec<u64>, Value) {
+    let mut back = app
+        .ws(&format!("id={id}&since={since}&epoch={epoch}"))
+        .await;
+    assert_eq!(back.recv_json().await["type"], "registered");
+    read_replay(&mut back).await
+}
+
+async fn a_message_older_than_the_history_ttl_is_a_gap_and_a_newer_one_is_replayed(
+    backend: Backend,
+) {
+    let app = backend.node(|c| c.history_ttl_secs = 2).await;
+    let (epoch, start) = app.position().await;
+    let old = publish(&app, &[("message", "old"), ("id", "63")]).await;
+    // Within the TTL: replayed.
+    let (replayed, end) = resume(&app, "63", start, &epoch).await;
+    assert_eq!((replayed, &end["type"]), (vec![old], &json!("resumed")));
+
+    // Once it is older than the TTL: `reset`, and never a partial replay
+    // on the way there.
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (replayed, end) = resume(&app, "63", start, &epoch).await;
+            if end["type"] == "reset" {
+                assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
+                break;
+            }
+            assert_eq!(replayed, [old], "{end}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the message to expire within 30 s");
+
+    // New messages, on that stream and on the broadcast one: a position
+    // from before the expired message is still a gap; one after it gets
+    // the new ones.
+    let all = publish(&app, &[("message", "new to all")]).await;
+    let new = publish(&app, &[("message", "new"), ("id", "63")]).await;
+    let (replayed, end) = resume(&app, "63", start, &epoch).await;
+    assert_eq!((replayed, &end["type"]), (vec![], &json!("reset")));
+    let (replayed, end) = resume(&app, "63", old, &epoch).await;
+    assert_eq!(
+        (replayed, &end["type"]),
+        (vec![all, new], &json!("resumed"))
+    );
+}
+
+async fn a_message_older_than_the_history_ttl_is_a_gap_in_a_stream_still_in_use(backend: Backend) {
+    let app = backend
+        .node(|c| {
+            c.history_ttl_secs = 2;
+            c.history_size = 1000;
+        })
+        .await;
+    let (epoch, start) = app.position().await;
+    // A session with neither id nor channel: the broadcast stream alone,
+    // which keeps getting messages. A resume from the start gets all of
+    // them until the first is older than the TTL, then `reset`.
+    let resume_all = |since: u64| {
+        let query = format!("since={since}&epoch={epoch}");
+        let app = &app;
+        async move { read_replay(&mut app.ws(&query).await).await }
+    };
+    let mut sent = vec![publish(&app, &[("message", "old")]).await];
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let (replayed, end) = resume_all(start).await;
+            if end["type"] == "reset" {
+                assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
+                break;
+            }
+            assert_eq!(replayed, sent, "{end}");
+            sent.push(publish(&app, &[("message", "more")]).await);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the first message to expire within 30 s");
+
+    // A position after the newest of them still gets what followed.
+    let since = *sent.last().expect("a message");
+    let fresh = publish(&app, &[("message", "fresh")]).await;
+    let (replayed, end) = resume_all(since).await;
+    assert_eq!((replayed, &end["type"]), (vec![fresh], &json!("resumed")));
 }

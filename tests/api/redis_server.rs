@@ -1,8 +1,10 @@
 //! A private `redis-server` per test, on a free port, for the tests of the
-//! redis broker. Without the binary those tests say so and skip, except in
-//! CI (`CI=true`), where they fail.
+//! redis broker; plain, or TLS only with a password ([`Redis::start_tls`]).
+//! Without the binary those tests say so and skip, except in CI
+//! (`CI=true`), where they fail.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,12 +16,38 @@ pub struct Redis {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    tls: Option<RedisTls>,
+}
+
+/// What a TLS Redis is started with. It requires a client certificate
+/// signed by `ca` (Redis's default, `tls-auth-clients yes`) and `password`.
+#[derive(Clone)]
+pub struct RedisTls {
+    /// The CA that signed the server's and clients' certificates (PEM).
+    pub ca: PathBuf,
+    /// The server's certificate and key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A client certificate and key the CA signed, for the readiness check.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub password: String,
 }
 
 impl Redis {
     /// Starts a private Redis, or `None` (after saying so) when the binary
     /// is missing outside CI.
     pub async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Starts a private Redis that speaks TLS only (`--port 0`), or `None`
+    /// as [`Redis::start`].
+    pub async fn start_tls(tls: RedisTls) -> Option<Self> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<RedisTls>) -> Option<Self> {
         if Command::new("redis-server")
             .arg("--version")
             .output()
@@ -40,14 +68,28 @@ impl Redis {
             child: None,
             port,
             dir: tempfile::tempdir().expect("temp dir"),
+            tls,
         };
         redis.restart().await;
         Some(redis)
     }
 
     pub async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--requirepass", &tls.password]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -55,6 +97,15 @@ impl Redis {
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
+        if self.tls.is_some() {
+            within("redis to answer PING over TLS", async {
+                while self.tls_ping().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            return;
+        }
         within("redis to answer PING", async {
             loop {
                 if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
@@ -123,8 +174,43 @@ impl Redis {
             .unwrap_or_else(|| panic!("{name} in INFO stats"))
     }
 
+    /// PING over TLS, with the client certificate and the password.
+    async fn tls_ping(&self) -> redis::RedisResult<()> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let read = |path: &PathBuf| std::fs::read(path).expect("a test certificate file");
+        let client = redis::Client::build_with_tls(
+            self.url(),
+            redis::TlsCertificates {
+                client_tls: Some(redis::ClientTlsConfig {
+                    client_cert: read(&tls.client_cert),
+                    client_key: read(&tls.client_key),
+                }),
+                root_cert: Some(read(&tls.ca)),
+            },
+        )?;
+        let mut con = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut con).await?;
+        Ok(())
+    }
+
+    /// A client connection (plain Redis only), for a test's own queries.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("the test Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis answers")
+    }
+
+    /// Redis's URL: `redis://`, or for TLS `rediss://` with the password.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(tls) => format!("rediss://:{}@127.0.0.1:{}", tls.password, self.port),
+        }
     }
 }
 
