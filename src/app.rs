@@ -366,12 +366,30 @@ impl Application {
                 config.trusted_proxies.join(", ")
             );
         }
-        if proxies.covers_loopback() && config.trust_loopback && config.publish_keys.is_empty() {
-            log::warn!(
-                "trusted_proxies covers a loopback address: peers there are proxies, never \
-                 local publishers, so keyless publishing from this machine through it is \
-                 refused; set publish_keys (HERALD_PUBLISH_KEYS)"
-            );
+        for warning in proxies.warnings() {
+            log::warn!("{warning}");
+        }
+        if proxies.covers_loopback() && config.trust_loopback {
+            let keyless: Vec<&str> = [
+                (
+                    config.publish_keys.is_empty(),
+                    "publishing (set publish_keys)",
+                ),
+                (
+                    config.admin_keys.is_empty(),
+                    "/metrics and /stats (set admin_keys)",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(empty, what)| empty.then_some(what))
+            .collect();
+            if !keyless.is_empty() {
+                log::warn!(
+                    "trusted_proxies covers a loopback address: peers there are proxies, never \
+                     local, so keyless {} from this machine is refused",
+                    keyless.join(" and ")
+                );
+            }
         }
         log::info!("herald listening on http://{local}");
         if config.publish_keys.is_empty() {

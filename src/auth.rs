@@ -183,8 +183,10 @@ impl KeyAuth {
             return Ok(());
         }
         Err(ApiError::Forbidden(format!(
-            "{role} access is open to this machine only while no {role} key is configured: \
-             set {setting} in config.toml (or {variable}) and send Authorization: Bearer <key>"
+            "{role} access without a key is open only to direct connections from this machine \
+             (not through a proxy, nor from a peer listed in trusted_proxies) while no {role} \
+             key is configured: set {setting} in config.toml (or {variable}) and send \
+             Authorization: Bearer <key>"
         )))
     }
 }

@@ -35,6 +35,8 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
     nets: Vec<IpNet>,
+    /// The entries as written, for the startup warnings.
+    entries: Vec<String>,
 }
 
 /// Why a `trusted_proxies` entry was refused.
@@ -52,11 +54,34 @@ impl TrustedProxies {
             .iter()
             .map(|entry| parse_entry(entry))
             .collect::<Result<_, _>>()?;
-        Ok(Self { nets })
+        Ok(Self {
+            nets,
+            entries: entries.iter().map(|e| e.trim().to_owned()).collect(),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
+    }
+
+    /// What a deployer should hear at startup about these entries: one
+    /// that trusts every address, or one written with host bits (read as
+    /// its network).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for (net, entry) in self.nets.iter().zip(&self.entries) {
+            if net.prefix_len() == 0 {
+                warnings.push(format!(
+                    "trusted_proxies entry {entry} trusts every address: any client can \
+                     choose the address herald sees with X-Forwarded-For"
+                ));
+            } else if entry.parse::<IpNet>().is_ok_and(|written| written != *net) {
+                warnings.push(format!(
+                    "trusted_proxies entry {entry} is read as the network {net}"
+                ));
+            }
+        }
+        warnings
     }
 
     /// Whether `ip` is a trusted proxy (IPv4-mapped IPv6 addresses as
@@ -235,6 +260,18 @@ mod tests {
     fn proxies(entries: &[&str]) -> TrustedProxies {
         let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
         TrustedProxies::parse(&entries).unwrap()
+    }
+
+    #[test]
+    fn entries_that_trust_everyone_or_carry_host_bits_are_warned_about() {
+        assert!(proxies(&["127.0.0.1/32", "10.0.0.0/8", "::1"])
+            .warnings()
+            .is_empty());
+        let warnings = proxies(&["10.0.0.1/8", "0.0.0.0/0", "::/0"]).warnings();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("10.0.0.0/8"), "{warnings:?}");
+        assert!(warnings[1].contains("every address"), "{warnings:?}");
+        assert!(warnings[2].contains("every address"), "{warnings:?}");
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {

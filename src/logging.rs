@@ -29,8 +29,20 @@ pub fn init(format: LogFormat) {
         });
     }
     if builder.try_init().is_ok() && format == LogFormat::Json {
-        // A panic is one JSON line too, not the default hook's text.
-        std::panic::set_hook(Box::new(|info| log::error!(target: "panic", "{info}")));
+        // A panic is one JSON line too, not the default hook's text, and is
+        // written whatever RUST_LOG filters, as the default hook would.
+        std::panic::set_hook(Box::new(|info| {
+            let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let _ = write_json_line(
+                &mut io::stderr().lock(),
+                &time,
+                &log::Record::builder()
+                    .args(format_args!("{info}"))
+                    .level(log::Level::Error)
+                    .target("panic")
+                    .build(),
+            );
+        }));
     }
 }
 

@@ -410,21 +410,42 @@ impl DisconnectReason {
 const MAX_LOGGED_DETAIL_CHARS: usize = 200;
 
 /// `text` fit for one log line: control, format and line-separator
-/// characters escaped (`\n`, `\u{202e}`), cut at
-/// [`MAX_LOGGED_DETAIL_CHARS`].
+/// characters escaped (`\n`, `\u{202e}`), anything shaped like a JWT (a
+/// client's token quoted back in a parse error) replaced by `<token>`, cut
+/// at [`MAX_LOGGED_DETAIL_CHARS`].
 pub struct LogSafe<'a>(pub &'a str);
+
+/// A JWT's header is base64url of `{"`: `eyJ`. A run of base64url and dots
+/// at least this long after it is taken for a token.
+const MIN_REDACTED_TOKEN_CHARS: usize = 16;
 
 impl fmt::Display for LogSafe<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, c) in self.0.chars().enumerate() {
-            if i == MAX_LOGGED_DETAIL_CHARS {
+        let mut rest = self.0;
+        let mut written = 0;
+        while let Some(c) = rest.chars().next() {
+            if written >= MAX_LOGGED_DETAIL_CHARS {
                 return f.write_str("…");
+            }
+            if rest.starts_with("eyJ") {
+                let run = rest
+                    .bytes()
+                    .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                    .count();
+                if run >= MIN_REDACTED_TOKEN_CHARS {
+                    f.write_str("<token>")?;
+                    rest = &rest[run..];
+                    written += 1;
+                    continue;
+                }
             }
             if c == '\\' || c.is_control() || crate::ids::is_invisible(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;
             }
+            rest = &rest[c.len_utf8()..];
+            written += 1;
         }
         Ok(())
     }
@@ -439,5 +460,32 @@ impl fmt::Display for DisconnectReason {
             Self::Flooding => f.write_str("too many frames (max_client_frames_per_sec)"),
             other => f.write_str(other.close_text()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogSafe;
+
+    #[test]
+    fn a_token_quoted_back_in_client_text_is_not_logged() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI2MyJ9.c2lnbmF0dXJlLWJ5dGVz";
+        let text = format!("unknown variant `{token}`, expected one of `register`");
+        let logged = LogSafe(&text).to_string();
+        assert_eq!(
+            logged,
+            "unknown variant `<token>`, expected one of `register`"
+        );
+        // Short runs and other words stay.
+        assert_eq!(LogSafe("eyJ-short").to_string(), "eyJ-short");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_long_text_cut() {
+        assert_eq!(LogSafe("a\nb\u{202e}").to_string(), "a\\nb\\u{202e}");
+        let long = "x".repeat(500);
+        let logged = LogSafe(&long).to_string();
+        assert_eq!(logged.chars().count(), super::MAX_LOGGED_DETAIL_CHARS + 1);
+        assert!(logged.ends_with('…'));
     }
 }

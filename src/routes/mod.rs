@@ -7,7 +7,7 @@
 //! | `GET /ws`      | [`ws::upgrade`]         |
 //! | `GET /events`  | [`sse::events`], readable across origins ([`cors`]) |
 //! | `GET /poll`    | [`poll::poll`], readable across origins ([`cors`]) |
-//! | `GET /health`  | [`health::health`]      |
+//! | `GET /health`  | [`health::health`] (and `HEAD`, as `/`, `/ready`, `/static/*`) |
 //! | `GET /ready`   | [`ready::ready`]        |
 //! | `GET /metrics` | [`admin::metrics`]      |
 //! | `GET /stats`   | [`admin::stats`]        |
@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use actix::Addr;
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
 use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
@@ -115,7 +115,7 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
         }
         cfg.service(
             web::resource("/")
-                .route(web::get().to(console::page))
+                .route(get_or_head().to(console::page))
                 .route(web::post().to(publish::publish))
                 .default_service(web::to(method_not_allowed)),
         )
@@ -148,21 +148,29 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
         )
         .service(
             web::resource("/health")
-                .route(web::get().to(health::health))
+                .route(get_or_head().to(health::health))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/ready")
-                .route(web::get().to(ready::ready))
+                .route(get_or_head().to(ready::ready))
                 .default_service(web::to(method_not_allowed)),
         );
         match static_dir {
             Some(dir) => cfg.service(actix_files::Files::new("/static", dir)),
             None => cfg.service(
-                web::resource("/static/{name}").route(web::get().to(crate::assets::serve)),
+                web::resource("/static/{name}").route(get_or_head().to(crate::assets::serve)),
             ),
         };
     }
+}
+
+/// `GET`, and `HEAD` with the same head and no body (actix-web leaves the
+/// body out), for the routes a monitor or a load balancer may probe with
+/// `HEAD`: the console page, `/health`, `/ready` and the static files.
+/// Not `/events` or `/poll`, whose `GET` opens a session.
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {

@@ -121,6 +121,20 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
     raw.send_frame(FIN | OP_TEXT, forged.as_bytes(), true).await;
     raw.expect_close().await;
     let refused = event(&mut herald, &mut seen, "refused").await;
+    // A token sent where it does not belong is quoted back in the parse
+    // error: the client sees it, the log does not.
+    let mut raw = RawWs::connect(herald.port, "").await;
+    let misplaced = format!("{{\"type\":\"{token}\"}}");
+    raw.send_frame(FIN | OP_TEXT, misplaced.as_bytes(), true)
+        .await;
+    raw.expect_close().await;
+    let quoted = event(&mut herald, &mut seen, "refused").await;
+    assert!(
+        quoted["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("<token>")),
+        "{quoted}"
+    );
     assert_eq!(refused["reason"], "unauthorized");
     assert_eq!(refused["close_code"], 4001);
     let detail = refused["detail"].as_str().expect("a detail");

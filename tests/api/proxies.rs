@@ -111,6 +111,10 @@ async fn a_proxy_is_never_a_local_publisher() {
     // Even without a header: a peer in trusted_proxies is a proxy.
     let (status, body) = app.publish_form(&[("message", "m")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("trusted_proxies"),
+        "the answer names the setting that makes it a proxy: {body}"
+    );
     let resp = app.http.get(app.url("/stats")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN, "nor a local admin");
 

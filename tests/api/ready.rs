@@ -157,3 +157,19 @@ async fn the_drain_ends_by_itself_then_sessions_close() {
     let status = within("herald to exit", herald.child.wait()).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[actix_web::test]
+async fn head_probes_answer_like_get_without_a_body() {
+    let app = spawn_app().await;
+    for path in ["/ready", "/health", "/", "/static/herald.js"] {
+        let mut resp = app.http.head(app.url(path)).send().await.expect("HEAD");
+        assert_eq!(resp.status(), StatusCode::OK, "HEAD {path}");
+        let body = resp.body().await.expect("no body");
+        assert!(body.is_empty(), "HEAD {path} sent {} bytes", body.len());
+    }
+    // HEAD does not open a session.
+    for path in ["/events", "/poll"] {
+        let resp = app.http.head(app.url(path)).send().await.expect("HEAD");
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "HEAD {path}");
+    }
+}
