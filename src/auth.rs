@@ -220,6 +220,13 @@ impl Origin {
             _ => return None,
         };
         let (host, port) = split_host_port(rest, default_port)?;
+        // Browsers send a host as ASCII (an IDN in its xn-- form), never a
+        // pattern: `*.example.com` or `bücher.example` could never match.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':');
+        if !bare.chars().all(plain) {
+            return None;
+        }
         Some(Self { scheme, host, port })
     }
 

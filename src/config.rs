@@ -516,7 +516,10 @@ impl Config {
         {
             return invalid(
                 "allowed_origins",
-                &format!("{bad:?} is not an origin like \"https://example.com\" or \"*\""),
+                &format!(
+                    "{bad:?} is not an origin like \"https://example.com\" or \"*\" \
+                     (no paths or wildcards; an international name in its xn-- form)"
+                ),
             );
         }
         if self.shutdown_drain_ms > MAX_SHUTDOWN_DRAIN_MS {
@@ -1058,14 +1061,26 @@ prefix = \"p\"\n",
 
     #[test]
     fn allowed_origins_must_be_origins() {
-        for good in ["https://example.com", "http://localhost:3000", "*"] {
+        for good in [
+            "https://example.com",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+            "https://xn--bcher-kva.example",
+            "*",
+        ] {
             let config = Config {
                 allowed_origins: vec![good.into()],
                 ..Config::default()
             };
             assert!(config.validate().is_ok(), "{good}");
         }
-        for bad in ["example.com", "https://example.com/path", "ftp://x"] {
+        for bad in [
+            "example.com",
+            "https://example.com/path",
+            "ftp://x",
+            "https://*.example.com",
+            "http://bücher.example",
+        ] {
             let config = Config {
                 allowed_origins: vec![bad.into()],
                 ..Config::default()
