@@ -15,9 +15,9 @@
  * shortly before the token expires, to refresh it.
  *
  * Transports: a WebSocket first; when it fails `fallbackAfter` (2) times
- * in a row before the server's first frame (it cannot open, closes, or
- * brings no frame within `connectTimeoutMs`, 10 s), Server-Sent Events
- * (`/events`) the same way, then long-polling (`/poll`).
+ * in a row (it cannot open, closes or brings no frame within
+ * `connectTimeoutMs`, 10 s, or drops again before it made progress),
+ * Server-Sent Events (`/events`) the same way, then long-polling (`/poll`).
  * `transports: ["websocket", "sse", "poll"]` sets the order, or leaves some
  * out. Each connection resumes from the
  * client's position, whatever carried the one before, so a switch loses
@@ -28,13 +28,30 @@
  * tells each change. Over SSE and polling the client only listens:
  * register/subscribe/unsubscribe reconnect with the new URL.
  *
+ * Progress: the reconnect backoff starts again from its first step only
+ * when a connection made progress: it delivered a message (the position
+ * moved on), or it stayed up `STABLE_AFTER_MS` (10 s; a poll: herald
+ * held it a second or more, waiting for a message). A connection that
+ * ends without progress counts as a failure: the next waits longer, and
+ * `fallbackAfter` of them in a row move to the next transport. A poll
+ * answered at once without moving the position (a `reset`, an empty
+ * answer a cache replays) is followed by a backoff step, not a new poll at
+ * once; an unreadable poll answer is a failure; a refused poll's
+ * `Retry-After` is the least the next attempt waits. An event stream from
+ * which nothing (message or ping) arrives for 3 heartbeats
+ * (`heartbeatIntervalMs`, 5 s, until the stream names its own) and a poll
+ * unanswered after `pollTimeoutMs` (25 s) plus 3 heartbeats are given up
+ * and reconnected from the position. (The event stream is watched from
+ * herald's first ping, which comes at its opening.)
+ *
  * Events: "state" (connecting | open | reconnecting | closed, with details
  * and the transport), "transport" (a change of transport), "registered",
  * "subscribed", "unsubscribed", "refreshed", "message", "resumed" (missed
  * messages were delivered), "reset" (they could not be: reload your state),
  * "error" (error frames from the server, and readable error answers to a
  * poll), "close". Works in browsers and, with injected WebSocket,
- * EventSource, fetch and storage, in Node.
+ * EventSource, fetch and storage (and setTimeout, clearTimeout, now and
+ * random for tests), in Node.
  */
 (function (root, factory) {
   const api = factory();
@@ -48,6 +65,29 @@
   "use strict";
 
   const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 30000 };
+
+  /* A connection up this long (from its first frame) worked, messages or
+     not: its end starts the backoff again from the first step. */
+  const STABLE_AFTER_MS = 10000;
+
+  /* A poll herald held this long was waiting for a message (up to its
+     `poll_timeout_secs`): a real long-poll, even if it brought none. A
+     cache or a portal answers at once. */
+  const HELD_POLL_MS = 1000;
+
+  /* Heartbeats without a word (message or ping) after which an event
+     stream, or a poll past the server's poll timeout, is stalled. */
+  const STALL_HEARTBEATS = 3;
+
+  /* The shortest heartbeat an event stream's ping may announce; shorter
+     ones count as this, so a stall is never declared sooner than 3 s. */
+  const MIN_HEARTBEAT_MS = 1000;
+
+  /* The longest `Retry-After` honoured: a proxy's wild value waits this. */
+  const MAX_RETRY_AFTER_MS = 5 * 60 * 1000;
+
+  /* Token refreshes are never closer together than this. */
+  const MIN_REFRESH_DELAY_MS = 1000;
 
   /* Every transport, in the default order of preference. */
   const TRANSPORTS = ["websocket", "sse", "poll"];
@@ -96,6 +136,34 @@
       throw new TypeError(name + " must be an integer of at least " + min);
     }
     return value;
+  }
+
+  /* A `Retry-After` value in ms (0 when absent or unreadable): delay
+     seconds, or an HTTP date; at most MAX_RETRY_AFTER_MS. The two forms
+     of RFC 9110 need no library: digits, or what Date.parse reads. */
+  function retryAfterMs(value, nowMs) {
+    if (typeof value !== "string") {
+      return 0;
+    }
+    const text = value.trim();
+    let ms = 0;
+    if (/^[0-9]+$/.test(text)) {
+      ms = Number(text) * 1000;
+    } else {
+      const date = Date.parse(text);
+      ms = Number.isNaN(date) ? 0 : date - nowMs;
+    }
+    return Math.min(Math.max(0, ms), MAX_RETRY_AFTER_MS);
+  }
+
+  /* Whether a poll's answer is one herald gives: `{"messages":[…],
+     "epoch":E,"seq":S}`, or a `reset` frame with its position. */
+  function readablePollAnswer(answer) {
+    if (answer === null || typeof answer !== "object") {
+      return false;
+    }
+    const position = typeof answer.epoch === "string" && Number.isSafeInteger(answer.seq);
+    return position && (answer.type === "reset" || Array.isArray(answer.messages));
   }
 
   /* The claims of a JWT, or null. Read only to time the refresh and to
@@ -177,6 +245,9 @@
       this.random = opts.random || Math.random;
       this.setTimer = opts.setTimeout || ((fn, ms) => setTimeout(fn, ms));
       this.clearTimer = opts.clearTimeout || ((t) => clearTimeout(t));
+      this.heartbeatIntervalMs = countOption(opts, "heartbeatIntervalMs", 5000, 1);
+      this.pollTimeoutMs = countOption(opts, "pollTimeoutMs", 25000, 0);
+      this.now = opts.now || (() => Date.now());
       this.refreshLeadMs = opts.refreshLeadMs || 30000;
       this.storage = opts.storage === undefined ? defaultStorage() : opts.storage;
       this.storageKey =
@@ -188,7 +259,8 @@
       // Index in `transports` of the transport in use or to try next.
       this.index = 0;
       this.transport = this.transports[0];
-      // Failures in a row of the current transport before a first frame.
+      // Connections in a row of the current transport that ended without
+      // progress (see `progressed`).
       this.failures = 0;
       // While trying better transports again: the index to come back to.
       this.returnIndex = null;
@@ -333,9 +405,26 @@
         transport: transport,
         gotFrame: false,
         ended: false,
+        // The connect timeout, until the first frame.
         timer: null,
         since: this.position ? this.position.seq : null,
         teardown: () => {},
+        // Whether it made progress (see `progressed`).
+        progressed: false,
+        // When its first frame came, and when anything last came (an
+        // event stream's pings included).
+        frameAt: null,
+        heardAt: this.now(),
+        // An event stream's heartbeat: herald.js's guess until a ping
+        // names the server's.
+        heartbeatMs: this.heartbeatIntervalMs,
+        // The stall watchdog (event stream, or the poll in flight), and
+        // whether an event stream's has started.
+        watchdog: null,
+        watched: false,
+        // A poll's wait between two answers, and what ends it early.
+        pause: null,
+        wake: null,
       };
       this.conn = conn;
       // A poll may wait for its answer up to the server's poll timeout (a
@@ -401,32 +490,105 @@
       source.onopen = () => {
         if (this.conn === conn) {
           this.emit("state", { state: "open", transport: conn.transport });
+          conn.heardAt = this.now();
         }
       };
       source.onmessage = (event) => {
         if (this.conn === conn) {
+          conn.heardAt = this.now();
           this.received(conn);
           this.dispatch(event.data);
         }
       };
+      // herald's keep-alive: an event named `ping` (which `onmessage` does
+      // not see), `{"heartbeat_interval_ms":N}`, at the opening and every
+      // heartbeat. The first one starts the stall watchdog: a server that
+      // sends none (an older herald) is not watched, rather than left
+      // every few seconds. (An injected EventSource without listeners is
+      // not watched either.)
+      if (typeof source.addEventListener === "function") {
+        source.addEventListener("ping", (event) => {
+          if (this.conn === conn) {
+            conn.heardAt = this.now();
+            this.learnHeartbeat(conn, event.data);
+            if (!conn.watched) {
+              conn.watched = true;
+              this.watchStream(conn);
+            }
+          }
+        });
+      }
       source.onerror = () => this.ended(conn, { code: 1006, reason: "the event stream failed" });
       this.scheduleRefresh(token);
     }
 
+    /* Takes the heartbeat a ping names (at least MIN_HEARTBEAT_MS); an
+       unreadable ping still counts as something heard. */
+    learnHeartbeat(conn, data) {
+      try {
+        const ms = JSON.parse(data).heartbeat_interval_ms;
+        if (Number.isSafeInteger(ms) && ms > 0) {
+          conn.heartbeatMs = Math.max(MIN_HEARTBEAT_MS, ms);
+        }
+      } catch (e) {
+        // Not JSON: keep the heartbeat as it was.
+      }
+    }
+
+    /* From an event stream's first ping on: when nothing (message or ping)
+       came for STALL_HEARTBEATS heartbeats, the path stalled (a proxy
+       that holds the connection open but passes nothing): it is closed,
+       and the next connection resumes from the position. */
+    watchStream(conn) {
+      const check = () => {
+        conn.watchdog = null;
+        if (conn.ended) {
+          return;
+        }
+        const limitMs = STALL_HEARTBEATS * conn.heartbeatMs;
+        const silentMs = this.now() - conn.heardAt;
+        if (silentMs >= limitMs) {
+          this.ended(conn, { code: 1006, reason: "nothing from the server for " + silentMs + " ms" });
+        } else {
+          conn.watchdog = this.setTimer(check, limitMs - silentMs);
+        }
+      };
+      this.clearWatchdog(conn);
+      conn.watchdog = this.setTimer(check, STALL_HEARTBEATS * conn.heartbeatMs);
+    }
+
+    clearWatchdog(conn) {
+      if (conn.watchdog !== null) {
+        this.clearTimer(conn.watchdog);
+        conn.watchdog = null;
+      }
+    }
+
     /* Long-polling: one GET after another, each from the position the last
-       answer gave, for as long as they succeed. */
+       answer gave. A poll that moved the position on, or that the server
+       held HELD_POLL_MS or more (it waits for a message), is followed by
+       the next at once; one answered at once without moving it (a `reset`, an empty
+       answer a cache replays) by a backoff step first. A poll unanswered
+       `pollTimeoutMs` plus 3 heartbeats after it was sent, or answered
+       with something unreadable, is a failure. */
     async poll(conn, token) {
       const Abort = globalOf("AbortController");
       const controller = Abort ? new Abort() : null;
       conn.teardown = () => controller && controller.abort();
       this.scheduleRefresh(token);
+      const limitMs = this.pollTimeoutMs + STALL_HEARTBEATS * this.heartbeatIntervalMs;
       while (!conn.ended) {
         const init = { cache: "no-store" };
         if (controller) {
           init.signal = controller.signal;
         }
+        const sentAt = this.now();
+        conn.watchdog = this.setTimer(() => {
+          conn.watchdog = null;
+          const reason = "no answer to the poll within " + limitMs + " ms";
+          this.ended(conn, { code: 1006, reason: reason, failure: true });
+        }, limitMs);
         let response;
-        let answer;
         try {
           response = await this.fetchImpl(this.connectUrl("poll", token), init);
         } catch (e) {
@@ -441,26 +603,60 @@
           return;
         }
         if (!conn.gotFrame) {
+          // Accepted: herald may now hold the answer until a message comes.
           this.received(conn);
-          this.attempt = 0;
           this.emit("state", { state: "open", transport: conn.transport });
           this.greet(token);
         }
+        let answer;
         try {
           answer = await response.json();
         } catch (e) {
-          this.ended(conn, { code: 1006, reason: "the poll answer was cut or unreadable" });
+          this.ended(conn, { code: 1006, reason: "the poll answer was cut or unreadable", failure: true });
           return;
         }
-        if (!conn.ended) {
-          this.pollAnswer(conn, answer);
+        if (conn.ended) {
+          return;
+        }
+        this.clearWatchdog(conn);
+        if (!readablePollAnswer(answer)) {
+          this.emit("error", { type: "error", error: "unreadable poll answer from server" });
+          this.ended(conn, { code: 1006, reason: "the poll answer was unreadable", failure: true });
+          return;
+        }
+        const moved = this.pollAnswer(conn, answer);
+        if (conn.ended) {
+          return; // a handler closed or reconnected
+        }
+        if (moved || this.now() - sentAt >= HELD_POLL_MS) {
+          this.progressed(conn);
+        } else {
+          await this.pause(conn);
         }
       }
     }
 
+    /* Waits one backoff step within a poll connection (ended early by its
+       end). */
+    pause(conn) {
+      const delayMs = backoffDelay(this.attempt, this.backoff, this.random);
+      this.attempt += 1;
+      return new Promise((resolve) => {
+        conn.wake = resolve;
+        conn.pause = this.setTimer(() => {
+          conn.pause = null;
+          conn.wake = null;
+          resolve();
+        }, delayMs);
+      });
+    }
+
     /* A refused poll: its JSON error (readable from another origin too,
-       when that origin is allowed) goes to "error", then the reconnect. */
+       when that origin is allowed) goes to "error", then the reconnect,
+       no sooner than its `Retry-After`. */
     async pollRefused(conn, response) {
+      const headers = response.headers;
+      const retryAfter = headers && typeof headers.get === "function" ? headers.get("Retry-After") : null;
       let body = null;
       try {
         body = await response.json();
@@ -473,7 +669,11 @@
       if (body && typeof body.error === "string") {
         this.emit("error", { type: "error", error: body.error, code: body.code, status: response.status });
       }
-      this.ended(conn, { code: 1006, reason: "the poll was answered " + response.status });
+      this.ended(conn, {
+        code: 1006,
+        reason: "the poll was answered " + response.status,
+        retryAfterMs: retryAfterMs(retryAfter, this.now()),
+      });
     }
 
     /* What a WebSocket or an event stream would have said at connect:
@@ -490,18 +690,17 @@
       }
     }
 
-    /* `{"messages":[…],"epoch":E,"seq":S}` or a `reset` frame. The first
-       answer to a resume stands for `resumed`. */
+    /* `{"messages":[…],"epoch":E,"seq":S}` or a `reset` frame (checked by
+       `readablePollAnswer`). The first answer to a resume stands for
+       `resumed`. Says whether the position moved on: a message shown, or
+       a later seq in the same epoch (or a first position). A `reset` is
+       not progress: taking its position, the client has received nothing. */
     pollAnswer(conn, answer) {
-      if (answer && answer.type === "reset") {
+      if (answer.type === "reset") {
         this.dispatch(answer);
-        return;
+        return false;
       }
-      if (!answer || !Array.isArray(answer.messages) || typeof answer.epoch !== "string" ||
-          !Number.isSafeInteger(answer.seq)) {
-        this.emit("error", { type: "error", error: "unreadable poll answer from server" });
-        return;
-      }
+      const before = this.position;
       for (const frame of answer.messages) {
         this.dispatch(frame);
       }
@@ -517,6 +716,8 @@
         const same = this.position && this.position.epoch === answer.epoch;
         this.setPosition(answer.epoch, same ? Math.max(answer.seq, this.position.seq) : answer.seq);
       }
+      const after = this.position;
+      return after !== null && (before === null || (before.epoch === after.epoch && after.seq > before.seq));
     }
 
     /* Runs `then(token)` once the token for this connection is known (at
@@ -542,27 +743,51 @@
       );
     }
 
-    /* The first frame (or the first good poll answer) of a connection: the
-       transport works. */
+    /* The first frame (or the first poll accepted) of a connection: it
+       opened. Whether it works is for `progressed`. */
     received(conn) {
       if (conn.gotFrame) {
         return;
       }
       conn.gotFrame = true;
+      conn.frameAt = this.now();
       if (conn.timer !== null) {
         this.clearTimer(conn.timer);
         conn.timer = null;
       }
-      this.failures = 0;
-      this.returnIndex = null;
       if (this.index > 0 && this.upgradeAfterMs > 0) {
         this.scheduleUpgrade(conn);
       }
     }
 
+    /* The connection works: it delivered a message or moved the position
+       on, or stayed up STABLE_AFTER_MS. The backoff starts again from its
+       first step, the failures in a row are forgotten, and a transport
+       being tried again is kept. */
+    progressed(conn) {
+      conn.progressed = true;
+      this.attempt = 0;
+      this.failures = 0;
+      this.returnIndex = null;
+    }
+
+    /* Whether a WebSocket or an event stream stayed up STABLE_AFTER_MS
+       from its first frame: an event stream until the last thing it
+       brought (a stalled one was not up while silent), a WebSocket until
+       now (its pings are not visible here). Polls count per answer. */
+    stayedUp(conn) {
+      if (conn.frameAt === null || conn.transport === "poll") {
+        return false;
+      }
+      const until = conn.transport === "sse" ? conn.heardAt : this.now();
+      return until - conn.frameAt >= STABLE_AFTER_MS;
+    }
+
     /* The end of a connection, however it came: `next` says what follows
-       (by default, a reconnect after the backoff delay, on the next
-       transport when this one keeps failing). */
+       (by default, a reconnect after the backoff delay, no sooner than
+       `info.retryAfterMs`, on the next transport when this one keeps
+       failing). A connection that made no progress is a failure, and so is
+       one that ended with `info.failure` (a stalled or unreadable poll). */
     ended(conn, info, next) {
       if (conn.ended) {
         return;
@@ -571,6 +796,15 @@
       if (conn.timer !== null) {
         this.clearTimer(conn.timer);
         conn.timer = null;
+      }
+      this.clearWatchdog(conn);
+      if (conn.pause !== null) {
+        this.clearTimer(conn.pause);
+        conn.pause = null;
+      }
+      if (conn.wake !== null) {
+        conn.wake();
+        conn.wake = null;
       }
       conn.teardown();
       if (this.conn !== conn) {
@@ -583,18 +817,21 @@
       if (this.stopped) {
         return;
       }
+      if (!conn.progressed && this.stayedUp(conn)) {
+        this.progressed(conn);
+      }
       if (next) {
         next();
         return;
       }
-      if (!conn.gotFrame) {
+      if (info.failure || !conn.progressed) {
         this.failed();
       }
-      this.scheduleReconnect();
+      this.scheduleReconnect(info.retryAfterMs || 0);
     }
 
-    /* A connection ended before its first frame: after `fallbackAfter` in
-       a row, the next transport; while trying better ones again, one
+    /* A connection ended without progress: after `fallbackAfter` in a
+       row, the next transport; while trying better ones again, one
        attempt each, then back to the one that worked. */
     failed() {
       this.failures += 1;
@@ -678,16 +915,21 @@
       return Promise.resolve(typeof this.token === "function" ? this.token() : this.token);
     }
 
-    /* Asks for a fresh token `refreshLeadMs` before this one expires. Only
-       possible when `token` is a function. A WebSocket sends it in a
-       `refresh` frame; SSE and polling reconnect with it. */
+    /* Asks for a fresh token `refreshLeadMs` before this one expires, or
+       halfway through its remaining lifetime if that is sooner (a 20-s
+       token is refreshed after 10 s), never sooner than
+       MIN_REFRESH_DELAY_MS. Only possible when `token` is a function. A
+       WebSocket sends it in a `refresh` frame; SSE and polling reconnect
+       with it. */
     scheduleRefresh(token) {
       this.cancelRefresh();
       const exp = tokenExpiry(token);
       if (typeof this.token !== "function" || exp === null) {
         return;
       }
-      const delayMs = Math.max(1000, exp * 1000 - Date.now() - this.refreshLeadMs);
+      const leftMs = exp * 1000 - this.now();
+      const leadMs = Math.min(this.refreshLeadMs, leftMs / 2);
+      const delayMs = Math.max(MIN_REFRESH_DELAY_MS, Math.floor(leftMs - leadMs));
       this.refreshTimer = this.setTimer(async () => {
         this.refreshTimer = null;
         const conn = this.conn;
@@ -713,8 +955,14 @@
       }
     }
 
-    scheduleReconnect() {
-      const delayMs = backoffDelay(this.attempt, this.backoff, this.random);
+    /* The next connection, after the backoff step and no sooner than
+       `minDelayMs` (a `Retry-After`, plus up to a quarter more at random, so
+       that the clients it sent away do not all come back at once). */
+    scheduleReconnect(minDelayMs) {
+      let delayMs = backoffDelay(this.attempt, this.backoff, this.random);
+      if (minDelayMs > 0) {
+        delayMs = Math.max(delayMs, minDelayMs + Math.floor((this.random() * minDelayMs) / 4));
+      }
       this.attempt += 1;
       this.emit("state", {
         state: "reconnecting",
@@ -746,11 +994,6 @@
         this.emit("error", { type: "error", error: "unreadable frame from server" });
         return;
       }
-      if (frame.type !== "error") {
-        // The server answered: this connection works, so the next drop
-        // starts the backoff from scratch.
-        this.attempt = 0;
-      }
       switch (frame.type) {
         case "message":
           if (this.position && frame.seq <= this.position.seq) {
@@ -758,6 +1001,9 @@
           }
           if (this.position) {
             this.setPosition(this.position.epoch, frame.seq);
+          }
+          if (this.conn) {
+            this.progressed(this.conn);
           }
           break;
         case "registered":

@@ -3,9 +3,11 @@
 //! It joins `NotifyServer` like a WebSocket session (same routing, same
 //! history, same resume) and writes each frame as an event: `data:` holds
 //! the JSON frame, and message events carry `id: <epoch>:<seq>` so the
-//! browser's EventSource resumes through `Last-Event-ID`. A comment line
-//! every heartbeat keeps proxies from closing the stream and notices a
-//! client that left.
+//! browser's EventSource resumes through `Last-Event-ID`. Every heartbeat
+//! a comment line and a `ping` event keep proxies from closing the stream
+//! and notice a client that left; the ping (also sent at the opening, with
+//! the heartbeat interval in its data) is what lets a page see that the
+//! stream is still alive, since EventSource hides comments.
 //!
 //! The outbound queue is a bounded channel to the response body of
 //! `max_pending_messages` events: when it is full the client is not reading,
@@ -148,12 +150,15 @@ impl Actor for SseSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.max_pending_messages);
-        // Opens the stream at once, and tells EventSource how soon to retry.
-        let opening = Bytes::from_static(b": herald\nretry: 2000\n\n");
-        self.push(Outbound::Event(opening), ctx);
-        ctx.run_interval(self.settings.heartbeat_interval, |act, ctx| {
-            let comment = Bytes::from_static(b": keep-alive\n\n");
-            act.push(Outbound::Event(comment), ctx);
+        // Opens the stream at once, tells EventSource how soon to retry, and
+        // the page how often to expect a ping.
+        let ping = ping_event(self.settings.heartbeat_interval);
+        let mut opening = String::from(": herald\nretry: 2000\n\n");
+        opening.push_str(&ping);
+        self.push(Outbound::Event(Bytes::from(opening)), ctx);
+        let keep_alive = Bytes::from(format!(": keep-alive\n\n{ping}"));
+        ctx.run_interval(self.settings.heartbeat_interval, move |act, ctx| {
+            act.push(Outbound::Event(keep_alive.clone()), ctx);
         });
         self.admit(ctx);
     }
@@ -188,6 +193,18 @@ impl Handler<Close> for SseSession {
         self.end_reason = msg.reason;
         ctx.stop();
     }
+}
+
+/// The keep-alive event a page can see: `event: ping` (so EventSource's
+/// `onmessage` ignores it; only a listener for "ping" gets it) with the
+/// heartbeat interval as its data, `{"heartbeat_interval_ms":N}` (an event
+/// without data would not be dispatched at all). No `id:`, so it leaves
+/// `Last-Event-ID` as it was.
+fn ping_event(heartbeat_interval: std::time::Duration) -> String {
+    format!(
+        "event: ping\ndata: {{\"heartbeat_interval_ms\":{}}}\n\n",
+        heartbeat_interval.as_millis()
+    )
 }
 
 /// Appends one event to `out`: `id: <epoch>:<seq>` when the frame completes

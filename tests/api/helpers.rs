@@ -605,9 +605,11 @@ pub fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     Some((opcode, payload, at))
 }
 
-/// One Server-Sent Event: its `id:` and `data:` fields, or a comment.
+/// One Server-Sent Event: its `event:`, `id:` and `data:` fields, or a
+/// comment.
 #[derive(Debug, PartialEq)]
 pub struct SseEvent {
+    pub event: Option<String>,
     pub id: Option<String>,
     pub data: Option<String>,
     pub comment: Option<String>,
@@ -633,12 +635,15 @@ impl SseClient {
                 if let Some(end) = self.buf.find("\n\n") {
                     let block: String = self.buf.drain(..end + 2).collect();
                     let mut event = SseEvent {
+                        event: None,
                         id: None,
                         data: None,
                         comment: None,
                     };
                     for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("id: ") {
+                        if let Some(v) = line.strip_prefix("event: ") {
+                            event.event = Some(v.to_owned());
+                        } else if let Some(v) = line.strip_prefix("id: ") {
                             event.id = Some(v.to_owned());
                         } else if let Some(v) = line.strip_prefix("data: ") {
                             event.data = Some(v.to_owned());
@@ -667,11 +672,13 @@ impl SseClient {
         .await;
     }
 
-    /// The next event with data (comments skipped), parsed.
+    /// The next event with data that EventSource's `onmessage` would see
+    /// (comments and named events such as `ping` skipped), parsed.
     pub async fn next_data(&mut self) -> (Option<String>, Value) {
         loop {
             let event = self.next_event().await;
-            if event.data.is_some() {
+            let unnamed = matches!(event.event.as_deref(), None | Some("message"));
+            if event.data.is_some() && unnamed {
                 return (event.id.clone(), event.json());
             }
         }

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, token_for, with_tokens};
+use crate::helpers::{spawn_app, spawn_app_with, token_for, with_tokens, SseEvent};
 
 #[actix_web::test]
 async fn events_carry_frames_and_positions() {
@@ -86,6 +86,41 @@ async fn a_keep_alive_comment_comes_every_heartbeat() {
             comments += 1;
         }
     }
+}
+
+/// herald.js notices a stalled stream by its pings: they must reach the
+/// page (a named event with data, unlike a comment) at the opening and every
+/// heartbeat, name the heartbeat, and stay out of `onmessage` and of
+/// `Last-Event-ID`.
+#[actix_web::test]
+async fn a_ping_event_comes_at_the_opening_and_every_heartbeat() {
+    let app = spawn_app_with(|c| {
+        c.heartbeat_interval_ms = 50;
+        c.client_timeout_ms = 200;
+    })
+    .await;
+    let mut events = app.sse("id=p", &[]).await;
+    let ping = SseEvent {
+        event: Some("ping".into()),
+        id: None,
+        data: Some(r#"{"heartbeat_interval_ms":50}"#.into()),
+        comment: None,
+    };
+    // The opening comment, then a ping before any frame.
+    assert_eq!(events.next_event().await.comment.as_deref(), Some("herald"));
+    assert_eq!(events.next_event().await, ping);
+    let mut pings = 0;
+    let mut frames = Vec::new();
+    while pings < 3 || frames.is_empty() {
+        let event = events.next_event().await;
+        if event.event.is_some() {
+            assert_eq!(event, ping);
+            pings += 1;
+        } else if event.data.is_some() {
+            frames.push(event.json()["type"].clone());
+        }
+    }
+    assert_eq!(frames, [json!("registered")], "pings are not frames");
 }
 
 #[actix_web::test]

@@ -109,7 +109,13 @@ async function publish(heraldPort, fields) {
 
 function startHerald(bin, dir, port, allowedOrigin) {
   const config = path.join(dir, "herald.toml");
-  fs.writeFileSync(config, `port = ${port}\nworkers = 1\nallowed_origins = ["${allowedOrigin}"]\n`);
+  // A short heartbeat and poll timeout let herald.js notice a stalled
+  // path within seconds (part 6).
+  fs.writeFileSync(
+    config,
+    `port = ${port}\nworkers = 1\nallowed_origins = ["${allowedOrigin}"]\n` +
+      "heartbeat_interval_ms = 1000\npoll_timeout_secs = 2\n"
+  );
   // herald refuses unknown HERALD_* variables: HERALD_BIN is this
   // script's own, not a setting.
   const env = Object.fromEntries(
@@ -374,6 +380,59 @@ async function main() {
     assert(streams.filter((a) => a.method === "GET").length >= 2, "the stream reconnected by itself");
     assert(!streams.some((a) => a.method === "OPTIONS"), "EventSource sent no preflight for Last-Event-ID");
     console.log("ok: EventSource's own reconnect with Last-Event-ID crosses origins");
+
+    // 6. A stalled path: a proxy that keeps the connections it has open
+    // but passes nothing more over them (a NAT entry gone, a hung proxy),
+    // while new connections get through. herald.js gives up an event
+    // stream that brought nothing (not even a ping) for 3 heartbeats, and
+    // a poll long past herald's poll timeout, and resumes over a new
+    // connection: the message published meanwhile arrives.
+    const links = new Set();
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(heraldPort, "127.0.0.1");
+      const link = { stalled: false };
+      links.add(link);
+      for (const socket of [client, upstream]) {
+        socket.on("error", () => {});
+      }
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+      client.on("data", (data) => link.stalled || upstream.write(data));
+      upstream.on("data", (data) => link.stalled || client.write(data));
+    });
+    const proxyPort = await freePort();
+    await new Promise((resolve) => proxy.listen(proxyPort, "127.0.0.1", resolve));
+    servers.push(proxy);
+    const via = "http://127.0.0.1:" + proxyPort;
+    const stalled = [];
+    for (const [kind, options] of [
+      ["sse", { eventsUrl: via + "/events" }],
+      ["poll", { pollUrl: via + "/poll", pollTimeoutMs: 2000, heartbeatIntervalMs: 1000 }],
+    ]) {
+      const { page } = await open(site);
+      const id = "stalled-" + kind;
+      await page.evaluate((o) => window.start(o), Object.assign({ id: id, transports: [kind] }, options));
+      await until(id + " to connect", () => page.evaluate(() => window.events.some(([n]) => n === "registered")));
+      await publish(heraldPort, { message: "before the stall", id: id });
+      await until(id + " to receive", async () => (await seen(page)).includes("before the stall"));
+      stalled.push({ kind, id, page });
+    }
+    for (const link of links) {
+      link.stalled = true;
+    }
+    for (const { id } of stalled) {
+      await publish(heraldPort, { message: "during the stall", id: id });
+    }
+    for (const { kind, id, page } of stalled) {
+      await until(id + " to notice the stall and resume", async () => (await seen(page)).includes("during the stall"));
+      const got = await seen(page);
+      assert(JSON.stringify(got) === JSON.stringify(["before the stall", "during the stall"]),
+        kind + ": every message once: " + JSON.stringify(got));
+      const reasons = await page.evaluate(() => window.events.filter(([n]) => n === "close").map(([, c]) => c.reason));
+      const said = kind === "sse" ? /nothing from the server for/ : /no answer to the poll within 5000 ms/;
+      assert(reasons.some((r) => said.test(r)), kind + ": closed as stalled: " + JSON.stringify(reasons));
+    }
+    console.log("ok: over a stalled path, the event stream and the poll are given up and resume");
   } finally {
     if (browser) {
       await browser.close();

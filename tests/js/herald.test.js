@@ -43,10 +43,14 @@ class FakeEventSource {
   constructor(url) {
     this.url = url;
     this.closed = false;
+    this.listeners = {};
     FakeEventSource.all.push(this);
   }
   close() {
     this.closed = true;
+  }
+  addEventListener(type, listener) {
+    (this.listeners[type] = this.listeners[type] || []).push(listener);
   }
   // Test side:
   accept() {
@@ -54,6 +58,12 @@ class FakeEventSource {
   }
   receive(frame) {
     this.onmessage({ data: JSON.stringify(frame) });
+  }
+  // herald's keep-alive: an event named "ping", which onmessage never sees.
+  ping(data) {
+    for (const listener of this.listeners.ping || []) {
+      listener({ type: "ping", data: data === undefined ? '{"heartbeat_interval_ms":5000}' : data });
+    }
   }
   fail() {
     this.onerror({});
@@ -77,12 +87,14 @@ class FakeStorage {
 }
 
 // Tests of one transport's behaviour use the WebSocket alone and no
-// connect timeout; the fallback tests below set their own.
+// connect timeout; the fallback tests below set their own. The clock
+// (`clock.now`, ms) moves only when a test moves it.
 function harness(options) {
   FakeSocket.all = [];
   FakeEventSource.all = [];
   const timers = [];
   const events = [];
+  const clock = { now: Date.now() };
   const client = new HeraldClient(
     Object.assign(
       {
@@ -92,6 +104,7 @@ function harness(options) {
         connectTimeoutMs: 0,
         storage: new FakeStorage(),
         random: () => 0.5,
+        now: () => clock.now,
         setTimeout: (fn, ms) => {
           timers.push({ fn, ms, cleared: false });
           return timers.length;
@@ -109,7 +122,7 @@ function harness(options) {
   for (const name of names) {
     client.on(name, (payload) => events.push([name, payload]));
   }
-  return { client, timers, events, sockets: FakeSocket.all, sources: FakeEventSource.all };
+  return { client, timers, events, clock, sockets: FakeSocket.all, sources: FakeEventSource.all };
 }
 
 test("backoff grows exponentially, is capped, and is jittered within the upper half", () => {
@@ -201,8 +214,8 @@ test("a reset moves to the server's position and tells the app", () => {
   assert.deepStrictEqual(client.position, { epoch: "new", seq: 5 });
 });
 
-test("consecutive failures back off further; any answer from the server resets the backoff", () => {
-  const { client, timers, sockets } = harness({ channels: ["a"] });
+test("consecutive failures back off further; a connection that made progress resets the backoff", () => {
+  const { client, timers, sockets, clock } = harness({ channels: ["a"] });
   client.connect();
   sockets[0].drop();
   timers[0].fn();
@@ -212,11 +225,30 @@ test("consecutive failures back off further; any answer from the server resets t
   const expected = [0, 1, 2].map((n) => backoffDelay(n, {}, () => 0.5));
   assert.deepStrictEqual(timers.map((t) => t.ms), expected);
 
+  // A frame alone is not progress: the connection drops at once.
   timers[2].fn();
   sockets[3].accept();
   sockets[3].receive({ type: "subscribed", channel: "a", epoch: "E", seq: 0 });
   sockets[3].drop();
-  assert.strictEqual(timers[3].ms, backoffDelay(0, {}, () => 0.5));
+  assert.strictEqual(timers[3].ms, backoffDelay(3, {}, () => 0.5));
+
+  // A message is.
+  timers[3].fn();
+  sockets[4].accept();
+  sockets[4].receive({ type: "subscribed", channel: "a", epoch: "E", seq: 0 });
+  sockets[4].receive({ type: "message", seq: 1, channel: "a", data: "x" });
+  sockets[4].drop();
+  assert.strictEqual(timers[4].ms, backoffDelay(0, {}, () => 0.5));
+
+  // And so is a connection that stayed up 10 s, messages or not.
+  timers[4].fn();
+  sockets[5].drop();
+  timers[5].fn();
+  sockets[6].accept();
+  sockets[6].receive({ type: "subscribed", channel: "a", epoch: "E", seq: 1 });
+  clock.now += 10000;
+  sockets[6].drop();
+  assert.strictEqual(timers[6].ms, backoffDelay(0, {}, () => 0.5));
 });
 
 test("frames are dispatched by type", () => {
@@ -459,7 +491,13 @@ test("a transport that worked reconnects as itself after a drop", () => {
   h.client.connect();
   for (let i = 0; i < 4; i++) {
     h.sockets[i].accept();
-    h.sockets[i].receive({ type: "registered", id: "1", epoch: "E", seq: i });
+    h.sockets[i].receive({ type: "registered", id: "1", epoch: "E", seq: 2 * i });
+    // It worked: it brought a message, or stayed up 10 s.
+    if (i % 2 === 0) {
+      h.sockets[i].receive({ type: "message", seq: 2 * i + 1, data: "m" });
+    } else {
+      h.clock.now += 10000;
+    }
     h.sockets[i].drop(1006);
     h.next();
   }
@@ -512,7 +550,9 @@ test("over polling: the first answer to a resume stands for resumed; refusals ar
   assert.deepStrictEqual(seen, ["registered:9", "subscribed:c", "message:12", "resumed:12"]);
   const resumed = h.events.find(([n]) => n === "resumed")[1];
   assert.deepStrictEqual([resumed.since, resumed.count], [10, 2]);
-  // An empty answer moves nothing back.
+  // An empty answer (after the server waited for a message) moves nothing
+  // back, and the next poll goes at once.
+  h.clock.now += 25000;
   h.fetch.calls[1].answer(200, { messages: [], epoch: "E", seq: 12 });
   await settle();
   assert.deepStrictEqual(h.client.position, { epoch: "E", seq: 12 });
@@ -524,10 +564,14 @@ test("over polling: the first answer to a resume stands for resumed; refusals ar
   assert.deepStrictEqual([close.transport, close.reason], ["poll", "the poll was answered 429"]);
   h.next();
   assert.strictEqual(h.fetch.calls[3].query().get("since"), "12");
-  // A reset is the server's position from then on.
+  // A reset is the server's position from then on, after a backoff step.
   h.fetch.calls[3].answer(200, { type: "reset", reason: "epoch changed", epoch: "F", seq: 2 });
   await settle();
   assert.deepStrictEqual(h.client.position, { epoch: "F", seq: 2 });
+  assert.strictEqual(h.fetch.calls.length, 4, "no poll at once after a reset");
+  // (The second step: the 429 was the first, and no progress since.)
+  assert.strictEqual(h.next().ms, backoffDelay(1, {}, () => 0.5));
+  await settle();
   assert.strictEqual(h.fetch.calls[4].query().get("epoch"), "F");
 });
 
@@ -583,10 +627,12 @@ test("on a fallback, the WebSocket is tried again after upgradeAfterMs; if it fa
   assert.strictEqual(h.sources.length, 2, "straight back to SSE");
   assert.strictEqual(h.sources[1].query().get("since"), "1");
   h.sources[1].receive({ type: "registered", id: "2", epoch: "E", seq: 1 });
-  // Later the WebSocket works again: the client stays on it.
+  // Later the WebSocket works again (it brings a message): the client
+  // stays on it.
   h.timers.filter((t) => t.ms === 60000)[1].fn();
   h.sockets[2].accept();
   h.sockets[2].receive({ type: "registered", id: "2", epoch: "E", seq: 1 });
+  h.sockets[2].receive({ type: "message", seq: 2, id: "2", data: "back" });
   h.sockets[2].drop(1006);
   h.next();
   assert.strictEqual(h.sockets.length, 4);
@@ -629,4 +675,350 @@ test("a poll may wait for its answer: no connect timeout; a token that cannot be
   assert.strictEqual(failing.sockets.length, 3, "still the WebSocket");
   assert.deepStrictEqual(failing.switches(), []);
   assert.ok(failing.events.some(([n, e]) => n === "error" && /could not get a token/.test(e.error)));
+});
+
+// ---- Paths that misbehave: bounded request rates, growing delays ----
+
+// Simulated time: `run(ms)` moves the clock, running each timer when it is
+// due, in order, and the promise callbacks between them.
+function simulation() {
+  const sim = { now: Date.now(), timers: [], nextId: 1 };
+  sim.setTimeout = (fn, ms) => {
+    const timer = { id: sim.nextId++, at: sim.now + Math.max(0, ms), fn };
+    sim.timers.push(timer);
+    return timer.id;
+  };
+  sim.clearTimeout = (id) => {
+    sim.timers = sim.timers.filter((t) => t.id !== id);
+  };
+  sim.run = async (ms) => {
+    const end = sim.now + ms;
+    for (;;) {
+      await settle();
+      let due = null;
+      for (const t of sim.timers) {
+        if (t.at <= end && (due === null || t.at < due.at || (t.at === due.at && t.id < due.id))) {
+          due = t;
+        }
+      }
+      if (due === null) {
+        break;
+      }
+      sim.timers.splice(sim.timers.indexOf(due), 1);
+      sim.now = due.at;
+      due.fn();
+    }
+    sim.now = end;
+    await settle();
+  };
+  sim.options = { setTimeout: sim.setTimeout, clearTimeout: sim.clearTimeout, now: () => sim.now };
+  return sim;
+}
+
+// A fetch that answers each poll after `answer(n).afterMs` (10 ms) of
+// simulated time, or never (`afterMs: null`); `times` records when each
+// poll went out, `aborted` how many were aborted.
+function simFetch(sim, answer) {
+  const fetch = (url, init) =>
+    new Promise((resolve, reject) => {
+      const n = fetch.times.length;
+      fetch.times.push(sim.now);
+      fetch.urls.push(url);
+      const { status, body, headers, afterMs } = Object.assign({ afterMs: 10, headers: {} }, answer(n));
+      if (init && init.signal) {
+        init.signal.addEventListener("abort", () => {
+          fetch.aborted += 1;
+          reject(new Error("aborted"));
+        });
+      }
+      if (afterMs === null) {
+        return;
+      }
+      sim.setTimeout(() => {
+        resolve({
+          ok: status >= 200 && status < 300,
+          status,
+          headers: { get: (name) => (headers[name.toLowerCase()] === undefined ? null : headers[name.toLowerCase()]) },
+          json: () => Promise.resolve().then(() => JSON.parse(body)),
+        });
+      }, afterMs);
+    });
+  fetch.times = [];
+  fetch.urls = [];
+  fetch.aborted = 0;
+  return fetch;
+}
+
+// At most `max` requests, each gap at least as long as the one before, and
+// the last at least `lastAtLeastMs`: the client backs off further and
+// further instead of asking again at once.
+function assertBackingOff(times, max, lastAtLeastMs) {
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  assert.ok(times.length >= 3 && times.length <= max, times.length + " requests, gaps " + gaps);
+  for (let i = 1; i < gaps.length; i++) {
+    assert.ok(gaps[i] >= gaps[i - 1], "the delays grow: " + gaps);
+  }
+  assert.ok(gaps[gaps.length - 1] >= lastAtLeastMs, "the delays grow: " + gaps);
+}
+
+const foreverAnswers = [
+  ["a `reset` forever (its epoch flipping)", (n) => JSON.stringify({ type: "reset", reason: "epoch changed", epoch: "E" + (n % 2), seq: 5 })],
+  ["the same empty answer replayed by a cache", () => JSON.stringify({ messages: [], epoch: "E", seq: 5 })],
+  ["`{}` forever", () => "{}"],
+  ["an HTML page with status 200 forever (a captive portal)", () => "<html><body>Sign in to the Wi-Fi</body></html>"],
+];
+
+for (const [what, body] of foreverAnswers) {
+  test("polls answered at once with " + what + " come ever more slowly", async () => {
+    const sim = simulation();
+    const fetch = simFetch(sim, (n) => ({ status: 200, body: body(n) }));
+    const h = harness(Object.assign({ transports: ["poll"], fetch: fetch, id: "x" }, sim.options));
+    h.client.connect();
+    await sim.run(60000);
+    // 375, 750, 1500, ... ms up to 30 s (halved by the jitter of 0.5): 8
+    // polls in a minute, where a poll at once after each gave thousands.
+    assertBackingOff(fetch.times, 10, 15000);
+    const resets = h.events.filter(([n]) => n === "reset").length;
+    assert.ok(resets <= fetch.times.length, resets + " reset events");
+    h.client.close();
+  });
+}
+
+test("an unreadable poll answer counts towards the fallback; a reset or an empty answer does not", async () => {
+  for (const [, body] of foreverAnswers) {
+    const sim = simulation();
+    const fetch = simFetch(sim, (n) => ({ status: 200, body: body(n) }));
+    const h = fallbackHarness(Object.assign({ transports: ["poll", "sse"], fetch: fetch }, sim.options));
+    h.client.connect();
+    await sim.run(5000);
+    const unreadable = body(0) === "{}" || body(0).startsWith("<");
+    assert.strictEqual(h.client.transport, unreadable ? "sse" : "poll", body(0));
+    if (unreadable) {
+      assert.deepStrictEqual(h.switches(), [["poll", "sse", "fallback"]]);
+      assert.strictEqual(fetch.times.length, 2, "fallbackAfter (2) failed polls");
+    }
+    h.client.close();
+  }
+});
+
+// A WebSocket or event stream that opens, brings one frame and drops.
+function flapping(sim, Base, open) {
+  return class extends Base {
+    constructor(url) {
+      super(url);
+      sim.setTimeout(() => open(this), 5);
+      sim.setTimeout(() => (Base === FakeSocket ? this.drop(1006) : this.fail()), 10);
+    }
+  };
+}
+
+test("a WebSocket or event stream that brings one frame and drops is retried ever more slowly, then given up", async () => {
+  const registered = { type: "registered", id: "x", epoch: "E", seq: 1 };
+  const greet = (c) => {
+    c.accept();
+    c.receive(registered);
+  };
+  for (const transport of ["websocket", "sse"]) {
+    const sim = simulation();
+    const opened = [];
+    const Impl = flapping(sim, transport === "sse" ? FakeEventSource : FakeSocket, (c) => {
+      opened.push(sim.now);
+      greet(c);
+    });
+    const h = harness(Object.assign({ transports: [transport], WebSocket: Impl, EventSource: Impl, id: "x" }, sim.options));
+    h.client.connect();
+    await sim.run(60000);
+    assertBackingOff(opened, 10, 15000);
+    const delays = h.events.filter(([n, s]) => n === "state" && s.state === "reconnecting").map(([, s]) => s.delayMs);
+    assert.deepStrictEqual(delays.slice(0, 4), [0, 1, 2, 3].map((n) => backoffDelay(n, {}, () => 0.5)), transport);
+    h.client.close();
+  }
+
+  // With the others to fall back on: after fallbackAfter (2) such drops,
+  // the next transport.
+  const sim = simulation();
+  const h = fallbackHarness(
+    Object.assign({ WebSocket: flapping(sim, FakeSocket, greet), EventSource: FakeEventSource }, sim.options)
+  );
+  h.client.connect();
+  await sim.run(5000);
+  assert.strictEqual(h.sockets.length, 2);
+  assert.deepStrictEqual(h.switches(), [["websocket", "sse", "fallback"]]);
+  assert.strictEqual(h.client.transport, "sse");
+  h.client.close();
+});
+
+test("a long-poll the server held, or one that brought messages, is followed by the next at once", async () => {
+  const sim = simulation();
+  let seq = 5;
+  // Empty answers after herald's poll_timeout_secs: 25 s, or 1 s if set so.
+  const fetch = simFetch(sim, (n) =>
+    n % 2 === 0
+      ? { status: 200, body: JSON.stringify({ messages: [], epoch: "E", seq: seq }), afterMs: n % 4 === 0 ? 25000 : 1000 }
+      : { status: 200, body: JSON.stringify({ messages: [{ type: "message", seq: ++seq, data: n }], epoch: "E", seq: seq }), afterMs: 10 }
+  );
+  const h = harness(Object.assign({ transports: ["poll"], fetch: fetch, id: "x" }, sim.options));
+  h.client.connect();
+  await sim.run(100000);
+  const gaps = fetch.times.slice(1).map((t, i) => t - fetch.times[i]);
+  assert.ok(gaps.length >= 6, String(gaps));
+  assert.ok(gaps.every((g) => g === 25000 || g === 1000 || g === 10), "no wait between polls: " + gaps);
+  assert.strictEqual(h.events.filter(([n]) => n === "message").length, Math.floor(fetch.times.length / 2));
+  h.client.close();
+});
+
+test("a refused poll's Retry-After is the least the next attempt waits", async () => {
+  const sim = simulation();
+  const retryAfter = [
+    () => "7",
+    () => new Date(sim.now + 60000).toUTCString(), // an HTTP date, a minute on
+    () => "99999999", // capped at 5 minutes
+    () => undefined,
+  ];
+  const fetch = simFetch(sim, (n) => {
+    const value = n < retryAfter.length ? retryAfter[n]() : undefined;
+    return {
+      status: 503,
+      body: JSON.stringify({ error: "herald is not ready", code: "broker_disconnected" }),
+      headers: value === undefined ? {} : { "retry-after": value },
+    };
+  });
+  const h = harness(Object.assign({ transports: ["poll"], fetch: fetch }, sim.options));
+  h.client.connect();
+  await sim.run(20 * 60000);
+  const delays = h.events.filter(([n, s]) => n === "state" && s.state === "reconnecting").map(([, s]) => s.delayMs);
+  // Retry-After plus up to a quarter more (an eighth, with random = 0.5).
+  assert.strictEqual(delays[0], 7875);
+  assert.ok(delays[1] >= 59000 && delays[1] <= 60000 * 1.25, String(delays[1]));
+  assert.strictEqual(delays[2], 5 * 60000 * 1.125);
+  assert.strictEqual(delays[3], backoffDelay(3, {}, () => 0.5), "without one, the backoff alone");
+  h.client.close();
+});
+
+test("an event stream silent for 3 heartbeats (pings included) is reconnected from the position", async () => {
+  const sim = simulation();
+  const h = fallbackHarness(Object.assign({ transports: ["sse", "poll"], id: "s" }, sim.options));
+  h.client.connect();
+  const first = h.sources[0];
+  first.accept();
+  first.ping();
+  first.receive({ type: "registered", id: "s", epoch: "E", seq: 3 });
+  first.receive({ type: "message", seq: 4, data: "a" });
+  // Pings every 5 s keep it.
+  for (let i = 0; i < 12; i++) {
+    await sim.run(5000);
+    first.ping();
+  }
+  assert.strictEqual(h.sources.length, 1, "a stream that pings is kept");
+  // Then the path stalls: nothing at all comes any more.
+  await sim.run(14999);
+  assert.strictEqual(first.closed, false);
+  await sim.run(1);
+  assert.strictEqual(first.closed, true, "closed after 15 s of silence");
+  const close = h.events.filter(([n]) => n === "close").pop()[1];
+  assert.match(close.reason, /nothing from the server for 15000 ms/);
+  await sim.run(1000);
+  assert.strictEqual(h.sources.length, 2);
+  const q = h.sources[1].query();
+  assert.deepStrictEqual([q.get("since"), q.get("epoch")], ["4", "E"]);
+  assert.strictEqual(h.client.transport, "sse", "it had worked: no failure");
+
+  // A stream that stalls after its first frame, each time, is a failure:
+  // after two, long-polling.
+  h.sources[1].accept();
+  h.sources[1].ping();
+  h.sources[1].receive({ type: "registered", id: "s", epoch: "E", seq: 4 });
+  await sim.run(16000 + 1000);
+  h.sources[2].accept();
+  h.sources[2].ping();
+  h.sources[2].receive({ type: "registered", id: "s", epoch: "E", seq: 4 });
+  await sim.run(16000 + 2000);
+  assert.strictEqual(h.client.transport, "poll");
+  assert.deepStrictEqual(h.switches(), [["sse", "poll", "fallback"]]);
+  h.client.close();
+});
+
+test("an event stream takes its heartbeat from herald's pings", async () => {
+  const sim = simulation();
+  const h = fallbackHarness(Object.assign({ transports: ["sse"] }, sim.options));
+  h.client.connect();
+  const source = h.sources[0];
+  source.accept();
+  source.ping('{"heartbeat_interval_ms":20000}');
+  source.receive({ type: "connected", epoch: "E", seq: 0 });
+  await sim.run(59999);
+  assert.strictEqual(source.closed, false, "3 heartbeats of 20 s");
+  await sim.run(1);
+  assert.strictEqual(source.closed, true);
+
+  // Without a ping naming it: heartbeatIntervalMs.
+  const sim2 = simulation();
+  const h2 = fallbackHarness(Object.assign({ transports: ["sse"], heartbeatIntervalMs: 2000 }, sim2.options));
+  h2.client.connect();
+  h2.sources[0].accept();
+  h2.sources[0].ping("not json");
+  await sim2.run(5999);
+  assert.strictEqual(h2.sources[0].closed, false);
+  await sim2.run(1);
+  assert.strictEqual(h2.sources[0].closed, true);
+
+  // A server that sends no pings at all (an older herald) is not watched.
+  const sim3 = simulation();
+  const h3 = fallbackHarness(Object.assign({ transports: ["sse"] }, sim3.options));
+  h3.client.connect();
+  h3.sources[0].accept();
+  h3.sources[0].receive({ type: "connected", epoch: "E", seq: 0 });
+  await sim3.run(600000);
+  assert.strictEqual(h3.sources[0].closed, false);
+  assert.throws(() => fallbackHarness({ heartbeatIntervalMs: 0 }), /heartbeatIntervalMs/);
+  assert.throws(() => fallbackHarness({ pollTimeoutMs: "25" }), /pollTimeoutMs/);
+});
+
+test("a poll unanswered long after the server's poll timeout is aborted and counts as a failure", async () => {
+  const sim = simulation();
+  const fetch = simFetch(sim, () => ({ afterMs: null }));
+  const h = fallbackHarness(
+    Object.assign({ transports: ["poll", "sse"], fallbackAfter: 1, fetch: fetch, pollTimeoutMs: 5000 }, sim.options)
+  );
+  h.client.connect();
+  await sim.run(19999); // pollTimeoutMs + 3 heartbeats of 5 s
+  assert.strictEqual(fetch.aborted, 0);
+  await sim.run(1);
+  assert.strictEqual(fetch.aborted, 1);
+  const close = h.events.filter(([n]) => n === "close").pop()[1];
+  assert.match(close.reason, /no answer to the poll within 20000 ms/);
+  assert.deepStrictEqual(h.switches(), [["poll", "sse", "fallback"]]);
+});
+
+test("a token that lives less than refreshLeadMs is refreshed halfway, not every second", async () => {
+  for (const [ttlSeconds, firstRefreshMs] of [
+    [20, 10000],
+    [120, 90000],
+    [1, 1000],
+  ]) {
+    const sim = simulation();
+    let asked = 0;
+    const h = harness(
+      Object.assign(
+        {
+          transports: ["sse"],
+          EventSource: FakeEventSource,
+          token: () => {
+            asked += 1;
+            return fakeJwt(sim.now / 1000 + ttlSeconds);
+          },
+        },
+        sim.options
+      )
+    );
+    h.client.connect();
+    await sim.run(0);
+    h.sources[0].receive({ type: "registered", id: "u", epoch: "E", seq: 0 });
+    await sim.run(firstRefreshMs - 1);
+    assert.strictEqual(h.sources.length, 1, ttlSeconds + " s");
+    await sim.run(1);
+    assert.strictEqual(h.sources.length, 2, ttlSeconds + " s: reconnected with a fresh token");
+    assert.strictEqual(asked, 2);
+    h.client.close();
+  }
 });
