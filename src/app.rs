@@ -231,6 +231,15 @@ impl Application {
                 crate::config::redact_url_password(&config.broker.url)
             );
         }
+        let unused = config.broker.unused_settings();
+        if !unused.is_empty() {
+            log::warn!(
+                "broker.kind is \"memory\", which ignores {}: this node works alone; \
+                 for a node of a cluster on Redis set broker.kind = \"redis\" \
+                 (HERALD_BROKER__KIND=redis)",
+                unused.join(", ")
+            );
+        }
         let metrics = Arc::new(Metrics::new());
         // Validated with the config.
         let proxies = TrustedProxies::parse(&config.trusted_proxies).map_err(|e| {

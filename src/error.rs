@@ -57,7 +57,7 @@ pub enum ApiError {
     /// `GET /ready` from the first stop signal until exit.
     #[error("not ready: shutting down")]
     ShuttingDown,
-    #[error("{0}; the message was not published")]
+    #[error("{0}; {outcome}", outcome = .0.outcome())]
     Broker(crate::broker::BrokerError),
 }
 

@@ -3,10 +3,10 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::{Broker, BrokerKind, Publishing, Replaying};
+use super::{Broker, BrokerKind, Publishing, Refused, Replaying};
 use crate::history::{History, HistoryLimits, StreamKey};
 use crate::hub::messages::Fanout;
-use crate::protocol::PendingFrame;
+use crate::protocol::{PendingFrame, Position};
 use crate::replay::ReplayBudget;
 
 /// Numbers and history of one process. The lock is taken once per publish
@@ -70,20 +70,28 @@ impl Broker for MemoryBroker {
         })
     }
 
-    fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying {
+    /// Refusals carry no position: the node's own, the latest seq fanned
+    /// out, is this broker's latest, and a resume from it replays nothing.
+    fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
+        if from.epoch != *self.epoch {
+            return Replaying::Here(Err(Refused::because(
+                "epoch changed: this server's history started afresh",
+            )));
+        }
+        let since = from.since;
         let mut state = self.state();
         if since > state.seq {
-            return Replaying::Here(Err(format!(
+            return Replaying::Here(Err(Refused::because(format!(
                 "position {since} is ahead of this server ({})",
                 state.seq
-            )));
+            ))));
         }
         let asked = streams.iter().map(|(key, from)| (key, *from));
         let mut budget = ReplayBudget::new(self.max_replay_bytes, since);
         let result = state
             .history
             .replay(asked, since, Instant::now(), &mut budget)
-            .map_err(|gap| gap.reason);
+            .map_err(|gap| Refused::because(gap.reason));
         Replaying::Here(result)
     }
 

@@ -40,7 +40,7 @@ pub use self::redis_client::InvalidSetting;
 use crate::config::Config;
 use crate::history::StreamKey;
 use crate::hub::messages::{Fanout, GetPresence};
-use crate::protocol::PendingFrame;
+use crate::protocol::{PendingFrame, Position};
 
 /// `[broker]` in the config.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -86,6 +86,33 @@ impl BrokerConfig {
             BrokerKind::Redis => redis_client::client(self).map(|_| ()),
         }
     }
+
+    /// With `kind = "memory"`, the other `[broker]` settings that differ
+    /// from their defaults: they do nothing there, so herald names them in
+    /// a startup warning (a node meant for a cluster, started without
+    /// `kind = "redis"`). Empty with `kind = "redis"`.
+    pub fn unused_settings(&self) -> Vec<&'static str> {
+        if self.kind != BrokerKind::Memory {
+            return Vec::new();
+        }
+        let default = Self::default();
+        [
+            ("broker.url", self.url != default.url),
+            ("broker.prefix", self.prefix != default.prefix),
+            ("broker.ca_file", self.ca_file != default.ca_file),
+            (
+                "broker.client_cert_file",
+                self.client_cert_file != default.client_cert_file,
+            ),
+            (
+                "broker.client_key_file",
+                self.client_key_file != default.client_key_file,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -107,8 +134,25 @@ impl BrokerKind {
 /// The broker could not take a publish.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    /// Nothing was published: the command was not sent, or Redis refused
+    /// it.
     #[error("the message broker (Redis) is unavailable: {0}")]
     Unavailable(String),
+    /// Redis did not answer in time: the command may have run.
+    #[error("the message broker (Redis) did not answer within {secs} s")]
+    TimedOut { secs: u64 },
+}
+
+impl BrokerError {
+    /// What became of the message, for the publisher.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "the message was not published",
+            Self::TimedOut { .. } => {
+                "the message may or may not have been published: check before sending it again"
+            }
+        }
+    }
 }
 
 /// Messages of a replay, `(seq, complete frame)`, in seq order.
@@ -133,14 +177,37 @@ pub struct Announced {
 }
 
 /// What a resume gets: every kept message it asked for, or why that
-/// cannot be complete (the reason goes to the client in a `reset` frame).
+/// cannot be complete (the client then gets a `reset` frame).
 pub enum Replaying {
     /// Read from this process, exact up to each stream's `has_from`:
     /// nothing can be in flight.
-    Here(Result<Frames, String>),
+    Here(Result<Frames, Refused>),
     /// Being fetched: live messages may arrive meanwhile, and may repeat
     /// what the replay holds (see `NotifyServer::finish_resume`).
-    Fetching(BoxFuture<'static, Result<Frames, String>>),
+    Fetching(BoxFuture<'static, Result<Frames, Refused>>),
+}
+
+/// A resume that cannot be answered in full: nothing is replayed and the
+/// client gets `reset`, with a position to go on from.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why, for people (the `reset` frame's `reason`).
+    pub reason: String,
+    /// The newest position the broker knows (epoch, latest seq), read with
+    /// the refusal: a resume from it has nothing to replay, so a client that
+    /// follows the `reset` is not reset again. `None` when the broker could
+    /// not be read: the node's own position is given.
+    pub newest: Option<(Arc<str>, u64)>,
+}
+
+impl Refused {
+    /// A refusal with no newer position than the node's own.
+    pub fn because(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            newest: None,
+        }
+    }
 }
 
 /// The cluster as the broker sees it, for `/health`.
@@ -162,19 +229,30 @@ pub struct ClusterCounts {
 pub trait Broker: Send + Sync {
     fn kind(&self) -> BrokerKind;
 
-    /// The history's epoch: positions from another epoch are refused.
+    /// The history's epoch: positions from another epoch are refused. With
+    /// Redis it changes when the cluster's does (Redis lost its data).
     fn epoch(&self) -> Arc<str>;
+
+    /// The newest seq numbered elsewhere before this node could see it: the
+    /// cluster's counter as read when the node joined the cluster (at
+    /// startup, each time its subscription comes back, after the cluster's
+    /// epoch changed). No position the node hands out is below it. 0 for a
+    /// broker that numbers in this process only.
+    fn numbered_before(&self) -> u64 {
+        0
+    }
 
     /// Numbers (the next `seq`), keeps and announces one message. Its order
     /// among publishes is the order of the calls.
     fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing;
 
-    /// Every kept message of `streams` with `since < seq`; with each stream
-    /// comes its `has_from`, the seq from which the session already has it
-    /// live (a broker that can, stops there). Fails, with nothing read past
-    /// the budget, when those messages need more than `max_replay_bytes`
-    /// (see [`crate::replay`]).
-    fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying;
+    /// Every kept message of `streams` after `from` (`since < seq`); with
+    /// each stream comes its `has_from`, the seq from which the session
+    /// already has it live (a broker that can, stops there). Refused when
+    /// `from` is of another epoch, is ahead, or the history no longer holds
+    /// all of it, and, with nothing read past the budget, when those
+    /// messages need more than `max_replay_bytes` (see [`crate::replay`]).
+    fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying;
 
     /// Drops what has outlived its time; called about once a second.
     fn expire(&self, _now: Instant) {}
@@ -202,10 +280,15 @@ pub trait Broker: Send + Sync {
     }
 }
 
+/// A fresh epoch: random, so that it differs from every earlier one.
+fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// The broker the config asks for; connects to Redis, and fails if it
 /// cannot be reached now.
 pub async fn from_config(config: &Config) -> Result<Arc<dyn Broker>, BrokerError> {
-    let epoch = format!("{:016x}", rand::random::<u64>());
+    let epoch = new_epoch();
     Ok(match config.broker.kind {
         BrokerKind::Memory => Arc::new(MemoryBroker::new(
             epoch,

@@ -26,9 +26,18 @@
 //! The per-node keys expire too (the ids' HyperLogLog, and the nodes hash
 //! [`PRESENCE_TTL`] after the last report); only the cluster's epoch and
 //! counter, two small keys, live as long as the cluster.
+//!
+//! A node *joins* the cluster ([`JOIN_SCRIPT`]) when it starts, each time
+//! its subscription comes back, and when a resume finds the cluster's
+//! epoch is not the one it was given: it takes the cluster's epoch (setting
+//! a fresh one if Redis lost its data) and reads the counter, so that the
+//! positions it hands out are the cluster's, not those of a node that has
+//! seen nothing yet. A resume that cannot be answered carries the newest
+//! position read with the refusal ([`Refused::newest`]): resuming from it
+//! has nothing to replay.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use actix::Recipient;
@@ -39,12 +48,27 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::redis_client;
 use super::{Announced, Broker, BrokerConfig, BrokerError, BrokerKind, ClusterCounts};
-use super::{Frames, Publishing, Replaying};
+use super::{Frames, Publishing, Refused, Replaying};
 use crate::history::StreamKey;
 use crate::hub::messages::{Fanout, GetPresence};
 use crate::ids::{ChannelName, ClientId};
-use crate::protocol::PendingFrame;
+use crate::protocol::{PendingFrame, Position};
 use crate::replay::{ReplayBudget, REPLAY_ENTRY_OVERHEAD_BYTES};
+
+/// Joins the cluster: takes its epoch, or sets `candidate` when it has none
+/// (the first node, or Redis lost its data), and reads its counter, first
+/// raised to the highest seq this node has seen (after a loss of data,
+/// numbering goes on after what clients were given). KEYS: epoch, counter.
+/// ARGV: candidate, floor. Answers `{epoch, counter}`.
+const JOIN_SCRIPT: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+if seq < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+  seq = tonumber(ARGV[2])
+end
+return {redis.call('GET', KEYS[1]), seq}
+"#;
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
 /// publish order on every node. KEYS: counter, stream, channel, clock,
@@ -121,19 +145,21 @@ return {seq, nodes}
 /// `max_replay_bytes`, the bytes counted per message besides its frame, the
 /// page size of each `XRANGE`, and [`Expiry::keep_ms`].
 ///
-/// Answers `{outcome, a, b, entries}`: `{"ok", 0, 0, {{id, frame}, …}}`;
-/// `{"epoch", 0, 0, {}}` when the epoch changed; `{"ahead", latest, 0, {}}`
-/// when `since` is past the latest seq; `{"dropped", i, up_to, {}}` when
-/// stream `i` (1-based, in KEYS after the expired mark) dropped messages
-/// after `since`, by count or by age; `{"forgotten", i, expired, {}}` when
-/// stream `i` is gone from Redis and may have held messages after `since`;
-/// `{"over", 0, 0, {}}` as soon as the frames read would exceed the budget.
+/// Answers `{outcome, a, b, latest, entries}`, `latest` being the counter:
+/// `{"ok", 0, 0, latest, {{id, frame}, …}}`; `{"epoch", 0, 0, 0, {}}` when
+/// the position's epoch is not the cluster's; `{"ahead", 0, 0, latest, {}}`
+/// when `since` is past the latest seq; `{"dropped", i, up_to, latest, {}}`
+/// when stream `i` (1-based, in KEYS after the expired mark) dropped
+/// messages after `since`, by count or by age; `{"forgotten", i, expired,
+/// latest, {}}` when stream `i` is gone from Redis and may have held
+/// messages after `since`; `{"over", 0, 0, latest, {}}` as soon as the
+/// frames read would exceed the budget.
 /// Redis reads the streams a page at a time and sends nothing of a replay
 /// over the budget, so a resume never costs herald (or the network) more
 /// than `max_replay_bytes`.
 const REPLAY_SCRIPT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return {'epoch', 0, 0, {}}
+  return {'epoch', 0, 0, 0, {}}
 end
 local since = tonumber(ARGV[2])
 local first = ARGV[3]
@@ -143,7 +169,7 @@ local page = tonumber(ARGV[6])
 local keep = tonumber(ARGV[7])
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 if since > latest then
-  return {'ahead', latest, 0, {}}
+  return {'ahead', 0, 0, latest, {}}
 end
 local expired = latest
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -163,14 +189,14 @@ for i = 5, #KEYS do
       if info[j] == 'max-deleted-entry-id' then
         local dropped = tonumber(string.match(info[j + 1], '^(%d+)')) or 0
         if dropped > since then
-          return {'dropped', i - 4, dropped, {}}
+          return {'dropped', i - 4, dropped, latest, {}}
         end
       end
     end
     if expired > since then
       local oldest = redis.call('XRANGE', KEYS[i], first, '+', 'COUNT', 1)
       if #oldest > 0 and tonumber(string.match(oldest[1][1], '^(%d+)')) <= expired then
-        return {'dropped', i - 4, expired, {}}
+        return {'dropped', i - 4, expired, latest, {}}
       end
     end
     local start = first
@@ -182,7 +208,7 @@ for i = 5, #KEYS do
           if fields[k] == 'f' then
             used = used + #fields[k + 1] + overhead
             if used > budget then
-              return {'over', 0, 0, {}}
+              return {'over', 0, 0, latest, {}}
             end
             found[#found + 1] = {entry[1], fields[k + 1]}
           end
@@ -194,10 +220,10 @@ for i = 5, #KEYS do
       start = '(' .. entries[#entries][1]
     end
   elseif expired > since then
-    return {'forgotten', i - 4, expired, {}}
+    return {'forgotten', i - 4, expired, latest, {}}
   end
 end
-return {'ok', 0, 0, found}
+return {'ok', 0, 0, latest, found}
 "#;
 
 /// Entries each `XRANGE` of [`REPLAY_SCRIPT`] reads.
@@ -239,7 +265,7 @@ impl Expiry {
 }
 
 /// What [`REPLAY_SCRIPT`] answers.
-type ReplayReply = (String, u64, u64, Vec<(String, Vec<u8>)>);
+type ReplayReply = (String, u64, u64, u64, Vec<(String, Vec<u8>)>);
 
 pub struct RedisBroker {
     client: redis::Client,
@@ -254,14 +280,77 @@ pub struct RedisBroker {
     expiry: Expiry,
     /// `max_replay_bytes`: most one resume may read.
     max_replay_bytes: usize,
-    /// The cluster's epoch, read from Redis at connect.
-    epoch: Arc<str>,
+    /// The cluster's epoch and counter as this node knows them.
+    standing: Arc<Standing>,
     /// This node's name in presence reports.
     node: String,
-    /// Whether the node's subscription is up, for `/health`.
+    /// Whether the node's subscription is up, for `/health` and `/ready`;
+    /// while it is not, a publish is refused at once.
     subscribed: Arc<AtomicBool>,
-    /// The highest seq this node has published or received.
-    seen: Arc<AtomicU64>,
+}
+
+/// The longest a publish waits for Redis: after it, the publisher is told
+/// 503 with the outcome unknown (the script may have run), and herald
+/// sends nothing more for it. Without this the connection manager's
+/// reconnection attempts could hold a publish for several seconds, and
+/// send it once Redis came back, long after the publisher gave up.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where this node stands in the cluster: its epoch and the counter as last
+/// read. Shared by the broker, its subscription and the replays being
+/// read, any of which may join the cluster again ([`Standing::join`]).
+struct Standing {
+    prefix: String,
+    join: redis::Script,
+    /// The cluster's epoch as of the last join.
+    epoch: RwLock<Arc<str>>,
+    /// The cluster's counter as of the last join.
+    numbered_before: AtomicU64,
+    /// The highest seq this node has published, received or read.
+    seen: AtomicU64,
+}
+
+impl Standing {
+    fn epoch(&self) -> Arc<str> {
+        // Nothing panics while the lock is held: a poisoned lock holds a
+        // whole value.
+        self.epoch
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Joins the cluster ([`JOIN_SCRIPT`]), proposing `candidate` as its
+    /// epoch; returns and keeps the cluster's epoch and counter.
+    async fn join(
+        &self,
+        con: &mut ConnectionManager,
+        candidate: &str,
+    ) -> Result<(Arc<str>, u64), redis::RedisError> {
+        let floor = self.seen.load(Ordering::Relaxed);
+        let (epoch, seq): (String, u64) = self
+            .join
+            .key(format!("{}:epoch", self.prefix))
+            .key(format!("{}:seq", self.prefix))
+            .arg(candidate)
+            .arg(floor)
+            .invoke_async(con)
+            .await?;
+        self.seen.fetch_max(seq, Ordering::Relaxed);
+        self.numbered_before.fetch_max(seq, Ordering::Relaxed);
+        let epoch: Arc<str> = epoch.into();
+        let mut current = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
+        if *current != epoch {
+            if !current.is_empty() {
+                log::warn!(
+                    "broker: the cluster's epoch changed from {current} to {epoch} \
+                     (Redis lost its data); positions from before get reset"
+                );
+            }
+            *current = epoch.clone();
+        }
+        Ok((epoch, seq))
+    }
 }
 
 impl RedisBroker {
@@ -290,6 +379,13 @@ impl RedisBroker {
                 redis_client::trusted_roots(config)
             );
         }
+        // Startup errors name the Redis (its password hidden).
+        let at = |e: String| {
+            BrokerError::Unavailable(format!(
+                "{}: {e}",
+                crate::config::redact_url_password(&config.url)
+            ))
+        };
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -301,22 +397,24 @@ impl RedisBroker {
         match actix_web::rt::time::timeout(Duration::from_secs(3), probe).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if tls => {
-                return Err(BrokerError::Unavailable(format!(
-                    "{e}{}",
-                    tls_hint(&e.to_string(), config)
-                )))
+                return Err(at(format!("{e}{}", tls_hint(&e.to_string(), config))))
             }
-            Ok(Err(e)) => return Err(unavailable(e)),
-            Err(_) => {
-                return Err(BrokerError::Unavailable(format!(
-                    "no answer from {} within 3 s",
-                    client.get_connection_info().addr()
-                )))
-            }
+            Ok(Err(e)) => return Err(at(e.to_string())),
+            Err(_) => return Err(at("no answer within 3 s".into())),
         }
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
-            .map_err(unavailable)?;
-        let epoch = join_epoch(&commands, &config.prefix, candidate).await?;
+        let mut commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+            .map_err(|e| at(e.to_string()))?;
+        let standing = Arc::new(Standing {
+            prefix: config.prefix.clone(),
+            join: redis::Script::new(JOIN_SCRIPT),
+            epoch: RwLock::new("".into()),
+            numbered_before: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+        });
+        standing
+            .join(&mut commands, candidate)
+            .await
+            .map_err(|e| at(e.to_string()))?;
         Ok(Self {
             client,
             commands,
@@ -326,10 +424,9 @@ impl RedisBroker {
             history_size,
             expiry: Expiry::new(history_ttl),
             max_replay_bytes,
-            epoch: epoch.into(),
+            standing,
             node: format!("{:016x}", rand::random::<u64>()),
             subscribed: Arc::new(AtomicBool::new(false)),
-            seen: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -351,12 +448,15 @@ impl RedisBroker {
 
     /// Receives every announced message and hands it to `fanout`, for as
     /// long as the process runs; reconnects with backoff when Redis goes
-    /// away, logging each change of state once.
+    /// away, logging each change of state once. Once subscribed, joins the
+    /// cluster again (a Redis that came back empty gets an epoch, and the
+    /// node's position is the counter, not what it had before the gap).
     fn subscribe(&self, fanout: Recipient<Fanout>) {
         let client = self.client.clone();
+        let mut commands = self.commands.clone();
         let channel = self.channel();
         let subscribed = self.subscribed.clone();
-        let seen = self.seen.clone();
+        let standing = self.standing.clone();
         actix_web::rt::spawn(async move {
             let mut delay = Duration::from_millis(100);
             let mut was_up = true;
@@ -364,15 +464,27 @@ impl RedisBroker {
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                         Ok(()) => {
+                            let (epoch, seq) =
+                                match standing.join(&mut commands, &super::new_epoch()).await {
+                                    Ok(position) => position,
+                                    Err(e) => {
+                                        note_down(&mut was_up, &e);
+                                        actix_web::rt::time::sleep(delay).await;
+                                        delay = (delay * 2).min(Duration::from_secs(5));
+                                        continue;
+                                    }
+                                };
                             subscribed.store(true, Ordering::Relaxed);
-                            log::info!("broker: subscribed to {channel}");
+                            log::info!(
+                                "broker: subscribed to {channel} (cluster epoch {epoch}, seq {seq})"
+                            );
                             was_up = true;
                             delay = Duration::from_millis(100);
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
                                 match decode(msg.get_payload_bytes()) {
                                     Some(message) => {
-                                        seen.fetch_max(message.seq, Ordering::Relaxed);
+                                        standing.seen.fetch_max(message.seq, Ordering::Relaxed);
                                         fanout.do_send(message)
                                     }
                                     None => log::warn!("broker: ignored a malformed message"),
@@ -442,10 +554,22 @@ impl Broker for RedisBroker {
     }
 
     fn epoch(&self) -> Arc<str> {
-        self.epoch.clone()
+        self.standing.epoch()
     }
 
+    fn numbered_before(&self) -> u64 {
+        self.standing.numbered_before.load(Ordering::Relaxed)
+    }
+
+    /// Refused at once, without sending anything, while the node's
+    /// subscription is down (Redis is known to be unreachable); otherwise
+    /// waits at most [`PUBLISH_TIMEOUT`].
     fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
+        if !self.subscribed.load(Ordering::Relaxed) {
+            return Publishing::Sent(Box::pin(std::future::ready(Err(BrokerError::Unavailable(
+                "this node is not connected to Redis".into(),
+            )))));
+        }
         let name = encode_key(&key);
         let counter = format!("{}:seq", self.prefix);
         let stream = format!("{}:stream:{name}", self.prefix);
@@ -454,12 +578,13 @@ impl Broker for RedisBroker {
         let expiry = self.expiry;
         let fields = frame.fields().to_owned();
         let history_size = self.history_size;
-        let floor = self.seen.load(Ordering::Relaxed);
+        let floor = self.standing.seen.load(Ordering::Relaxed);
         let script = self.publish.clone();
         let mut con = self.commands.clone();
-        let seen = self.seen.clone();
+        let standing = self.standing.clone();
         Publishing::Sent(Box::pin(async move {
-            let (seq, nodes): (u64, u64) = script
+            let mut invocation = script.prepare_invoke();
+            invocation
                 .key(counter)
                 .key(stream)
                 .key(channel)
@@ -470,22 +595,33 @@ impl Broker for RedisBroker {
                 .arg(name)
                 .arg(floor)
                 .arg(expiry.keep_ms)
-                .arg(expiry.bucket_ms)
-                .invoke_async(&mut con)
-                .await
+                .arg(expiry.bucket_ms);
+            // Dropped on time out: not sent later if it was not sent yet.
+            let answer = actix_web::rt::time::timeout(
+                PUBLISH_TIMEOUT,
+                invocation.invoke_async::<(u64, u64)>(&mut con),
+            )
+            .await;
+            let (seq, nodes) = answer
+                .map_err(|_| BrokerError::TimedOut {
+                    secs: PUBLISH_TIMEOUT.as_secs(),
+                })?
                 .map_err(unavailable)?;
-            seen.fetch_max(seq, Ordering::Relaxed);
+            standing.seen.fetch_max(seq, Ordering::Relaxed);
             Ok(Announced { seq, nodes })
         }))
     }
 
-    /// Fetches everything kept after `since` (a stream's `has_from` cannot
+    /// Fetches everything kept after `from` (a stream's `has_from` cannot
     /// bound it: live messages may still be on their way), in one script,
-    /// or fails when the cluster's epoch changed (Redis lost its data), a
-    /// stream dropped a message after `since`, the messages need more than
-    /// `max_replay_bytes` (Redis then sends none of them), or Redis is
-    /// unreachable.
-    fn replay(&self, streams: &[(StreamKey, u64)], since: u64) -> Replaying {
+    /// or refuses when `from` is not of the cluster's epoch (Redis lost its
+    /// data, or it is from elsewhere), a stream dropped a message after it,
+    /// the messages need more than `max_replay_bytes` (Redis then sends none
+    /// of them), or Redis is unreachable. A refusal carries the cluster's
+    /// newest position, read in the same script; when the epoch differed,
+    /// the node joins the cluster again first, which gives Redis an epoch
+    /// if it lost its own.
+    fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
         let mut con = self.commands.clone();
         let script = self.replay.clone();
         let prefix = &self.prefix;
@@ -501,7 +637,9 @@ impl Broker for RedisBroker {
                 .iter()
                 .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
         );
-        let epoch = self.epoch.clone();
+        let since = from.since;
+        let epoch: Arc<str> = from.epoch.as_str().into();
+        let standing = self.standing.clone();
         let max_replay_bytes = self.max_replay_bytes;
         let keep_ms = self.expiry.keep_ms;
         let keys: Vec<StreamKey> = streams.iter().map(|(key, _)| key.clone()).collect();
@@ -521,9 +659,31 @@ impl Broker for RedisBroker {
                 .arg(keep_ms)
                 .invoke_async(&mut con)
                 .await
-                .map_err(|e| format!("the message broker is unavailable: {e}"))?;
-            match reply {
-                (outcome, _, _, entries) if outcome == "ok" => {
+                .map_err(|e| Refused::because(format!("the message broker is unavailable: {e}")))?;
+            let (outcome, a, b, latest, entries) = reply;
+            if outcome == "epoch" {
+                let reason = "the broker's history started afresh (epoch changed)";
+                return Err(match standing.join(&mut con, &super::new_epoch()).await {
+                    Ok(newest) => Refused {
+                        reason: reason.into(),
+                        newest: Some(newest),
+                    },
+                    Err(_) => Refused::because(reason),
+                });
+            }
+            // The position's epoch is the cluster's: if it is not this
+            // node's, the node missed a change of epoch (Redis lost its data
+            // while the node stayed connected), and takes it now.
+            if epoch != standing.epoch() {
+                let _ = standing.join(&mut con, &super::new_epoch()).await;
+            }
+            standing.seen.fetch_max(latest, Ordering::Relaxed);
+            let refused = |reason: String| Refused {
+                reason,
+                newest: Some((epoch.clone(), latest)),
+            };
+            match outcome.as_str() {
+                "ok" => {
                     let mut found: Frames = entries
                         .into_iter()
                         .filter_map(|(id, frame)| {
@@ -535,26 +695,25 @@ impl Broker for RedisBroker {
                     found.sort_unstable_by_key(|(seq, _)| *seq);
                     Ok(found)
                 }
-                (outcome, ..) if outcome == "epoch" => {
-                    Err("the broker's history started afresh (epoch changed)".into())
-                }
-                (outcome, latest, ..) if outcome == "ahead" => Err(format!(
+                "ahead" => Err(refused(format!(
                     "position {since} is ahead of this cluster ({latest})"
-                )),
-                (outcome, stream, dropped_up_to, _) if outcome == "dropped" => {
-                    let key = stream_named(&keys, stream);
-                    Err(format!(
-                        "history of {key} dropped messages after seq {since} (up to {dropped_up_to})"
-                    ))
+                ))),
+                "dropped" => {
+                    let key = stream_named(&keys, a);
+                    Err(refused(format!(
+                        "history of {key} dropped messages after seq {since} (up to {b})"
+                    )))
                 }
-                (outcome, stream, ..) if outcome == "forgotten" => {
-                    let key = stream_named(&keys, stream);
-                    Err(format!("history no longer covers {key} after seq {since}"))
+                "forgotten" => {
+                    let key = stream_named(&keys, a);
+                    Err(refused(format!(
+                        "history no longer covers {key} after seq {since}"
+                    )))
                 }
-                (outcome, ..) if outcome == "over" => Err(budget.exceeded().to_string()),
-                (outcome, ..) => Err(format!(
-                    "the message broker answered a replay with {outcome:?}"
-                )),
+                "over" => Err(refused(budget.exceeded().to_string())),
+                other => Err(refused(format!(
+                    "the message broker answered a replay with {other:?}"
+                ))),
             }
         }))
     }
@@ -619,30 +778,6 @@ impl Broker for RedisBroker {
     }
 }
 
-/// The cluster's epoch: set by the first node, read by the others. A Redis
-/// that lost its data loses it too, so positions from before are not taken
-/// for new ones.
-async fn join_epoch(
-    commands: &ConnectionManager,
-    prefix: &str,
-    candidate: &str,
-) -> Result<String, BrokerError> {
-    let key = format!("{prefix}:epoch");
-    let mut con = commands.clone();
-    let _: Option<String> = redis::cmd("SET")
-        .arg(&key)
-        .arg(candidate)
-        .arg("NX")
-        .query_async(&mut con)
-        .await
-        .map_err(unavailable)?;
-    redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut con)
-        .await
-        .map_err(unavailable)
-}
-
 /// The stream a replay script's answer names, 1-based in `keys`.
 fn stream_named(keys: &[StreamKey], index: u64) -> String {
     usize::try_from(index)
@@ -661,8 +796,8 @@ fn tls_hint(error: &str, config: &BrokerConfig) -> String {
             .into()
     } else if error.contains("invalid peer certificate") {
         format!(
-            " (TLS: Redis's certificate is not signed by {}, or is not for the host \
-             name of broker.url; a private CA goes in broker.ca_file)",
+            " (TLS: Redis's certificate is not signed by {}, or does not name the host \
+             of broker.url in its subjectAltName; a private CA goes in broker.ca_file)",
             redis_client::trusted_roots(config)
         )
     } else if error.contains("CertificateRequired")

@@ -103,14 +103,7 @@ pub fn client(config: &BrokerConfig) -> Result<redis::Client, InvalidSetting> {
                 "must be set with broker.client_key_file (the key's certificate)",
             ))
         }
-        (true, true) => Some(ClientTlsConfig {
-            client_cert: read_certificates(
-                "broker.client_cert_file",
-                &config.client_cert_file,
-                false,
-            )?,
-            client_key: read_private_key(&config.client_key_file)?,
-        }),
+        (true, true) => Some(client_pair(config)?),
     };
     install_crypto_provider();
     redis::Client::build_with_tls(
@@ -168,12 +161,12 @@ fn read_certificates(
     Ok(pem)
 }
 
-/// The key file's bytes, once they are known to hold a private key. The
-/// parser's message is left out: it could quote the file.
-fn read_private_key(path: &Path) -> Result<Vec<u8>, InvalidSetting> {
+/// The key file's bytes and the key, once they are known to hold a private
+/// key. The parser's message is left out: it could quote the file.
+fn read_private_key(path: &Path) -> Result<(Vec<u8>, PrivateKeyDer<'static>), InvalidSetting> {
     let key = "broker.client_key_file";
     let pem = read(key, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+    let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
         invalid(
             key,
             format!(
@@ -182,7 +175,56 @@ fn read_private_key(path: &Path) -> Result<Vec<u8>, InvalidSetting> {
             ),
         )
     })?;
-    Ok(pem)
+    Ok((pem, private))
+}
+
+/// The client certificate and its key, once rustls takes them as a pair:
+/// a key of a kind it can sign with, matching the certificate's public key.
+/// Checked here, as rustls would check them when the first connection is
+/// made, so that a mismatch is a setting error (exit 2, also from
+/// `check-config`) rather than a failure to connect.
+fn client_pair(config: &BrokerConfig) -> Result<ClientTlsConfig, InvalidSetting> {
+    let (cert_key, cert_path) = ("broker.client_cert_file", &config.client_cert_file);
+    let client_cert = read_certificates(cert_key, cert_path, false)?;
+    let (client_key, private) = read_private_key(&config.client_key_file)?;
+    // Read as certificates by `read_certificates` just now.
+    let chain = CertificateDer::pem_slice_iter(&client_cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            invalid(
+                cert_key,
+                format!("{} is not valid PEM: {e}", cert_path.display()),
+            )
+        })?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain, private, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => invalid(
+            "broker.client_key_file",
+            format!(
+                "{} is not the private key of the certificate in {} (broker.client_cert_file)",
+                config.client_key_file.display(),
+                cert_path.display()
+            ),
+        ),
+        rustls::Error::InvalidCertificate(why) => invalid(
+            cert_key,
+            format!(
+                "{} holds an unusable certificate: {why:?}",
+                cert_path.display()
+            ),
+        ),
+        other => invalid(
+            "broker.client_key_file",
+            format!(
+                "{} holds a key herald cannot sign with ({other})",
+                config.client_key_file.display()
+            ),
+        ),
+    })?;
+    Ok(ClientTlsConfig {
+        client_cert,
+        client_key,
+    })
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use super::messages::{
     Fanout, GetCounts, GetPresence, GetStats, Joined, Presence, Published, Register, Resume,
     SessionOutbox, Shutdown, Stats, Subscribe, ToChannel, Transport, Unsubscribe,
 };
-use crate::broker::{Broker, BrokerError, Frames, Publishing, Replaying};
+use crate::broker::{Broker, BrokerError, Frames, Publishing, Refused, Replaying};
 use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
@@ -45,9 +45,9 @@ const HISTORY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The routing registry. Start exactly one per process and share its `Addr`.
 pub struct NotifyServer {
-    /// This lifetime's epoch: positions from another lifetime are refused.
-    epoch: Arc<str>,
-    /// The latest seq fanned out.
+    /// The latest seq fanned out, or numbered before this node could see
+    /// it (read it through [`NotifyServer::seq`]). The epoch is the
+    /// broker's: with Redis it changes when Redis lost its data.
     seq: u64,
     /// Numbers, keeps and announces every publish; answers resumes.
     broker: Arc<dyn Broker>,
@@ -142,8 +142,7 @@ impl NotifyServer {
     /// A server whose messages are numbered and kept by `broker`.
     pub fn new(broker: Arc<dyn Broker>) -> Self {
         Self {
-            epoch: broker.epoch(),
-            seq: 0,
+            seq: broker.numbered_before(),
             broker,
             resuming: HashSet::new(),
             catching_up: HashSet::new(),
@@ -167,10 +166,21 @@ impl NotifyServer {
         self.metrics.channels.set(self.channels.len() as i64);
     }
 
-    fn joined(&self, resume: Option<Resume>) -> Joined {
+    /// The server's position: the latest seq fanned out here, raised to
+    /// what the cluster numbered before this node could see it
+    /// ([`Broker::numbered_before`]), so that a node that just started, or
+    /// whose subscription just came back, hands out the cluster's position
+    /// rather than one behind it (a resume from which would replay messages
+    /// older than the session).
+    fn seq(&mut self) -> u64 {
+        self.seq = self.seq.max(self.broker.numbered_before());
+        self.seq
+    }
+
+    fn joined(&mut self, resume: Option<Resume>) -> Joined {
         Joined {
-            epoch: self.epoch.clone(),
-            seq: self.seq,
+            epoch: self.broker.epoch(),
+            seq: self.seq(),
             resume,
         }
     }
@@ -313,7 +323,7 @@ impl NotifyServer {
     }
 
     fn register(&mut self, session: SessionId, id: ClientId) {
-        let seq = self.seq;
+        let seq = self.seq();
         let Some(entry) = self.sessions.get_mut(&session) else {
             return; // already gone
         };
@@ -351,7 +361,7 @@ impl NotifyServer {
     }
 
     fn subscribe(&mut self, session: SessionId, channel: ChannelName) {
-        let seq = self.seq;
+        let seq = self.seq();
         let Some(entry) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -385,21 +395,15 @@ impl NotifyServer {
         let Some(position) = resume else {
             return Box::pin(actix::fut::ready(self.joined(None)));
         };
-        let reset = |reason: &str| {
-            Some(Resume::Reset {
-                reason: reason.to_owned(),
-            })
-        };
-        if position.epoch != *self.epoch {
-            let reason = "epoch changed: this server's history started afresh";
-            return Box::pin(actix::fut::ready(self.joined(reset(reason))));
-        }
+        let at_join = self.seq();
         let Some(entry) = self.sessions.get_mut(&session) else {
-            return Box::pin(actix::fut::ready(self.joined(reset("session closed"))));
+            let reset = Resume::Reset {
+                reason: "session closed".into(),
+            };
+            return Box::pin(actix::fut::ready(self.joined(Some(reset))));
         };
         let since = position.since;
-        let at_join = self.seq;
-        match self.broker.replay(&entry.streams(), since) {
+        match self.broker.replay(&entry.streams(), &position) {
             Replaying::Here(result) => {
                 let joined = self.finish_resume(session, since, at_join, result, false);
                 Box::pin(actix::fut::ready(joined))
@@ -419,13 +423,15 @@ impl NotifyServer {
     /// the replay already holds; the position reported is then the last one
     /// replayed, since older held messages may still follow it. Replayed
     /// messages this node has not fanned out yet are remembered, so that
-    /// they are not delivered again when they arrive.
+    /// they are not delivered again when they arrive. A reset reports the
+    /// broker's newest position when it gave one (held messages up to it
+    /// do not follow), else the node's own.
     fn finish_resume(
         &mut self,
         session: SessionId,
         since: u64,
         at_join: u64,
-        result: Result<Frames, String>,
+        result: Result<Frames, Refused>,
         fetched: bool,
     ) -> Joined {
         self.resuming.remove(&session);
@@ -444,9 +450,9 @@ impl NotifyServer {
                 let reached = if fetched {
                     frames.last().map_or(since, |(seq, _)| *seq).max(since)
                 } else {
-                    self.seq
+                    self.seq()
                 };
-                let fanned_out = self.seq;
+                let fanned_out = self.seq();
                 let ahead: Vec<u64> = frames
                     .iter()
                     .map(|(seq, _)| *seq)
@@ -458,10 +464,22 @@ impl NotifyServer {
                         self.catching_up.insert(session);
                     }
                 }
-                (Resume::Replayed { since, frames }, reached)
+                (
+                    Resume::Replayed { since, frames },
+                    (self.broker.epoch(), reached),
+                )
             }
-            Err(reason) => (Resume::Reset { reason }, at_join),
+            // From the broker's newest position, a resume has nothing to
+            // replay: a client that follows the reset is not reset again.
+            Err(refused) => {
+                let reached = refused
+                    .newest
+                    .unwrap_or_else(|| (self.broker.epoch(), at_join));
+                let reason = refused.reason;
+                (Resume::Reset { reason }, reached)
+            }
         };
+        let (epoch, reached) = reached;
         let mut failed = None;
         if let Some(entry) = self.sessions.get(&session) {
             for (seq, frame) in held.into_iter().filter(|(seq, _)| *seq > reached) {
@@ -487,7 +505,7 @@ impl NotifyServer {
             self.drop_failed(session, why);
         }
         Joined {
-            epoch: self.epoch.clone(),
+            epoch,
             seq: reached,
             resume: Some(resume),
         }
@@ -597,13 +615,14 @@ impl Handler<Connect> for NotifyServer {
             .sessions
             .with_label_values(&[&msg.transport.to_string()])
             .inc();
+        let broadcast_from = self.seq();
         self.sessions.insert(
             msg.session,
             SessionEntry {
                 outbox: msg.outbox,
                 transport: msg.transport,
                 peer: msg.peer,
-                broadcast_from: self.seq,
+                broadcast_from,
                 holding: false,
                 pending: Vec::new(),
                 replayed_ahead: Vec::new(),
@@ -752,7 +771,7 @@ impl Handler<GetStats> for NotifyServer {
             ids: self.ids.len(),
             channels: self.channels.len(),
             top_channels: top,
-            seq: self.seq,
+            seq: self.seq(),
             history_messages,
             history_bytes,
             history_streams,
@@ -769,7 +788,7 @@ impl Handler<GetCounts> for NotifyServer {
             sessions: self.sessions.len(),
             ids: self.ids.len(),
             channels: self.channels.len(),
-            seq: self.seq,
+            seq: self.seq(),
             history_messages,
             history_bytes,
         }
@@ -1158,10 +1177,58 @@ mod tests {
             }))
         }
 
-        fn replay(&self, _: &[(StreamKey, u64)], _: u64) -> Replaying {
+        fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
             let frames = vec![(1, "m1".into()), (2, "m2".into())];
             Replaying::Fetching(Box::pin(async move { Ok(frames) }))
         }
+    }
+
+    /// A broker that joined its cluster at seq 40 and refuses every resume,
+    /// giving the cluster's newest position: another epoch, seq 42.
+    struct RefusingBroker;
+
+    impl Broker for RefusingBroker {
+        fn kind(&self) -> crate::broker::BrokerKind {
+            crate::broker::BrokerKind::Redis
+        }
+
+        fn epoch(&self) -> Arc<str> {
+            EPOCH.into()
+        }
+
+        fn numbered_before(&self) -> u64 {
+            40
+        }
+
+        fn publish(&self, _: StreamKey, _: &PendingFrame) -> Publishing {
+            Publishing::Sent(Box::pin(async {
+                Err(BrokerError::Unavailable("not in this test".into()))
+            }))
+        }
+
+        fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
+            Replaying::Fetching(Box::pin(async {
+                Err(Refused {
+                    reason: "gone".into(),
+                    newest: Some(("e2".into(), 42)),
+                })
+            }))
+        }
+    }
+
+    #[actix::test]
+    async fn positions_start_at_the_cluster_counter_and_a_reset_gives_the_newest() {
+        let server = NotifyServer::new(Arc::new(RefusingBroker)).start();
+        let fresh = connect(&server, Some("63"), &[], None).await;
+        assert_eq!((&*fresh.joined.epoch, fresh.joined.seq), (EPOCH, 40));
+        assert_eq!(counts(&server).await.seq, 40);
+        let back = connect(&server, Some("63"), &[], Some(3)).await;
+        assert!(
+            matches!(&back.joined.resume, Some(Resume::Reset { reason }) if reason == "gone"),
+            "{:?}",
+            back.joined.resume
+        );
+        assert_eq!((&*back.joined.epoch, back.joined.seq), ("e2", 42));
     }
 
     #[actix::test]

@@ -180,6 +180,80 @@ async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_b
 }
 
 #[actix_web::test]
+async fn a_publish_refused_while_redis_is_down_is_not_published_when_it_returns() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let mut client = a.ws_registered("1").await;
+    redis.kill();
+    a.wait_for_health("the node to see Redis gone", |h| {
+        h["broker_connected"] == false
+    })
+    .await;
+
+    // A publish while the node knows Redis is down. Should it still be
+    // waiting a second later, Redis comes back meanwhile: a publish that
+    // waited for it would then go out, after its publisher was told 503 or
+    // gave up.
+    let port = a.port;
+    let mut publishing = actix_web::rt::spawn(async move {
+        let a = TestApp {
+            port,
+            http: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        };
+        a.publish_form(&[("message", "refused"), ("id", "1")]).await
+    });
+    let (answer, restarted) = tokio::select! {
+        answer = &mut publishing => (answer, false),
+        () = tokio::time::sleep(Duration::from_secs(1)) => {
+            redis.restart().await;
+            (publishing.await, true)
+        }
+    };
+    let (status, body) = answer.expect("the publisher");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "broker_unavailable");
+    assert!(
+        body["error"].as_str().unwrap().contains("not published"),
+        "{body}"
+    );
+
+    // Redis back (if it is not yet) and the node with it: the refused
+    // message reaches no client and is in no stream.
+    if !restarted {
+        redis.restart().await;
+    }
+    within("the node to be back", async {
+        loop {
+            let (status, _) = a.publish_form(&[("message", "after"), ("id", "1")]).await;
+            if status == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(client.recv_json().await["data"], "after");
+    let mut con = redis.connection().await;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("herald:stream:i:1")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut con)
+        .await
+        .expect("XRANGE");
+    assert!(
+        entries
+            .iter()
+            .all(|(_, fields)| fields.iter().all(|(_, frame)| !frame.contains("refused"))),
+        "{entries:?}"
+    );
+}
+
+#[actix_web::test]
 async fn a_client_resumes_on_another_node_with_its_position() {
     let Some(redis) = Redis::start().await else {
         return;

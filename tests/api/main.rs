@@ -3,6 +3,7 @@
 
 mod abuse;
 mod admin;
+mod broker_startup;
 mod browser;
 mod channels;
 mod cli;
@@ -27,6 +28,7 @@ mod publish;
 mod publishers;
 mod ready;
 mod redis_expiry;
+mod redis_positions;
 mod redis_server;
 mod redis_tls;
 mod replay;

@@ -135,8 +135,14 @@ async fn two_nodes_share_a_redis_over_tls_and_refuse_one_they_cannot_verify() {
 /// Runs the `herald` binary (no command: a real start) with `env`; returns
 /// its exit code and standard error.
 async fn herald_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    herald_exit_with(&[], env).await
+}
+
+/// [`herald_exit`] with `args` (a command such as `check-config`).
+async fn herald_exit_with(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut cmd = crate::process::herald();
-    cmd.env("HERALD_PORT", "0")
+    cmd.args(args)
+        .env("HERALD_PORT", "0")
         .env("HERALD_BROKER__KIND", "redis")
         .env(
             "HERALD_BROKER__URL",
@@ -193,4 +199,42 @@ async fn a_bad_redis_url_or_tls_file_stops_herald_at_startup_naming_the_key() {
         assert!(stderr.contains(&format!("`{key}`")), "{env:?}: {stderr}");
         assert!(!stderr.contains("pw-53cr3t"), "{env:?}: {stderr}");
     }
+}
+
+#[actix_web::test]
+async fn a_client_key_that_is_not_the_certificates_is_a_setting_error_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = certificates(dir.path());
+    let path = |p: &PathBuf| p.to_str().expect("a UTF-8 path").to_owned();
+    let (ca, cert) = (path(&files.ca), path(&files.client_cert));
+    // The client's certificate with the server's key: both files are
+    // valid PEM, but not a pair.
+    let other_key = path(&files.key);
+    let env = [
+        ("HERALD_BROKER__CA_FILE", ca.as_str()),
+        ("HERALD_BROKER__CLIENT_CERT_FILE", cert.as_str()),
+        ("HERALD_BROKER__CLIENT_KEY_FILE", other_key.as_str()),
+    ];
+    for args in [&["check-config"][..], &[]] {
+        let (code, stderr) = herald_exit_with(args, &env).await;
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("`broker.client_key_file`")
+                && stderr.contains("not the private key of the certificate"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("pw-53cr3t"), "{args:?}: {stderr}");
+    }
+    // The right key passes the same check.
+    let key = path(&files.client_key);
+    let (code, stderr) = herald_exit_with(
+        &["check-config"],
+        &[
+            ("HERALD_BROKER__CA_FILE", ca.as_str()),
+            ("HERALD_BROKER__CLIENT_CERT_FILE", cert.as_str()),
+            ("HERALD_BROKER__CLIENT_KEY_FILE", key.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
 }
