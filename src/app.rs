@@ -12,11 +12,11 @@ use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::{self, KeyAuth, OriginPolicy, PublisherAuth};
-use crate::broker::{self, BrokerKind};
+use crate::broker;
 use crate::client_addr::TrustedProxies;
-use crate::config::Config;
+use crate::config::{BrokerKind, Config};
 use crate::fd_limit;
-use crate::host::{self, HostPolicy};
+use crate::host::HostPolicy;
 use crate::hub::messages::Shutdown;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
@@ -31,8 +31,8 @@ use crate::token::TokenVerifier;
 pub struct Application {
     port: u16,
     server: Server,
-    /// The registry, once the first worker has started it.
-    router: Arc<OnceLock<Addr<NotifyServer>>>,
+    /// `NotifyServer`, once the first worker has started it.
+    notify_server: Arc<OnceLock<Addr<NotifyServer>>>,
     shutdown_timeout: Duration,
     /// How long to keep serving, `/ready` at 503, before closing.
     shutdown_drain: Duration,
@@ -281,15 +281,15 @@ impl Application {
             poll_timeout_secs: config.poll_timeout_secs,
             started_at: Instant::now(),
         });
-        // One registry for the whole process. It is started once, by the
-        // first worker that runs this factory, on that worker's thread: the
-        // `OnceLock` keeps every worker on the same registry, and sharing a
-        // thread spares each publish two cross-thread wake-ups (measured in
-        // BENCHMARKS.md). With one worker, routing and sockets share one
-        // thread, like an event loop.
-        let router: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
-        let app_router = router.clone();
-        let router_metrics = metrics.clone();
+        // One `NotifyServer` for the whole process. It is started once, by
+        // the first worker that runs this factory, on that worker's thread:
+        // the `OnceLock` keeps every worker on the same `NotifyServer`, and
+        // sharing a thread spares each publish two cross-thread wake-ups
+        // (measured in BENCHMARKS.md). With one worker, routing and sockets
+        // share one thread, like an event loop.
+        let notify_server: Arc<OnceLock<Addr<NotifyServer>>> = Arc::new(OnceLock::new());
+        let app_notify_server = notify_server.clone();
+        let notify_server_metrics = metrics.clone();
         let static_dir =
             (!config.static_dir.as_os_str().is_empty()).then(|| config.static_dir.clone());
         let echo_route = config.echo_route;
@@ -316,13 +316,13 @@ impl Application {
             );
         }
         let mut server = HttpServer::new(move || {
-            let server = router
+            let server = notify_server
                 .get_or_init(|| {
-                    let router = NotifyServer::new(broker.clone())
-                        .with_metrics(router_metrics.clone())
+                    let notify_server = NotifyServer::new(broker.clone())
+                        .with_metrics(notify_server_metrics.clone())
                         .start();
-                    broker.start(router.clone().recipient(), router.clone().recipient());
-                    router
+                    broker.start(Arc::new(notify_server.clone()));
+                    notify_server
                 })
                 .clone();
             let state = web::Data::new(AppState {
@@ -336,7 +336,7 @@ impl Application {
                 .default_service(web::to(routes::not_found))
                 // Around every route: no route, file or upgrade runs for a Host
                 // herald does not answer to.
-                .wrap(from_fn(host::check_host))
+                .wrap(from_fn(routes::host::check_host))
                 // Outermost of all, refusals included: every answer is
                 // exactly what its Content-Type says, so a browser never
                 // sniffs a JSON error or a client file into something it
@@ -417,7 +417,7 @@ impl Application {
             port: local.port(),
             signals,
             server: server.run(),
-            router: app_router,
+            notify_server: app_notify_server,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             shutdown_drain: config.shutdown_drain(),
             draining,
@@ -461,8 +461,8 @@ impl Application {
             }
         }
         log::info!("shutting down: closing sessions, finishing requests");
-        if let Some(router) = self.router.get() {
-            if let Ok(sessions) = router.send(Shutdown).await {
+        if let Some(notify_server) = self.notify_server.get() {
+            if let Ok(sessions) = notify_server.send(Shutdown).await {
                 log::info!("asked {sessions} sessions to close");
             }
         }

@@ -19,7 +19,55 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::error::ApiError;
+use crate::origin::Origin;
+
+/// Why a request may not go on. Each is answered by `error.rs`: a missing
+/// or wrong key with 401 `unauthorized`, the others with 403 `forbidden`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Keys are configured and the request sent none.
+    #[error("missing {role} key: send Authorization: Bearer <key>")]
+    MissingKey { role: &'static str },
+    /// Keys are configured and the request's matches none of them.
+    #[error("invalid {role} key")]
+    WrongKey { role: &'static str },
+    /// No key is configured and loopback is not trusted
+    /// (`trust_loopback = false`): nobody passes.
+    #[error(
+        "{role} access needs a key (trust_loopback = false) and none is configured: \
+         set {setting} in config.toml (or {variable}) and send Authorization: Bearer <key>"
+    )]
+    KeyRequired {
+        role: &'static str,
+        setting: &'static str,
+        variable: &'static str,
+    },
+    /// No key is configured and the request is not from a direct loopback
+    /// peer.
+    #[error(
+        "{role} access without a key is open only to direct connections from this machine \
+         (not through a proxy, nor from a peer listed in trusted_proxies) while no {role} \
+         key is configured: set {setting} in config.toml (or {variable}) and send \
+         Authorization: Bearer <key>"
+    )]
+    NotLocal {
+        role: &'static str,
+        setting: &'static str,
+        variable: &'static str,
+    },
+    /// A browser request from a web origin that `allowed_origins` does not
+    /// list.
+    #[error("requests from this web origin are not allowed: add it to allowed_origins")]
+    OriginRefused,
+}
+
+impl AuthError {
+    /// Whether the request lacks valid credentials (401) rather than being
+    /// refused whatever it sends (403).
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(self, Self::MissingKey { .. } | Self::WrongKey { .. })
+    }
+}
 
 /// Headers proxies, load balancers and CDNs add to say where a request
 /// came from. A request carrying one came from somewhere else, whatever its
@@ -143,16 +191,12 @@ impl KeyAuth {
     /// Decides whether the request may go on. Without keys, only direct
     /// loopback peers may, and only while `trust_loopback` holds. `peer` is
     /// the TCP peer's address, `None` when unknown or a trusted proxy.
-    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), AuthError> {
         if self.key_digests.is_empty() {
             return self.check_local(headers, peer);
         }
         let role = self.role;
-        let presented = bearer_token(headers).ok_or_else(|| {
-            ApiError::Unauthorized(format!(
-                "missing {role} key: send Authorization: Bearer <key>"
-            ))
-        })?;
+        let presented = bearer_token(headers).ok_or(AuthError::MissingKey { role })?;
         let presented = digest(presented);
         // No early exit: every key is compared whatever matches.
         let matched = self
@@ -164,30 +208,30 @@ impl KeyAuth {
         if bool::from(matched) {
             Ok(())
         } else {
-            Err(ApiError::Unauthorized(format!("invalid {role} key")))
+            Err(AuthError::WrongKey { role })
         }
     }
 
     /// Without keys: loopback only, not through a proxy, and only while
     /// loopback is trusted.
-    fn check_local(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), ApiError> {
+    fn check_local(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), AuthError> {
         let (role, setting, variable) = (self.role, self.setting, self.variable);
         if !self.trust_loopback {
-            return Err(ApiError::Forbidden(format!(
-                "{role} access needs a key (trust_loopback = false) and none is configured: \
-                 set {setting} in config.toml (or {variable}) and send Authorization: Bearer <key>"
-            )));
+            return Err(AuthError::KeyRequired {
+                role,
+                setting,
+                variable,
+            });
         }
         let loopback = peer.is_some_and(|ip| ip.to_canonical().is_loopback());
         if loopback && !is_proxied(headers) {
             return Ok(());
         }
-        Err(ApiError::Forbidden(format!(
-            "{role} access without a key is open only to direct connections from this machine \
-             (not through a proxy, nor from a peer listed in trusted_proxies) while no {role} \
-             key is configured: set {setting} in config.toml (or {variable}) and send \
-             Authorization: Bearer <key>"
-        )))
+        Err(AuthError::NotLocal {
+            role,
+            setting,
+            variable,
+        })
     }
 }
 
@@ -199,81 +243,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// A web origin: scheme, host and port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    scheme: String,
-    host: String,
-    port: u16,
-}
-
-impl Origin {
-    /// Parses `http(s)://host[:port]`, nothing else (no path, no user).
-    pub fn parse(text: &str) -> Option<Self> {
-        let (scheme, rest) = text.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            _ => return None,
-        };
-        let (host, port) = split_host_port(rest, default_port)?;
-        // Browsers send a host as ASCII (an IDN in its xn-- form), never a
-        // pattern: `*.example.com` or `bücher.example` could never match.
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':');
-        if !bare.chars().all(plain) {
-            return None;
-        }
-        Some(Self { scheme, host, port })
-    }
-
-    /// Whether this origin names the same host and port as a `Host` header
-    /// (which carries no scheme; the origin's default port fills in), and
-    /// that host is an IP address or `localhost`.
-    ///
-    /// A domain name is not trusted this way: through DNS rebinding, a page
-    /// of `http://evil.example:8001` can reach herald on 127.0.0.1 with
-    /// `Host: evil.example:8001`, matching its own `Origin`. herald's own
-    /// pages served under a domain name need that origin in
-    /// `allowed_origins`.
-    fn is_host(&self, host_header: &str) -> bool {
-        let default_port = if self.scheme == "https" { 443 } else { 80 };
-        let same = split_host_port(host_header, default_port)
-            .is_some_and(|(host, port)| host == self.host && port == self.port);
-        same && is_address_or_localhost(&self.host)
-    }
-}
-
-/// An IP literal (IPv6 in brackets) or `localhost`: names no DNS lookup can
-/// make point elsewhere.
-fn is_address_or_localhost(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || bare.parse::<IpAddr>().is_ok()
-}
-
-/// Splits `host[:port]` (IPv6 in brackets); lower-cases the host.
-fn split_host_port(text: &str, default_port: u16) -> Option<(String, u16)> {
-    if text.is_empty() || text.contains(['/', '?', '#', '@', ' ']) {
-        return None;
-    }
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => default_port,
-            None => return None,
-        };
-        (format!("[{host}]"), port)
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (host.to_owned(), port.parse().ok()?),
-            None => (text.to_owned(), default_port),
-        }
-    };
-    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
 }
 
 /// Which browser origins may talk to herald.
@@ -296,28 +265,23 @@ impl OriginPolicy {
 
     /// Passes requests without `Origin` (non-browser clients), from
     /// herald's own origin, and from listed origins.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthError> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
         };
         if self.allow_any {
             return Ok(());
         }
-        let refuse = || {
-            ApiError::Forbidden(
-                "requests from this web origin are not allowed: add it to allowed_origins".into(),
-            )
-        };
         let origin = origin
             .to_str()
             .ok()
             .and_then(Origin::parse)
-            .ok_or_else(refuse)?;
+            .ok_or(AuthError::OriginRefused)?;
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         if host.is_some_and(|h| origin.is_host(h)) || self.allowed.contains(&origin) {
             Ok(())
         } else {
-            Err(refuse())
+            Err(AuthError::OriginRefused)
         }
     }
 
@@ -359,7 +323,7 @@ mod tests {
         assert!(auth.check(&headers(&[]), ip("::1")).is_ok());
         assert!(auth.check(&headers(&[]), ip("::ffff:127.0.0.1")).is_ok());
         let err = auth.check(&headers(&[]), ip("192.168.1.20")).unwrap_err();
-        assert!(matches!(err, ApiError::Forbidden(_)));
+        assert!(matches!(err, AuthError::NotLocal { .. }));
         assert!(err.to_string().contains("publish_keys"), "{err}");
         let proxied = headers(&[("x-forwarded-for", "203.0.113.9")]);
         assert!(auth.check(&proxied, ip("127.0.0.1")).is_err());
@@ -381,14 +345,14 @@ mod tests {
     fn without_loopback_trust_no_keyless_request_passes() {
         let auth = PublisherAuth::publishers(&[], false);
         let err = auth.check(&headers(&[]), ip("127.0.0.1")).unwrap_err();
-        assert!(matches!(err, ApiError::Forbidden(_)), "{err}");
+        assert!(matches!(err, AuthError::KeyRequired { .. }), "{err}");
         assert!(err.to_string().contains("trust_loopback"), "{err}");
         let admins = KeyAuth::admins(&[Secret::new("admin-key-0123456789")], false);
         let keyed = headers(&[("authorization", "Bearer admin-key-0123456789")]);
         assert!(admins.check(&keyed, ip("127.0.0.1")).is_ok());
         assert!(matches!(
             admins.check(&headers(&[]), ip("127.0.0.1")),
-            Err(ApiError::Unauthorized(_))
+            Err(AuthError::MissingKey { .. })
         ));
     }
 
@@ -434,24 +398,7 @@ mod tests {
             headers(&[("authorization", "first-key-0123456789")]),
         ] {
             let err = auth.check(&bad, ip("127.0.0.1")).unwrap_err();
-            assert!(matches!(err, ApiError::Unauthorized(_)), "{err}");
-        }
-    }
-
-    #[test]
-    fn origins_parse_strictly() {
-        let o = Origin::parse("HTTPS://Example.com").unwrap();
-        assert_eq!((o.host.as_str(), o.port), ("example.com", 443));
-        assert_eq!(Origin::parse("http://[::1]:8001").unwrap().port, 8001);
-        for bad in [
-            "example.com",
-            "https://",
-            "https://a/b",
-            "ws://a",
-            "https://a:x",
-            "null",
-        ] {
-            assert!(Origin::parse(bad).is_none(), "{bad}");
+            assert!(err.is_unauthenticated(), "{err}");
         }
     }
 

@@ -14,6 +14,10 @@ use toml::{Table, Value};
 
 use crate::config_env;
 
+mod broker;
+
+pub use self::broker::{BrokerConfig, BrokerKind, InvalidSetting, RedisTarget};
+
 /// The config file read when none is named. Its absence is not an error.
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
 
@@ -143,7 +147,7 @@ pub struct Config {
     /// logged either way.
     pub log_format: LogFormat,
     /// `[broker]`: this process alone (memory) or several nodes on Redis.
-    pub broker: crate::broker::BrokerConfig,
+    pub broker: BrokerConfig,
 }
 
 /// How log lines are written: see [`crate::logging`].
@@ -238,7 +242,7 @@ impl Default for Config {
             shutdown_drain_ms: 0,
             echo_route: false,
             log_format: LogFormat::Text,
-            broker: crate::broker::BrokerConfig::default(),
+            broker: BrokerConfig::default(),
         }
     }
 }
@@ -257,6 +261,15 @@ pub enum ConfigError {
     Env { var: String, reason: String },
     #[error("invalid setting `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+impl From<config_env::InvalidVar> for ConfigError {
+    fn from(e: config_env::InvalidVar) -> Self {
+        Self::Env {
+            var: e.var,
+            reason: e.reason,
+        }
+    }
 }
 
 /// Values given outside the config file, by environment or flags.
@@ -512,7 +525,7 @@ impl Config {
         if let Some(bad) = self
             .allowed_origins
             .iter()
-            .find(|o| o.as_str() != "*" && crate::auth::Origin::parse(o).is_none())
+            .find(|o| o.as_str() != "*" && crate::origin::Origin::parse(o).is_none())
         {
             return invalid(
                 "allowed_origins",
@@ -546,7 +559,7 @@ impl Config {
                 ),
             );
         }
-        if self.broker.kind == crate::broker::BrokerKind::Redis
+        if self.broker.kind == BrokerKind::Redis
             && !["redis://", "rediss://", "unix://", "redis+unix://"]
                 .iter()
                 .any(|scheme| self.broker.url.starts_with(scheme))
@@ -945,7 +958,7 @@ prefix = \"p\"\n",
         assert_eq!(config.max_connections, 77);
         assert_eq!(config.allowed_origins.len(), 2);
         assert!(config.echo_route);
-        assert_eq!(config.broker.kind, crate::broker::BrokerKind::Redis);
+        assert_eq!(config.broker.kind, BrokerKind::Redis);
         assert_eq!(
             config.broker.prefix, "p",
             "the file's other [broker] keys stay"

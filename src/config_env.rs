@@ -11,7 +11,14 @@
 
 use toml::{Table, Value};
 
-use crate::config::ConfigError;
+/// A `HERALD_*` variable that is no setting, or whose value does not fit
+/// it. Names the variable, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid environment variable {var}: {reason}")]
+pub struct InvalidVar {
+    pub var: String,
+    pub reason: String,
+}
 
 /// The prefix of every herald variable.
 pub const PREFIX: &str = "HERALD_";
@@ -45,7 +52,7 @@ pub fn var_names(defaults: &Table) -> Vec<String> {
 pub fn settings_table(
     vars: impl IntoIterator<Item = (String, String)>,
     defaults: &Table,
-) -> Result<Table, ConfigError> {
+) -> Result<Table, InvalidVar> {
     let mut table = Table::new();
     for (var, raw) in vars {
         let Some(name) = var.strip_prefix(PREFIX) else {
@@ -54,7 +61,7 @@ pub fn settings_table(
         if var == CONFIG_PATH_VAR {
             continue;
         }
-        let error = |reason: &str| ConfigError::Env {
+        let error = |reason: &str| InvalidVar {
             var: var.clone(),
             reason: reason.into(),
         };

@@ -1,10 +1,16 @@
 //! Errors a client of the HTTP API can see, and their one mapping to HTTP:
 //! a status code and a JSON body `{"error": "<clear reason>", "code": "<stable code>"}`.
+//! The layers below return errors of their own (`AuthError`, `UnknownHost`,
+//! `LimitExceeded`, `TokenError`, `BrokerError`, ...); this is the one place
+//! that turns them into HTTP answers.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::auth::AuthError;
+use crate::broker::BrokerError;
+use crate::host::UnknownHost;
 use crate::ids::{ChannelError, IdError};
 use crate::limits::LimitExceeded;
 use crate::token::TokenError;
@@ -58,7 +64,7 @@ pub enum ApiError {
     #[error("not ready: shutting down")]
     ShuttingDown,
     #[error("{0}; {outcome}", outcome = .0.outcome())]
-    Broker(crate::broker::BrokerError),
+    Broker(BrokerError),
 }
 
 impl ApiError {
@@ -167,6 +173,25 @@ impl From<LimitExceeded> for ApiError {
     }
 }
 
+/// A refused publisher, operator or web origin: 401 without valid
+/// credentials (with `WWW-Authenticate: Bearer`), 403 otherwise.
+impl From<AuthError> for ApiError {
+    fn from(refusal: AuthError) -> Self {
+        if refusal.is_unauthenticated() {
+            Self::Unauthorized(refusal.to_string())
+        } else {
+            Self::Forbidden(refusal.to_string())
+        }
+    }
+}
+
+/// A `Host` herald does not answer to: 421.
+impl From<UnknownHost> for ApiError {
+    fn from(refusal: UnknownHost) -> Self {
+        Self::UnknownHost(refusal.to_string())
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(_: actix::MailboxError) -> Self {
         Self::Unavailable
@@ -183,7 +208,7 @@ mod tests {
             ApiError::TooManyConnectionsFromIp,
             ApiError::ServerFull,
             ApiError::Unavailable,
-            ApiError::Broker(crate::broker::BrokerError::Unavailable("down".into())),
+            ApiError::Broker(BrokerError::Unavailable("down".into())),
             ApiError::BrokerDisconnected,
             ApiError::ShuttingDown,
             ApiError::MissingMessage,
@@ -209,5 +234,15 @@ mod tests {
                 assert!(retry.is_none(), "{error:?}: Retry-After on {status}");
             }
         }
+    }
+
+    #[test]
+    fn refusals_from_below_keep_their_status_and_code() {
+        let answer = |error: ApiError| (error.status_code().as_u16(), error.code());
+        let wrong_key = AuthError::WrongKey { role: "publish" };
+        assert_eq!(answer(wrong_key.into()), (401, "unauthorized"));
+        assert_eq!(answer(AuthError::OriginRefused.into()), (403, "forbidden"));
+        let host = UnknownHost::NotAllowed("evil.test".into());
+        assert_eq!(answer(host.into()), (421, "unknown_host"));
     }
 }

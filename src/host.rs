@@ -22,13 +22,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::middleware::Next;
-use actix_web::web;
-
-use crate::error::ApiError;
 
 /// Longest host name accepted, in bytes (DNS's limit).
 const MAX_NAME_BYTES: usize = 253;
@@ -127,6 +121,22 @@ fn is_localhost(name: &str) -> bool {
             && name[len - ".localhost".len()..].eq_ignore_ascii_case(".localhost"))
 }
 
+/// A request names a host herald does not answer to. `error.rs` answers it
+/// with 421 `unknown_host`; the middleware that asks is `routes::host`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownHost {
+    #[error("more than one Host header")]
+    SeveralHeaders,
+    #[error("the Host header is not ASCII text")]
+    NotAscii,
+    /// The name given, cut to 100 characters.
+    #[error(
+        "herald does not answer to Host {0:?}: use its IP address or localhost, \
+         or list the name in allowed_hosts"
+    )]
+    NotAllowed(String),
+}
+
 /// The names herald answers to, from `allowed_hosts`.
 #[derive(Debug, Clone, Default)]
 pub struct HostPolicy {
@@ -165,18 +175,14 @@ impl HostPolicy {
 
     /// Checks every name a request gives for herald: its `Host` headers
     /// (exactly one, or none) and the authority of an absolute-form target.
-    pub fn check(&self, headers: &HeaderMap, authority: Option<&str>) -> Result<(), ApiError> {
+    pub fn check(&self, headers: &HeaderMap, authority: Option<&str>) -> Result<(), UnknownHost> {
         let mut hosts = headers.get_all(header::HOST);
         let first = hosts.next();
         if hosts.next().is_some() {
-            return Err(ApiError::UnknownHost(
-                "more than one Host header".to_owned(),
-            ));
+            return Err(UnknownHost::SeveralHeaders);
         }
         if let Some(value) = first {
-            let value = value.to_str().map_err(|_| {
-                ApiError::UnknownHost("the Host header is not ASCII text".to_owned())
-            })?;
+            let value = value.to_str().map_err(|_| UnknownHost::NotAscii)?;
             self.check_value(value)?;
         }
         match authority {
@@ -185,35 +191,13 @@ impl HostPolicy {
         }
     }
 
-    fn check_value(&self, value: &str) -> Result<(), ApiError> {
+    fn check_value(&self, value: &str) -> Result<(), UnknownHost> {
         if self.allows(value) {
             return Ok(());
         }
         // Quoted as JSON text: the reply encodes it, and nothing logs it.
-        let shown: String = value.chars().take(100).collect();
-        Err(ApiError::UnknownHost(format!(
-            "herald does not answer to Host {shown:?}: use its IP address or localhost, \
-             or list the name in allowed_hosts"
-        )))
+        Err(UnknownHost::NotAllowed(value.chars().take(100).collect()))
     }
-}
-
-/// Middleware for the whole app: refuses a request naming a host herald
-/// does not answer to before any route sees it.
-pub async fn check_host(
-    policy: web::Data<HostPolicy>,
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let authority = req.uri().authority().map(|a| a.as_str());
-    if let Err(refusal) = policy.check(req.headers(), authority) {
-        // Answered here rather than raised, so that the middleware around
-        // (the nosniff header) sees the refusal like any other answer.
-        let refusal: actix_web::Error = refusal.into();
-        let response = refusal.error_response();
-        return Ok(req.into_response(response).map_into_right_body());
-    }
-    Ok(next.call(req).await?.map_into_left_body())
 }
 
 #[cfg(test)]
@@ -298,7 +282,7 @@ mod tests {
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8001"));
         assert!(policy.check(&headers, None).is_ok());
         let err = policy.check(&headers, Some("evil.test")).unwrap_err();
-        assert_eq!(err.code(), "unknown_host");
+        assert!(matches!(err, UnknownHost::NotAllowed(_)), "{err}");
         headers.append(header::HOST, HeaderValue::from_static("localhost"));
         assert!(policy.check(&headers, None).is_err(), "two Host headers");
         let mut headers = HeaderMap::new();

@@ -3,40 +3,64 @@
 //! Browsers keep a WebSocket open to herald; a main web site POSTs to it, and
 //! herald pushes each message to every client or to the clients of one id.
 //!
-//! Layout:
-//! - [`app`]: binds, builds the HTTP server (whose first worker starts the one
-//!   `NotifyServer`), handles graceful shutdown.
-//! - [`assets`]: the console page and browser client, compiled in.
-//! - [`cli`]: the command line: run, check-config, print-config, token.
-//! - [`config`]: the typed settings, from file, environment and flags;
-//!   [`config_env`]: the `HERALD_*` variables.
-//! - [`error`]: errors a client of the HTTP API sees, mapped to JSON.
-//! - [`protocol`]: the wire frames and close codes.
-//! - [`ids`]: validated client ids, channel names and session ids.
-//! - [`form`]: strict urlencoded parsing for bodies and query strings.
-//! - [`auth`]: who may publish (keys, loopback) and from which origins.
-//! - [`client_addr`]: a request's client address: the TCP peer, or the
-//!   client a trusted proxy names (`trusted_proxies`).
-//! - [`host`]: the `Host` names herald answers to (against DNS rebinding).
-//! - [`token`]: signed client identity (HS256 JWT).
-//! - [`limits`]: connection caps (per address, IPv6 by /64) and the client
-//!   frame-rate limit.
-//! - [`tcp`]: every accepted TCP connection counted against the TCP caps,
-//!   refused at once over them.
-//! - [`fd_limit`]: the open-file limit raised at startup, the TCP cap fitted
-//!   into it.
-//! - [`history`]: recent messages per stream, for resume.
-//! - [`replay`]: the replay budget: what one resume may pin.
-//! - [`logging`]: log lines as text or JSON (`log_format`).
-//! - [`metrics`]: Prometheus metrics for `/metrics`.
-//! - [`broker`]: the `Broker` trait that numbers, keeps and announces each
-//!   publish: `MemoryBroker` (this process) or `RedisBroker` (several nodes;
-//!   its client, TLS included, from `broker/redis_client.rs`).
-//! - [`hub`]: the actors — `NotifyServer` (routing) and the
-//!   sessions: `WsSession`, `SseSession`, `PollWaiter`.
-//! - [`routes`]: the HTTP surface — console page, publish, `/ws`, `/events`,
-//!   `/poll`, `/health`, `/metrics`, `/stats`; `routes::cors`: who may read
-//!   `/events` and `/poll` from another origin.
+//! # Layout
+//!
+//! The modules in layers, top first. A module uses only modules of the
+//! layers below its own, never one of its own layer or above, so the
+//! imports have no loop; a lower layer that must reach a higher one does it
+//! through a trait of its own (the broker's `BrokerEvents`, which the hub
+//! implements). `tests/api/layers.rs` holds every `crate::` and `super::`
+//! path under `src/` to this order.
+//!
+//! 1. What `main` runs:
+//!    - [`app`]: binds, builds the HTTP server (whose first worker starts
+//!      the one `NotifyServer` and hands it to the broker), handles graceful
+//!      shutdown.
+//!    - [`cli`]: the command line: run, check-config, print-config, token.
+//!    - [`logging`]: log lines as text or JSON (`log_format`).
+//! 2. The HTTP surface:
+//!    - [`routes`]: console page, publish, `/ws`, `/events`, `/poll`,
+//!      `/health`, `/ready`, `/metrics`, `/stats`; `routes::cors`: who may
+//!      read `/events` and `/poll` from another origin; `routes::host`: the
+//!      `Host` check around every route.
+//! 3. The actors, and what the app sets beside them:
+//!    - [`hub`]: the actors — `NotifyServer` (routing) and the sessions:
+//!      `WsSession`, `SseSession`, `PollWaiter`.
+//!    - [`tcp`]: every accepted TCP connection counted against the TCP caps,
+//!      refused at once over them.
+//!    - [`assets`]: the console page and browser client, compiled in.
+//! 4. HTTP answers:
+//!    - [`error`]: every error a client of the HTTP API sees, from the
+//!      layers below included, mapped to JSON in one place.
+//! 5. Policies and the broker, each with errors of its own:
+//!    - [`auth`]: who may publish (keys, loopback) and from which origins.
+//!    - [`limits`]: connection caps (per address, IPv6 by /64) and the
+//!      client frame-rate limit.
+//!    - [`token`]: signed client identity (HS256 JWT).
+//!    - [`broker`]: the `Broker` trait that numbers, keeps and announces
+//!      each publish: `MemoryBroker` (this process) or `RedisBroker`
+//!      (several nodes; its client, TLS included, from
+//!      `broker/redis_client.rs`); it hands what it receives up through
+//!      `BrokerEvents`.
+//! 6. Settings:
+//!    - [`config`]: the typed settings, from file, environment and flags,
+//!      `[broker]` included (`config/broker.rs`).
+//! 7. What the settings and the broker are made of:
+//!    - [`history`]: recent messages per stream, for resume.
+//!    - [`protocol`]: the wire frames and close codes.
+//!    - [`config_env`]: the `HERALD_*` variables.
+//! 8. Plain parts that use no other module:
+//!    - [`ids`]: validated client ids, channel names and session ids.
+//!    - [`origin`]: a web origin (`scheme://host:port`), parsed and compared.
+//!    - [`host`]: the `Host` names herald answers to (against DNS
+//!      rebinding).
+//!    - [`client_addr`]: a request's client address: the TCP peer, or the
+//!      client a trusted proxy names (`trusted_proxies`).
+//!    - [`replay`]: the replay budget: what one resume may pin.
+//!    - [`form`]: strict urlencoded parsing for bodies and query strings.
+//!    - [`metrics`]: Prometheus metrics for `/metrics`.
+//!    - [`fd_limit`]: the open-file limit raised at startup, the TCP cap
+//!      fitted into it.
 
 pub mod app;
 pub mod assets;
@@ -56,6 +80,7 @@ pub mod ids;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod origin;
 pub mod protocol;
 pub mod replay;
 pub mod routes;

@@ -3,14 +3,14 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::{Broker, BrokerKind, Publishing, Refused, Replaying};
+use super::{Broker, Publication, Publishing, Refused, Replaying};
+use crate::config::BrokerKind;
 use crate::history::{History, HistoryLimits, StreamKey};
-use crate::hub::messages::Fanout;
 use crate::protocol::{PendingFrame, Position};
 use crate::replay::ReplayBudget;
 
 /// Numbers and history of one process. The lock is taken once per publish
-/// or resume, by the router only, so it is never contended; it is there
+/// or resume, by `NotifyServer` only, so it is never contended; it is there
 /// because a broker is shared with the HTTP handlers (`/health`).
 pub struct MemoryBroker {
     epoch: Arc<str>,
@@ -63,7 +63,7 @@ impl Broker for MemoryBroker {
         state
             .history
             .append(key.clone(), seq, bytes.clone(), Instant::now());
-        Publishing::Here(Fanout {
+        Publishing::Here(Publication {
             key,
             seq,
             frame: bytes,

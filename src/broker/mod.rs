@@ -16,120 +16,33 @@
 //!   `redis.rs`); `redis_client.rs` builds the Redis client from `[broker]`
 //!   (URL, TLS).
 //!
-//! Either way `NotifyServer` fans out a [`Fanout`] through one function: the
-//! memory broker returns it at once ([`Publishing::Here`]), Redis delivers it
-//! later through the subscription ([`Publishing::Sent`]). Positions are
-//! `seq` numbers under an epoch, the same in both.
+//! Either way `NotifyServer` fans out a [`Publication`] through one
+//! function: the memory broker returns it at once ([`Publishing::Here`]),
+//! Redis delivers it later through the subscription ([`Publishing::Sent`],
+//! then [`BrokerEvents::publication`]). Positions are `seq` numbers under an
+//! epoch, the same in both.
+//!
+//! The broker sits below the hub: it names no hub type and no actix type,
+//! and reaches `NotifyServer` only through [`BrokerEvents`], which the hub
+//! implements. Its settings, `[broker]`, are the config's
+//! ([`crate::config::BrokerConfig`]).
 
 mod memory;
 mod redis;
 mod redis_client;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Recipient;
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;
-use serde::Deserialize;
 
 pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
-pub use self::redis_client::InvalidSetting;
-use crate::config::Config;
+use crate::config::{BrokerKind, Config};
 use crate::history::StreamKey;
-use crate::hub::messages::{Fanout, GetPresence};
+use crate::ids::ClientId;
 use crate::protocol::{PendingFrame, Position};
-
-/// `[broker]` in the config.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BrokerConfig {
-    pub kind: BrokerKind,
-    /// Redis URL, for `kind = "redis"`.
-    pub url: String,
-    /// Prefix of every Redis key and channel herald uses, so several
-    /// clusters can share one Redis.
-    pub prefix: String,
-    /// For `rediss://`: a PEM file of the CA certificates to trust instead
-    /// of the built-in web PKI roots (a private CA). Empty: the built-in
-    /// roots.
-    pub ca_file: PathBuf,
-    /// For `rediss://`: a PEM client certificate (chain) to present, for a
-    /// Redis that requires one; with `client_key_file`. Empty: none.
-    pub client_cert_file: PathBuf,
-    /// The private key of `client_cert_file` (PEM).
-    pub client_key_file: PathBuf,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            kind: BrokerKind::Memory,
-            url: "redis://127.0.0.1:6379".into(),
-            prefix: "herald".into(),
-            ca_file: PathBuf::new(),
-            client_cert_file: PathBuf::new(),
-            client_key_file: PathBuf::new(),
-        }
-    }
-}
-
-impl BrokerConfig {
-    /// For `kind = "redis"`, checks what can be checked before connecting:
-    /// the URL parses, and the TLS files are readable PEM of the right
-    /// kind. Reads those files; connects to nothing.
-    pub fn check(&self) -> Result<(), InvalidSetting> {
-        match self.kind {
-            BrokerKind::Memory => Ok(()),
-            BrokerKind::Redis => redis_client::client(self).map(|_| ()),
-        }
-    }
-
-    /// With `kind = "memory"`, the other `[broker]` settings that differ
-    /// from their defaults: they do nothing there, so herald names them in
-    /// a startup warning (a node meant for a cluster, started without
-    /// `kind = "redis"`). Empty with `kind = "redis"`.
-    pub fn unused_settings(&self) -> Vec<&'static str> {
-        if self.kind != BrokerKind::Memory {
-            return Vec::new();
-        }
-        let default = Self::default();
-        [
-            ("broker.url", self.url != default.url),
-            ("broker.prefix", self.prefix != default.prefix),
-            ("broker.ca_file", self.ca_file != default.ca_file),
-            (
-                "broker.client_cert_file",
-                self.client_cert_file != default.client_cert_file,
-            ),
-            (
-                "broker.client_key_file",
-                self.client_key_file != default.client_key_file,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(key, changed)| changed.then_some(key))
-        .collect()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BrokerKind {
-    Memory,
-    Redis,
-}
-
-impl BrokerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::Redis => "redis",
-        }
-    }
-}
 
 /// The broker could not take a publish.
 #[derive(Debug, thiserror::Error)]
@@ -158,13 +71,49 @@ impl BrokerError {
 /// Messages of a replay, `(seq, complete frame)`, in seq order.
 pub type Frames = Vec<(u64, ByteString)>;
 
+/// A message numbered and kept by the broker, to fan out to this node's
+/// sessions. With Redis, every node, the publishing one included, gets it
+/// from the subscription.
+pub struct Publication {
+    pub key: StreamKey,
+    pub seq: u64,
+    /// The complete frame, seq included.
+    pub frame: ByteString,
+}
+
+/// This node's part of the cluster view, as `NotifyServer` reports it.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    pub sessions: usize,
+    /// Changes whenever an id appears on or leaves this node.
+    pub generation: u64,
+    /// Every registered id, unless unchanged since the generation asked.
+    pub ids: Option<Vec<ClientId>>,
+}
+
+/// How a broker reaches the layer above it, which implements this: the
+/// broker hands over what it receives and asks what it reports, and knows
+/// nothing of sessions, actors or how a message is delivered (centrifuge's
+/// `BrokerEventHandler`).
+pub trait BrokerEvents: Send + Sync {
+    /// A message announced by the cluster, to fan out on this node. Called
+    /// in the order the broker receives them, once each.
+    fn publication(&self, publication: Publication);
+
+    /// This node's sessions, and its ids unless they are unchanged since
+    /// generation `known`; `None` when nothing can answer (the process is
+    /// stopping).
+    fn presence(&self, known: Option<u64>) -> BoxFuture<'static, Option<Presence>>;
+}
+
 /// What became of a publish.
 pub enum Publishing {
     /// Numbered and kept in this process: fan it out now. Nothing else
     /// will deliver it.
-    Here(Fanout),
+    Here(Publication),
     /// Handed to the cluster: once the future says it was announced, it
-    /// comes back to every node, this one included, as a [`Fanout`].
+    /// comes back to every node, this one included, as a [`Publication`]
+    /// through [`BrokerEvents::publication`].
     Sent(BoxFuture<'static, Result<Announced, BrokerError>>),
 }
 
@@ -223,9 +172,9 @@ pub struct ClusterCounts {
     pub ids: usize,
 }
 
-/// A place where messages are numbered, kept and announced. Owned by the
-/// routing layer (`NotifyServer`), which is the only caller of `publish`
-/// and `replay`, one call at a time, in publish order.
+/// A place where messages are numbered, kept and announced. Owned by
+/// `NotifyServer`, which is the only caller of `publish` and `replay`, one
+/// call at a time, in publish order.
 pub trait Broker: Send + Sync {
     fn kind(&self) -> BrokerKind;
 
@@ -263,9 +212,9 @@ pub trait Broker: Send + Sync {
     }
 
     /// Starts whatever runs in the background: delivery of announced
-    /// messages to `fanout`, and this node's presence report, read from
-    /// `presence`. Called once, when the router has started.
-    fn start(&self, _fanout: Recipient<Fanout>, _presence: Recipient<GetPresence>) {}
+    /// messages to `events`, and this node's presence report, read from
+    /// it. Called once, when `NotifyServer` has started.
+    fn start(&self, _events: Arc<dyn BrokerEvents>) {}
 
     /// Whether announced messages reach this node now; `None` when there is
     /// nothing to connect to.

@@ -40,17 +40,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use actix::Recipient;
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::redis_client;
-use super::{Announced, Broker, BrokerConfig, BrokerError, BrokerKind, ClusterCounts};
-use super::{Frames, Publishing, Refused, Replaying};
+use super::{Announced, Broker, BrokerError, BrokerEvents, ClusterCounts};
+use super::{Frames, Publication, Publishing, Refused, Replaying};
+use crate::config::{BrokerConfig, BrokerKind};
 use crate::history::StreamKey;
-use crate::hub::messages::{Fanout, GetPresence};
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::{PendingFrame, Position};
 use crate::replay::{ReplayBudget, REPLAY_ENTRY_OVERHEAD_BYTES};
@@ -394,7 +393,7 @@ impl RedisBroker {
         // itself would keep retrying); from here on the manager reconnects
         // by itself.
         let probe = client.get_multiplexed_async_connection();
-        match actix_web::rt::time::timeout(Duration::from_secs(3), probe).await {
+        match tokio::time::timeout(Duration::from_secs(3), probe).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if tls => {
                 return Err(at(format!("{e}{}", tls_hint(&e.to_string(), config))))
@@ -446,18 +445,18 @@ impl RedisBroker {
         )
     }
 
-    /// Receives every announced message and hands it to `fanout`, for as
+    /// Receives every announced message and hands it to `events`, for as
     /// long as the process runs; reconnects with backoff when Redis goes
     /// away, logging each change of state once. Once subscribed, joins the
     /// cluster again (a Redis that came back empty gets an epoch, and the
     /// node's position is the counter, not what it had before the gap).
-    fn subscribe(&self, fanout: Recipient<Fanout>) {
+    fn subscribe(&self, events: Arc<dyn BrokerEvents>) {
         let client = self.client.clone();
         let mut commands = self.commands.clone();
         let channel = self.channel();
         let subscribed = self.subscribed.clone();
         let standing = self.standing.clone();
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             let mut delay = Duration::from_millis(100);
             let mut was_up = true;
             loop {
@@ -469,7 +468,7 @@ impl RedisBroker {
                                     Ok(position) => position,
                                     Err(e) => {
                                         note_down(&mut was_up, &e);
-                                        actix_web::rt::time::sleep(delay).await;
+                                        tokio::time::sleep(delay).await;
                                         delay = (delay * 2).min(Duration::from_secs(5));
                                         continue;
                                     }
@@ -485,7 +484,7 @@ impl RedisBroker {
                                 match decode(msg.get_payload_bytes()) {
                                     Some(message) => {
                                         standing.seen.fetch_max(message.seq, Ordering::Relaxed);
-                                        fanout.do_send(message)
+                                        events.publication(message)
                                     }
                                     None => log::warn!("broker: ignored a malformed message"),
                                 }
@@ -497,7 +496,7 @@ impl RedisBroker {
                     },
                     Err(e) => note_down(&mut was_up, &e),
                 }
-                actix_web::rt::time::sleep(delay).await;
+                tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         });
@@ -506,15 +505,15 @@ impl RedisBroker {
     /// Reports this node every [`PRESENCE_INTERVAL`]: its session count in
     /// the nodes hash, and its ids in a HyperLogLog of its own, rewritten
     /// when they changed and expiring with the node.
-    fn report_presence(&self, presence: Recipient<GetPresence>) {
+    fn report_presence(&self, events: Arc<dyn BrokerEvents>) {
         let mut con = self.commands.clone();
         let nodes_key = self.nodes_key();
         let ids_key = format!("{}:ids:{}", self.prefix, self.node);
         let node = self.node.clone();
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             let mut known = None;
             loop {
-                if let Ok(report) = presence.send(GetPresence { known }).await {
+                if let Some(report) = events.presence(known).await {
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     pipe.hset(
@@ -542,7 +541,7 @@ impl RedisBroker {
                         _ => None,
                     };
                 }
-                actix_web::rt::time::sleep(PRESENCE_INTERVAL).await;
+                tokio::time::sleep(PRESENCE_INTERVAL).await;
             }
         });
     }
@@ -597,7 +596,7 @@ impl Broker for RedisBroker {
                 .arg(expiry.keep_ms)
                 .arg(expiry.bucket_ms);
             // Dropped on time out: not sent later if it was not sent yet.
-            let answer = actix_web::rt::time::timeout(
+            let answer = tokio::time::timeout(
                 PUBLISH_TIMEOUT,
                 invocation.invoke_async::<(u64, u64)>(&mut con),
             )
@@ -718,9 +717,9 @@ impl Broker for RedisBroker {
         }))
     }
 
-    fn start(&self, fanout: Recipient<Fanout>, presence: Recipient<GetPresence>) {
-        self.subscribe(fanout);
-        self.report_presence(presence);
+    fn start(&self, events: Arc<dyn BrokerEvents>) {
+        self.subscribe(events.clone());
+        self.report_presence(events);
     }
 
     fn connected(&self) -> Option<bool> {
@@ -844,7 +843,7 @@ fn encode_key(key: &StreamKey) -> String {
 }
 
 /// Reads an announcement: `<stream>\n<seq>\n<frame>`.
-fn decode(payload: &[u8]) -> Option<Fanout> {
+fn decode(payload: &[u8]) -> Option<Publication> {
     let text = std::str::from_utf8(payload).ok()?;
     let (name, rest) = text.split_once('\n')?;
     let (seq, frame) = rest.split_once('\n')?;
@@ -854,7 +853,7 @@ fn decode(payload: &[u8]) -> Option<Fanout> {
         Some(("c", channel)) => StreamKey::Channel(ChannelName::parse(channel).ok()?),
         _ => return None,
     };
-    Some(Fanout {
+    Some(Publication {
         key,
         seq: seq.parse().ok()?,
         frame: ByteString::from(frame.to_owned()),

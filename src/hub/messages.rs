@@ -6,9 +6,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Presence, Publication};
 use crate::client_addr::ClientAddr;
-use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::protocol::{PendingFrame, Position, ServerFrame};
 
@@ -95,16 +94,11 @@ pub struct ToChannel {
     pub frame: PendingFrame,
 }
 
-/// A message numbered and kept by the broker, to fan out to this node's
-/// sessions. With Redis, every node, the publishing one included, gets it
-/// from the subscription.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Fanout {
-    pub key: StreamKey,
-    pub seq: u64,
-    /// The complete frame, seq included.
-    pub frame: ByteString,
+/// A message numbered and kept by the broker ([`Publication`]), to fan out
+/// to this node's sessions: handed to `NotifyServer` as it is, without a
+/// copy.
+impl Message for Publication {
+    type Result = ();
 }
 
 /// The process is stopping: close every session (WebSockets with 1001).
@@ -146,8 +140,9 @@ pub struct ChannelCount {
 #[rtype(result = "Counts")]
 pub struct GetCounts;
 
-/// Ask for what this node reports to the cluster: its sessions, and its
-/// ids unless they are unchanged since generation `known`.
+/// Ask for what this node reports to the cluster ([`Presence`]): its
+/// sessions, and its ids unless they are unchanged since generation
+/// `known`.
 #[derive(Message)]
 #[rtype(result = "Presence")]
 pub struct GetPresence {
@@ -166,16 +161,6 @@ pub struct Published {
     pub seq: u64,
     /// With a cluster: the nodes it was announced to.
     pub nodes: Option<u64>,
-}
-
-/// This node's part of the cluster view.
-#[derive(Debug, Clone, MessageResponse)]
-pub struct Presence {
-    pub sessions: usize,
-    /// Changes whenever an id appears on or leaves this node.
-    pub generation: u64,
-    /// Every registered id, unless unchanged since the generation asked.
-    pub ids: Option<Vec<ClientId>>,
 }
 
 /// The answer to [`Connect`] and [`Register`]: the server's position at
@@ -294,7 +279,7 @@ pub struct Counts {
 pub struct Deliver {
     pub seq: u64,
     pub frame: ByteString,
-    /// When the router handed it out, for the publish-to-write metric.
+    /// When `NotifyServer` handed it out, for the publish-to-write metric.
     pub routed_at: std::time::Instant,
 }
 

@@ -6,8 +6,9 @@
 //!  WsSession ──Register / Subscribe / Unsubscribe / Disconnect──▶ NotifyServer
 //!  POST /    ──Broadcast / Direct / ToChannel (frame encoded once)──▶ NotifyServer
 //!  NotifyServer ──publish──▶ Broker: seq += 1, stamp, keep (memory or Redis)
-//!  Broker ──Fanout(seq, stamped frame)──▶ NotifyServer   (memory: at once;
-//!                                          Redis: on every node, via pub/sub)
+//!  Broker ──Publication(seq, stamped frame)──▶ NotifyServer
+//!            (memory: at once, as publish's answer; Redis: on every node,
+//!             via pub/sub, through `BrokerEvents`, which `server` implements)
 //!  NotifyServer ──Deliver(seq, shared frame), try_send──▶ every target session
 //!  NotifyServer ──Close (slow consumer)──▶ a session whose queue is full
 //! ```

@@ -3,11 +3,12 @@
 //! It knows every open session and the id and channels each one holds. A
 //! publish goes to its [`Broker`], which numbers it (`seq`), stamps the
 //! number into the already-encoded frame and keeps it; the numbered frame
-//! comes back as a [`Fanout`] (at once from the memory broker, through the
-//! subscription from Redis) and the server hands the same bytes to every
-//! target session. It owns no socket, encodes no JSON and never waits on a
-//! session: fan-out uses `try_send`, and a session whose queue is full is
-//! dropped as a slow consumer instead of slowing the others.
+//! comes back as a [`Publication`] (at once from the memory broker, through
+//! the subscription from Redis, via [`BrokerEvents`]) and the server hands
+//! the same bytes to every target session. It owns no socket, encodes no
+//! JSON and never waits on a session: fan-out uses `try_send`, and a
+//! session whose queue is full is dropped as a slow consumer instead of
+//! slowing the others.
 //!
 //! Positions: for every stream a session receives, the server remembers the
 //! seq from which the session has everything (`has_from`): the seq at which
@@ -23,13 +24,17 @@ use std::time::{Duration, Instant};
 use actix::dev::SendError;
 use actix::prelude::*;
 use bytestring::ByteString;
+use futures_util::future::BoxFuture;
 
 use super::messages::{
     Broadcast, ChannelCount, Close, Connect, Counts, Deliver, Direct, Disconnect, DisconnectReason,
-    Fanout, GetCounts, GetPresence, GetStats, Joined, Presence, Published, Register, Resume,
-    SessionOutbox, Shutdown, Stats, Subscribe, ToChannel, Transport, Unsubscribe,
+    GetCounts, GetPresence, GetStats, Joined, Published, Register, Resume, SessionOutbox, Shutdown,
+    Stats, Subscribe, ToChannel, Transport, Unsubscribe,
 };
-use crate::broker::{Broker, BrokerError, Frames, Publishing, Refused, Replaying};
+use crate::broker::{
+    Broker, BrokerError, BrokerEvents, Frames, Presence, Publication, Publishing, Refused,
+    Replaying,
+};
 use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, SessionId};
@@ -193,9 +198,9 @@ impl NotifyServer {
         frame: &PendingFrame,
     ) -> ActorResponse<Self, Result<Published, BrokerError>> {
         match self.broker.publish(key, frame) {
-            Publishing::Here(fanout) => {
-                let seq = fanout.seq;
-                let delivered = self.fan_out(fanout);
+            Publishing::Here(publication) => {
+                let seq = publication.seq;
+                let delivered = self.fan_out(publication);
                 ActorResponse::reply(Ok(Published {
                     delivered: Some(delivered),
                     seq,
@@ -216,9 +221,9 @@ impl NotifyServer {
 
     /// Delivers a numbered message to this node's sessions: the one path
     /// of every message, whichever broker numbered it.
-    fn fan_out(&mut self, fanout: Fanout) -> usize {
-        self.seq = self.seq.max(fanout.seq);
-        self.route(&fanout.key, fanout.seq, &fanout.frame)
+    fn fan_out(&mut self, publication: Publication) -> usize {
+        self.seq = self.seq.max(publication.seq);
+        self.route(&publication.key, publication.seq, &publication.frame)
     }
 
     /// Hands a numbered frame to the sessions of `key`; returns how many
@@ -706,24 +711,38 @@ impl Handler<ToChannel> for NotifyServer {
     }
 }
 
-impl Handler<Fanout> for NotifyServer {
+impl Handler<Publication> for NotifyServer {
     type Result = ();
 
-    fn handle(&mut self, msg: Fanout, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Publication, _: &mut Context<Self>) {
         self.fan_out(msg);
     }
 }
 
 impl Handler<GetPresence> for NotifyServer {
-    type Result = Presence;
+    type Result = MessageResult<GetPresence>;
 
-    fn handle(&mut self, msg: GetPresence, _: &mut Context<Self>) -> Presence {
+    fn handle(&mut self, msg: GetPresence, _: &mut Context<Self>) -> Self::Result {
         let changed = msg.known != Some(self.ids_generation);
-        Presence {
+        MessageResult(Presence {
             sessions: self.sessions.len(),
             generation: self.ids_generation,
             ids: changed.then(|| self.ids.keys().cloned().collect()),
-        }
+        })
+    }
+}
+
+/// How the broker reaches `NotifyServer`: each publication is one message
+/// to its mailbox, moved in as the broker made it; a presence report is
+/// asked for and awaited.
+impl BrokerEvents for Addr<NotifyServer> {
+    fn publication(&self, publication: Publication) {
+        self.do_send(publication);
+    }
+
+    fn presence(&self, known: Option<u64>) -> BoxFuture<'static, Option<Presence>> {
+        let asked = self.send(GetPresence { known });
+        Box::pin(async move { asked.await.ok() })
     }
 }
 
@@ -1163,8 +1182,8 @@ mod tests {
     struct AheadBroker;
 
     impl Broker for AheadBroker {
-        fn kind(&self) -> crate::broker::BrokerKind {
-            crate::broker::BrokerKind::Redis
+        fn kind(&self) -> crate::config::BrokerKind {
+            crate::config::BrokerKind::Redis
         }
 
         fn epoch(&self) -> Arc<str> {
@@ -1188,8 +1207,8 @@ mod tests {
     struct RefusingBroker;
 
     impl Broker for RefusingBroker {
-        fn kind(&self) -> crate::broker::BrokerKind {
-            crate::broker::BrokerKind::Redis
+        fn kind(&self) -> crate::config::BrokerKind {
+            crate::config::BrokerKind::Redis
         }
 
         fn epoch(&self) -> Arc<str> {
@@ -1239,7 +1258,7 @@ mod tests {
         let other = connect(&server, None, &[], None).await;
         // The subscription brings them now, then a newer one.
         for seq in 1..=3 {
-            server.do_send(Fanout {
+            server.do_send(Publication {
                 key: StreamKey::Broadcast,
                 seq,
                 frame: format!("m{seq}").into(),

@@ -35,6 +35,7 @@ pub mod admin;
 pub mod console;
 pub mod cors;
 pub mod health;
+pub mod host;
 pub mod poll;
 pub mod publish;
 pub mod query;
@@ -42,7 +43,7 @@ pub mod ready;
 pub mod sse;
 pub mod ws;
 
-/// What handlers see: the router's address and the settings every worker
+/// What handlers see: `NotifyServer`'s address and the settings every worker
 /// shares (reached through `Deref`, so `state.origins` reads naturally).
 pub struct AppState {
     /// The process's one routing actor.

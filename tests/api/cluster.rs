@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use herald::broker::BrokerKind;
+use herald::config::BrokerKind;
 use serde_json::json;
 
 use crate::helpers::{spawn_app_with, within, TestApp};

@@ -6,7 +6,7 @@
 //! position the history no longer covers, or a replay over
 //! `max_replay_bytes`, gets a `reset`, never a partial replay.
 
-use herald::broker::BrokerKind;
+use herald::config::BrokerKind;
 use herald::config::Config;
 use serde_json::{json, Value};
 

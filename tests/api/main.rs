@@ -17,6 +17,7 @@ mod docs;
 mod health;
 mod helpers;
 mod hosts;
+mod layers;
 mod lifecycle;
 mod logs;
 mod loopback;

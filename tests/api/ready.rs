@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use herald::broker::BrokerKind;
+use herald::config::BrokerKind;
 use serde_json::{json, Value};
 use tokio::process::Command;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use herald::broker::BrokerKind;
+use herald::config::BrokerKind;
 use redis::aio::MultiplexedConnection;
 
 use crate::helpers::{spawn_app_with, TestApp};

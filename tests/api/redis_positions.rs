@@ -6,7 +6,7 @@
 //! best: every poll is a resume.
 
 use actix_web::http::StatusCode;
-use herald::broker::BrokerKind;
+use herald::config::BrokerKind;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_with, within, TestApp};

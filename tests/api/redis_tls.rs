@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use herald::broker::BrokerKind;
+use herald::config::BrokerKind;
 use herald::config::Config;
 use herald::Application;
 use rcgen::{
