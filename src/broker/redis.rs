@@ -293,7 +293,9 @@ pub struct RedisBroker {
 /// sends nothing more for it. Without this the connection manager's
 /// reconnection attempts could hold a publish for several seconds, and
 /// send it once Redis came back, long after the publisher gave up.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Shorter than the connection's response timeout (2 s), so that a publish
+/// Redis took but did not answer always ends here, as `TimedOut`.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where this node stands in the cluster: its epoch and the counter as last
 /// read. Shared by the broker, its subscription and the replays being
@@ -605,7 +607,16 @@ impl Broker for RedisBroker {
                 .map_err(|_| BrokerError::TimedOut {
                     secs: PUBLISH_TIMEOUT.as_secs(),
                 })?
-                .map_err(unavailable)?;
+                .map_err(|e| {
+                    // The connection's own response timeout: sent, unanswered.
+                    if e.is_timeout() {
+                        BrokerError::TimedOut {
+                            secs: PUBLISH_TIMEOUT.as_secs(),
+                        }
+                    } else {
+                        unavailable(e)
+                    }
+                })?;
             standing.seen.fetch_max(seq, Ordering::Relaxed);
             Ok(Announced { seq, nodes })
         }))

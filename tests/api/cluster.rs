@@ -354,3 +354,38 @@ async fn publishes_racing_a_resume_across_nodes_arrive_once_in_order() {
         "once each, in order"
     );
 }
+
+#[actix_web::test]
+async fn a_publish_redis_took_but_never_answered_is_not_called_unpublished() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = node(&redis).await;
+    let pid = redis.pid().expect("redis-server runs").to_string();
+    // A hung Redis: the connection stays open, nothing answers.
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let patient = TestApp {
+        port: a.port,
+        http: awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish(),
+    };
+    let (status, body) = patient
+        .publish_form(&[("message", "during-hang"), ("id", "1")])
+        .await;
+    signal("-CONT");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "broker_unavailable", "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("may or may not") && !error.contains("was not published"),
+        "the command may have run once Redis wakes: {body}"
+    );
+}
