@@ -16,51 +16,11 @@ const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
 
+const support = require("./support");
+
+const { freePort, assert, publish, stopped } = support;
 const WAIT_MS = 10000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-async function until(what, check) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    try {
-      if (await check()) {
-        return;
-      }
-    } catch (e) {
-      // not yet
-    }
-    if (Date.now() > deadline) {
-      throw new Error("timed out waiting for " + what);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function assert(condition, message) {
-  if (!condition) {
-    throw new Error("check failed: " + message);
-  }
-}
-
-async function publish(port, fields) {
-  const response = await fetch("http://127.0.0.1:" + port + "/", {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams(fields).toString(),
-  });
-  assert(response.ok, "publish answered " + response.status);
-  return response.json();
-}
+const until = (what, check) => support.until(what, check, WAIT_MS);
 
 function startNode(bin, dir, port, redisPort) {
   const config = path.join(dir, "node-" + port + ".toml");
@@ -97,17 +57,6 @@ async function healthy(port) {
   const response = await fetch("http://127.0.0.1:" + port + "/health");
   const health = await response.json();
   return health.broker_connected === true;
-}
-
-function stopped(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) {
-      resolve();
-    } else {
-      child.once("exit", resolve);
-      child.kill("SIGTERM");
-    }
-  });
 }
 
 async function logText(page) {

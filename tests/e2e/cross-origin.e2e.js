@@ -20,52 +20,11 @@ const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
 
+const support = require("./support");
+
+const { freePort, assert, publish, stopped } = support;
 const WAIT_MS = 15000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-async function until(what, check) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    try {
-      if (await check()) {
-        return;
-      }
-    } catch (e) {
-      // not yet
-    }
-    if (Date.now() > deadline) {
-      throw new Error("timed out waiting for " + what);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function assert(condition, message) {
-  if (!condition) {
-    throw new Error("check failed: " + message);
-  }
-}
-
-function stopped(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) {
-      resolve();
-    } else {
-      child.once("exit", resolve);
-      child.kill("SIGTERM");
-    }
-  });
-}
+const until = (what, check) => support.until(what, check, WAIT_MS);
 
 // A web site of its own origin: one page that loads herald.js from herald
 // and offers `start(options)`, which connects a HeraldClient and records
@@ -95,16 +54,6 @@ function startSite(port, heraldPort) {
     res.end(page);
   });
   return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve(server)));
-}
-
-async function publish(heraldPort, fields) {
-  const response = await fetch("http://127.0.0.1:" + heraldPort + "/", {
-    method: "POST",
-    headers: { "Content-Type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams(fields).toString(),
-  });
-  assert(response.ok, "publish answered " + response.status);
-  return response.json();
 }
 
 function startHerald(bin, dir, port, allowedOrigin) {
