@@ -5,8 +5,8 @@
 
 use std::net::TcpListener;
 
+use crate::helpers::process::{herald, HeraldProcess};
 use crate::helpers::within;
-use crate::process::{herald, HeraldProcess};
 
 #[actix_web::test]
 async fn a_redis_that_cannot_be_reached_at_startup_is_named_without_its_password() {

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use tokio::process::Command;
 
+use crate::helpers::process::{herald, line_containing, port_of, HeraldProcess};
 use crate::helpers::within;
-use crate::process::{herald, line_containing, port_of, HeraldProcess};
 
 #[actix_web::test]
 async fn an_unknown_config_key_exits_2_naming_file_and_key() {

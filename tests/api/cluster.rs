@@ -4,7 +4,7 @@
 //! with it.
 //!
 //! Each test starts its own `redis-server` on a free port (see
-//! `redis_server.rs`).
+//! `helpers/redis.rs`).
 
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use actix_web::http::StatusCode;
 use herald::config::BrokerKind;
 use serde_json::json;
 
+use crate::helpers::redis::Redis;
 use crate::helpers::{spawn_app_with, within, TestApp};
-use crate::redis_server::Redis;
 
 async fn node(redis: &Redis) -> TestApp {
     let url = redis.url();

@@ -11,8 +11,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::helpers::process::{self, HeraldProcess};
 use crate::helpers::{spawn_app_with, within, RawWs, WAIT};
-use crate::process::{self, HeraldProcess};
 
 /// A loopback source address other than 127.0.0.1: "another client".
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

@@ -10,8 +10,8 @@ use herald::config::BrokerKind;
 use herald::config::Config;
 use serde_json::{json, Value};
 
+use crate::helpers::redis::Redis;
 use crate::helpers::{spawn_app_with, TestApp, WsClient};
-use crate::redis_server::Redis;
 
 /// Where the node under test keeps its messages.
 pub enum Backend {
@@ -59,7 +59,7 @@ macro_rules! contract {
             $(
                 #[actix_web::test]
                 async fn $name() {
-                    if let Some(redis) = crate::redis_server::Redis::start().await {
+                    if let Some(redis) = crate::helpers::redis::Redis::start().await {
                         super::$name(super::Backend::Redis(redis)).await;
                     }
                 }

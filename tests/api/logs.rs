@@ -6,8 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::helpers::process::HeraldProcess;
 use crate::helpers::{token_for, within, RawWs, CLIENT_SECRET, FIN, OP_TEXT};
-use crate::process::HeraldProcess;
 
 const PUBLISH_KEY: &str = "log-test-publish-key-0123456789";
 const ADMIN_KEY: &str = "log-test-admin-key-0123456789ab";

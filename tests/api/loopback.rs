@@ -5,8 +5,8 @@
 use actix_web::http::StatusCode;
 use herald::config::Secret;
 
+use crate::helpers::process::HeraldProcess;
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
-use crate::process::HeraldProcess;
 
 /// Headers by which proxies, load balancers and CDNs say where a request
 /// came from.

@@ -10,8 +10,8 @@
 use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 
+use crate::helpers::process::HeraldProcess;
 use crate::helpers::{spawn_app_with, RawWs, TestApp};
-use crate::process::HeraldProcess;
 
 /// An app behind a trusted proxy on 127.0.0.1 (or, with `trusted` naming
 /// another address, behind none), with `per_ip` sessions per address.

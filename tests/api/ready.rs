@@ -10,9 +10,9 @@ use herald::config::BrokerKind;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
+use crate::helpers::process::HeraldProcess;
+use crate::helpers::redis::Redis;
 use crate::helpers::{spawn_app, spawn_app_with, within, RawWs, TestApp, WAIT};
-use crate::process::HeraldProcess;
-use crate::redis_server::Redis;
 
 /// `GET /ready`: status, `Retry-After` in seconds if any, JSON body.
 async fn ready(app: &TestApp) -> (StatusCode, Option<u64>, Value) {

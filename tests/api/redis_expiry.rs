@@ -9,8 +9,8 @@ use std::time::Duration;
 use herald::config::BrokerKind;
 use redis::aio::MultiplexedConnection;
 
+use crate::helpers::redis::Redis;
 use crate::helpers::{spawn_app_with, TestApp};
-use crate::redis_server::Redis;
 
 /// The TTL of these tests, in seconds.
 const TTL_SECS: u64 = 2;

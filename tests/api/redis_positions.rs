@@ -9,8 +9,8 @@ use actix_web::http::StatusCode;
 use herald::config::BrokerKind;
 use serde_json::{json, Value};
 
+use crate::helpers::redis::Redis;
 use crate::helpers::{spawn_app_with, within, TestApp};
-use crate::redis_server::Redis;
 
 /// A node whose history lasts 1 s and whose polls wait 1 s.
 async fn node(redis: &Redis) -> TestApp {

@@ -15,8 +15,8 @@ use rcgen::{
 };
 use serde_json::json;
 
+use crate::helpers::redis::{Redis, RedisTls};
 use crate::helpers::{spawn_app_with, TestApp};
-use crate::redis_server::{Redis, RedisTls};
 
 /// The password of the test Redis, checked to appear in no error.
 const PASSWORD: &str = "tls-test-password-6b1d";
@@ -140,7 +140,7 @@ async fn herald_exit(env: &[(&str, &str)]) -> (Option<i32>, String) {
 
 /// [`herald_exit`] with `args` (a command such as `check-config`).
 async fn herald_exit_with(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = crate::process::herald();
+    let mut cmd = crate::helpers::process::herald();
     cmd.args(args)
         .env("HERALD_PORT", "0")
         .env("HERALD_BROKER__KIND", "redis")

@@ -9,9 +9,9 @@
 
 use serde_json::Value;
 
+use crate::helpers::process::HeraldProcess;
+use crate::helpers::redis::Redis;
 use crate::helpers::{RawHttp, RawWs, TestApp};
-use crate::process::HeraldProcess;
-use crate::redis_server::Redis;
 
 /// Size of each message that fills the history.
 const MESSAGE_BYTES: usize = 48 * 1024;

@@ -7,11 +7,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use herald::protocol::close_code;
 
+use crate::helpers::process::HeraldProcess;
 use crate::helpers::{
     now, parse_server_frame, spawn_app, spawn_app_with, token_for, with_tokens, within, RawWs,
     CLIENT_SECRET, FIN, OP_CLOSE, OP_TEXT,
 };
-use crate::process::HeraldProcess;
 
 /// What the flood may write at most: more than loopback carries before the
 /// test's wait ends, so the flood stops only when herald ends the connection.
