@@ -1,6 +1,6 @@
-//! Validated identifiers. Anything that names a client or a session is parsed
-//! once at the boundary into one of these newtypes, so the routing code never
-//! sees an unchecked string.
+//! Validated identifiers. Anything that names a client, a channel or a
+//! session is parsed once at the boundary into one of these newtypes, so the
+//! routing code never sees an unchecked string.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Longest client id accepted, in bytes of UTF-8.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
 
-/// The id a client registers under, chosen by the client (or, later, taken
-/// from a signed token). Several sessions may share one id: every tab of one
-/// user.
+/// The id a client registers under: chosen by the client, or taken from a
+/// signed token's `sub` (see `token`). Several sessions may share one id:
+/// every tab of one user.
 ///
 /// Valid ids are 1 to [`MAX_CLIENT_ID_BYTES`] bytes of printable UTF-8: no
 /// control characters (CR, LF, NUL, ...), so an id can be logged and echoed
@@ -202,9 +202,11 @@ impl<'de> Deserialize<'de> for ChannelName {
     }
 }
 
-/// One WebSocket (or, later, SSE) connection. Allocated by the session itself
-/// from a process-wide counter, so a session knows its id before
-/// `NotifyServer` hears of it and no round trip is needed at connect.
+/// One session of any transport: a WebSocket, an event stream or a waiting
+/// long-poll. Allocated by whoever starts the session (the session actor, or
+/// the poll route for its waiter) from a process-wide counter, so a session
+/// knows its id before `NotifyServer` hears of it and no round trip is
+/// needed at connect.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(u64);
 

@@ -1,4 +1,6 @@
-//! `GET /health`: liveness and the size of the registry.
+//! `GET /health`: liveness, the size of the registry, the server's
+//! position and the broker's state. It answers 200 while Redis is away;
+//! whether the node can serve is `/ready`'s question.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -14,7 +16,8 @@ struct Health {
     uptime_secs: u64,
     /// herald's version (`herald --version`).
     version: &'static str,
-    /// Open WebSocket sessions.
+    /// Open sessions of every transport (WebSocket, event stream, waiting
+    /// long-poll).
     sessions: usize,
     /// Distinct registered ids.
     ids: usize,

@@ -12,6 +12,9 @@
 //! | `GET /metrics` | [`admin::metrics`]      |
 //! | `GET /stats`   | [`admin::stats`]        |
 //! | `GET /static/*`| [`crate::assets::serve`], or files from `static_dir` |
+//! | `GET /echo`    | [`ws::echo`], only with `echo_route = true` |
+//!
+//! The `Host` check ([`host::check_host`]) wraps the whole app, in `app`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -66,7 +69,7 @@ pub struct Shared {
     pub console_page: Option<Bytes>,
     /// Largest `POST /` body, in bytes.
     pub max_message_bytes: usize,
-    /// Rules every WebSocket session enforces.
+    /// Rules every session enforces, whatever its transport.
     pub session_settings: Arc<SessionSettings>,
     /// Who may publish.
     pub publishers: PublisherAuth,
