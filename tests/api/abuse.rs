@@ -69,21 +69,7 @@ async fn past_max_connections_the_upgrade_gets_503() {
 
     first.close().await;
     app.wait_for_counts(1, 0).await;
-    let _third = within_retry(&app).await;
-}
-
-/// The permit is freed as the session actor is dropped, a moment after the
-/// registry forgets it: retry the upgrade until it is admitted.
-async fn within_retry(app: &crate::helpers::TestApp) -> RawWs {
-    crate::helpers::within("a freed connection slot", async {
-        loop {
-            if let Ok(raw) = RawWs::attempt(app.port, "", &[]).await {
-                return raw;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
+    let _third = app.ws_when_admitted("").await;
 }
 
 #[actix_web::test]

@@ -4,17 +4,7 @@ use actix_web::http::StatusCode;
 use herald::config::Secret;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
-
-async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
-    let mut req = app.http.get(app.url(path));
-    for (name, value) in headers {
-        req = req.insert_header((*name, *value));
-    }
-    let mut resp = req.send().await.expect("GET");
-    let body = resp.body().await.expect("body");
-    (resp.status(), String::from_utf8_lossy(&body).into_owned())
-}
+use crate::helpers::{spawn_app, spawn_app_with};
 
 /// The value of one sample line, e.g. `herald_ids` or
 /// `herald_sessions{transport="ws"}`.
@@ -38,7 +28,7 @@ async fn metrics_follow_sessions_publishes_deliveries_and_rejections() {
     let (status, _) = app.publish_form(&[("id", "7")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let (status, text) = get(&app, "/metrics", &[]).await;
+    let (status, text) = app.get_text("/metrics", &[]).await;
     assert_eq!(status, StatusCode::OK);
     let expect = [
         ("herald_sessions{transport=\"ws\"}", 1.0),
@@ -60,7 +50,7 @@ async fn metrics_follow_sessions_publishes_deliveries_and_rejections() {
 
     client.close().await;
     app.wait_for_counts(0, 0).await;
-    let (_, text) = get(&app, "/metrics", &[]).await;
+    let (_, text) = app.get_text("/metrics", &[]).await;
     assert_eq!(
         sample(&text, "herald_sessions{transport=\"ws\"}"),
         Some(0.0),
@@ -76,7 +66,7 @@ async fn stats_list_sessions_and_the_largest_channels() {
     let _b = app.ws("channel=big").await;
     let _poll_free = app.ws("id=x").await;
     app.wait_for_counts(3, 1).await;
-    let (status, text) = get(&app, "/stats", &[]).await;
+    let (status, text) = app.get_text("/stats", &[]).await;
     assert_eq!(status, StatusCode::OK);
     let stats: Value = serde_json::from_str(&text).unwrap();
     let node = &stats["node"];
@@ -94,12 +84,14 @@ async fn metrics_and_stats_need_an_admin_key_when_one_is_set() {
     const KEY: &str = "admin-key-0123456789";
     let app = spawn_app_with(|c| c.admin_keys = vec![Secret::new(KEY)]).await;
     for path in ["/metrics", "/stats"] {
-        let (status, _) = get(&app, path, &[]).await;
+        let (status, _) = app.get_text(path, &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
-        let (status, _) = get(&app, path, &[("authorization", "Bearer wrong-key-000000")]).await;
+        let (status, _) = app
+            .get_text(path, &[("authorization", "Bearer wrong-key-000000")])
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         let bearer = format!("Bearer {KEY}");
-        let (status, _) = get(&app, path, &[("authorization", &bearer)]).await;
+        let (status, _) = app.get_text(path, &[("authorization", &bearer)]).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
 }
@@ -107,7 +99,9 @@ async fn metrics_and_stats_need_an_admin_key_when_one_is_set() {
 #[actix_web::test]
 async fn without_admin_keys_only_this_machine_reads_them() {
     let app = spawn_app().await;
-    let (status, body) = get(&app, "/stats", &[("x-forwarded-for", "203.0.113.1")]).await;
+    let (status, body) = app
+        .get_text("/stats", &[("x-forwarded-for", "203.0.113.1")])
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("admin_keys"), "{body}");
 }

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::helpers::or_skip;
+
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
@@ -48,11 +50,11 @@ fn e2e_dir() -> PathBuf {
 #[test]
 fn the_console_works_in_a_real_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let Some(chromium) = chromium().filter(|_| have("redis-server") && have("node")) else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("Chromium, redis-server and node are required in CI (see .ci/run)");
-        }
-        eprintln!("SKIPPED: the browser tests need /usr/bin/chromium, redis-server and node");
+    let Some(chromium) = or_skip(
+        chromium().filter(|_| have("redis-server") && have("node")),
+        "Chromium, redis-server and node are required in CI (see .ci/run)",
+        "SKIPPED: the browser tests need /usr/bin/chromium, redis-server and node",
+    ) else {
         return;
     };
     let e2e = e2e_dir();
@@ -85,11 +87,11 @@ fn the_console_works_in_a_real_browser() {
 
 #[test]
 fn pages_on_other_origins_and_the_transport_fallback_work_in_a_real_browser() {
-    let Some(chromium) = chromium().filter(|_| have("node")) else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("Chromium and node are required in CI (see .ci/run)");
-        }
-        eprintln!("SKIPPED: the browser tests need /usr/bin/chromium and node");
+    let Some(chromium) = or_skip(
+        chromium().filter(|_| have("node")),
+        "Chromium and node are required in CI (see .ci/run)",
+        "SKIPPED: the browser tests need /usr/bin/chromium and node",
+    ) else {
         return;
     };
     let e2e = e2e_dir();

@@ -3,35 +3,16 @@
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, WsClient};
-
-async fn subscribe(client: &mut WsClient, channel: &str) {
-    client
-        .send_json(&json!({"type": "subscribe", "channel": channel}))
-        .await;
-    assert_eq!(
-        client.recv_json().await,
-        json!({"type": "subscribed", "channel": channel})
-    );
-}
-
-/// Proves none of `clients` got anything before a broadcast sentinel.
-async fn assert_nothing_before_sentinel(app: &TestApp, clients: &mut [&mut WsClient]) {
-    app.publish_form(&[("message", "sentinel")]).await;
-    for client in clients.iter_mut() {
-        let frame = client.recv_json().await;
-        assert_eq!(frame["data"], "sentinel", "unexpected frame {frame}");
-    }
-}
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[actix_web::test]
 async fn a_channel_message_reaches_its_subscribers_only() {
     let app = spawn_app().await;
     let mut a = app.ws("").await;
-    subscribe(&mut a, "news").await;
+    a.subscribe("news").await;
     let mut b = app.ws("").await;
-    subscribe(&mut b, "news").await;
-    subscribe(&mut b, "sport").await;
+    b.subscribe("news").await;
+    b.subscribe("sport").await;
     let mut outsider = app.ws("").await;
 
     let (status, body) = app
@@ -53,14 +34,15 @@ async fn a_channel_message_reaches_its_subscribers_only() {
         b.recv_json().await,
         json!({"type": "message", "seq": 2, "channel": "sport", "data": {"score": [2, 1]}})
     );
-    assert_nothing_before_sentinel(&app, &mut [&mut a, &mut outsider]).await;
+    app.assert_nothing_before_sentinel(&mut [&mut a, &mut outsider])
+        .await;
 }
 
 #[actix_web::test]
 async fn unsubscribe_stops_delivery_and_empty_channels_vanish() {
     let app = spawn_app().await;
     let mut client = app.ws("").await;
-    subscribe(&mut client, "news").await;
+    client.subscribe("news").await;
     app.wait_for_health("one channel", |h| h["channels"] == 1)
         .await;
 
@@ -165,10 +147,10 @@ async fn bad_channel_names_are_refused_everywhere() {
 async fn subscriptions_are_capped_per_session() {
     let app = spawn_app_with(|c| c.max_channels_per_session = 2).await;
     let mut client = app.ws("").await;
-    subscribe(&mut client, "a").await;
-    subscribe(&mut client, "b").await;
+    client.subscribe("a").await;
+    client.subscribe("b").await;
     // Subscribing again to one already held is not a new subscription.
-    subscribe(&mut client, "a").await;
+    client.subscribe("a").await;
 
     client
         .send_json(&json!({"type": "subscribe", "channel": "c"}))

@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use tokio::process::Command;
-
-use crate::helpers::process::{herald, line_containing, port_of, HeraldProcess};
+use crate::helpers::process::{herald, line_containing, port_of, sigterm, HeraldProcess};
 use crate::helpers::within;
 
 #[actix_web::test]
@@ -89,27 +87,15 @@ async fn sigterm_closes_sessions_with_1001_ends_streams_and_polls_and_exits_0() 
 
     let mut ws = crate::helpers::RawWs::connect(port, "id=leaving").await;
     assert_eq!(ws.recv_json().await["type"], "registered");
-    let app = crate::helpers::TestApp {
-        port,
-        http: awc::Client::default(),
-    };
+    let app = crate::helpers::TestApp::at(port);
     let poll = actix_web::rt::spawn(async move { app.poll("id=polling").await });
-    let checker = crate::helpers::TestApp {
-        port,
-        http: awc::Client::default(),
-    };
+    let checker = crate::helpers::TestApp::at(port);
     let mut events = checker.sse("id=streaming", &[]).await;
     assert_eq!(events.next_data().await.1["type"], "registered");
     // The WebSocket, the waiting poll and the event stream.
     checker.wait_for_counts(3, 3).await;
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
+    sigterm(child.id().expect("running")).await;
 
     assert_eq!(
         ws.expect_close().await,

@@ -9,33 +9,18 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use herald::config::BrokerKind;
 use serde_json::json;
 
 use crate::helpers::redis::Redis;
-use crate::helpers::{spawn_app_with, within, TestApp};
-
-async fn node(redis: &Redis) -> TestApp {
-    let url = redis.url();
-    let app = spawn_app_with(|c| {
-        c.broker.kind = BrokerKind::Redis;
-        c.broker.url = url;
-    })
-    .await;
-    app.wait_for_health("the node's Redis subscription", |h| {
-        h["broker"] == "redis" && h["broker_connected"] == true
-    })
-    .await;
-    app
-}
+use crate::helpers::{within, TestApp};
 
 #[actix_web::test]
 async fn a_message_published_on_one_node_reaches_every_node_exactly_once() {
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let a = node(&redis).await;
-    let b = node(&redis).await;
+    let a = redis.node(|_| {}).await;
+    let b = redis.node(|_| {}).await;
     let mut on_a = a.ws("id=63&channel=news").await;
     on_a.recv_json().await; // registered
     on_a.recv_json().await; // subscribed
@@ -114,8 +99,8 @@ async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_b
     let Some(mut redis) = Redis::start().await else {
         return;
     };
-    let a = node(&redis).await;
-    let b = node(&redis).await;
+    let a = redis.node(|_| {}).await;
+    let b = redis.node(|_| {}).await;
     let mut on_a = a.ws_registered("1").await;
     let mut on_b = b.ws_registered("2").await;
     // Numbers well past what a few probes after the restart could reach.
@@ -184,7 +169,7 @@ async fn a_publish_refused_while_redis_is_down_is_not_published_when_it_returns(
     let Some(mut redis) = Redis::start().await else {
         return;
     };
-    let a = node(&redis).await;
+    let a = redis.node(|_| {}).await;
     let mut client = a.ws_registered("1").await;
     redis.kill();
     a.wait_for_health("the node to see Redis gone", |h| {
@@ -258,8 +243,8 @@ async fn a_client_resumes_on_another_node_with_its_position() {
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let a = node(&redis).await;
-    let b = node(&redis).await;
+    let a = redis.node(|_| {}).await;
+    let b = redis.node(|_| {}).await;
     let mut before = a.ws("id=63&channel=news").await;
     let registered = before.recv_json().await;
     let epoch = registered["epoch"].as_str().unwrap().to_owned();
@@ -320,8 +305,8 @@ async fn publishes_racing_a_resume_across_nodes_arrive_once_in_order() {
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let a = node(&redis).await;
-    let b = node(&redis).await;
+    let a = redis.node(|_| {}).await;
+    let b = redis.node(|_| {}).await;
     let (epoch, since) = b.position().await;
     for i in 0..20 {
         a.publish_form(&[("message", &format!("before{i}"))]).await;
@@ -360,7 +345,7 @@ async fn a_publish_redis_took_but_never_answered_is_not_called_unpublished() {
     let Some(redis) = Redis::start().await else {
         return;
     };
-    let a = node(&redis).await;
+    let a = redis.node(|_| {}).await;
     let pid = redis.pid().expect("redis-server runs").to_string();
     // A hung Redis: the connection stays open, nothing answers.
     let signal = |name: &str| {

@@ -9,151 +9,23 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::process::{self, HeraldProcess};
-use crate::helpers::{spawn_app_with, within, RawWs, WAIT};
+use crate::helpers::process::HeraldProcess;
+use crate::helpers::tcp::{
+    answered_connection, connect_from, get_from, get_request, idle_keep_alive_connections, outcome,
+    upgrade_from, wait_until_served, Outcome,
+};
+use crate::helpers::{or_skip, spawn_app_with, within, RawWs, WAIT};
 
 /// A loopback source address other than 127.0.0.1: "another client".
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// Opens a TCP connection from `source` to `server`.
-async fn connect_from(source: IpAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = match source {
-        IpAddr::V4(_) => TcpSocket::new_v4()?,
-        IpAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(server).await
-}
-
-/// `GET path` on a keep-alive connection, with a `Host` naming `server`.
-fn get_request(path: &str, server: SocketAddr) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: {server}\r\n\r\n")
-}
-
-/// What became of a connection that sent a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Answered (the status code); the connection stays open.
-    Answered(u16),
-    /// Closed or reset by the server without an answer.
-    Closed,
-    /// Neither, by the deadline.
-    Hung,
-}
-
-/// Reads the start of an answer on `stream` until `deadline`.
-async fn outcome(stream: &mut TcpStream, deadline: tokio::time::Instant) -> Outcome {
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
-            Err(_) => return Outcome::Hung,
-            Ok(Ok(0)) | Ok(Err(_)) => return Outcome::Closed,
-            Ok(Ok(n)) => head.extend_from_slice(&chunk[..n]),
-        }
-        if let Some(status) = head
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .and_then(|end| std::str::from_utf8(&head[..end]).ok())
-            .and_then(|line| line.split(' ').nth(1))
-            .and_then(|code| code.parse().ok())
-        {
-            return Outcome::Answered(status);
-        }
-    }
-}
-
-/// Opens `count` connections from `source`, each sending `GET /health` and
-/// then idling with keep-alive, the way the review's attack did. Returns
-/// the connections still open and how many of each outcome there were.
-async fn idle_keep_alive_connections(
-    source: IpAddr,
-    server: SocketAddr,
-    count: usize,
-) -> (Vec<TcpStream>, usize, usize, usize) {
-    let mut streams = Vec::new();
-    for _ in 0..count {
-        let Ok(mut stream) = connect_from(source, server).await else {
-            continue;
-        };
-        // A refused connection may already be shut; its answer tells.
-        let _ = stream
-            .write_all(get_request("/health", server).as_bytes())
-            .await;
-        streams.push(stream);
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let (mut open, mut closed, mut hung) = (Vec::new(), 0, 0);
-    for mut stream in streams {
-        match outcome(&mut stream, deadline).await {
-            Outcome::Answered(200) => open.push(stream),
-            Outcome::Answered(other) => panic!("GET /health answered {other}"),
-            Outcome::Closed => closed += 1,
-            Outcome::Hung => hung += 1,
-        }
-    }
-    let answered = open.len();
-    (open, answered, closed, hung)
-}
-
-/// One `GET path` from `source` on a fresh connection: its outcome.
-async fn get_from(source: IpAddr, server: SocketAddr, path: &str) -> Outcome {
-    let Ok(mut stream) = connect_from(source, server).await else {
-        return Outcome::Closed;
-    };
-    if stream
-        .write_all(get_request(path, server).as_bytes())
-        .await
-        .is_err()
-    {
-        return Outcome::Closed;
-    }
-    outcome(&mut stream, tokio::time::Instant::now() + WAIT).await
-}
-
-/// A WebSocket handshake from `source`: the answer's status.
-async fn upgrade_from(source: IpAddr, server: SocketAddr) -> (Outcome, Option<TcpStream>) {
-    let Ok(mut stream) = connect_from(source, server).await else {
-        return (Outcome::Closed, None);
-    };
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (Outcome::Closed, None);
-    }
-    let answer = outcome(&mut stream, tokio::time::Instant::now() + WAIT).await;
-    (answer, Some(stream))
-}
-
-/// `(soft, hard)` "Max open files" of a process, from `/proc/<pid>/limits`.
-fn open_file_limits(pid: u32) -> (u64, u64) {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .expect("a Max open files line");
-    let numbers: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|word| word.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
-}
-
-/// herald under `prlimit --nofile=soft:hard` with `config`.
-async fn herald_with_file_limit(soft: u64, hard: u64, config: &str) -> HeraldProcess {
-    HeraldProcess::start_from(process::herald_with_file_limit(soft, hard), config, &[]).await
-}
-
 #[actix_web::test]
 async fn idle_connections_past_the_per_address_cap_are_closed_and_others_still_served() {
     // A soft limit of 128 descriptors (a plain service has 1024), and an
     // attacker holding more idle keep-alive connections than that.
-    let herald = herald_with_file_limit(
+    let herald = HeraldProcess::start_with_file_limit(
         128,
         4096,
         "port = 0\nworkers = 2\nmax_connections_per_ip = 100\n\
@@ -162,7 +34,7 @@ async fn idle_connections_past_the_per_address_cap_are_closed_and_others_still_s
     .await;
     let server = SocketAddr::from(([127, 0, 0, 1], herald.port));
     assert_eq!(
-        open_file_limits(herald.pid()),
+        herald.open_file_limits(),
         (4096, 4096),
         "the soft limit is raised to the hard one"
     );
@@ -192,19 +64,14 @@ async fn idle_connections_past_the_per_address_cap_are_closed_and_others_still_s
 
     // Once the attacker lets go, its address is served again.
     drop(held);
-    within("the attacker's places to be freed", async {
-        while get_from(LOCAL, server, "/health").await != Outcome::Answered(200) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_until_served(LOCAL, server, "the attacker's places to be freed").await;
 }
 
 #[actix_web::test]
 async fn past_the_open_file_limit_the_tcp_cap_is_lowered_and_accept_never_stalls() {
     // The hard limit is 256 too: nothing to raise. With two workers herald
     // keeps 80 descriptors, and of the 176 left, 22 for refusing.
-    let herald = herald_with_file_limit(256, 256, "port = 0\nworkers = 2\n").await;
+    let herald = HeraldProcess::start_with_file_limit(256, 256, "port = 0\nworkers = 2\n").await;
     let warning = herald
         .startup
         .iter()
@@ -218,7 +85,7 @@ async fn past_the_open_file_limit_the_tcp_cap_is_lowered_and_accept_never_stalls
     ] {
         assert!(warning.contains(part), "{part:?} in {warning}");
     }
-    assert_eq!(open_file_limits(herald.pid()), (256, 256));
+    assert_eq!(herald.open_file_limits(), (256, 256));
     let server = SocketAddr::from(([127, 0, 0, 1], herald.port));
 
     // More connections than descriptors, from two addresses (each within
@@ -237,12 +104,7 @@ async fn past_the_open_file_limit_the_tcp_cap_is_lowered_and_accept_never_stalls
 
     // When they go, a new client is served at once.
     drop(held);
-    within("a new client to be served", async {
-        while get_from(OTHER, server, "/health").await != Outcome::Answered(200) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    wait_until_served(OTHER, server, "a new client to be served").await;
 }
 
 #[actix_web::test]
@@ -266,20 +128,7 @@ async fn session_caps_still_answer_in_json_below_the_tcp_caps() {
     );
     // Once that connection is gone, a third one idles; a fourth is closed
     // at once.
-    let mut third = within("a third connection to be let in", async {
-        loop {
-            let mut stream = connect_from(LOCAL, server).await.unwrap();
-            let request = get_request("/health", server);
-            if stream.write_all(request.as_bytes()).await.is_ok()
-                && outcome(&mut stream, tokio::time::Instant::now() + WAIT).await
-                    == Outcome::Answered(200)
-            {
-                return stream;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let mut third = answered_connection(LOCAL, server, "a third connection to be let in").await;
     assert_eq!(get_from(LOCAL, server, "/health").await, Outcome::Closed);
     assert_eq!(
         get_from(OTHER, server, "/health").await,
@@ -348,14 +197,12 @@ async fn connections_that_never_upgrade_are_closed_when_idle_and_sessions_are_no
 /// Whether this machine can listen on `[::1]`; outside CI, a test that
 /// needs it is skipped when not.
 fn ipv6_loopback_available() -> bool {
-    if std::net::TcpListener::bind("[::1]:0").is_ok() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("IPv6 loopback ([::1]) is required in CI");
-    }
-    eprintln!("skipped: this machine cannot listen on [::1]");
-    false
+    or_skip(
+        std::net::TcpListener::bind("[::1]:0").ok(),
+        "IPv6 loopback ([::1]) is required in CI",
+        "skipped: this machine cannot listen on [::1]",
+    )
+    .is_some()
 }
 
 #[actix_web::test]
@@ -375,20 +222,7 @@ async fn ipv6_peers_count_against_both_caps_over_ipv6() {
     assert_eq!(first, Outcome::Answered(101));
     let (second, _) = upgrade_from(v6, server).await;
     assert_eq!(second, Outcome::Answered(429), "max_connections_per_ip");
-    let _idle = within("a second connection to be let in", async {
-        loop {
-            let mut stream = connect_from(v6, server).await.unwrap();
-            let request = get_request("/health", server);
-            if stream.write_all(request.as_bytes()).await.is_ok()
-                && outcome(&mut stream, tokio::time::Instant::now() + WAIT).await
-                    == Outcome::Answered(200)
-            {
-                return stream;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let _idle = answered_connection(v6, server, "a second connection to be let in").await;
     assert_eq!(
         get_from(v6, server, "/health").await,
         Outcome::Closed,

@@ -6,12 +6,11 @@
 //! position the history no longer covers, or a replay over
 //! `max_replay_bytes`, gets a `reset`, never a partial replay.
 
-use herald::config::BrokerKind;
 use herald::config::Config;
 use serde_json::{json, Value};
 
 use crate::helpers::redis::Redis;
-use crate::helpers::{spawn_app_with, TestApp, WsClient};
+use crate::helpers::{read_replay_seqs, spawn_app_with, TestApp, WsClient};
 
 /// Where the node under test keeps its messages.
 pub enum Backend {
@@ -25,20 +24,7 @@ impl Backend {
     async fn node(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         match self {
             Self::Memory => spawn_app_with(configure).await,
-            Self::Redis(redis) => {
-                let url = redis.url();
-                let app = spawn_app_with(|c| {
-                    c.broker.kind = BrokerKind::Redis;
-                    c.broker.url = url;
-                    configure(c);
-                })
-                .await;
-                app.wait_for_health("the node's Redis subscription", |h| {
-                    h["broker_connected"] == true
-                })
-                .await;
-                app
-            }
+            Self::Redis(redis) => redis.node(configure).await,
         }
     }
 }
@@ -83,12 +69,6 @@ contract!(
 /// The replay budget of the tests below: 1 MiB.
 const BUDGET_BYTES: usize = 1024 * 1024;
 
-async fn publish(app: &TestApp, fields: &[(&str, &str)]) -> u64 {
-    let (status, body) = app.publish_form(fields).await;
-    assert!(status.is_success(), "{body}");
-    body["seq"].as_u64().expect("seq")
-}
-
 /// The `(seq, data)` of the next frame, which must be a message.
 async fn next_message(client: &mut WsClient) -> (u64, Value) {
     let frame = client.recv_json().await;
@@ -100,7 +80,7 @@ async fn next_message(client: &mut WsClient) -> (u64, Value) {
 /// Reads a resume's answer and checks it is a `reset` whose reason names
 /// `why`, with nothing replayed before it (all or nothing); returns it.
 async fn expect_reset(back: &mut WsClient, why: &str) -> Value {
-    let (replayed, end) = read_replay(back).await;
+    let (replayed, end) = read_replay_seqs(back).await;
     assert_eq!(end["type"], "reset", "{end}");
     assert!(replayed.is_empty(), "all or nothing: {replayed:?}");
     assert!(
@@ -108,18 +88,6 @@ async fn expect_reset(back: &mut WsClient, why: &str) -> Value {
         "{end}"
     );
     end
-}
-
-async fn read_replay(client: &mut WsClient) -> (Vec<u64>, Value) {
-    let mut seqs = Vec::new();
-    loop {
-        let frame = client.recv_json().await;
-        match frame["type"].as_str() {
-            Some("message") => seqs.push(frame["seq"].as_u64().expect("seq")),
-            Some("resumed") | Some("reset") => return (seqs, frame),
-            other => panic!("unexpected {other:?}: {frame}"),
-        }
-    }
 }
 
 /// Opens `id=63&channel=news`, then leaves; returns its position.
@@ -141,11 +109,15 @@ async fn each_publish_takes_the_next_seq_and_reaches_its_targets_once(backend: B
     a.recv_json().await; // subscribed
     let mut b = app.ws_registered("64").await;
 
-    let all = publish(&app, &[("message", "all")]).await;
-    let to_a = publish(&app, &[("message", "to 63"), ("id", "63")]).await;
-    let to_b = publish(&app, &[("message", "to 64"), ("id", "64")]).await;
-    let news = publish(&app, &[("message", "news"), ("channel", "news")]).await;
-    let sport = publish(&app, &[("message", "sport"), ("channel", "sport")]).await;
+    let all = app.publish_seq(&[("message", "all")]).await;
+    let to_a = app.publish_seq(&[("message", "to 63"), ("id", "63")]).await;
+    let to_b = app.publish_seq(&[("message", "to 64"), ("id", "64")]).await;
+    let news = app
+        .publish_seq(&[("message", "news"), ("channel", "news")])
+        .await;
+    let sport = app
+        .publish_seq(&[("message", "sport"), ("channel", "sport")])
+        .await;
     assert_eq!(
         [to_a, to_b, news, sport],
         [all + 1, all + 2, all + 3, all + 4],
@@ -159,7 +131,7 @@ async fn each_publish_takes_the_next_seq_and_reaches_its_targets_once(backend: B
         assert_eq!(next_message(&mut b).await, (expected.0, json!(expected.1)));
     }
     // Nothing else came: the next message each sees is this one.
-    let last = publish(&app, &[("message", "last")]).await;
+    let last = app.publish_seq(&[("message", "last")]).await;
     assert_eq!(next_message(&mut a).await, (last, json!("last")));
     assert_eq!(next_message(&mut b).await, (last, json!("last")));
 }
@@ -170,12 +142,16 @@ async fn a_client_that_comes_back_gets_what_it_missed_once_in_order_then_live(ba
     let mut missed = Vec::new();
     for i in 0..10 {
         let text = i.to_string();
-        missed.push(publish(&app, &[("message", &text)]).await);
-        missed.push(publish(&app, &[("message", &text), ("id", "63")]).await);
-        missed.push(publish(&app, &[("message", &text), ("channel", "news")]).await);
+        missed.push(app.publish_seq(&[("message", &text)]).await);
+        missed.push(app.publish_seq(&[("message", &text), ("id", "63")]).await);
+        missed.push(
+            app.publish_seq(&[("message", &text), ("channel", "news")])
+                .await,
+        );
         // Someone else's: never replayed to 63.
-        publish(&app, &[("message", &text), ("id", "64")]).await;
-        publish(&app, &[("message", &text), ("channel", "sport")]).await;
+        app.publish_seq(&[("message", &text), ("id", "64")]).await;
+        app.publish_seq(&[("message", &text), ("channel", "sport")])
+            .await;
     }
 
     let mut back = app
@@ -183,12 +159,12 @@ async fn a_client_that_comes_back_gets_what_it_missed_once_in_order_then_live(ba
         .await;
     assert_eq!(back.recv_json().await["type"], "registered");
     assert_eq!(back.recv_json().await["type"], "subscribed");
-    let (replayed, end) = read_replay(&mut back).await;
+    let (replayed, end) = read_replay_seqs(&mut back).await;
     assert_eq!(end["type"], "resumed", "{end}");
     assert_eq!(replayed, missed, "every missed message, once, in order");
     assert_eq!(end["count"], 30);
 
-    let live = publish(&app, &[("message", "live"), ("id", "63")]).await;
+    let live = app.publish_seq(&[("message", "live"), ("id", "63")]).await;
     assert_eq!(next_message(&mut back).await, (live, json!("live")));
 }
 
@@ -196,7 +172,7 @@ async fn a_position_the_history_no_longer_covers_gets_a_reset(backend: Backend) 
     let app = backend.node(|c| c.history_size = 2).await;
     let (epoch, since) = visit_and_leave(&app).await;
     for _ in 0..3 {
-        publish(&app, &[("message", "m"), ("id", "63")]).await;
+        app.publish_seq(&[("message", "m"), ("id", "63")]).await;
     }
     let mut back = app
         .ws(&format!("id=63&channel=news&since={since}&epoch={epoch}"))
@@ -209,7 +185,7 @@ async fn a_position_the_history_no_longer_covers_gets_a_reset(backend: Backend) 
     // just before may still be on its way to this node: it comes now, once,
     // since it is newer than that position.
     let mut last = end["seq"].as_u64().expect("reset seq");
-    let live = publish(&app, &[("message", "live"), ("id", "63")]).await;
+    let live = app.publish_seq(&[("message", "live"), ("id", "63")]).await;
     loop {
         let (seq, data) = next_message(&mut back).await;
         assert!(seq > last, "{seq} after {last}");
@@ -223,7 +199,7 @@ async fn a_position_the_history_no_longer_covers_gets_a_reset(backend: Backend) 
 
 async fn a_position_from_another_epoch_gets_a_reset(backend: Backend) {
     let app = backend.node(|_| {}).await;
-    publish(&app, &[("message", "m"), ("id", "63")]).await;
+    app.publish_seq(&[("message", "m"), ("id", "63")]).await;
     let mut back = app.ws("id=63&since=0&epoch=0000000000000000").await;
     back.recv_json().await; // registered
     expect_reset(&mut back, "epoch").await;
@@ -231,7 +207,7 @@ async fn a_position_from_another_epoch_gets_a_reset(backend: Backend) {
 
 async fn a_position_ahead_of_the_server_gets_a_reset(backend: Backend) {
     let app = backend.node(|_| {}).await;
-    let seq = publish(&app, &[("message", "m"), ("id", "63")]).await;
+    let seq = app.publish_seq(&[("message", "m"), ("id", "63")]).await;
     let (epoch, _) = app.position().await;
     for since in [seq + 1000, u64::MAX] {
         let mut back = app.ws(&format!("id=63&since={since}&epoch={epoch}")).await;
@@ -252,10 +228,14 @@ async fn a_replay_within_the_budget_arrives_whole_before_live_messages(backend: 
     let text = "x".repeat(16 * 1024);
     let mut missed = Vec::new();
     for i in 0..18 {
-        missed.push(publish(&app, &[("message", &text)]).await);
-        missed.push(publish(&app, &[("message", &text), ("id", "63")]).await);
-        missed.push(publish(&app, &[("message", &text), ("channel", "news")]).await);
-        publish(&app, &[("message", &i.to_string()), ("id", "64")]).await;
+        missed.push(app.publish_seq(&[("message", &text)]).await);
+        missed.push(app.publish_seq(&[("message", &text), ("id", "63")]).await);
+        missed.push(
+            app.publish_seq(&[("message", &text), ("channel", "news")])
+                .await,
+        );
+        app.publish_seq(&[("message", &i.to_string()), ("id", "64")])
+            .await;
     }
 
     // Live messages race with the resume.
@@ -267,7 +247,10 @@ async fn a_replay_within_the_budget_arrives_whole_before_live_messages(backend: 
         };
         let mut seqs = Vec::new();
         for i in 0..30 {
-            seqs.push(publish(&app, &[("message", &i.to_string()), ("id", "63")]).await);
+            seqs.push(
+                app.publish_seq(&[("message", &i.to_string()), ("id", "63")])
+                    .await,
+            );
         }
         seqs
     });
@@ -276,7 +259,7 @@ async fn a_replay_within_the_budget_arrives_whole_before_live_messages(backend: 
         .await;
     assert_eq!(back.recv_json().await["type"], "registered");
     assert_eq!(back.recv_json().await["type"], "subscribed");
-    let (replayed, end) = read_replay(&mut back).await;
+    let (replayed, end) = read_replay_seqs(&mut back).await;
     assert_eq!(end["type"], "resumed", "{end}");
     let live = publisher.await.expect("publisher");
 
@@ -305,7 +288,7 @@ async fn a_replay_over_the_budget_gets_a_reset_and_nothing_of_it(backend: Backen
     let (epoch, since) = visit_and_leave(&app).await;
     let text = "x".repeat(16 * 1024);
     for _ in 0..70 {
-        publish(&app, &[("message", &text), ("id", "63")]).await;
+        app.publish_seq(&[("message", &text), ("id", "63")]).await;
     }
     let mut back = app
         .ws(&format!("id=63&channel=news&since={since}&epoch={epoch}"))
@@ -317,7 +300,7 @@ async fn a_replay_over_the_budget_gets_a_reset_and_nothing_of_it(backend: Backen
     assert!(reason.contains(&format!("after seq {since}")), "{reason}");
 
     // Live from the reset's position on.
-    let live = publish(&app, &[("message", "live"), ("id", "63")]).await;
+    let live = app.publish_seq(&[("message", "live"), ("id", "63")]).await;
     let mut last = end["seq"].as_u64().expect("reset seq");
     loop {
         let (seq, data) = next_message(&mut back).await;
@@ -337,7 +320,7 @@ async fn resume(app: &TestApp, id: &str, since: u64, epoch: &str) -> (Vec<u64>, 
         .ws(&format!("id={id}&since={since}&epoch={epoch}"))
         .await;
     assert_eq!(back.recv_json().await["type"], "registered");
-    read_replay(&mut back).await
+    read_replay_seqs(&mut back).await
 }
 
 async fn a_message_older_than_the_history_ttl_is_a_gap_and_a_newer_one_is_replayed(
@@ -345,7 +328,7 @@ async fn a_message_older_than_the_history_ttl_is_a_gap_and_a_newer_one_is_replay
 ) {
     let app = backend.node(|c| c.history_ttl_secs = 2).await;
     let (epoch, start) = app.position().await;
-    let old = publish(&app, &[("message", "old"), ("id", "63")]).await;
+    let old = app.publish_seq(&[("message", "old"), ("id", "63")]).await;
     // Within the TTL: replayed.
     let (replayed, end) = resume(&app, "63", start, &epoch).await;
     assert_eq!((replayed, &end["type"]), (vec![old], &json!("resumed")));
@@ -369,8 +352,8 @@ async fn a_message_older_than_the_history_ttl_is_a_gap_and_a_newer_one_is_replay
     // New messages, on that stream and on the broadcast one: a position
     // from before the expired message is still a gap; one after it gets
     // the new ones.
-    let all = publish(&app, &[("message", "new to all")]).await;
-    let new = publish(&app, &[("message", "new"), ("id", "63")]).await;
+    let all = app.publish_seq(&[("message", "new to all")]).await;
+    let new = app.publish_seq(&[("message", "new"), ("id", "63")]).await;
     let (replayed, end) = resume(&app, "63", start, &epoch).await;
     assert_eq!((replayed, &end["type"]), (vec![], &json!("reset")));
     let (replayed, end) = resume(&app, "63", old, &epoch).await;
@@ -394,9 +377,9 @@ async fn a_message_older_than_the_history_ttl_is_a_gap_in_a_stream_still_in_use(
     let resume_all = |since: u64| {
         let query = format!("since={since}&epoch={epoch}");
         let app = &app;
-        async move { read_replay(&mut app.ws(&query).await).await }
+        async move { read_replay_seqs(&mut app.ws(&query).await).await }
     };
-    let mut sent = vec![publish(&app, &[("message", "old")]).await];
+    let mut sent = vec![app.publish_seq(&[("message", "old")]).await];
     tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
             let (replayed, end) = resume_all(start).await;
@@ -405,7 +388,7 @@ async fn a_message_older_than_the_history_ttl_is_a_gap_in_a_stream_still_in_use(
                 break;
             }
             assert_eq!(replayed, sent, "{end}");
-            sent.push(publish(&app, &[("message", "more")]).await);
+            sent.push(app.publish_seq(&[("message", "more")]).await);
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     })
@@ -414,7 +397,7 @@ async fn a_message_older_than_the_history_ttl_is_a_gap_in_a_stream_still_in_use(
 
     // A position after the newest of them still gets what followed.
     let since = *sent.last().expect("a message");
-    let fresh = publish(&app, &[("message", "fresh")]).await;
+    let fresh = app.publish_seq(&[("message", "fresh")]).await;
     let (replayed, end) = resume_all(since).await;
     assert_eq!((replayed, &end["type"]), (vec![fresh], &json!("resumed")));
 }

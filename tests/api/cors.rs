@@ -7,7 +7,7 @@ use actix_web::http::{Method, StatusCode};
 use herald::Config;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, token_for, with_tokens, TestApp};
+use crate::helpers::{spawn_app_with, token_for, with_tokens};
 
 /// A page's origin listed in `allowed_origins`.
 const PAGE: &str = "https://app.example.com";
@@ -16,19 +16,6 @@ const STRANGER: &str = "https://evil.example";
 
 fn allowing_the_page(config: &mut Config) {
     config.allowed_origins = vec![PAGE.into()];
-}
-
-async fn request(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> awc::ClientResponse {
-    let mut req = app.http.request(method, app.url(path));
-    for (name, value) in headers {
-        req = req.insert_header((*name, *value));
-    }
-    req.send().await.expect("herald answers")
 }
 
 fn header(resp: &awc::ClientResponse, name: &str) -> Option<String> {
@@ -48,7 +35,7 @@ fn varies_on_origin(resp: &awc::ClientResponse) -> bool {
 async fn an_allowed_origin_may_read_event_streams_and_polls() {
     let app = spawn_app_with(allowing_the_page).await;
     for path in ["/events?id=1", "/poll?id=1"] {
-        let resp = request(&app, Method::GET, path, &[("origin", PAGE)]).await;
+        let resp = app.request(Method::GET, path, &[("origin", PAGE)]).await;
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         assert_eq!(
             header(&resp, "access-control-allow-origin").as_deref(),
@@ -80,7 +67,9 @@ async fn an_allowed_origin_may_read_event_streams_and_polls() {
 async fn an_unlisted_origin_is_refused_without_cors_headers() {
     let app = spawn_app_with(allowing_the_page).await;
     for path in ["/events?id=1", "/poll?id=1"] {
-        let mut resp = request(&app, Method::GET, path, &[("origin", STRANGER)]).await;
+        let mut resp = app
+            .request(Method::GET, path, &[("origin", STRANGER)])
+            .await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
         assert_eq!(header(&resp, "access-control-allow-origin"), None, "{path}");
         assert_eq!(
@@ -94,7 +83,7 @@ async fn an_unlisted_origin_is_refused_without_cors_headers() {
     }
     // Without an Origin (not a browser) nothing changes, but caches still
     // learn that the answer depends on it.
-    let resp = request(&app, Method::GET, "/events?id=1", &[]).await;
+    let resp = app.request(Method::GET, "/events?id=1", &[]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, "access-control-allow-origin"), None);
     assert!(varies_on_origin(&resp));
@@ -111,13 +100,9 @@ async fn preflights_are_answered_for_allowed_origins_and_refused_for_others() {
         ]
     };
     for path in ["/events", "/poll"] {
-        let resp = request(
-            &app,
-            Method::OPTIONS,
-            path,
-            &asking(PAGE, "GET", "last-event-id"),
-        )
-        .await;
+        let resp = app
+            .request(Method::OPTIONS, path, &asking(PAGE, "GET", "last-event-id"))
+            .await;
         assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{path}");
         assert_eq!(
             header(&resp, "access-control-allow-origin").as_deref(),
@@ -134,7 +119,9 @@ async fn preflights_are_answered_for_allowed_origins_and_refused_for_others() {
         assert!(header(&resp, "access-control-max-age").is_some(), "{path}");
         assert!(varies_on_origin(&resp), "{path}");
 
-        let mut resp = request(&app, Method::OPTIONS, path, &asking(STRANGER, "GET", "")).await;
+        let mut resp = app
+            .request(Method::OPTIONS, path, &asking(STRANGER, "GET", ""))
+            .await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
         assert_eq!(header(&resp, "access-control-allow-origin"), None, "{path}");
         assert_eq!(
@@ -150,8 +137,9 @@ async fn preflights_are_answered_for_allowed_origins_and_refused_for_others() {
             ("POST", "", "POST"),
             ("GET", "last-event-id, authorization", "authorization"),
         ] {
-            let mut resp =
-                request(&app, Method::OPTIONS, path, &asking(PAGE, method, headers)).await;
+            let mut resp = app
+                .request(Method::OPTIONS, path, &asking(PAGE, method, headers))
+                .await;
             assert_eq!(
                 resp.status(),
                 StatusCode::FORBIDDEN,
@@ -163,7 +151,9 @@ async fn preflights_are_answered_for_allowed_origins_and_refused_for_others() {
         }
     }
     // An OPTIONS that is no preflight goes to the route as before.
-    let resp = request(&app, Method::OPTIONS, "/events", &[("origin", PAGE)]).await;
+    let resp = app
+        .request(Method::OPTIONS, "/events", &[("origin", PAGE)])
+        .await;
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         header(&resp, "access-control-allow-origin").as_deref(),
@@ -204,7 +194,7 @@ async fn error_answers_to_an_allowed_origin_carry_the_cors_header() {
         (Method::POST, "/poll".to_owned(), 405, "method_not_allowed"),
     ];
     for (method, path, status, code) in cases {
-        let mut resp = request(&app, method, &path, &[("origin", PAGE)]).await;
+        let mut resp = app.request(method, &path, &[("origin", PAGE)]).await;
         assert_eq!(resp.status().as_u16(), status, "{path}");
         assert_eq!(
             header(&resp, "access-control-allow-origin").as_deref(),
@@ -219,13 +209,13 @@ async fn error_answers_to_an_allowed_origin_carry_the_cors_header() {
     let _stream = app
         .sse(&format!("token={token}"), &[("origin", PAGE)])
         .await;
-    let mut resp = request(
-        &app,
-        Method::GET,
-        &format!("/poll?token={token}"),
-        &[("origin", PAGE)],
-    )
-    .await;
+    let mut resp = app
+        .request(
+            Method::GET,
+            &format!("/poll?token={token}"),
+            &[("origin", PAGE)],
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         header(&resp, "access-control-allow-origin").as_deref(),
@@ -244,7 +234,7 @@ async fn a_full_server_answers_an_allowed_origin_503_with_the_cors_header() {
     .await;
     let _stream = app.sse("id=1", &[]).await;
     for path in ["/events?id=2", "/poll?id=2"] {
-        let mut resp = request(&app, Method::GET, path, &[("origin", PAGE)]).await;
+        let mut resp = app.request(Method::GET, path, &[("origin", PAGE)]).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
         assert_eq!(
             header(&resp, "access-control-allow-origin").as_deref(),
@@ -259,7 +249,9 @@ async fn a_full_server_answers_an_allowed_origin_503_with_the_cors_header() {
 #[actix_web::test]
 async fn with_a_star_any_origin_is_named_back() {
     let app = spawn_app_with(|c| c.allowed_origins = vec!["*".into()]).await;
-    let resp = request(&app, Method::GET, "/poll?id=1", &[("origin", STRANGER)]).await;
+    let resp = app
+        .request(Method::GET, "/poll?id=1", &[("origin", STRANGER)])
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         header(&resp, "access-control-allow-origin").as_deref(),
@@ -274,19 +266,19 @@ async fn publishing_and_operator_routes_send_no_cors_headers() {
         .publish_form_with(&[("origin", PAGE)], &[("message", "hi")])
         .await;
     assert_eq!(status, StatusCode::OK);
-    let resp = request(&app, Method::POST, "/", &[("origin", PAGE)]).await;
+    let resp = app.request(Method::POST, "/", &[("origin", PAGE)]).await;
     assert_eq!(header(&resp, "access-control-allow-origin"), None);
     for path in ["/", "/health", "/stats", "/static/herald.js"] {
-        let resp = request(&app, Method::GET, path, &[("origin", PAGE)]).await;
+        let resp = app.request(Method::GET, path, &[("origin", PAGE)]).await;
         assert_eq!(header(&resp, "access-control-allow-origin"), None, "{path}");
     }
-    let resp = request(
-        &app,
-        Method::OPTIONS,
-        "/",
-        &[("origin", PAGE), ("access-control-request-method", "POST")],
-    )
-    .await;
+    let resp = app
+        .request(
+            Method::OPTIONS,
+            "/",
+            &[("origin", PAGE), ("access-control-request-method", "POST")],
+        )
+        .await;
     assert_eq!(header(&resp, "access-control-allow-origin"), None);
     assert_ne!(resp.status(), StatusCode::NO_CONTENT);
 }

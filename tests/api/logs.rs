@@ -2,11 +2,9 @@
 //! collector can parse, session events carry their fields, and neither a
 //! key, the client secret nor a token reaches the log.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::helpers::process::HeraldProcess;
+use crate::helpers::process::{sigterm, HeraldProcess};
 use crate::helpers::{token_for, within, RawWs, CLIENT_SECRET, FIN, OP_TEXT};
 
 const PUBLISH_KEY: &str = "log-test-publish-key-0123456789";
@@ -144,11 +142,7 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
     }
 
     // Every line up to a clean exit parses, and none holds a secret.
-    let killed = Command::new("kill")
-        .args(["-TERM", &herald.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    sigterm(herald.pid()).await;
     let mut rest = Vec::new();
     within("herald's exit", async {
         while let Some(line) = herald.lines.next_line().await.unwrap() {

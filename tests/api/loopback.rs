@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use herald::config::Secret;
 
 use crate::helpers::process::HeraldProcess;
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with};
 
 /// Headers by which proxies, load balancers and CDNs say where a request
 /// came from.
@@ -26,14 +26,6 @@ const PROXY_HEADERS: [(&str, &str); 13] = [
     ("client-ip", "203.0.113.7"),
 ];
 
-async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> StatusCode {
-    let mut req = app.http.get(app.url(path));
-    for (name, value) in headers {
-        req = req.insert_header((*name, *value));
-    }
-    req.send().await.expect("GET").status()
-}
-
 #[actix_web::test]
 async fn any_proxy_header_makes_a_loopback_request_not_local() {
     let app = spawn_app().await;
@@ -48,7 +40,7 @@ async fn any_proxy_header_makes_a_loopback_request_not_local() {
         );
         for path in ["/stats", "/metrics"] {
             assert_eq!(
-                get(&app, path, &[(name, value)]).await,
+                app.get_status(path, &[(name, value)]).await,
                 StatusCode::FORBIDDEN,
                 "{path} with {name}"
             );
@@ -72,7 +64,7 @@ async fn without_loopback_trust_keys_are_mandatory_even_from_loopback() {
         body["error"].as_str().unwrap().contains("trust_loopback"),
         "{body}"
     );
-    assert_eq!(get(&app, "/stats", &[]).await, StatusCode::FORBIDDEN);
+    assert_eq!(app.get_status("/stats", &[]).await, StatusCode::FORBIDDEN);
 
     // With keys: a keyless loopback request is a 401, a keyed one passes.
     let app = spawn_app_with(|c| {
@@ -89,10 +81,10 @@ async fn without_loopback_trust_keys_are_mandatory_even_from_loopback() {
         .await;
     assert_eq!(status, StatusCode::OK);
     for path in ["/stats", "/metrics"] {
-        assert_eq!(get(&app, path, &[]).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get_status(path, &[]).await, StatusCode::UNAUTHORIZED);
         let admin = format!("Bearer {ADMIN}");
         assert_eq!(
-            get(&app, path, &[("authorization", &admin)]).await,
+            app.get_status(path, &[("authorization", &admin)]).await,
             StatusCode::OK
         );
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, within, RawHttp, TestApp};
+use crate::helpers::{message_seqs, spawn_app, spawn_app_with, within, RawHttp, TestApp};
 
 #[actix_web::test]
 async fn a_poll_with_a_position_answers_at_once_with_what_was_missed() {
@@ -26,12 +26,7 @@ async fn a_poll_with_a_position_answers_at_once_with_what_was_missed() {
         .await;
 
     assert_eq!(status, StatusCode::OK);
-    let got: Vec<u64> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
+    let got = message_seqs(&body);
     assert_eq!(got, seqs);
     assert_eq!(
         body["messages"][1],
@@ -170,12 +165,7 @@ async fn a_long_poll_keeps_its_slot_until_its_answer_is_written() {
 
     // Once the client has read it all, the slot is free.
     let body: serde_json::Value = serde_json::from_slice(&poll.body(&head).await).unwrap();
-    let got: Vec<u64> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
+    let got = message_seqs(&body);
     assert_eq!(got, published);
     admitted_within(&app, crate::helpers::WAIT).await;
 }

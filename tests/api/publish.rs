@@ -4,21 +4,7 @@ use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{spawn_app, spawn_app_with, within, WsClient};
-
-/// Proves `client` received nothing before: broadcasts a sentinel and checks
-/// it is the next frame.
-async fn assert_nothing_before_sentinel(
-    app: &crate::helpers::TestApp,
-    clients: &mut [&mut WsClient],
-) {
-    let (status, _) = app.publish_form(&[("message", "sentinel")]).await;
-    assert_eq!(status, StatusCode::OK);
-    for client in clients.iter_mut() {
-        let frame = client.recv_json().await;
-        assert_eq!(frame["data"], "sentinel", "unexpected frame {frame}");
-    }
-}
+use crate::helpers::{spawn_app, spawn_app_with, within};
 
 #[actix_web::test]
 async fn broadcast_reaches_every_session() {
@@ -58,7 +44,8 @@ async fn direct_message_reaches_every_tab_of_its_id_and_no_one_else() {
     let expected = json!({"type": "message", "seq": 1, "id": "63", "data": "Hello_63"});
     assert_eq!(tab1.recv_json().await, expected);
     assert_eq!(tab2.recv_json().await, expected);
-    assert_nothing_before_sentinel(&app, &mut [&mut other, &mut anonymous]).await;
+    app.assert_nothing_before_sentinel(&mut [&mut other, &mut anonymous])
+        .await;
 }
 
 #[actix_web::test]
@@ -178,7 +165,7 @@ async fn unknown_fields_are_refused_rather_than_broadcast() {
         .publish_json(&json!({"message": "secret", "to": "1"}))
         .await;
     assert_error(reply, StatusCode::BAD_REQUEST, "malformed_body", "to").await;
-    assert_nothing_before_sentinel(&app, &mut [&mut client]).await;
+    app.assert_nothing_before_sentinel(&mut [&mut client]).await;
 }
 
 #[actix_web::test]

@@ -3,58 +3,18 @@
 //! Redis is away and from the first stop signal on, while `/health` stays
 //! 200; `shutdown_drain_ms` keeps serving meanwhile.
 
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use herald::config::BrokerKind;
-use serde_json::{json, Value};
-use tokio::process::Command;
+use serde_json::json;
 
-use crate::helpers::process::HeraldProcess;
+use crate::helpers::process::{sigterm, HeraldProcess};
 use crate::helpers::redis::Redis;
-use crate::helpers::{spawn_app, spawn_app_with, within, RawWs, TestApp, WAIT};
-
-/// `GET /ready`: status, `Retry-After` in seconds if any, JSON body.
-async fn ready(app: &TestApp) -> (StatusCode, Option<u64>, Value) {
-    let mut resp = app
-        .http
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .expect("GET /ready");
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let body = resp.json::<Value>().await.expect("JSON answer");
-    (resp.status(), retry, body)
-}
-
-/// Asks `/ready` until it answers `status`, failing after the usual wait.
-async fn wait_for_ready(app: &TestApp, status: StatusCode) -> (Option<u64>, Value) {
-    within(&format!("/ready to answer {status}"), async {
-        loop {
-            let (now, retry, body) = ready(app).await;
-            if now == status {
-                return (retry, body);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
-
-fn sigterm(pid: u32) -> Command {
-    let mut kill = Command::new("kill");
-    kill.args(["-TERM", &pid.to_string()]);
-    kill
-}
+use crate::helpers::{spawn_app, spawn_app_with, within, RawWs, WAIT};
 
 #[actix_web::test]
 async fn a_node_that_can_serve_is_ready() {
     let app = spawn_app().await;
-    let (status, retry, body) = ready(&app).await;
+    let (status, retry, body) = app.ready().await;
     assert_eq!(
         (status, retry, body),
         (StatusCode::OK, None, json!({"ready": true}))
@@ -74,7 +34,7 @@ async fn without_redis_the_node_is_not_ready_but_alive_and_ready_again_after() {
         c.broker.url = url;
     })
     .await;
-    wait_for_ready(&app, StatusCode::OK).await;
+    app.wait_for_ready(StatusCode::OK).await;
 
     redis.kill();
     // A publish: 503, with Retry-After too. (The Redis client may take a
@@ -88,7 +48,7 @@ async fn without_redis_the_node_is_not_ready_but_alive_and_ready_again_after() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.headers().contains_key("retry-after"), "{resp:?}");
-    let (retry, body) = wait_for_ready(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    let (retry, body) = app.wait_for_ready(StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["code"], "broker_disconnected", "{body}");
     assert!(body["error"].as_str().unwrap().contains("Redis"), "{body}");
     assert!(retry.is_some_and(|s| s > 0), "Retry-After: {retry:?}");
@@ -100,7 +60,7 @@ async fn without_redis_the_node_is_not_ready_but_alive_and_ready_again_after() {
     );
 
     redis.restart().await;
-    let (retry, body) = wait_for_ready(&app, StatusCode::OK).await;
+    let (retry, body) = app.wait_for_ready(StatusCode::OK).await;
     assert_eq!((retry, body), (None, json!({"ready": true})));
 }
 
@@ -110,13 +70,13 @@ async fn on_sigterm_the_node_drains_not_ready_but_serving_then_exits_0() {
     let config = "port = 0\nworkers = 1\nshutdown_timeout_secs = 5\nshutdown_drain_ms = 600000\n";
     let mut herald = HeraldProcess::start(config, &[]).await;
     let app = herald.app();
-    assert_eq!(ready(&app).await.0, StatusCode::OK);
+    assert_eq!(app.ready().await.0, StatusCode::OK);
     let mut before = RawWs::connect(herald.port, "id=before").await;
     assert_eq!(before.recv_json().await["type"], "registered");
 
-    assert!(sigterm(herald.pid()).status().await.unwrap().success());
+    sigterm(herald.pid()).await;
     herald.log_line("draining: /ready answers 503").await;
-    let (retry, body) = wait_for_ready(&app, StatusCode::SERVICE_UNAVAILABLE).await;
+    let (retry, body) = app.wait_for_ready(StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["code"], "shutting_down", "{body}");
     assert!(retry.is_some_and(|s| s > 0), "Retry-After: {retry:?}");
     // Still alive and serving: health, new sessions, publishing.
@@ -130,7 +90,7 @@ async fn on_sigterm_the_node_drains_not_ready_but_serving_then_exits_0() {
     }
 
     // The second signal ends the drain: sessions close, herald exits 0.
-    assert!(sigterm(herald.pid()).status().await.unwrap().success());
+    sigterm(herald.pid()).await;
     for ws in [&mut before, &mut during] {
         assert_eq!(
             ws.expect_close().await,
@@ -148,7 +108,7 @@ async fn the_drain_ends_by_itself_then_sessions_close() {
     let mut ws = RawWs::connect(herald.port, "id=leaving").await;
     assert_eq!(ws.recv_json().await["type"], "registered");
 
-    assert!(sigterm(herald.pid()).status().await.unwrap().success());
+    sigterm(herald.pid()).await;
     herald.log_line("serving on for 200 ms").await;
     assert_eq!(
         ws.expect_close().await,

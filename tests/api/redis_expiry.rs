@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use herald::config::BrokerKind;
 use redis::aio::MultiplexedConnection;
 
 use crate::helpers::redis::Redis;
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 /// The TTL of these tests, in seconds.
 const TTL_SECS: u64 = 2;
@@ -24,19 +23,9 @@ const IDS: usize = 2000;
 /// bookkeeping, not per id).
 const MEMORY_SLACK_BYTES: u64 = 256 * 1024;
 
+/// A node whose history lasts [`TTL_SECS`].
 async fn node(redis: &Redis) -> TestApp {
-    let url = redis.url();
-    let app = spawn_app_with(|c| {
-        c.broker.kind = BrokerKind::Redis;
-        c.broker.url = url;
-        c.history_ttl_secs = TTL_SECS;
-    })
-    .await;
-    app.wait_for_health("the node's Redis subscription", |h| {
-        h["broker_connected"] == true
-    })
-    .await;
-    app
+    redis.node(|c| c.history_ttl_secs = TTL_SECS).await
 }
 
 /// A number from `INFO <section>`, such as `used_memory`.

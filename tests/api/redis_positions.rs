@@ -6,27 +6,19 @@
 //! best: every poll is a resume.
 
 use actix_web::http::StatusCode;
-use herald::config::BrokerKind;
 use serde_json::{json, Value};
 
 use crate::helpers::redis::Redis;
-use crate::helpers::{spawn_app_with, within, TestApp};
+use crate::helpers::{within, TestApp};
 
 /// A node whose history lasts 1 s and whose polls wait 1 s.
 async fn node(redis: &Redis) -> TestApp {
-    let url = redis.url();
-    let app = spawn_app_with(|c| {
-        c.broker.kind = BrokerKind::Redis;
-        c.broker.url = url;
-        c.history_ttl_secs = 1;
-        c.poll_timeout_secs = 1;
-    })
-    .await;
-    app.wait_for_health("the node's Redis subscription", |h| {
-        h["broker_connected"] == true
-    })
-    .await;
-    app
+    redis
+        .node(|c| {
+            c.history_ttl_secs = 1;
+            c.poll_timeout_secs = 1;
+        })
+        .await
 }
 
 /// The cluster's counter, as Redis holds it.

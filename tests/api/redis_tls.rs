@@ -16,7 +16,7 @@ use rcgen::{
 use serde_json::json;
 
 use crate::helpers::redis::{Redis, RedisTls};
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::TestApp;
 
 /// The password of the test Redis, checked to appear in no error.
 const PASSWORD: &str = "tls-test-password-6b1d";
@@ -70,12 +70,7 @@ fn node_config(redis: &Redis, tls: &RedisTls, config: &mut Config) {
 }
 
 async fn node(redis: &Redis, tls: &RedisTls) -> TestApp {
-    let app = spawn_app_with(|c| node_config(redis, tls, c)).await;
-    app.wait_for_health("the node's Redis subscription over TLS", |h| {
-        h["broker"] == "redis" && h["broker_connected"] == true
-    })
-    .await;
-    app
+    redis.node(|c| node_config(redis, tls, c)).await
 }
 
 /// What `Application::build` says when it cannot start.

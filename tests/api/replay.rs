@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::helpers::process::HeraldProcess;
 use crate::helpers::redis::Redis;
-use crate::helpers::{RawHttp, RawWs, TestApp};
+use crate::helpers::{message_seqs, read_replay_seqs, RawHttp, RawWs, TestApp};
 
 /// Size of each message that fills the history.
 const MESSAGE_BYTES: usize = 48 * 1024;
@@ -171,19 +171,6 @@ async fn redis_resumes_over_the_budget_are_reset_after_reading_at_most_the_budge
     );
 }
 
-/// Reads a WebSocket replay to its end: the seqs replayed, then the
-/// `resumed` (or `reset`) frame.
-async fn read_ws_replay(raw: &mut RawWs) -> (Vec<u64>, Value) {
-    let mut seqs = Vec::new();
-    loop {
-        let frame = raw.recv_json().await;
-        match frame["type"].as_str() {
-            Some("message") => seqs.push(frame["seq"].as_u64().expect("seq")),
-            _ => return (seqs, frame),
-        }
-    }
-}
-
 #[actix_web::test]
 async fn resumes_within_the_budget_replay_exactly_and_pin_at_most_the_budget() {
     // A 2 MiB budget; each resumer misses the last 40 messages (1.9 MiB).
@@ -228,7 +215,7 @@ async fn resumes_within_the_budget_replay_exactly_and_pin_at_most_the_budget() {
 
     // Now they read: exactly what they missed, once, in order.
     for raw in &mut sockets {
-        let (seqs, end) = read_ws_replay(raw).await;
+        let (seqs, end) = read_replay_seqs(raw).await;
         assert_eq!(end["type"], "resumed", "{end:.200}");
         assert_eq!(seqs, missed);
     }
@@ -246,12 +233,7 @@ async fn resumes_within_the_budget_replay_exactly_and_pin_at_most_the_budget() {
     }
     for (poll, head) in polls {
         let body: Value = serde_json::from_slice(&poll.body(&head).await).expect("JSON");
-        let seqs: Vec<u64> = body["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .map(|m| m["seq"].as_u64().expect("seq"))
-            .collect();
+        let seqs = message_seqs(&body);
         assert_eq!(seqs, missed);
         assert_eq!(body["seq"], last);
     }

@@ -3,28 +3,9 @@
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, WsClient};
-
-/// Reads message frames until `resumed` (or `reset`), returning both.
-async fn read_replay(client: &mut WsClient) -> (Vec<Value>, Value) {
-    let mut messages = Vec::new();
-    loop {
-        let frame = client.recv_json().await;
-        match frame["type"].as_str() {
-            Some("message") => messages.push(frame),
-            Some("resumed") | Some("reset") => return (messages, frame),
-            other => panic!("unexpected {other:?}: {frame}"),
-        }
-    }
-}
-
-async fn publish(app: &TestApp, fields: &[(&str, &str)]) -> u64 {
-    let (status, body) = app.publish_form(fields).await;
-    assert!(status.is_success(), "{body}");
-    body["seq"].as_u64().expect("seq")
-}
+use crate::helpers::{read_replay, spawn_app, spawn_app_with, TestApp};
 
 #[actix_web::test]
 async fn a_client_that_comes_back_gets_exactly_the_300_it_missed_then_live_ones() {
@@ -40,14 +21,18 @@ async fn a_client_that_comes_back_gets_exactly_the_300_it_missed_then_live_ones(
     let mut expected = Vec::new();
     for i in 0..100 {
         let text = format!("b{i}");
-        expected.push(publish(&app, &[("message", &text)]).await);
+        expected.push(app.publish_seq(&[("message", &text)]).await);
         let text = format!("d{i}");
-        expected.push(publish(&app, &[("message", &text), ("id", "63")]).await);
+        expected.push(app.publish_seq(&[("message", &text), ("id", "63")]).await);
         let text = format!("n{i}");
-        expected.push(publish(&app, &[("message", &text), ("channel", "news")]).await);
+        expected.push(
+            app.publish_seq(&[("message", &text), ("channel", "news")])
+                .await,
+        );
         // Someone else's: never replayed to 63.
-        publish(&app, &[("message", "x"), ("id", "64")]).await;
-        publish(&app, &[("message", "x"), ("channel", "sport")]).await;
+        app.publish_seq(&[("message", "x"), ("id", "64")]).await;
+        app.publish_seq(&[("message", "x"), ("channel", "sport")])
+            .await;
     }
 
     let query = format!("id=63&channel=news&since={since}&epoch={epoch}");
@@ -68,7 +53,7 @@ async fn a_client_that_comes_back_gets_exactly_the_300_it_missed_then_live_ones(
     assert_eq!(resumed["count"], 300);
     assert_eq!(resumed["epoch"], epoch.as_str());
 
-    let live = publish(&app, &[("message", "live"), ("id", "63")]).await;
+    let live = app.publish_seq(&[("message", "live"), ("id", "63")]).await;
     let frame = back.recv_json().await;
     assert_eq!(
         (frame["seq"].as_u64(), &frame["data"]),
@@ -81,19 +66,16 @@ async fn a_publish_racing_with_the_resume_arrives_exactly_once_in_order() {
     let app = spawn_app_with(|c| c.workers = 2).await;
     let (epoch, since) = app.position().await;
     for i in 0..20 {
-        publish(&app, &[("message", &format!("before{i}"))]).await;
+        app.publish_seq(&[("message", &format!("before{i}"))]).await;
     }
 
     // Publish 200 more while the client reconnects and resumes.
     let port = app.port;
     let publisher = actix_web::rt::spawn(async move {
-        let app = TestApp {
-            port,
-            http: awc::Client::default(),
-        };
+        let app = TestApp::at(port);
         let mut seqs = Vec::new();
         for i in 0..200 {
-            seqs.push(publish(&app, &[("message", &format!("during{i}"))]).await);
+            seqs.push(app.publish_seq(&[("message", &format!("during{i}"))]).await);
         }
         seqs
     });
@@ -129,7 +111,7 @@ async fn a_gap_beyond_the_history_resets_with_nothing_replayed() {
     let app = spawn_app_with(|c| c.history_size = 5).await;
     let (epoch, since) = app.position().await;
     for i in 0..10 {
-        publish(&app, &[("message", &format!("m{i}"))]).await;
+        app.publish_seq(&[("message", &format!("m{i}"))]).await;
     }
     let mut client = app.ws(&format!("id=1&since={since}&epoch={epoch}")).await;
     assert_eq!(client.recv_json().await["type"], "registered");
@@ -156,7 +138,7 @@ async fn a_gap_beyond_the_history_resets_with_nothing_replayed() {
 #[actix_web::test]
 async fn a_position_from_another_lifetime_resets() {
     let app = spawn_app().await;
-    publish(&app, &[("message", "m")]).await;
+    app.publish_seq(&[("message", "m")]).await;
     let mut client = app.ws("since=0&epoch=0123456789abcdef").await;
     let reset = client.recv_json().await;
     assert_eq!(reset["type"], "reset");
@@ -172,8 +154,8 @@ async fn a_position_from_another_lifetime_resets() {
 async fn a_register_frame_with_a_position_resumes_when_the_session_awaits_it() {
     let app = spawn_app().await;
     let (epoch, since) = app.position().await;
-    let a = publish(&app, &[("message", "for 7"), ("id", "7")]).await;
-    let b = publish(&app, &[("message", "all")]).await;
+    let a = app.publish_seq(&[("message", "for 7"), ("id", "7")]).await;
+    let b = app.publish_seq(&[("message", "all")]).await;
 
     // Admitted only with its first register frame: no message can come
     // before the replay.
@@ -231,7 +213,7 @@ async fn history_stays_within_its_byte_budget() {
     .await;
     let big = "x".repeat(1000);
     for _ in 0..200 {
-        publish(&app, &[("message", &big)]).await;
+        app.publish_seq(&[("message", &big)]).await;
     }
     let health = app.health().await;
     let bytes = health["history_bytes"].as_u64().unwrap();

@@ -9,8 +9,8 @@ use herald::protocol::close_code;
 
 use crate::helpers::process::HeraldProcess;
 use crate::helpers::{
-    now, parse_server_frame, spawn_app, spawn_app_with, token_for, with_tokens, within, RawWs,
-    CLIENT_SECRET, FIN, OP_CLOSE, OP_TEXT,
+    now, parse_server_frame, spawn_app, spawn_app_with, token_for, with_tokens, within, RawHttp,
+    RawWs, CLIENT_SECRET, FIN, OP_CLOSE, OP_TEXT,
 };
 
 /// What the flood may write at most: more than loopback carries before the
@@ -199,32 +199,13 @@ async fn a_long_channel_list_is_refused_at_the_limit_without_reading_the_rest() 
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "too_many_channels", "{body}");
     for path in ["events", "poll"] {
-        let (status, body) = raw_get(app.port, &format!("/{path}?{query}")).await;
+        let (status, body) = RawHttp::get(app.port, &format!("/{path}?{query}"), None)
+            .await
+            .answer()
+            .await;
         assert_eq!(status, 400, "{path}: {body}");
         assert!(body.contains("too_many_channels"), "{path}: {body}");
     }
-}
-
-/// A GET over a plain TCP connection, for a request line longer than HTTP
-/// client libraries build: the status and the body.
-async fn raw_get(port: u16, target: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let request =
-        format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    within("the answer", stream.read_to_end(&mut answer))
-        .await
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
 }
 
 #[actix_web::test]

@@ -7,6 +7,7 @@
 //! - `raw_http.rs`: [`RawHttp`], HTTP over a raw socket;
 //! - `sse.rs`: [`SseClient`], an event-stream reader;
 //! - `poll.rs`: long-polling;
+//! - `tcp.rs`: TCP connections from a chosen source address;
 //! - `token.rs`: signed identity;
 //! - `process.rs`: the `herald` binary as a child process;
 //! - `redis.rs`: a private `redis-server` per test.
@@ -23,16 +24,18 @@ mod raw;
 mod raw_http;
 pub mod redis;
 mod sse;
+pub mod tcp;
 mod token;
 mod ws;
 
+pub use poll::message_seqs;
 pub use raw::{
     parse_server_frame, RawWs, FIN, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RSV1,
 };
 pub use raw_http::RawHttp;
 pub use sse::SseEvent;
 pub use token::{mint, now, token_for, with_tokens, CLIENT_SECRET};
-pub use ws::WsClient;
+pub use ws::{read_replay, read_replay_seqs, WsClient};
 
 /// How long any wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -76,7 +79,29 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 impl TestApp {
+    /// A client for a herald already listening on `port` (a child process).
+    pub fn at(port: u16) -> Self {
+        Self {
+            port,
+            http: awc::Client::default(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
+}
+
+/// What a test needs from the machine (a program, IPv6 loopback): `found`,
+/// or, when it is missing, `None` after printing `skipped`. In CI
+/// (`CI=true`) a missing need fails the test with `required` instead.
+pub fn or_skip<T>(found: Option<T>, required: &str, skipped: &str) -> Option<T> {
+    if found.is_some() {
+        return found;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{required}");
+    }
+    eprintln!("{skipped}");
+    None
 }

@@ -18,3 +18,13 @@ impl TestApp {
         (resp.status(), body)
     }
 }
+
+/// The seqs of the messages in a poll's answer, in order.
+pub fn message_seqs(answer: &Value) -> Vec<u64> {
+    answer["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect()
+}

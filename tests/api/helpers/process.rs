@@ -118,10 +118,7 @@ impl HeraldProcess {
 
     /// An HTTP client for this process, with the helpers of [`TestApp`].
     pub fn app(&self) -> TestApp {
-        TestApp {
-            port: self.port,
-            http: awc::Client::default(),
-        }
+        TestApp::at(self.port)
     }
 
     /// Resident memory in KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -141,10 +138,39 @@ impl HeraldProcess {
             .count()
     }
 
+    /// [`HeraldProcess::start`] through `prlimit --nofile=soft:hard`.
+    pub async fn start_with_file_limit(soft: u64, hard: u64, config: &str) -> Self {
+        Self::start_from(herald_with_file_limit(soft, hard), config, &[]).await
+    }
+
+    /// `(soft, hard)` "Max open files", from `/proc/<pid>/limits`.
+    pub fn open_file_limits(&self) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("a Max open files line");
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    }
+
     /// Reads log lines until one contains `needle`.
     pub async fn log_line(&mut self, needle: &str) -> String {
         line_containing(&mut self.lines, needle).await
     }
+}
+
+/// Sends SIGTERM to process `pid` (with `kill`) and checks it was sent.
+pub async fn sigterm(pid: u32) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success());
 }
 
 /// The port a "listening on http://HOST:PORT" log line names, in text or

@@ -1,11 +1,15 @@
 //! Hand-made WebSocket frames over raw TCP, for what a real client
 //! library would refuse to send, and the upgrade tried with any headers.
 
+use std::future::Future;
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::ws::JsonFrames;
 use super::{within, TestApp};
 
 impl TestApp {
@@ -17,6 +21,41 @@ impl TestApp {
             Err(refusal) => refusal,
         }
     }
+
+    /// Retries the upgrade of `/ws?{query}` until it is admitted (a slot
+    /// is freed a moment after the session that held it is gone).
+    pub async fn ws_when_admitted(&self, query: &str) -> RawWs {
+        within("a freed connection slot", async {
+            loop {
+                if let Ok(raw) = RawWs::attempt(self.port, query, &[]).await {
+                    return raw;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+}
+
+/// The opening handshake of `/ws?{query}` naming `host`, with extra
+/// `headers` (a `Host` among them replaces `host`).
+pub fn upgrade_request(query: &str, host: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = format!(
+        "GET /ws?{query} HTTP/1.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n"
+    );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str(&format!("Host: {host}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
 }
 
 /// A WebSocket client speaking raw bytes over TCP, to send frames a real
@@ -70,21 +109,7 @@ impl RawWs {
         }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let mut stream = socket.connect(addr).await.expect("TCP connect");
-        let mut request = format!(
-            "GET /ws?{query} HTTP/1.1\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n"
-        );
-        if !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
-        {
-            request.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
-        }
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
+        let request = upgrade_request(query, &format!("127.0.0.1:{port}"), headers);
         stream
             .write_all(request.as_bytes())
             .await
@@ -254,6 +279,12 @@ impl RawWs {
                 other => panic!("expected a text frame, got {other:?}"),
             }
         }
+    }
+}
+
+impl JsonFrames for RawWs {
+    fn next_json_frame(&mut self) -> impl Future<Output = Value> {
+        self.recv_json()
     }
 }
 

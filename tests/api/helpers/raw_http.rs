@@ -87,4 +87,19 @@ impl RawHttp {
             rest = &rest[size + 2..];
         }
     }
+
+    /// Reads the whole answer (the server closes after it): the status (0
+    /// when there is no status line) and the answer as text, head and body.
+    pub async fn answer(mut self) -> (u16, String) {
+        within("the answer", self.stream.read_to_end(&mut self.buf))
+            .await
+            .expect("read answer");
+        let answer = String::from_utf8_lossy(&self.buf).into_owned();
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, answer)
+    }
 }

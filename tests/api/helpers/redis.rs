@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::within;
+use herald::config::BrokerKind;
+use herald::Config;
+
+use super::{or_skip, spawn_app_with, within, TestApp};
 
 pub struct Redis {
     child: Option<Child>,
@@ -48,17 +51,11 @@ impl Redis {
     }
 
     async fn start_with(tls: Option<RedisTls>) -> Option<Self> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("redis-server is required in CI (apt-get install redis-server)");
-            }
-            eprintln!("SKIPPED: redis-server is not installed; the cluster tests did not run");
-            return None;
-        }
+        or_skip(
+            Command::new("redis-server").arg("--version").output().ok(),
+            "redis-server is required in CI (apt-get install redis-server)",
+            "SKIPPED: redis-server is not installed; the cluster tests did not run",
+        )?;
         let port = TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
@@ -208,6 +205,23 @@ impl Redis {
             .get_multiplexed_async_connection()
             .await
             .expect("redis answers")
+    }
+
+    /// A herald node on this Redis, with `configure` applied to its config
+    /// after the broker settings; returns once its subscription is up.
+    pub async fn node(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let url = self.url();
+        let app = spawn_app_with(|c| {
+            c.broker.kind = BrokerKind::Redis;
+            c.broker.url = url;
+            configure(c);
+        })
+        .await;
+        app.wait_for_health("the node's Redis subscription", |h| {
+            h["broker"] == "redis" && h["broker_connected"] == true
+        })
+        .await;
+        app
     }
 
     /// Redis's URL: `redis://`, or for TLS `rediss://` with the password.

@@ -1,10 +1,14 @@
-//! A real WebSocket client (awc) against a [`TestApp`].
+//! A real WebSocket client (awc) against a [`TestApp`], and what any
+//! WebSocket client of the tests reads the same way: a resume's replay.
+
+use std::future::Future;
 
 use actix_codec::Framed;
+use actix_web::http::StatusCode;
 use awc::ws::{self, Frame};
 use awc::BoxedSocket;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{within, TestApp};
 
@@ -37,6 +41,17 @@ impl TestApp {
         assert_eq!(frame["type"], "registered", "{frame}");
         assert_eq!(frame["id"], id);
         client
+    }
+
+    /// Proves none of `clients` got anything before: broadcasts a sentinel
+    /// and checks it is each one's next frame.
+    pub async fn assert_nothing_before_sentinel(&self, clients: &mut [&mut WsClient]) {
+        let (status, _) = self.publish_form(&[("message", "sentinel")]).await;
+        assert_eq!(status, StatusCode::OK);
+        for client in clients.iter_mut() {
+            let frame = client.recv_json().await;
+            assert_eq!(frame["data"], "sentinel", "unexpected frame {frame}");
+        }
     }
 }
 
@@ -88,6 +103,16 @@ impl WsClient {
         .await
     }
 
+    /// Subscribes to `channel` and checks the `subscribed` answer.
+    pub async fn subscribe(&mut self, channel: &str) {
+        self.send_json(&json!({"type": "subscribe", "channel": channel}))
+            .await;
+        assert_eq!(
+            self.recv_json().await,
+            json!({"type": "subscribed", "channel": channel})
+        );
+    }
+
     /// The next text frame, parsed as JSON.
     pub async fn recv_json(&mut self) -> Value {
         match self.recv().await {
@@ -124,4 +149,42 @@ impl WsClient {
             }
         }
     }
+}
+
+/// A WebSocket client that reads JSON frames one by one: [`WsClient`] and
+/// [`super::RawWs`].
+pub trait JsonFrames {
+    /// The next text frame, parsed as JSON; anything else fails the test.
+    fn next_json_frame(&mut self) -> impl Future<Output = Value>;
+}
+
+impl JsonFrames for WsClient {
+    fn next_json_frame(&mut self) -> impl Future<Output = Value> {
+        self.recv_json()
+    }
+}
+
+/// Reads a resume's answer: the message frames replayed, then the
+/// `resumed` (or `reset`) frame that ends them. Any other frame fails the
+/// test.
+pub async fn read_replay(client: &mut impl JsonFrames) -> (Vec<Value>, Value) {
+    let mut messages = Vec::new();
+    loop {
+        let frame = client.next_json_frame().await;
+        match frame["type"].as_str() {
+            Some("message") => messages.push(frame),
+            Some("resumed") | Some("reset") => return (messages, frame),
+            other => panic!("unexpected {other:?}: {frame}"),
+        }
+    }
+}
+
+/// [`read_replay`], with the seqs of the messages replayed.
+pub async fn read_replay_seqs(client: &mut impl JsonFrames) -> (Vec<u64>, Value) {
+    let (messages, end) = read_replay(client).await;
+    let seqs = messages
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    (seqs, end)
 }
