@@ -39,8 +39,9 @@
 //!    - [`token`]: signed client identity (HS256 JWT).
 //!    - [`broker`]: the `Broker` trait that numbers, keeps and announces
 //!      each publish: `MemoryBroker` (this process) or `RedisBroker`
-//!      (several nodes; its client, TLS included, from
-//!      `broker/redis_client.rs`); it hands what it receives up through
+//!      (several nodes, in `broker/redis/`: its Lua scripts, standing in
+//!      the cluster, publish, replay, announcements, presence and client,
+//!      TLS included, one file each); it hands what it receives up through
 //!      `BrokerEvents`.
 //! 6. Settings:
 //!    - [`config`]: the typed settings, from file, environment and flags,
