@@ -45,7 +45,8 @@
 //!      `BrokerEvents`.
 //! 6. Settings:
 //!    - [`config`]: the typed settings, from file, environment and flags,
-//!      `[broker]` included (`config/broker.rs`).
+//!      in `config/`: the tree, loading, validation, secrets, errors and
+//!      `[broker]`, one file each.
 //! 7. What the settings and the broker are made of:
 //!    - [`history`]: recent messages per stream, for resume.
 //!    - [`protocol`]: the wire frames and close codes.
