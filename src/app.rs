@@ -1,31 +1,35 @@
 //! Builds and binds herald: one `NotifyServer`, then the HTTP server around it.
+//!
+//! Files: this one builds and runs the server; `listen.rs` the socket and
+//! the descriptors; `state.rs` what every worker shares; `notices.rs` what
+//! herald logs about its settings at startup; `shutdown.rs` the stop
+//! signals and the graceful shutdown.
 
-use std::net::TcpListener;
+mod listen;
+mod notices;
+mod shutdown;
+mod state;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use std::time::Instant;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
-use crate::auth::{self, KeyAuth, OriginPolicy, PublisherAuth};
+use self::shutdown::StopSignals;
 use crate::broker;
 use crate::client_addr::TrustedProxies;
-use crate::config::{BrokerKind, Config};
-use crate::fd_limit;
+use crate::config::Config;
 use crate::host::HostPolicy;
-use crate::hub::messages::Shutdown;
-use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::routes::ready::Draining;
-use crate::routes::{self, AppState, Shared};
+use crate::routes::{self, AppState};
 use crate::tcp::TcpAdmission;
-use crate::token::TokenVerifier;
 
 /// A bound, not yet running herald.
 pub struct Application {
@@ -67,179 +71,29 @@ pub enum StartError {
     Serve(std::io::Error),
 }
 
-/// SIGTERM and SIGINT (Ctrl-C), listened for from before the server
-/// accepts its first connection, so that a stop signal is never taken by
-/// the default action (death with no goodbye to clients). On other systems
-/// than Unix, Ctrl-C only.
-struct StopSignals {
-    #[cfg(unix)]
-    term: Option<actix_web::rt::signal::unix::Signal>,
-    #[cfg(unix)]
-    interrupt: Option<actix_web::rt::signal::unix::Signal>,
-}
-
-impl StopSignals {
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use actix_web::rt::signal::unix::{signal, SignalKind};
-            Self {
-                term: signal(SignalKind::terminate()).ok(),
-                interrupt: signal(SignalKind::interrupt()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            Self {}
-        }
-    }
-
-    /// Resolves at the next of them.
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        {
-            async fn wait(signal: &mut Option<actix_web::rt::signal::unix::Signal>) {
-                match signal {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            }
-            let term = Box::pin(wait(&mut self.term));
-            let interrupt = Box::pin(wait(&mut self.interrupt));
-            futures_util::future::select(term, interrupt).await;
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = actix_web::rt::signal::ctrl_c().await;
-        }
-    }
-}
-
-/// Pending connections the kernel queues before herald accepts them. The
-/// standard library's 128 drops SYNs when clients connect in bursts (a
-/// reconnect storm), and each dropped SYN costs that client a 1-second
-/// retransmit.
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// Binds `host:port` with address reuse and a deep accept queue.
-fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    use std::net::ToSocketAddrs;
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
-}
-
-/// Worker threads: as configured, or one per core as actix counts them.
-fn worker_count(config: &Config) -> usize {
-    if config.workers > 0 {
-        config.workers
-    } else {
-        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-    }
-}
-
-/// Raises the open-file limit and fits `max_tcp_connections` into it,
-/// logging what changed.
-fn descriptor_budget(config: &Config) -> Result<fd_limit::DescriptorBudget, StartError> {
-    let limits = match fd_limit::raise_soft_limit() {
-        Ok(limits) => {
-            if limits.soft > limits.soft_before {
-                log::info!(
-                    "open-file limit raised from {} to {}",
-                    limits.soft_before,
-                    limits.soft
-                );
-            }
-            limits
-        }
-        Err(e) => {
-            log::warn!("cannot raise the open-file limit: {e}");
-            fd_limit::current().map_err(|e| {
-                StartError::Descriptors(format!("cannot read the open-file limit: {e}"))
-            })?
-        }
-    };
-    let budget = fd_limit::budget(
-        limits,
-        config.max_tcp_connections,
-        config.max_connections,
-        worker_count(config),
-    )
-    .map_err(StartError::Descriptors)?;
-    if let Some(warning) = &budget.warning {
-        log::warn!("{warning}");
-    }
-    Ok(budget)
-}
-
 impl Application {
     /// Binds the listener and prepares the server. Must run inside an actix
     /// system (`#[actix_web::main]`, `#[actix_web::test]`), which hosts the
     /// `NotifyServer` actor. With `port = 0` the OS picks a free port;
     /// [`Application::port`] tells which. Raises the process's soft
-    /// open-file limit to its hard limit ([`fd_limit`]).
+    /// open-file limit to its hard limit ([`crate::fd_limit`]).
     pub async fn build(config: Config) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
-        let descriptors = descriptor_budget(&config)?;
-        let console_page = if !config.console {
-            None
-        } else if config.console_template.as_os_str().is_empty() {
-            Some(bytes::Bytes::from_static(crate::assets::CONSOLE_PAGE))
-        } else {
-            let page =
-                std::fs::read(&config.console_template).map_err(|source| StartError::Console {
-                    path: config.console_template.clone(),
-                    source,
-                })?;
-            Some(page.into())
-        };
+        let descriptors = listen::descriptor_budget(&config)?;
+        let console_page = state::console_page(&config)?;
         let addr = format!("{}:{}", config.host, config.port);
         let bind_error = |source| StartError::Bind {
             addr: addr.clone(),
             source,
         };
-        let listener = listen(&config.host, config.port).map_err(bind_error)?;
+        let listener = listen::listen(&config.host, config.port).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
-
-        let tokens = if config.client_secret.is_empty() {
-            None
-        } else {
-            Some(
-                TokenVerifier::new(&config.client_secret, &config.token_audience)
-                    .map_err(StartError::Token)?,
-            )
-        };
+        let tokens = state::token_verifier(&config)?;
 
         let broker = broker::from_config(&config)
             .await
             .map_err(StartError::Broker)?;
-        if broker.kind() == BrokerKind::Redis {
-            log::info!(
-                "broker: redis at {}",
-                crate::config::redact_url_password(&config.broker.url)
-            );
-        }
-        let unused = config.broker.unused_settings();
-        if !unused.is_empty() {
-            log::warn!(
-                "broker.kind is \"memory\", which ignores {}: this node works alone; \
-                 for a node of a cluster on Redis set broker.kind = \"redis\" \
-                 (HERALD_BROKER__KIND=redis)",
-                unused.join(", ")
-            );
-        }
+        notices::broker(&config, broker.kind());
         let metrics = Arc::new(Metrics::new());
         // Validated with the config.
         let proxies = TrustedProxies::parse(&config.trusted_proxies).map_err(|e| {
@@ -251,36 +105,15 @@ impl Application {
         let draining = Arc::new(Draining::default());
         let epoch = broker.epoch();
         log::info!("history epoch {epoch}");
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(state::shared(
+            &config,
             console_page,
-            max_message_bytes: config.max_message_bytes,
-            session_settings: Arc::new(SessionSettings {
-                heartbeat_interval: config.heartbeat_interval(),
-                client_timeout: config.client_timeout(),
-                max_frame_bytes: config.max_frame_bytes,
-                max_pending_messages: config.max_pending_messages,
-                max_channels: config.max_channels_per_session,
-                frames_per_sec: config.max_client_frames_per_sec,
-                private_prefix: config.private_channel_prefix.clone(),
-                tokens,
-                require_token: config.require_token,
-                metrics: metrics.clone(),
-            }),
-            publishers: PublisherAuth::publishers(&config.publish_keys, config.trust_loopback),
-            admins: KeyAuth::admins(&config.admin_keys, config.trust_loopback),
-            metrics: metrics.clone(),
-            origins: OriginPolicy::new(&config.allowed_origins),
-            connections: ConnectionLimiter::new(
-                config.max_connections,
-                config.max_connections_per_ip,
-                config.ipv6_limit_prefix_len,
-            ),
-            proxies: proxies.clone(),
-            draining: draining.clone(),
-            broker: broker.clone(),
-            poll_timeout_secs: config.poll_timeout_secs,
-            started_at: Instant::now(),
-        });
+            tokens,
+            broker.clone(),
+            &metrics,
+            &proxies,
+            &draining,
+        ));
         // One `NotifyServer` for the whole process. It is started once, by
         // the first worker that runs this factory, on that worker's thread:
         // the `OnceLock` keeps every worker on the same `NotifyServer`, and
@@ -293,11 +126,7 @@ impl Application {
         let static_dir =
             (!config.static_dir.as_os_str().is_empty()).then(|| config.static_dir.clone());
         let echo_route = config.echo_route;
-        if echo_route {
-            log::warn!(
-                "echo_route is on: /echo sends back every message (for compliance tests only)"
-            );
-        }
+        notices::routes(&config);
         let admission = TcpAdmission::new(
             ConnectionLimiter::new(
                 descriptors.max_tcp_connections,
@@ -309,12 +138,6 @@ impl Application {
             metrics.clone(),
         );
         let hosts = web::Data::new(HostPolicy::new(&config.allowed_hosts));
-        if config.allowed_hosts.iter().any(|h| h == "*") {
-            log::warn!(
-                "allowed_hosts has \"*\": herald answers to any Host name, so a page on a \
-                 rebound DNS name can read /stats, /metrics and /poll from this machine"
-            );
-        }
         let mut server = HttpServer::new(move || {
             let server = notify_server
                 .get_or_init(|| {
@@ -361,57 +184,9 @@ impl Application {
         server = server
             .disable_signals()
             .shutdown_timeout(config.shutdown_timeout_secs);
-        if let Some(warning) = auth::keyless_exposure_warning(
-            &config.host,
-            config.trust_loopback,
-            &config.publish_keys,
-            &config.admin_keys,
-        ) {
-            log::warn!("{warning}");
-        }
-        if !proxies.is_empty() {
-            log::info!(
-                "trusted proxies: {}; their X-Forwarded-For or Forwarded header names the client",
-                config.trusted_proxies.join(", ")
-            );
-        }
-        for warning in proxies.warnings() {
-            log::warn!("{warning}");
-        }
-        if proxies.covers_loopback() && config.trust_loopback {
-            let keyless: Vec<&str> = [
-                (
-                    config.publish_keys.is_empty(),
-                    "publishing (set publish_keys)",
-                ),
-                (
-                    config.admin_keys.is_empty(),
-                    "/metrics and /stats (set admin_keys)",
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(empty, what)| empty.then_some(what))
-            .collect();
-            if !keyless.is_empty() {
-                log::warn!(
-                    "trusted_proxies covers a loopback address: peers there are proxies, never \
-                     local, so keyless {} from this machine is refused",
-                    keyless.join(" and ")
-                );
-            }
-        }
+        notices::exposure(&config, &proxies);
         log::info!("herald listening on http://{local}");
-        if config.publish_keys.is_empty() {
-            if config.trust_loopback {
-                log::info!(
-                    "no publish_keys configured: publishing is accepted from this machine only"
-                );
-            } else {
-                log::warn!(
-                    "no publish_keys configured and trust_loopback = false: nobody can publish"
-                );
-            }
-        }
+        notices::publishing(&config);
         let signals = StopSignals::listen();
         Ok(Self {
             port: local.port(),
@@ -433,48 +208,5 @@ impl Application {
     /// themselves.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
-    }
-
-    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully: `/ready`
-    /// answers 503 at once; herald goes on serving for `shutdown_drain_ms`
-    /// (a second signal cuts that short) so load balancers take it out
-    /// first; then it stops accepting, closes every session (WebSockets
-    /// with 1001, so clients reconnect elsewhere; event streams and
-    /// long-polls end) and lets requests in flight finish, within
-    /// `shutdown_timeout_secs`.
-    pub async fn run_until_signal(mut self) -> std::io::Result<()> {
-        let handle = self.server.handle();
-        let server = actix_web::rt::spawn(self.server);
-        self.signals.recv().await;
-        self.draining.start();
-        if !self.shutdown_drain.is_zero() {
-            log::info!(
-                "draining: /ready answers 503; serving on for {} ms before closing",
-                self.shutdown_drain.as_millis()
-            );
-            let drained = actix_web::rt::time::sleep(self.shutdown_drain);
-            let again = self.signals.recv();
-            if let futures_util::future::Either::Right(_) =
-                futures_util::future::select(Box::pin(drained), Box::pin(again)).await
-            {
-                log::info!("second stop signal: ending the drain early");
-            }
-        }
-        log::info!("shutting down: closing sessions, finishing requests");
-        if let Some(notify_server) = self.notify_server.get() {
-            if let Ok(sessions) = notify_server.send(Shutdown).await {
-                log::info!("asked {sessions} sessions to close");
-            }
-        }
-        let stopped = handle.stop(true);
-        if actix_web::rt::time::timeout(self.shutdown_timeout, stopped)
-            .await
-            .is_err()
-        {
-            log::warn!("shutdown timeout reached; exiting with connections still open");
-        }
-        server.abort();
-        log::info!("stopped");
-        Ok(())
     }
 }

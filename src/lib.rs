@@ -15,7 +15,8 @@
 //! 1. What `main` runs:
 //!    - [`app`]: binds, builds the HTTP server (whose first worker starts
 //!      the one `NotifyServer` and hands it to the broker), handles graceful
-//!      shutdown.
+//!      shutdown; `app/`: the socket, the shared state, the startup notices
+//!      and the shutdown, one file each.
 //!    - [`cli`]: the command line: run, check-config, print-config, token.
 //!    - [`logging`]: log lines as text or JSON (`log_format`).
 //! 2. The HTTP surface:
@@ -39,12 +40,14 @@
 //!    - [`token`]: signed client identity (HS256 JWT).
 //!    - [`broker`]: the `Broker` trait that numbers, keeps and announces
 //!      each publish: `MemoryBroker` (this process) or `RedisBroker`
-//!      (several nodes; its client, TLS included, from
-//!      `broker/redis_client.rs`); it hands what it receives up through
+//!      (several nodes, in `broker/redis/`: its Lua scripts, standing in
+//!      the cluster, publish, replay, announcements, presence and client,
+//!      TLS included, one file each); it hands what it receives up through
 //!      `BrokerEvents`.
 //! 6. Settings:
 //!    - [`config`]: the typed settings, from file, environment and flags,
-//!      `[broker]` included (`config/broker.rs`).
+//!      in `config/`: the tree, loading, validation, secrets, errors and
+//!      `[broker]`, one file each.
 //! 7. What the settings and the broker are made of:
 //!    - [`history`]: recent messages per stream, for resume.
 //!    - [`protocol`]: the wire frames and close codes.

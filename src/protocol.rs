@@ -261,6 +261,19 @@ pub mod close_code {
     pub const SLOW_CONSUMER: u16 = 4003;
 }
 
+/// The bytes of every message frame before its seq. A broker that numbers
+/// messages elsewhere (the Redis publish script) builds the frame as this,
+/// the seq in decimal, then [`PendingFrame::after_seq`]: the bytes
+/// [`PendingFrame::stamp`] builds here.
+pub const MESSAGE_FRAME_HEAD: &str = r#"{"type":"message","seq":"#;
+
+impl PendingFrame {
+    /// The bytes of the frame after its seq: a comma, then its fields.
+    pub fn after_seq(&self) -> String {
+        format!(",{}", self.fields())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@
 //!   at the cost of each node receiving messages none of its sessions want
 //!   (see docs/deploy.md). Streams idle for `history_ttl_secs` expire in
 //!   Redis, leaving what a late resume needs to get `reset` (see
-//!   `redis.rs`); `redis_client.rs` builds the Redis client from `[broker]`
-//!   (URL, TLS).
+//!   `redis/mod.rs`); `redis/client.rs` builds the Redis client from
+//!   `[broker]` (URL, TLS).
 //!
 //! Either way `NotifyServer` fans out a [`Publication`] through one
 //! function: the memory broker returns it at once ([`Publishing::Here`]),
@@ -29,7 +29,6 @@
 
 mod memory;
 mod redis;
-mod redis_client;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -36,6 +36,32 @@ pub fn client(config: &BrokerConfig) -> Result<redis::Client, InvalidSetting> {
     })
 }
 
+/// What to check when a TLS connection failed with `error` (as rustls
+/// words it), for the two failures a setting can fix; empty otherwise.
+pub fn tls_hint(error: &str, config: &BrokerConfig) -> String {
+    if error.contains("CaUsedAsEndEntity") {
+        " (TLS: Redis presents a CA certificate as its own; give Redis a \
+         certificate signed by that CA, or a self-signed one with \
+         basicConstraints CA:FALSE)"
+            .into()
+    } else if error.contains("invalid peer certificate") {
+        format!(
+            " (TLS: Redis's certificate is not signed by {}, or does not name the host \
+             of broker.url in its subjectAltName; a private CA goes in broker.ca_file)",
+            trusted_roots(config)
+        )
+    } else if error.contains("CertificateRequired")
+        || error.contains("BadCertificate")
+        || error.contains("UnknownCA")
+    {
+        " (TLS: Redis refused this node's client certificate, or requires one: \
+         broker.client_cert_file and broker.client_key_file)"
+            .into()
+    } else {
+        String::new()
+    }
+}
+
 /// rustls needs one process-wide crypto provider; herald's is ring.
 /// Installing it again (or after another part of the process did) is
 /// harmless.

@@ -1,0 +1,220 @@
+//! The Redis broker: atomic numbering, bounded history in Redis Streams,
+//! fan-out between nodes over pub/sub.
+//!
+//! Redis memory is bounded by time as well as by `history_size`: a stream
+//! not published to for [`Expiry::keep_ms`] (`history_ttl_secs` and one
+//! [`CLOCK_BUCKETS`](expiry::CLOCK_BUCKETS)th more) is removed by Redis
+//! itself, its `PEXPIRE` refreshed by each publish in the publish script. Like a stream the
+//! memory history forgets, it leaves one mark for all: *expired*, the newest
+//! seq that may be gone. It comes from the clock (`<prefix>:clock`), a
+//! sorted set of at most `CLOCK_BUCKETS + 2` buckets of
+//! [`Expiry::bucket_ms`]: score, the bucket's start in Redis's time (ms);
+//! member, the newest seq published in it. At any moment `now`, the newest
+//! member of a bucket that started by `now - keep_ms` is *expired*: every
+//! message up to it was published more than `history_ttl_secs` ago (its
+//! bucket ended by then), and every stream Redis removed held only messages
+//! up to it (its last publish was at least `keep_ms` ago). The next publish
+//! folds such buckets into `<prefix>:expired`. Clock and mark expire
+//! `keep_ms` after the last publish, as the last stream does; without them
+//! every seq up to the counter is expired.
+//!
+//! A resume from `since < expired` is a gap, answered with `reset` as the
+//! memory history would: when one of its streams is gone, or when its first
+//! message after `since` is at or below *expired* (older than the TTL). A
+//! stream published to again after it expired starts with *expired* as its
+//! `max-deleted-entry-id`, so a position from before still reads as a gap.
+//! The per-node keys expire too (the ids' HyperLogLog, and the nodes hash
+//! [`PRESENCE_TTL`](presence::PRESENCE_TTL) after the last report); only
+//! the cluster's epoch and counter, two small keys, live as long as the
+//! cluster.
+//!
+//! A node *joins* the cluster ([`scripts::JOIN`]) when it starts, each time
+//! its subscription comes back, and when a resume finds the cluster's
+//! epoch is not the one it was given: it takes the cluster's epoch (setting
+//! a fresh one if Redis lost its data) and reads the counter, so that the
+//! positions it hands out are the cluster's, not those of a node that has
+//! seen nothing yet. A resume that cannot be answered carries the newest
+//! position read with the refusal ([`Refused::newest`](super::Refused::newest)): resuming from it
+//! has nothing to replay.
+//!
+//! Files: `scripts.rs` the Lua scripts (`*.lua` beside it) and what each
+//! takes and answers; `standing.rs` the node's standing in the cluster
+//! (epoch, counter, join); `publish.rs` and `replay.rs` a publish and a
+//! resume; `announce.rs` the pub/sub announcements and the subscription;
+//! `presence.rs` the presence reports and `/health`'s cluster counts;
+//! `expiry.rs` how long Redis keeps what herald writes; `client.rs` the
+//! Redis client from `[broker]`.
+
+mod announce;
+mod client;
+mod expiry;
+mod presence;
+mod publish;
+mod replay;
+mod scripts;
+mod standing;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use self::expiry::Expiry;
+use self::standing::Standing;
+use super::{Broker, BrokerError, BrokerEvents, ClusterCounts};
+use super::{Publishing, Replaying};
+use crate::config::{BrokerConfig, BrokerKind};
+use crate::history::StreamKey;
+use crate::protocol::{PendingFrame, Position};
+
+pub struct RedisBroker {
+    client: redis::Client,
+    commands: ConnectionManager,
+    /// Shared with the publishes in flight.
+    publish: Arc<redis::Script>,
+    /// Shared with the replays being read.
+    replay: Arc<redis::Script>,
+    prefix: String,
+    history_size: usize,
+    /// From `history_ttl_secs`.
+    expiry: Expiry,
+    /// `max_replay_bytes`: most one resume may read.
+    max_replay_bytes: usize,
+    /// The cluster's epoch and counter as this node knows them.
+    standing: Arc<Standing>,
+    /// This node's name in presence reports.
+    node: String,
+    /// Whether the node's subscription is up, for `/health` and `/ready`;
+    /// while it is not, a publish is refused at once.
+    subscribed: Arc<AtomicBool>,
+}
+
+impl RedisBroker {
+    /// Connects and joins the cluster's epoch (`candidate` if this is the
+    /// first node); fails if Redis cannot be reached now. Streams keep
+    /// `history_size` messages and expire after `history_ttl` without a
+    /// publish (see the module's header); a resume reads at most
+    /// `max_replay_bytes`.
+    pub async fn connect(
+        config: &BrokerConfig,
+        history_size: usize,
+        history_ttl: Duration,
+        max_replay_bytes: usize,
+        candidate: &str,
+    ) -> Result<Self, BrokerError> {
+        let client = client::client(config).map_err(|e| {
+            BrokerError::Unavailable(format!("invalid setting `{}`: {}", e.key, e.reason))
+        })?;
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        );
+        if tls {
+            log::info!(
+                "broker: TLS to Redis, trusting {}",
+                client::trusted_roots(config)
+            );
+        }
+        // Startup errors name the Redis (its password hidden).
+        let at = |e: String| {
+            BrokerError::Unavailable(format!(
+                "{}: {e}",
+                crate::config::redact_url_password(&config.url)
+            ))
+        };
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(5));
+        // Reachable now, or a clear failure within seconds (the manager
+        // itself would keep retrying); from here on the manager reconnects
+        // by itself.
+        let probe = client.get_multiplexed_async_connection();
+        match tokio::time::timeout(Duration::from_secs(3), probe).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if tls => {
+                return Err(at(format!(
+                    "{e}{}",
+                    client::tls_hint(&e.to_string(), config)
+                )))
+            }
+            Ok(Err(e)) => return Err(at(e.to_string())),
+            Err(_) => return Err(at("no answer within 3 s".into())),
+        }
+        let mut commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+            .map_err(|e| at(e.to_string()))?;
+        let standing = Arc::new(Standing::new(&config.prefix));
+        standing
+            .join(&mut commands, candidate)
+            .await
+            .map_err(|e| at(e.to_string()))?;
+        Ok(Self {
+            client,
+            commands,
+            publish: Arc::new(redis::Script::new(scripts::PUBLISH)),
+            replay: Arc::new(redis::Script::new(scripts::REPLAY)),
+            prefix: config.prefix.clone(),
+            history_size,
+            expiry: Expiry::new(history_ttl),
+            max_replay_bytes,
+            standing,
+            node: format!("{:016x}", rand::random::<u64>()),
+            subscribed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The pub/sub channel every message is announced on.
+    fn channel(&self) -> String {
+        format!("{}:messages", self.prefix)
+    }
+
+    /// The clock and the expired mark (see the module's header).
+    fn expiry_keys(&self) -> (String, String) {
+        (
+            format!("{}:clock", self.prefix),
+            format!("{}:expired", self.prefix),
+        )
+    }
+}
+
+impl Broker for RedisBroker {
+    fn kind(&self) -> BrokerKind {
+        BrokerKind::Redis
+    }
+
+    fn epoch(&self) -> Arc<str> {
+        self.standing.epoch()
+    }
+
+    fn numbered_before(&self) -> u64 {
+        self.standing.numbered_before.load(Ordering::Relaxed)
+    }
+
+    /// See [`RedisBroker::publish_frame`].
+    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
+        self.publish_frame(key, frame)
+    }
+
+    /// See [`RedisBroker::read_replay`].
+    fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
+        self.read_replay(streams, from)
+    }
+
+    fn start(&self, events: Arc<dyn BrokerEvents>) {
+        self.subscribe(events.clone());
+        self.report_presence(events);
+    }
+
+    fn connected(&self) -> Option<bool> {
+        Some(self.subscribed.load(Ordering::Relaxed))
+    }
+
+    /// The nodes that reported in the last
+    /// [`PRESENCE_TTL`](presence::PRESENCE_TTL), their sessions
+    /// in all, and the union of their ids.
+    fn cluster(&self) -> Option<BoxFuture<'static, Option<ClusterCounts>>> {
+        Some(self.cluster_counts())
+    }
+}

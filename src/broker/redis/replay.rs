@@ -1,0 +1,135 @@
+//! A resume on Redis: everything kept after a position, read by one run of
+//! [`scripts::REPLAY`](super::scripts::REPLAY) within the replay budget,
+//! or the refusal, with the cluster's newest position.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytestring::ByteString;
+
+use super::announce::encode_key;
+use super::scripts::{ReplayReply, REPLAY_PAGE_ENTRIES};
+use super::RedisBroker;
+use crate::broker::{Frames, Refused, Replaying};
+use crate::history::StreamKey;
+use crate::protocol::Position;
+use crate::replay::{ReplayBudget, REPLAY_ENTRY_OVERHEAD_BYTES};
+
+impl RedisBroker {
+    /// Fetches everything kept after `from` (a stream's `has_from` cannot
+    /// bound it: live messages may still be on their way), in one script,
+    /// or refuses when `from` is not of the cluster's epoch (Redis lost its
+    /// data, or it is from elsewhere), a stream dropped a message after it,
+    /// the messages need more than `max_replay_bytes` (Redis then sends none
+    /// of them), or Redis is unreachable. A refusal carries the cluster's
+    /// newest position, read in the same script; when the epoch differed,
+    /// the node joins the cluster again first, which gives Redis an epoch
+    /// if it lost its own.
+    pub(super) fn read_replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
+        let mut con = self.commands.clone();
+        let script = self.replay.clone();
+        let prefix = &self.prefix;
+        let (clock, expired) = self.expiry_keys();
+        let mut names = vec![
+            format!("{prefix}:epoch"),
+            format!("{prefix}:seq"),
+            clock,
+            expired,
+        ];
+        names.extend(
+            streams
+                .iter()
+                .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
+        );
+        let since = from.since;
+        let epoch: Arc<str> = from.epoch.as_str().into();
+        let standing = self.standing.clone();
+        let max_replay_bytes = self.max_replay_bytes;
+        let keep_ms = self.expiry.keep_ms;
+        let keys: Vec<StreamKey> = streams.iter().map(|(key, _)| key.clone()).collect();
+        let budget = ReplayBudget::new(max_replay_bytes, since);
+        Replaying::Fetching(Box::pin(async move {
+            // KEYS and ARGV in the order `scripts::REPLAY` documents.
+            let mut invocation = script.prepare_invoke();
+            for name in &names {
+                invocation.key(name);
+            }
+            let reply: ReplayReply = invocation
+                .arg(&*epoch)
+                .arg(since)
+                .arg(format!("{}-0", since.saturating_add(1)))
+                .arg(max_replay_bytes)
+                .arg(REPLAY_ENTRY_OVERHEAD_BYTES)
+                .arg(REPLAY_PAGE_ENTRIES)
+                .arg(keep_ms)
+                .invoke_async(&mut con)
+                .await
+                .map_err(|e| Refused::because(format!("the message broker is unavailable: {e}")))?;
+            let (outcome, a, b, latest, entries) = reply;
+            if outcome == "epoch" {
+                let reason = "the broker's history started afresh (epoch changed)";
+                return Err(
+                    match standing.join(&mut con, &crate::broker::new_epoch()).await {
+                        Ok(newest) => Refused {
+                            reason: reason.into(),
+                            newest: Some(newest),
+                        },
+                        Err(_) => Refused::because(reason),
+                    },
+                );
+            }
+            // The position's epoch is the cluster's: if it is not this
+            // node's, the node missed a change of epoch (Redis lost its data
+            // while the node stayed connected), and takes it now.
+            if epoch != standing.epoch() {
+                let _ = standing.join(&mut con, &crate::broker::new_epoch()).await;
+            }
+            standing.seen.fetch_max(latest, Ordering::Relaxed);
+            let refused = |reason: String| Refused {
+                reason,
+                newest: Some((epoch.clone(), latest)),
+            };
+            match outcome.as_str() {
+                "ok" => {
+                    let mut found: Frames = entries
+                        .into_iter()
+                        .filter_map(|(id, frame)| {
+                            let seq = id.split('-').next()?.parse::<u64>().ok()?;
+                            let text = String::from_utf8(frame).ok()?;
+                            Some((seq, ByteString::from(text)))
+                        })
+                        .collect();
+                    found.sort_unstable_by_key(|(seq, _)| *seq);
+                    Ok(found)
+                }
+                "ahead" => Err(refused(format!(
+                    "position {since} is ahead of this cluster ({latest})"
+                ))),
+                "dropped" => {
+                    let key = stream_named(&keys, a);
+                    Err(refused(format!(
+                        "history of {key} dropped messages after seq {since} (up to {b})"
+                    )))
+                }
+                "forgotten" => {
+                    let key = stream_named(&keys, a);
+                    Err(refused(format!(
+                        "history no longer covers {key} after seq {since}"
+                    )))
+                }
+                "over" => Err(refused(budget.exceeded().to_string())),
+                other => Err(refused(format!(
+                    "the message broker answered a replay with {other:?}"
+                ))),
+            }
+        }))
+    }
+}
+
+/// The stream a replay script's answer names, 1-based in `keys`.
+fn stream_named(keys: &[StreamKey], index: u64) -> String {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| keys.get(i.checked_sub(1)?))
+        .map_or_else(|| "a stream".to_owned(), ToString::to_string)
+}

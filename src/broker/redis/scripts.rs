@@ -1,0 +1,88 @@
+//! The Lua scripts herald runs in Redis, each atomic: Redis runs nothing
+//! else while one runs. Their code is in the `.lua` files beside this one;
+//! what each takes (KEYS, ARGV, in that order) and answers is documented
+//! here, where herald calls them. The bytes of a message frame come from
+//! [`crate::protocol`], as ARGV: no script spells a frame itself.
+
+/// Joins the cluster: takes its epoch, or sets `candidate` when it has none
+/// (the first node, or Redis lost its data), and reads its counter, first
+/// raised to the highest seq this node has seen (after a loss of data,
+/// numbering goes on after what clients were given). KEYS: epoch, counter.
+/// ARGV: candidate, floor. Answers `{epoch, counter}`.
+pub(super) const JOIN: &str = include_str!("join.lua");
+
+/// Numbers, keeps and announces one message, atomically, so `seq` order is
+/// publish order on every node. KEYS: counter, stream, channel, clock,
+/// expired mark (see the broker's module header). ARGV: the frame's bytes
+/// before its seq ([`crate::protocol::MESSAGE_FRAME_HEAD`]) and after it
+/// ([`crate::protocol::PendingFrame::after_seq`]), the history bound, the
+/// stream's name, the highest seq this node has seen (if Redis lost its
+/// data, the counter continues after it instead of starting again at 1:
+/// clients skip seqs they believe they have), then
+/// [`Expiry::keep_ms`](super::expiry::Expiry::keep_ms) and
+/// [`Expiry::bucket_ms`](super::expiry::Expiry::bucket_ms). Answers `{seq,
+/// nodes}`: the message's seq and the nodes subscribed when it was
+/// announced.
+///
+/// The frame is the head, the seq, then the rest, so the wire bytes are
+/// those [`crate::protocol::PendingFrame::stamp`] builds. The stream keeps
+/// exactly `history_size` entries. Older ones go by `XDEL`, not `XTRIM`:
+/// only `XDEL` records the newest removed id in the stream's
+/// `max-deleted-entry-id`, which is how a resume learns that a message
+/// after its position is gone. A stream created anew gets the expired mark
+/// as its `max-deleted-entry-id` (`XSETID`): it may be one that expired.
+/// The announcement is `<stream>\n<seq>\n<frame>` (see `announce.rs`).
+pub(super) const PUBLISH: &str = include_str!("publish.lua");
+
+/// Reads a resume's replay, atomically and within its budget. KEYS: the
+/// epoch, the counter, the clock, the expired mark (see the broker's module
+/// header), then each stream. ARGV: the epoch the position is from,
+/// `since`, the first entry id to read (`<since + 1>-0`, formatted by
+/// herald: Lua would write large numbers in exponent form),
+/// `max_replay_bytes`, the bytes counted per message besides its frame, the
+/// page size of each `XRANGE` ([`REPLAY_PAGE_ENTRIES`]), and
+/// [`Expiry::keep_ms`](super::expiry::Expiry::keep_ms).
+///
+/// Answers `{outcome, a, b, latest, entries}`, `latest` being the counter:
+/// `{"ok", 0, 0, latest, {{id, frame}, …}}`; `{"epoch", 0, 0, 0, {}}` when
+/// the position's epoch is not the cluster's; `{"ahead", 0, 0, latest, {}}`
+/// when `since` is past the latest seq; `{"dropped", i, up_to, latest, {}}`
+/// when stream `i` (1-based, in KEYS after the expired mark) dropped
+/// messages after `since`, by count or by age; `{"forgotten", i, expired,
+/// latest, {}}` when stream `i` is gone from Redis and may have held
+/// messages after `since`; `{"over", 0, 0, latest, {}}` as soon as the
+/// frames read would exceed the budget.
+/// Redis reads the streams a page at a time and sends nothing of a replay
+/// over the budget, so a resume never costs herald (or the network) more
+/// than `max_replay_bytes`.
+pub(super) const REPLAY: &str = include_str!("replay.lua");
+
+/// Entries each `XRANGE` of [`REPLAY`] reads.
+pub(super) const REPLAY_PAGE_ENTRIES: usize = 100;
+
+/// What [`REPLAY`] answers.
+pub(super) type ReplayReply = (String, u64, u64, u64, Vec<(String, Vec<u8>)>);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::ids::ClientId;
+    use crate::protocol::{PendingFrame, MESSAGE_FRAME_HEAD};
+
+    /// What [`PUBLISH`] builds (`ARGV[1] .. seq .. ARGV[2]`) is the frame
+    /// a node that numbers messages itself would send.
+    #[test]
+    fn the_publish_script_builds_the_frame_the_protocol_stamps() {
+        let data = RawValue::from_string(r#"{"order":17}"#.into()).unwrap();
+        let id = ClientId::parse("63").unwrap();
+        let frame = PendingFrame::message(Some(&id), None, &data).unwrap();
+        for seq in [1, 42, 99_999_999_999_999] {
+            let spliced = format!("{MESSAGE_FRAME_HEAD}{seq}{}", frame.after_seq());
+            assert_eq!(spliced, &*frame.stamp(seq));
+        }
+        assert!(PUBLISH.contains("local frame = ARGV[1] .. seq .. ARGV[2]"));
+        assert!(!PUBLISH.contains("\"type\""), "the script spells no frame");
+    }
+}

@@ -1,0 +1,81 @@
+//! Where this node stands in the cluster: the cluster's epoch and counter
+//! as it last read them, and the highest seq it has seen. A node joins the
+//! cluster ([`scripts::JOIN`](super::scripts::JOIN)) when it starts, each
+//! time its subscription comes back, and when a resume finds the cluster's
+//! epoch is not the one it was given.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use redis::aio::ConnectionManager;
+
+use super::scripts;
+
+/// Where this node stands in the cluster: its epoch and the counter as last
+/// read. Shared by the broker, its subscription and the replays being
+/// read, any of which may join the cluster again ([`Standing::join`]).
+pub(super) struct Standing {
+    prefix: String,
+    join: redis::Script,
+    /// The cluster's epoch as of the last join.
+    epoch: RwLock<Arc<str>>,
+    /// The cluster's counter as of the last join.
+    pub(super) numbered_before: AtomicU64,
+    /// The highest seq this node has published, received or read.
+    pub(super) seen: AtomicU64,
+}
+
+impl Standing {
+    /// A node that has not joined yet: no epoch, nothing seen. Keys are
+    /// under `prefix`.
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            join: redis::Script::new(scripts::JOIN),
+            epoch: RwLock::new("".into()),
+            numbered_before: AtomicU64::new(0),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn epoch(&self) -> Arc<str> {
+        // Nothing panics while the lock is held: a poisoned lock holds a
+        // whole value.
+        self.epoch
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Joins the cluster ([`scripts::JOIN`]), proposing `candidate` as its
+    /// epoch; returns and keeps the cluster's epoch and counter.
+    pub(super) async fn join(
+        &self,
+        con: &mut ConnectionManager,
+        candidate: &str,
+    ) -> Result<(Arc<str>, u64), redis::RedisError> {
+        let floor = self.seen.load(Ordering::Relaxed);
+        let (epoch, seq): (String, u64) = self
+            .join
+            .key(format!("{}:epoch", self.prefix))
+            .key(format!("{}:seq", self.prefix))
+            .arg(candidate)
+            .arg(floor)
+            .invoke_async(con)
+            .await?;
+        self.seen.fetch_max(seq, Ordering::Relaxed);
+        self.numbered_before.fetch_max(seq, Ordering::Relaxed);
+        let epoch: Arc<str> = epoch.into();
+        let mut current = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
+        if *current != epoch {
+            if !current.is_empty() {
+                log::warn!(
+                    "broker: the cluster's epoch changed from {current} to {epoch} \
+                     (Redis lost its data); positions from before get reset"
+                );
+            }
+            *current = epoch.clone();
+        }
+        Ok((epoch, seq))
+    }
+}
