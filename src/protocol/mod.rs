@@ -9,6 +9,7 @@
 //! - [`message`]: message frames, encoded once per publish
 //!   ([`PendingFrame`]).
 //! - [`position`]: a client's position, as it sends it back ([`Position`]).
+//! - [`join`]: the frames that answer a client's join, in wire order.
 //! - [`close_code`]: the WebSocket close codes, each with whether and when
 //!   the client should reconnect.
 //! - [`sse`]: how frames travel as Server-Sent Events, and the stream's
@@ -16,6 +17,7 @@
 
 pub mod client_frame;
 pub mod close_code;
+pub mod join;
 pub mod message;
 pub mod position;
 pub mod server_frame;
