@@ -14,11 +14,13 @@
 //!   the client should reconnect.
 //! - [`sse`]: how frames travel as Server-Sent Events, and the stream's
 //!   comments and pings.
+//! - [`poll`]: the body of a long-poll answer, and its probes.
 
 pub mod client_frame;
 pub mod close_code;
 pub mod join;
 pub mod message;
+pub mod poll;
 pub mod position;
 pub mod server_frame;
 pub mod sse;
