@@ -50,7 +50,8 @@
 //!      `[broker]`, one file each.
 //! 7. What the settings and the broker are made of:
 //!    - [`history`]: recent messages per stream, for resume.
-//!    - [`protocol`]: the wire frames and close codes.
+//!    - [`protocol`]: every byte on the wire: the frames, those that answer
+//!      a join, the close codes, SSE events, the long-poll answer.
 //!    - [`config_env`]: the `HERALD_*` variables.
 //! 8. Plain parts that use no other module:
 //!    - [`ids`]: validated client ids, channel names and session ids.

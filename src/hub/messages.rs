@@ -6,10 +6,13 @@ use std::sync::Arc;
 use actix::prelude::*;
 use bytestring::ByteString;
 
+use super::backlog::Positioned;
 use crate::broker::{BrokerError, Presence, Publication};
 use crate::client_addr::ClientAddr;
 use crate::ids::{ChannelName, ClientId, SessionId};
-use crate::protocol::{PendingFrame, Position, ServerFrame};
+use crate::protocol::join;
+pub use crate::protocol::join::Resume;
+use crate::protocol::{PendingFrame, Position};
 
 // ---- to the server -------------------------------------------------------
 
@@ -173,84 +176,11 @@ pub struct Joined {
 }
 
 impl Joined {
-    /// The frames that tell the client the outcome, in wire order:
-    /// `registered` (when `id` is given), `subscribed` for each channel (or
-    /// `connected` when there is neither and no resume), then the replayed
-    /// messages and `resumed`, or `reset`. Each is paired with the position
-    /// it completes, which SSE sends as the event id: a message's own seq;
-    /// the server's seq on `resumed` / `reset`, and on the opening frames
-    /// when no resume is under way (during one, the position is reached only
-    /// at `resumed`).
-    pub fn frames(
-        &self,
-        id: Option<&ClientId>,
-        channels: &[ChannelName],
-    ) -> Vec<(Option<u64>, ByteString)> {
-        let mut out = Vec::new();
-        let opening = self.resume.is_none().then_some(self.seq);
-        if let Some(id) = id {
-            let frame = ServerFrame::Registered {
-                id,
-                greeting: format!("Hello client {id}"),
-                epoch: &self.epoch,
-                seq: self.seq,
-            };
-            out.push((opening, frame.encode()));
-        }
-        for channel in channels {
-            let frame = ServerFrame::Subscribed {
-                channel,
-                epoch: Some(&self.epoch),
-                seq: Some(self.seq),
-            };
-            out.push((opening, frame.encode()));
-        }
-        match &self.resume {
-            None if out.is_empty() => {
-                let frame = ServerFrame::Connected {
-                    epoch: &self.epoch,
-                    seq: self.seq,
-                };
-                out.push((opening, frame.encode()));
-            }
-            None => {}
-            Some(Resume::Replayed { since, frames }) => {
-                out.extend(
-                    frames
-                        .iter()
-                        .map(|(seq, frame)| (Some(*seq), frame.clone())),
-                );
-                let frame = ServerFrame::Resumed {
-                    since: *since,
-                    count: frames.len(),
-                    epoch: &self.epoch,
-                    seq: self.seq,
-                };
-                out.push((Some(self.seq), frame.encode()));
-            }
-            Some(Resume::Reset { reason }) => {
-                let frame = ServerFrame::Reset {
-                    reason,
-                    epoch: &self.epoch,
-                    seq: self.seq,
-                };
-                out.push((Some(self.seq), frame.encode()));
-            }
-        }
-        out
+    /// The frames that tell the client the outcome of its join, in wire
+    /// order, each with the position it completes ([`join::frames`]).
+    pub fn frames(&self, id: Option<&ClientId>, channels: &[ChannelName]) -> Vec<Positioned> {
+        join::frames(&self.epoch, self.seq, self.resume.as_ref(), id, channels)
     }
-}
-
-/// The outcome of a resume.
-#[derive(Debug, Clone)]
-pub enum Resume {
-    /// Every missed message, in seq order (possibly none).
-    Replayed {
-        since: u64,
-        frames: Vec<(u64, ByteString)>,
-    },
-    /// Complete recovery was impossible; nothing is replayed.
-    Reset { reason: String },
 }
 
 /// The size of the registry and of the history, for `/health`.

@@ -17,7 +17,8 @@
 //! broker (`crate::broker`), and never waits on a session. Each transport has its own session actor,
 //! all joining the same routing: `WsSession` ([`session`]) owns one
 //! WebSocket, `SseSession` ([`sse`]) one event stream, `PollWaiter`
-//! ([`poll`]) one waiting long-poll request. The messages between them are in
+//! ([`poll`]) one waiting long-poll request, whose answer body
+//! (`PollAnswer`) waits for it. The messages between them are in
 //! [`messages`]. What a session owes its client when it joins (a replay
 //! above all) goes out a slice at a time, as the client reads ([`backlog`]).
 

@@ -23,7 +23,6 @@ use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use bytestring::ByteString;
 use futures_util::Stream;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -36,6 +35,7 @@ use super::NotifyServer;
 use crate::client_addr::ClientAddr;
 use crate::ids::SessionId;
 use crate::limits::ConnectionPermit;
+use crate::protocol::sse;
 
 pub struct SseSession {
     session: SessionId,
@@ -152,11 +152,9 @@ impl Actor for SseSession {
         ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         // Opens the stream at once, tells EventSource how soon to retry, and
         // the page how often to expect a ping.
-        let ping = ping_event(self.settings.heartbeat_interval);
-        let mut opening = String::from(": herald\nretry: 2000\n\n");
-        opening.push_str(&ping);
-        self.push(Outbound::Event(Bytes::from(opening)), ctx);
-        let keep_alive = Bytes::from(format!(": keep-alive\n\n{ping}"));
+        let every = self.settings.heartbeat_interval;
+        self.push(Outbound::Event(Bytes::from(sse::opening(every))), ctx);
+        let keep_alive = Bytes::from(sse::keep_alive(every));
         ctx.run_interval(self.settings.heartbeat_interval, move |act, ctx| {
             act.push(Outbound::Event(keep_alive.clone()), ctx);
         });
@@ -178,8 +176,8 @@ impl Handler<Deliver> for SseSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let mut event = String::with_capacity(msg.frame.len() + 48);
-        write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
+        let mut event = String::with_capacity(sse::event_capacity(&self.epoch, &msg.frame));
+        sse::write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
         self.push(Outbound::Event(Bytes::from(event)), ctx);
         let waited = msg.routed_at.elapsed().as_secs_f64();
         self.settings.metrics.publish_to_write.observe(waited);
@@ -193,34 +191,6 @@ impl Handler<Close> for SseSession {
         self.end_reason = msg.reason;
         ctx.stop();
     }
-}
-
-/// The keep-alive event a page can see: `event: ping` (so EventSource's
-/// `onmessage` ignores it; only a listener for "ping" gets it) with the
-/// heartbeat interval as its data, `{"heartbeat_interval_ms":N}` (an event
-/// without data would not be dispatched at all). No `id:`, so it leaves
-/// `Last-Event-ID` as it was.
-fn ping_event(heartbeat_interval: std::time::Duration) -> String {
-    format!(
-        "event: ping\ndata: {{\"heartbeat_interval_ms\":{}}}\n\n",
-        heartbeat_interval.as_millis()
-    )
-}
-
-/// Appends one event to `out`: `id: <epoch>:<seq>` when the frame completes
-/// a position, then the frame as `data:` (frames are compact JSON: one
-/// line).
-fn write_event(out: &mut String, epoch: &str, seq: Option<u64>, frame: &ByteString) {
-    if let Some(seq) = seq {
-        out.push_str("id: ");
-        out.push_str(epoch);
-        out.push(':');
-        out.push_str(&seq.to_string());
-        out.push('\n');
-    }
-    out.push_str("data: ");
-    out.push_str(frame);
-    out.push_str("\n\n");
 }
 
 /// The response body of one event stream: what the session queued, in
@@ -246,7 +216,7 @@ impl Stream for EventStream {
                 if !backlog.is_empty() {
                     let mut out = String::new();
                     for (seq, frame) in backlog.next_slice(SLICE_BYTES) {
-                        write_event(&mut out, epoch, seq, &frame);
+                        sse::write_event(&mut out, epoch, seq, &frame);
                     }
                     return Poll::Ready(Some(Ok(Bytes::from(out))));
                 }
@@ -267,6 +237,7 @@ impl Stream for EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytestring::ByteString;
     use futures_util::StreamExt;
 
     #[actix_web::test]

@@ -395,3 +395,38 @@ fn upward_and_sideways_paths_are_caught() {
     let paths = paths_of(vec!["broker".into()], "fn f() { actix_web::rt::spawn(x); }");
     assert!(paths.others.contains("actix_web"));
 }
+
+/// A module split into a directory stays one module of its layer: its
+/// files reach each other freely through `super::`, and each is held to
+/// the layer of the whole.
+#[test]
+fn the_files_of_a_module_directory_share_its_layer() {
+    let layers = Layers::from_lib();
+    let source = r#"
+        use super::join;
+        use super::super::ids::ClientId;
+        use crate::hub::backlog::Backlog;
+        #[cfg(test)]
+        mod tests {
+            use super::super::ServerFrame;
+            use super::super::super::history::History;
+        }
+    "#;
+    let found = violations(&layers, vec!["protocol".into(), "poll".into()], source);
+    let named: Vec<&str> = found.iter().map(|v| v.split('`').nth(1).unwrap()).collect();
+    assert_eq!(
+        named,
+        [
+            "crate::hub::backlog::Backlog",
+            "super::super::super::history::History",
+        ],
+        "{found:#?}"
+    );
+    let files = library_files();
+    assert!(
+        files
+            .iter()
+            .any(|(_, module)| module == &["protocol".to_owned(), "poll".to_owned()]),
+        "src/protocol/poll.rs is read as protocol::poll"
+    );
+}

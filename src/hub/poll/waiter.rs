@@ -6,7 +6,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
-use super::messages::{Close, Deliver};
+use crate::hub::messages::{Close, Deliver};
 
 pub struct PollWaiter {
     answer: Option<oneshot::Sender<(u64, ByteString)>>,

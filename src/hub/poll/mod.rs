@@ -1,0 +1,128 @@
+//! A long-poll request (`GET /poll`) once admitted: it joins
+//! `NotifyServer` through a [`PollWaiter`], and its answer is a streamed
+//! body ([`PollAnswer`]) sent with its headers at once.
+//!
+//! With a position whose missed messages can be recovered, the answer is
+//! those messages at once; with one that cannot, the `reset` frame at once;
+//! otherwise the body waits up to the request's `wait` for the next message
+//! and answers with it, or with an empty list. What the body says is
+//! defined in `protocol::poll`.
+//!
+//! The body holds the request's connection slot until it is written,
+//! encodes a replay a slice at a time as the client reads, and does the
+//! waiting itself, writing a probe (one space) every [`PROBE_INTERVAL`]
+//! meanwhile.
+//!
+//! Why the probe: actix-web's HTTP/1 dispatcher allows half-closed
+//! connections, so when a client closes its side it stops reading and lets
+//! the request run on; it learns that the client is gone only when a write
+//! fails. A handler that waited before answering would keep its slot and
+//! its session until `poll_timeout_secs`, however soon the client left. The
+//! probe is that write: the first one after the close fails (or draws the
+//! peer's reset, and the next one fails), the dispatcher drops the body,
+//! and the slot and the session go with it.
+
+mod answer;
+mod waiter;
+
+use std::time::Duration;
+
+use actix::{Actor, Addr, MailboxError};
+
+pub use self::answer::PollAnswer;
+use self::answer::{Answer, State, Waiting};
+pub use self::waiter::PollWaiter;
+use super::backlog::Backlog;
+use super::messages::{Connect, Disconnect, DisconnectReason, Resume, SessionOutbox, Transport};
+use super::NotifyServer;
+use crate::client_addr::ClientAddr;
+use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::limits::ConnectionPermit;
+use crate::protocol::poll::reset_answer;
+use crate::protocol::Position;
+
+/// How often a waiting poll writes a probe to learn whether its client is
+/// still there. A client that closed is noticed at the first write after
+/// the close (it fails) or, if that write only drew the peer's reset, at
+/// the next one: within one or two intervals.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What an admitted long-poll asks for.
+pub struct PollRequest {
+    /// The client address, for logs.
+    pub peer: Option<ClientAddr>,
+    /// Who the client is: its token's subject, or else its `id`.
+    pub id: Option<ClientId>,
+    /// Already checked against the limits and permissions.
+    pub channels: Vec<ChannelName>,
+    pub resume: Option<Position>,
+    /// The longest the poll waits for a message: `poll_timeout_secs`, or
+    /// less when the client's token expires sooner.
+    pub wait: Duration,
+}
+
+/// Joins the poll to `server` and gives the body of its answer, which
+/// holds `permit` until it has been written. Fails only when the router is
+/// not running.
+pub async fn answer(
+    server: &Addr<NotifyServer>,
+    request: PollRequest,
+    permit: ConnectionPermit,
+) -> Result<PollAnswer, MailboxError> {
+    let (waiter, first) = PollWaiter::new();
+    let waiter = waiter.start();
+    let session = SessionId::next();
+    let leave = Leave {
+        server: server.clone(),
+        session,
+    };
+    let joined = server
+        .send(Connect {
+            session,
+            transport: Transport::LongPoll,
+            peer: request.peer,
+            outbox: SessionOutbox::of(&waiter),
+            id: request.id,
+            channels: request.channels,
+            resume: request.resume,
+        })
+        .await?;
+    let epoch = joined.epoch;
+    let state = match joined.resume {
+        Some(Resume::Reset { reason }) => {
+            let frame = reset_answer(&reason, &epoch, joined.seq).into_bytes();
+            State::Writing(Answer::Frame(Some(frame)))
+        }
+        Some(Resume::Replayed { frames, .. }) if !frames.is_empty() => {
+            let frames = frames.into_iter().map(|(seq, f)| (Some(seq), f)).collect();
+            State::Writing(Answer::messages(Backlog::new(frames), epoch, joined.seq))
+        }
+        _ => State::Waiting(Box::new(Waiting::new(
+            first,
+            request.wait,
+            epoch,
+            joined.seq,
+            leave,
+        ))),
+    };
+    // Answered at once, the session is done: `leave` (if not moved into
+    // the wait) takes it out of the router now.
+    Ok(PollAnswer::new(state, permit))
+}
+
+/// Takes the waiting session out of the router however the request ends:
+/// answered, timed out, or dropped because the client went away.
+struct Leave {
+    server: Addr<NotifyServer>,
+    session: SessionId,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.server.do_send(Disconnect {
+            session: self.session,
+            reason: DisconnectReason::PollDone,
+            close_code: None,
+        });
+    }
+}

@@ -1,0 +1,149 @@
+//! The frames that answer a client's join (a connect, or a `register`),
+//! the same on every transport: what the client is told it joined, then
+//! the outcome of its resume.
+
+use bytestring::ByteString;
+
+use super::ServerFrame;
+use crate::ids::{ChannelName, ClientId};
+
+/// The outcome of a resume, as the router found it.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// Every missed message, in seq order (possibly none).
+    Replayed {
+        since: u64,
+        frames: Vec<(u64, ByteString)>,
+    },
+    /// Complete recovery was impossible; nothing is replayed.
+    Reset { reason: String },
+}
+
+/// The frames that tell the client the outcome of its join at position
+/// `epoch`/`seq`, in wire order: `registered` (when `id` is given),
+/// `subscribed` for each channel (or `connected` when there is neither and
+/// no resume), then the replayed messages and `resumed`, or `reset`. Each
+/// is paired with the position it completes, which SSE sends as the event
+/// id: a message's own seq; `seq` on `resumed` / `reset`, and on the
+/// opening frames when no resume is under way (during one, the position is
+/// reached only at `resumed`).
+pub fn frames(
+    epoch: &str,
+    seq: u64,
+    resume: Option<&Resume>,
+    id: Option<&ClientId>,
+    channels: &[ChannelName],
+) -> Vec<(Option<u64>, ByteString)> {
+    let mut out = Vec::new();
+    let opening = resume.is_none().then_some(seq);
+    if let Some(id) = id {
+        let frame = ServerFrame::Registered {
+            id,
+            greeting: format!("Hello client {id}"),
+            epoch,
+            seq,
+        };
+        out.push((opening, frame.encode()));
+    }
+    for channel in channels {
+        let frame = ServerFrame::Subscribed {
+            channel,
+            epoch: Some(epoch),
+            seq: Some(seq),
+        };
+        out.push((opening, frame.encode()));
+    }
+    match resume {
+        None if out.is_empty() => {
+            let frame = ServerFrame::Connected { epoch, seq };
+            out.push((opening, frame.encode()));
+        }
+        None => {}
+        Some(Resume::Replayed { since, frames }) => {
+            out.extend(
+                frames
+                    .iter()
+                    .map(|(seq, frame)| (Some(*seq), frame.clone())),
+            );
+            let frame = ServerFrame::Resumed {
+                since: *since,
+                count: frames.len(),
+                epoch,
+                seq,
+            };
+            out.push((Some(seq), frame.encode()));
+        }
+        Some(Resume::Reset { reason }) => out.push((Some(seq), reset(reason, epoch, seq))),
+    }
+    out
+}
+
+/// The `reset` frame: a resume from where the client was is impossible;
+/// it should reload its state and go on from `epoch`/`seq`.
+pub fn reset(reason: &str, epoch: &str, seq: u64) -> ByteString {
+    ServerFrame::Reset { reason, epoch, seq }.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(frames: &[(Option<u64>, ByteString)]) -> Vec<(Option<u64>, &str)> {
+        frames.iter().map(|(at, f)| (*at, &**f)).collect()
+    }
+
+    #[test]
+    fn a_fresh_join_is_told_its_id_and_channels_at_the_current_position() {
+        let id = ClientId::parse("63").unwrap();
+        let news = ChannelName::parse("news").unwrap();
+        let frames = frames("E", 5, None, Some(&id), std::slice::from_ref(&news));
+        assert_eq!(
+            text(&frames),
+            [
+                (
+                    Some(5),
+                    r#"{"type":"registered","id":"63","greeting":"Hello client 63","epoch":"E","seq":5}"#
+                ),
+                (
+                    Some(5),
+                    r#"{"type":"subscribed","channel":"news","epoch":"E","seq":5}"#
+                ),
+            ]
+        );
+        assert_eq!(
+            text(&super::frames("E", 5, None, None, &[])),
+            [(Some(5), r#"{"type":"connected","epoch":"E","seq":5}"#)]
+        );
+    }
+
+    #[test]
+    fn a_replay_reaches_the_position_only_at_resumed() {
+        let id = ClientId::parse("63").unwrap();
+        let resume = Resume::Replayed {
+            since: 3,
+            frames: vec![(4, ByteString::from_static("m4"))],
+        };
+        let frames = frames("E", 9, Some(&resume), Some(&id), &[]);
+        let positions: Vec<_> = frames.iter().map(|(at, _)| *at).collect();
+        assert_eq!(positions, [None, Some(4), Some(9)]);
+        assert_eq!(&*frames[1].1, "m4");
+        assert_eq!(
+            &*frames[2].1,
+            r#"{"type":"resumed","since":3,"count":1,"epoch":"E","seq":9}"#
+        );
+    }
+
+    #[test]
+    fn a_reset_replaces_the_replay() {
+        let resume = Resume::Reset {
+            reason: "gone".into(),
+        };
+        assert_eq!(
+            text(&frames("E", 9, Some(&resume), None, &[])),
+            [(
+                Some(9),
+                r#"{"type":"reset","reason":"gone","epoch":"E","seq":9}"#
+            )]
+        );
+    }
+}
