@@ -1,4 +1,4 @@
-//! `GET /health`: liveness and the size of the registry.
+//! `GET /health`: liveness, and the counts `NotifyServer` keeps.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -20,7 +20,7 @@ struct Health {
     ids: usize,
     /// Channels with at least one subscriber.
     channels: usize,
-    /// This lifetime's epoch and latest seq: the server's position.
+    /// This lifetime's epoch and latest seq: `NotifyServer`'s position.
     epoch: String,
     seq: u64,
     /// `memory`, or `redis` with whether this node's subscription is up.
