@@ -347,16 +347,17 @@ impl Handler<GetCounts> for NotifyServer {
     }
 }
 
+/// The actor driven through its messages. The helpers are shared with the
+/// resume tests (`resume.rs`).
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::MemoryBroker;
     use crate::history::HistoryLimits;
-    use serde_json::value::RawValue;
-    use std::sync::Mutex;
-
     use crate::hub::messages::{Deliver, Transport};
     use crate::ids::{ChannelName, ClientId};
+    use serde_json::value::RawValue;
+    use std::sync::Mutex;
 
     /// A stand-in session that records the seqs it is handed.
     #[derive(Default)]

@@ -386,3 +386,246 @@ fn remove_from<K: std::hash::Hash + Eq>(
     }
     false
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::protocol::close_code;
+
+    /// A plain outbox: records the seqs it takes and the close codes it is
+    /// sent; takes at most `room` frames, then reports itself full, or
+    /// reports itself gone.
+    #[derive(Clone, Default)]
+    pub(in crate::hub::server) struct Queue {
+        pub taken: Rc<RefCell<Vec<u64>>>,
+        pub closes: Rc<RefCell<Vec<u16>>>,
+        pub room: Option<usize>,
+        pub gone: bool,
+    }
+
+    impl Queue {
+        pub fn taken(&self) -> Vec<u64> {
+            self.taken.borrow().clone()
+        }
+    }
+
+    impl Outbox for Queue {
+        fn deliver(&self, deliver: Deliver) -> Result<(), Failed> {
+            if self.gone {
+                return Err(Failed::Closed);
+            }
+            let mut taken = self.taken.borrow_mut();
+            if self.room.is_some_and(|room| taken.len() >= room) {
+                return Err(Failed::QueueFull);
+            }
+            taken.push(deliver.seq);
+            Ok(())
+        }
+
+        fn close(&self, close: Close) {
+            self.closes.borrow_mut().push(close.code);
+        }
+    }
+
+    pub(in crate::hub::server) fn registry() -> Registry<Queue> {
+        Registry::new(Arc::new(Metrics::new()))
+    }
+
+    /// Connects a session with `queue` as its outbox, at seq 0.
+    pub(in crate::hub::server) fn join(registry: &mut Registry<Queue>, queue: &Queue) -> SessionId {
+        let session = SessionId::next();
+        registry.connect(session, queue.clone(), Transport::WebSocket, None, 0);
+        session
+    }
+
+    pub(in crate::hub::server) fn id(text: &str) -> ClientId {
+        ClientId::parse(text).unwrap()
+    }
+
+    pub(in crate::hub::server) fn channel(name: &str) -> ChannelName {
+        ChannelName::parse(name).unwrap()
+    }
+
+    fn route(registry: &mut Registry<Queue>, key: StreamKey, seq: u64) -> usize {
+        registry.route(&key, seq, &ByteString::from_static("m"))
+    }
+
+    #[test]
+    fn each_stream_reaches_exactly_its_sessions() {
+        let mut registry = registry();
+        let (tab1, tab2, other) = (Queue::default(), Queue::default(), Queue::default());
+        let s1 = join(&mut registry, &tab1);
+        let s2 = join(&mut registry, &tab2);
+        join(&mut registry, &other);
+        registry.register(s1, id("63"), 0);
+        registry.register(s2, id("63"), 0);
+        registry.subscribe(s2, channel("news"), 0);
+
+        assert_eq!(route(&mut registry, StreamKey::Broadcast, 1), 3);
+        assert_eq!(route(&mut registry, StreamKey::Id(id("63")), 2), 2);
+        assert_eq!(route(&mut registry, StreamKey::Id(id("nobody")), 3), 0);
+        assert_eq!(
+            route(&mut registry, StreamKey::Channel(channel("news")), 4),
+            1
+        );
+        assert_eq!(
+            route(&mut registry, StreamKey::Channel(channel("none")), 5),
+            0
+        );
+        assert_eq!(tab1.taken(), [1, 2]);
+        assert_eq!(tab2.taken(), [1, 2, 4]);
+        assert_eq!(other.taken(), [1]);
+        assert_eq!(registry.metrics.deliveries.get(), 6);
+    }
+
+    #[test]
+    fn a_full_queue_is_closed_as_a_slow_consumer_and_removed() {
+        let mut registry = registry();
+        let healthy = Queue::default();
+        let slow = Queue {
+            room: Some(1),
+            ..Queue::default()
+        };
+        join(&mut registry, &healthy);
+        let stuck = join(&mut registry, &slow);
+        registry.subscribe(stuck, channel("news"), 0);
+
+        assert_eq!(route(&mut registry, StreamKey::Broadcast, 1), 2);
+        assert_eq!(route(&mut registry, StreamKey::Broadcast, 2), 1);
+        assert_eq!(route(&mut registry, StreamKey::Broadcast, 3), 1);
+        assert_eq!(healthy.taken(), [1, 2, 3]);
+        assert_eq!(slow.taken(), [1]);
+        assert_eq!(*slow.closes.borrow(), [close_code::SLOW_CONSUMER]);
+        assert_eq!(registry.session_count(), 1);
+        assert_eq!(registry.channel_count(), 0);
+        assert_eq!(registry.metrics.slow_consumers.get(), 1);
+    }
+
+    #[test]
+    fn a_gone_session_is_removed_without_a_close() {
+        let mut registry = registry();
+        let gone = Queue {
+            gone: true,
+            ..Queue::default()
+        };
+        let session = join(&mut registry, &gone);
+        registry.register(session, id("63"), 0);
+
+        assert_eq!(route(&mut registry, StreamKey::Id(id("63")), 1), 0);
+        assert!(gone.closes.borrow().is_empty());
+        assert_eq!((registry.session_count(), registry.id_count()), (0, 0));
+        assert_eq!(registry.metrics.slow_consumers.get(), 0);
+    }
+
+    #[test]
+    fn ids_and_channels_vanish_with_their_last_session() {
+        let mut registry = registry();
+        let (a, b) = (Queue::default(), Queue::default());
+        let sa = join(&mut registry, &a);
+        let sb = join(&mut registry, &b);
+        registry.register(sa, id("63"), 0);
+        let first = registry.ids_generation();
+        registry.register(sb, id("63"), 0);
+        assert_eq!(registry.ids_generation(), first, "63 was already there");
+        registry.subscribe(sa, channel("news"), 0);
+        registry.subscribe(sa, channel("news"), 0);
+        assert_eq!(registry.channel_count(), 1);
+
+        registry.unsubscribe(sa, &channel("news"));
+        assert_eq!(registry.channel_count(), 0);
+        registry.remove(sa, &DisconnectReason::ClientClosed, Some(1000));
+        assert_eq!((registry.id_count(), registry.ids_generation()), (1, first));
+        registry.remove(sb, &DisconnectReason::ClientClosed, Some(1000));
+        assert_eq!(registry.id_count(), 0);
+        assert!(registry.ids_generation() > first);
+        registry.remove(sb, &DisconnectReason::ClientClosed, Some(1000));
+        assert_eq!(registry.session_count(), 0);
+        assert_eq!(registry.metrics.ids.get(), 0);
+    }
+
+    #[test]
+    fn reregistering_moves_the_session_and_the_same_id_keeps_its_position() {
+        let mut registry = registry();
+        let queue = Queue::default();
+        let session = join(&mut registry, &queue);
+        registry.register(session, id("old"), 0);
+        registry.register(session, id("new"), 5);
+        assert_eq!(registry.ids().collect::<Vec<_>>(), [&id("new")]);
+        registry.register(session, id("new"), 9);
+        let positions = registry.positions(session).unwrap();
+        assert!(positions.contains(&(StreamKey::Id(id("new")), 5)));
+        assert_eq!(route(&mut registry, StreamKey::Id(id("old")), 1), 0);
+        assert_eq!(route(&mut registry, StreamKey::Id(id("new")), 2), 1);
+    }
+
+    #[test]
+    fn messages_held_during_a_resume_follow_it_past_the_replay() {
+        let mut registry = registry();
+        let (resuming, other) = (Queue::default(), Queue::default());
+        let session = join(&mut registry, &resuming);
+        join(&mut registry, &other);
+        registry.hold(session);
+        for seq in 5..=7 {
+            route(&mut registry, StreamKey::Broadcast, seq);
+        }
+        route(&mut registry, StreamKey::Id(id("someone")), 8);
+        assert_eq!(resuming.taken(), [] as [u64; 0]);
+        assert_eq!(other.taken(), [5, 6, 7]);
+
+        registry.resumed(session, Some(0), Vec::new(), 6);
+        assert_eq!(resuming.taken(), [7]);
+        route(&mut registry, StreamKey::Broadcast, 9);
+        assert_eq!(resuming.taken(), [7, 9]);
+    }
+
+    #[test]
+    fn replayed_seqs_ahead_of_this_node_are_not_delivered_again() {
+        let mut registry = registry();
+        let queue = Queue::default();
+        let session = join(&mut registry, &queue);
+        registry.hold(session);
+        registry.resumed(session, Some(0), vec![8, 9], 9);
+        for seq in 8..=10 {
+            route(&mut registry, StreamKey::Broadcast, seq);
+        }
+        assert_eq!(queue.taken(), [10]);
+        assert!(registry.catching_up.is_empty());
+    }
+
+    #[test]
+    fn a_held_message_that_meets_a_full_queue_drops_the_session() {
+        let mut registry = registry();
+        let queue = Queue {
+            room: Some(1),
+            ..Queue::default()
+        };
+        let session = join(&mut registry, &queue);
+        registry.hold(session);
+        for seq in 1..=3 {
+            route(&mut registry, StreamKey::Broadcast, seq);
+        }
+        registry.resumed(session, None, Vec::new(), 0);
+        assert_eq!(queue.taken(), [1]);
+        assert_eq!(*queue.closes.borrow(), [close_code::SLOW_CONSUMER]);
+        assert_eq!(registry.session_count(), 0);
+        assert!(registry.resuming.is_empty());
+    }
+
+    #[test]
+    fn close_all_tells_every_session() {
+        let mut registry = registry();
+        let (a, b) = (Queue::default(), Queue::default());
+        join(&mut registry, &a);
+        join(&mut registry, &b);
+        let told = registry.close_all(|| Close {
+            code: close_code::GOING_AWAY,
+            reason: DisconnectReason::ServerShutdown,
+        });
+        assert_eq!(told, 2);
+        assert_eq!(*a.closes.borrow(), [close_code::GOING_AWAY]);
+        assert_eq!(*b.closes.borrow(), [close_code::GOING_AWAY]);
+    }
+}

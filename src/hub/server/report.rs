@@ -161,3 +161,60 @@ fn session_log_level(transport: Transport) -> log::Level {
         log::Level::Info
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::registry::tests::{channel, id, join, registry, Queue};
+    use super::*;
+
+    #[test]
+    fn stats_list_the_largest_channels_first_ties_by_name() {
+        let mut registry = registry();
+        let sessions: Vec<_> = (0..3)
+            .map(|_| join(&mut registry, &Queue::default()))
+            .collect();
+        for (session, names) in sessions.iter().zip([&["b", "c"][..], &["b", "a"], &["c"]]) {
+            for name in names {
+                registry.subscribe(*session, channel(name), 0);
+            }
+        }
+        registry.register(sessions[0], id("63"), 0);
+
+        let stats = stats(&registry, 2, 7, (1, 2, 3));
+        let top: Vec<(&str, usize)> = stats
+            .top_channels
+            .iter()
+            .map(|c| (c.channel.as_str(), c.subscribers))
+            .collect();
+        assert_eq!(top, [("b", 2), ("c", 2)]);
+        assert_eq!((stats.sessions, stats.ids, stats.channels), (3, 1, 3));
+        assert_eq!(stats.sessions_by_transport.get("ws"), Some(&3));
+        assert_eq!(
+            (stats.seq, stats.history_messages, stats.history_streams),
+            (7, 1, 3)
+        );
+        let counts = counts(&registry, 7, (1, 2, 3));
+        assert_eq!((counts.sessions, counts.history_bytes), (3, 2));
+    }
+
+    #[test]
+    fn presence_resends_the_ids_only_when_they_changed() {
+        let mut registry = registry();
+        let session = join(&mut registry, &Queue::default());
+        registry.register(session, id("63"), 0);
+        let first = presence(&registry, None);
+        assert_eq!(first.ids, Some(vec![id("63")]));
+        let same = presence(&registry, Some(first.generation));
+        assert_eq!((same.sessions, same.ids), (1, None));
+    }
+
+    #[test]
+    fn long_polls_log_at_debug_and_labels_name_what_is_missing() {
+        assert_eq!(session_log_level(Transport::LongPoll), log::Level::Debug);
+        assert_eq!(session_log_level(Transport::WebSocket), log::Level::Info);
+        assert_eq!(peer_label(None), "unknown");
+        assert_eq!(peer_fields(None), ("unknown".into(), None));
+        assert_eq!(id_label(None), "-");
+        assert_eq!(id_label(Some(&id("63"))), "\"63\"");
+    }
+}

@@ -267,6 +267,8 @@ mod tests {
     use crate::protocol::{PendingFrame, Position};
     use actix::prelude::*;
 
+    // ---- through the actor ----
+
     #[actix::test]
     async fn connecting_with_a_position_replays_what_was_missed() {
         let server = server();
@@ -445,5 +447,111 @@ mod tests {
             [3],
             "1 and 2 were replayed"
         );
+    }
+
+    // ---- Streams and settle, without actix ----
+
+    fn id(text: &str) -> ClientId {
+        ClientId::parse(text).unwrap()
+    }
+
+    fn frames(seqs: &[u64]) -> Frames {
+        seqs.iter()
+            .map(|&seq| (seq, format!("m{seq}").into()))
+            .collect()
+    }
+
+    #[test]
+    fn positions_list_every_stream_and_a_replay_lowers_them() {
+        let mut streams = Streams::new(10);
+        assert_eq!(streams.set_id(id("63"), 12), None);
+        assert!(streams.subscribe(channel("news"), 14));
+        assert!(!streams.subscribe(channel("news"), 20), "already there");
+        let mut positions = streams.positions();
+        positions.sort_by_key(|(_, from)| *from);
+        assert_eq!(
+            positions,
+            [
+                (StreamKey::Broadcast, 10),
+                (StreamKey::Id(id("63")), 12),
+                (StreamKey::Channel(channel("news")), 14),
+            ]
+        );
+
+        assert!(streams.release(Some(11)).is_empty());
+        let lowered: Vec<u64> = streams.positions().iter().map(|(_, from)| *from).collect();
+        assert_eq!(lowered, [10, 11, 11]);
+        streams.release(None);
+        assert!(streams.unsubscribe(&channel("news")));
+        assert_eq!(streams.positions().len(), 2);
+    }
+
+    #[test]
+    fn only_the_sessions_own_streams_are_received_and_held_back() {
+        let mut streams = Streams::new(0);
+        streams.set_id(id("63"), 0);
+        assert!(streams.due(1));
+        streams.hold();
+        assert!(!streams.due(1));
+        let frame = ByteString::from_static("m");
+        streams.hold_back(&StreamKey::Broadcast, 1, &frame);
+        streams.hold_back(&StreamKey::Id(id("64")), 2, &frame);
+        streams.hold_back(&StreamKey::Channel(channel("news")), 3, &frame);
+        streams.hold_back(&StreamKey::Id(id("63")), 4, &frame);
+        let held: Vec<u64> = streams.release(None).iter().map(|(s, _)| *s).collect();
+        assert_eq!(held, [1, 4]);
+        assert!(streams.due(5));
+    }
+
+    #[test]
+    fn replayed_ahead_seqs_are_skipped_until_fan_out_passes_them() {
+        let mut streams = Streams::new(0);
+        streams.replayed_ahead(vec![3, 5]);
+        assert!(!streams.due(3) && streams.due(4) && !streams.due(5));
+        assert!(streams.passed(3), "5 is still ahead");
+        assert!(!streams.passed(5));
+        assert!(streams.due(5));
+    }
+
+    #[test]
+    fn a_fetched_replay_reports_its_last_seq_and_what_is_ahead() {
+        let settled = settle(Ok(frames(&[4, 6, 8])), 3, 5, true, 6, EPOCH.into());
+        assert_eq!((&*settled.joined.epoch, settled.joined.seq), (EPOCH, 8));
+        assert_eq!(settled.replayed_from, Some(3));
+        assert_eq!(settled.ahead, [8]);
+        assert_eq!(replayed(&settled.joined), [4, 6, 8]);
+
+        let nothing = settle(Ok(Vec::new()), 3, 5, true, 6, EPOCH.into());
+        assert_eq!((nothing.joined.seq, nothing.ahead.len()), (3, 0));
+    }
+
+    #[test]
+    fn a_replay_read_at_once_reports_this_nodes_position() {
+        let settled = settle(Ok(frames(&[4])), 3, 5, false, 6, EPOCH.into());
+        assert_eq!(settled.joined.seq, 6);
+        assert!(settled.ahead.is_empty());
+    }
+
+    #[test]
+    fn a_reset_reports_the_brokers_newest_position_or_the_join() {
+        let refused = |newest| Refused {
+            reason: "gone".into(),
+            newest,
+        };
+        let newest = settle(
+            Err(refused(Some(("e2".into(), 42)))),
+            3,
+            5,
+            true,
+            6,
+            EPOCH.into(),
+        );
+        assert_eq!((&*newest.joined.epoch, newest.joined.seq), ("e2", 42));
+        assert_eq!(newest.replayed_from, None);
+        assert!(
+            matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if reason == "gone")
+        );
+        let unknown = settle(Err(refused(None)), 3, 5, true, 6, EPOCH.into());
+        assert_eq!((&*unknown.joined.epoch, unknown.joined.seq), (EPOCH, 5));
     }
 }
