@@ -8,7 +8,7 @@
 //!  NotifyServer ──publish──▶ Broker: seq += 1, stamp, keep (memory or Redis)
 //!  Broker ──Publication(seq, stamped frame)──▶ NotifyServer
 //!            (memory: at once, as publish's answer; Redis: on every node,
-//!             via pub/sub, through `BrokerEvents`, which `server` implements)
+//!             via pub/sub, through `BrokerEvents`, which `NotifyServer` implements)
 //!  NotifyServer ──Deliver(seq, shared frame), try_send──▶ every target session
 //!  NotifyServer ──Close (slow consumer)──▶ a session whose queue is full
 //! ```

@@ -1,19 +1,19 @@
 //! `NotifyServer`: the one owner of routing state.
 //!
 //! It knows every open session and the id and channels each one holds
-//! ([`registry`]). A publish goes to its [`Broker`], which numbers it
+//! (`registry`). A publish goes to its [`Broker`], which numbers it
 //! (`seq`), stamps the number into the already-encoded frame and keeps it;
 //! the numbered frame comes back as a [`Publication`] (at once from the
 //! memory broker, through the subscription from Redis, via
 //! [`BrokerEvents`]) and `NotifyServer` hands the same bytes to every
 //! target session. It owns no socket, encodes no JSON and never waits on a
 //! session: fan-out uses `try_send`, and a session whose queue is full is
-//! dropped as a slow consumer instead of slowing the others.
+//! dropped as a slow consumer instead of slowing the others (`outbox`).
 //!
 //! A session joining with a position is answered with a replay, which the
 //! live messages that follow neither overlap nor leave a hole in
-//! ([`resume`]). What `NotifyServer` reports about itself, in logs,
-//! `/health`, `/stats` and to the cluster, is in [`report`].
+//! (`resume`). What `NotifyServer` reports about itself, in logs,
+//! `/health`, `/stats` and to the cluster, is in `report`.
 //!
 //! This file is the actor: its fields and one handler per message, each
 //! delegating to those parts.
@@ -164,7 +164,7 @@ impl NotifyServer {
         }
     }
 
-    /// Answers a resume with its replay or reset ([`resume::settle`]), and
+    /// Answers a resume with its replay or reset (`resume::settle`), and
     /// lets the session's held-back messages follow it.
     fn finish_resume(
         &mut self,
