@@ -8,19 +8,28 @@
 //!  NotifyServer ──publish──▶ Broker: seq += 1, stamp, keep (memory or Redis)
 //!  Broker ──Publication(seq, stamped frame)──▶ NotifyServer
 //!            (memory: at once, as publish's answer; Redis: on every node,
-//!             via pub/sub, through `BrokerEvents`, which `server` implements)
+//!             via pub/sub, through `BrokerEvents`, which `NotifyServer` implements)
 //!  NotifyServer ──Deliver(seq, shared frame), try_send──▶ every target session
 //!  NotifyServer ──Close (slow consumer)──▶ a session whose queue is full
 //! ```
 //!
 //! `NotifyServer` ([`server`]) is the one owner of routing state, owns the
-//! broker (`crate::broker`), and never waits on a session. Each transport has its own session actor,
-//! all joining the same routing: `WsSession` ([`session`]) owns one
-//! WebSocket, `SseSession` ([`sse`]) one event stream, `PollWaiter`
-//! ([`poll`]) one waiting long-poll request, whose answer body
-//! (`PollAnswer`) waits for it. The messages between them are in
-//! [`messages`]. What a session owes its client when it joins (a replay
-//! above all) goes out a slice at a time, as the client reads ([`backlog`]).
+//! broker (`crate::broker`), and never waits on a session. Inside it:
+//!
+//! ```text
+//!  server/mod.rs       the actor: its fields, one handler per message
+//!  server/registry.rs  Registry: sessions, id and channel indexes, routing
+//!  server/outbox.rs    Outbox: where a session's frames go; slow consumers
+//!  server/resume.rs    Streams: has_from per stream, held-back, replayed-ahead
+//!  server/report.rs    session log lines, /health counts, /stats, presence
+//! ```
+//!
+//! Each transport has its own session actor, all joining the same routing:
+//! `WsSession` ([`session`]) owns one WebSocket, `SseSession` ([`sse`]) one
+//! event stream, `PollWaiter` ([`poll`]) one waiting long-poll request,
+//! whose answer body (`PollAnswer`) waits for it. The messages between them are in [`messages`]. What a session owes its
+//! client when it joins (a replay above all) goes out a slice at a time, as
+//! the client reads ([`backlog`]).
 
 pub mod backlog;
 pub mod messages;

@@ -1,4 +1,4 @@
-//! `GET /health`: liveness, the size of the registry, the server's
+//! `GET /health`: liveness, the counts `NotifyServer` keeps, the node's
 //! position and the broker's state. It answers 200 while Redis is away;
 //! whether the node can serve is `/ready`'s question.
 
@@ -23,7 +23,7 @@ struct Health {
     ids: usize,
     /// Channels with at least one subscriber.
     channels: usize,
-    /// This lifetime's epoch and latest seq: the server's position.
+    /// This lifetime's epoch and latest seq: `NotifyServer`'s position.
     epoch: String,
     seq: u64,
     /// `memory`, or `redis` with whether this node's subscription is up.
