@@ -17,6 +17,7 @@ use crate::client_addr::TrustedProxies;
 use crate::config::{BrokerKind, Config};
 use crate::fd_limit;
 use crate::host::HostPolicy;
+use crate::hub::admission::Admission;
 use crate::hub::messages::Shutdown;
 use crate::hub::session::SessionSettings;
 use crate::hub::NotifyServer;
@@ -261,9 +262,11 @@ impl Application {
                 max_pending_messages: config.max_pending_messages,
                 max_channels: config.max_channels_per_session,
                 frames_per_sec: config.max_client_frames_per_sec,
-                private_prefix: config.private_channel_prefix.clone(),
-                tokens,
-                require_token: config.require_token,
+                admission: Admission {
+                    private_prefix: config.private_channel_prefix.clone(),
+                    tokens,
+                    require_token: config.require_token,
+                },
                 metrics: metrics.clone(),
             }),
             publishers: PublisherAuth::publishers(&config.publish_keys, config.trust_loopback),

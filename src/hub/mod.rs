@@ -14,13 +14,17 @@
 //! ```
 //!
 //! `NotifyServer` ([`server`]) is the one owner of routing state, owns the
-//! broker (`crate::broker`), and never waits on a session. Each transport has its own session actor,
-//! all joining the same routing: `WsSession` ([`session`]) owns one
-//! WebSocket, `SseSession` ([`sse`]) one event stream, `PollWaiter`
-//! ([`poll`]) one waiting long-poll request. The messages between them are in
-//! [`messages`]. What a session owes its client when it joins (a replay
-//! above all) goes out a slice at a time, as the client reads ([`backlog`]).
+//! broker (`crate::broker`), and never waits on a session. Each transport
+//! has its own session actor, all joining the same routing: `WsSession`
+//! ([`session`]) owns one WebSocket, `SseSession` ([`sse`]) one event
+//! stream, `PollWaiter` ([`poll`]) one waiting long-poll request. The
+//! messages between them are in [`messages`]. Who a client is, what it may
+//! join, how long it may stay and which frames answer its join are decided
+//! for every transport in one place ([`admission`]). What a session owes its
+//! client when it joins (a replay above all) goes out a slice at a time, as
+//! the client reads ([`backlog`]).
 
+pub mod admission;
 pub mod backlog;
 pub mod messages;
 pub mod poll;

@@ -44,9 +44,7 @@ use super::query::ClientQuery;
 use super::AppState;
 use crate::error::ApiError;
 use crate::hub::backlog::{Backlog, SLICE_BYTES};
-use crate::hub::messages::{
-    Connect, Disconnect, DisconnectReason, Resume, SessionOutbox, Transport,
-};
+use crate::hub::messages::{Disconnect, DisconnectReason, Resume, SessionOutbox, Transport};
 use crate::hub::{NotifyServer, PollWaiter};
 use crate::ids::SessionId;
 use crate::limits::ConnectionPermit;
@@ -79,11 +77,6 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     state.origins.check(req.headers())?;
     let start = ClientQuery::parse(req.query_string(), state.session_settings.max_channels)?
         .into_start(&state.session_settings)?;
-    if state.session_settings.require_token && start.identity.is_none() {
-        return Err(ApiError::Unauthorized(
-            "this server requires a token: add token=<JWT> to the URL".into(),
-        ));
-    }
     let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let (waiter, answer) = PollWaiter::new();
@@ -93,26 +86,16 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         server: state.server.clone(),
         session,
     };
+    let mut admitted = state.session_settings.admission.admit(start);
     // A poll ends at its token's expiry, as a WebSocket (4002) or an event
     // stream does: nothing reaches it past `exp`.
-    let wait = match &start.identity {
-        Some(identity) => identity
-            .time_left()
-            .min(Duration::from_secs(state.poll_timeout_secs)),
-        None => Duration::from_secs(state.poll_timeout_secs),
-    };
-    let joined = state
-        .server
-        .send(Connect {
-            session,
-            transport: Transport::LongPoll,
-            peer,
-            outbox: SessionOutbox::of(&waiter),
-            id: start.identity.map(|i| i.id).or(start.id),
-            channels: start.channels,
-            resume: start.resume,
-        })
-        .await?;
+    let timeout = Duration::from_secs(state.poll_timeout_secs);
+    let wait = admitted
+        .lifetime()
+        .map_or(timeout, |left| left.min(timeout));
+    let outbox = SessionOutbox::of(&waiter);
+    let connect = admitted.connect(session, Transport::LongPoll, peer, outbox);
+    let joined = state.server.send(connect).await?;
     let epoch = joined.epoch;
     let body = match joined.resume {
         Some(Resume::Reset { reason }) => {

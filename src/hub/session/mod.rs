@@ -31,17 +31,18 @@ use bytes::Bytes;
 
 use self::fragments::{Assembled, Reassembler};
 use self::inbound::InboundFrames;
+use super::admission::{Admission, Refusal, SessionStart};
 use super::backlog::Backlog;
 use super::messages::{
-    Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
-    Transport, Unsubscribe,
+    Close, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe, Transport,
+    Unsubscribe,
 };
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
 use crate::protocol::{close_code, ClientFrame, Position, ServerFrame};
-use crate::token::{Identity, TokenVerifier};
+use crate::token::Identity;
 
 /// What every session enforces, from the config; shared by all sessions.
 pub struct SessionSettings {
@@ -54,50 +55,9 @@ pub struct SessionSettings {
     pub max_pending_messages: usize,
     pub max_channels: usize,
     pub frames_per_sec: u32,
-    /// Channels with this prefix need a token listing them.
-    pub private_prefix: String,
-    /// Verifies tokens; `None` when no `client_secret` is configured.
-    pub tokens: Option<TokenVerifier>,
-    /// Sessions without a valid token are closed (4001).
-    pub require_token: bool,
+    /// Who may be admitted, as whom, to which channels.
+    pub admission: Admission,
     pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl SessionSettings {
-    /// Whether a client with `identity` may join `channel`.
-    pub fn may_join(
-        &self,
-        channel: &ChannelName,
-        identity: Option<&Identity>,
-    ) -> Result<(), String> {
-        if !channel.as_str().starts_with(&self.private_prefix) {
-            return Ok(());
-        }
-        match identity {
-            Some(identity) if identity.channels.contains(channel) => Ok(()),
-            Some(_) => Err(format!(
-                "private channel {channel}: your token does not list it"
-            )),
-            None => Err(format!(
-                "private channel {channel}: needs a token that lists it"
-            )),
-        }
-    }
-}
-
-/// What the upgrade request asked for, already validated.
-#[derive(Default)]
-pub struct SessionStart {
-    /// `?id=`; ignored when a token is given.
-    pub id: Option<ClientId>,
-    /// From a valid `?token=`.
-    pub identity: Option<Identity>,
-    /// `?channel=` (each checked against the limits and permissions).
-    pub channels: Vec<ChannelName>,
-    /// `?since=&epoch=`: resume from there.
-    pub resume: Option<Position>,
-    /// `?await_register=1`: admit with the first `register` frame.
-    pub await_register: bool,
 }
 
 pub struct WsSession {
@@ -189,37 +149,14 @@ impl WsSession {
     /// admission). A channel that identity may not join is answered with an
     /// error frame and not joined.
     fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let mut start = self.start.take().unwrap_or_default();
-        let id = match start.identity {
-            Some(identity) => {
-                let id = identity.id.clone();
-                self.set_identity(identity, ctx);
-                Some(id)
-            }
-            None => start.id,
-        };
-        let identity = self.identity.as_ref();
-        let settings = &self.settings;
-        let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut start.channels)
-            .into_iter()
-            .partition(|channel| settings.may_join(channel, identity).is_ok());
-        for channel in refused {
-            if let Err(error) = self.settings.may_join(&channel, self.identity.as_ref()) {
-                Self::send_error(ctx, &error);
-            }
+        let start = self.start.take().unwrap_or_default();
+        let mut admitted = self.settings.admission.admit(start);
+        if let Some(identity) = admitted.identity.take() {
+            self.set_identity(identity, ctx);
         }
-        start.channels = allowed;
-        self.channels.extend(start.channels.iter().cloned());
-        let addr = ctx.address();
-        let connect = Connect {
-            session: self.session,
-            transport: Transport::WebSocket,
-            peer: self.peer,
-            outbox: SessionOutbox::of(&addr),
-            id: id.clone(),
-            channels: start.channels.clone(),
-            resume: start.resume,
-        };
+        self.channels.extend(admitted.channels.iter().cloned());
+        let outbox = SessionOutbox::of(&ctx.address());
+        let connect = admitted.connect(self.session, Transport::WebSocket, self.peer, outbox);
         self.admitted = true;
         self.server
             .send(connect)
@@ -228,8 +165,7 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.router_gone(ctx);
                 };
-                let frames = joined.frames(id.as_ref(), &start.channels);
-                act.write_backlog(Backlog::new(frames), ctx);
+                act.write_backlog(Backlog::new(admitted.answer(&joined)), ctx);
             })
             .wait(ctx);
     }
@@ -260,8 +196,11 @@ impl WsSession {
     }
 
     fn router_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let reason = DisconnectReason::ProtocolError("the router is not running".into());
-        self.close(ctx, close_code::INTERNAL_ERROR, reason);
+        self.close(
+            ctx,
+            close_code::INTERNAL_ERROR,
+            DisconnectReason::ServerGone,
+        );
     }
 
     /// Takes on a verified identity: its id, its expiry, its channels.
@@ -293,7 +232,12 @@ impl WsSession {
         let revoked: Vec<ChannelName> = self
             .channels
             .iter()
-            .filter(|c| self.settings.may_join(c, self.identity.as_ref()).is_err())
+            .filter(|c| {
+                self.settings
+                    .admission
+                    .may_join(c, self.identity.as_ref())
+                    .is_err()
+            })
             .cloned()
             .collect();
         for channel in revoked {
@@ -310,7 +254,11 @@ impl WsSession {
                 );
                 return Self::send_error(ctx, &error);
             }
-            if let Err(error) = self.settings.may_join(&channel, self.identity.as_ref()) {
+            if let Err(error) = self
+                .settings
+                .admission
+                .may_join(&channel, self.identity.as_ref())
+            {
                 return Self::send_error(ctx, &error);
             }
             self.server.do_send(Subscribe {
@@ -442,10 +390,7 @@ impl WsSession {
         resume: Option<Position>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        let Some(verifier) = &self.settings.tokens else {
-            return self.refuse(ctx, "tokens are not enabled on this server".into());
-        };
-        match verifier.verify(token) {
+        match self.settings.admission.identify(token) {
             Ok(identity) if !self.admitted => {
                 // Admission registers the identity, joins the channels the
                 // upgrade asked for (which may need it) and resumes.
@@ -457,7 +402,7 @@ impl WsSession {
                 self.admit(ctx);
             }
             Ok(identity) => self.become_identity(identity, resume, ctx),
-            Err(e) => self.refuse(ctx, format!("invalid token: {e}")),
+            Err(refusal) => self.refuse(ctx, refusal.to_string()),
         }
     }
 
@@ -467,7 +412,7 @@ impl WsSession {
         resume: Option<Position>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if self.settings.require_token {
+        if self.settings.admission.require_token {
             return self.refuse(ctx, "this server requires a token to register".into());
         }
         if let Some(identity) = &self.identity {
@@ -489,20 +434,20 @@ impl WsSession {
     }
 
     fn refresh(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(verifier) = &self.settings.tokens else {
-            return Self::send_error(ctx, "tokens are not enabled on this server");
-        };
+        if self.settings.admission.tokens.is_none() {
+            return Self::send_error(ctx, &Refusal::TokensDisabled.to_string());
+        }
         let Some(current) = self.identity.as_ref().map(|i| i.id.clone()) else {
             return Self::send_error(ctx, "refresh needs a session registered with a token");
         };
-        match verifier.verify(token) {
+        match self.settings.admission.identify(token) {
             Ok(identity) if identity.id == current => {
                 let exp = identity.expires_at;
                 self.set_identity(identity, ctx);
                 ctx.text(ServerFrame::Refreshed { id: &current, exp }.encode());
             }
             Ok(_) => Self::send_error(ctx, "refresh token is for another id"),
-            Err(e) => Self::send_error(ctx, &format!("invalid token: {e}")),
+            Err(refusal) => Self::send_error(ctx, &refusal.to_string()),
         }
     }
 
@@ -623,7 +568,7 @@ impl Actor for WsSession {
         // A session that must bring a token, or asked to be admitted with its
         // first register frame, waits for that frame; the heartbeat ends the
         // wait after `client_timeout`.
-        if !awaits && (!self.settings.require_token || has_token) {
+        if !awaits && (!self.settings.admission.require_token || has_token) {
             self.admit(ctx);
         }
     }
@@ -748,43 +693,5 @@ mod tests {
         let utf8 = std::str::from_utf8(&bytes).unwrap_err();
         let utf8 = ProtocolError::Io(std::io::Error::other(utf8.to_string()));
         assert_eq!(classify(&utf8).0, close_code::INVALID_PAYLOAD);
-    }
-
-    fn settings() -> SessionSettings {
-        SessionSettings {
-            heartbeat_interval: Duration::from_secs(1),
-            client_timeout: Duration::from_secs(2),
-            max_frame_bytes: 1024,
-            max_pending_messages: 8,
-            max_channels: 4,
-            frames_per_sec: 10,
-            private_prefix: "private:".into(),
-            tokens: None,
-            require_token: false,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-        }
-    }
-
-    #[test]
-    fn private_channels_need_a_token_listing_them() {
-        let settings = settings();
-        let public = ChannelName::parse("news").unwrap();
-        let mine = ChannelName::parse("private:63").unwrap();
-        let theirs = ChannelName::parse("private:64").unwrap();
-        let identity = Identity {
-            id: ClientId::parse("63").unwrap(),
-            expires_at: u64::MAX,
-            channels: [mine.clone()].into(),
-        };
-        assert!(settings.may_join(&public, None).is_ok());
-        assert!(settings
-            .may_join(&mine, None)
-            .unwrap_err()
-            .contains("needs a token"));
-        assert!(settings.may_join(&mine, Some(&identity)).is_ok());
-        assert!(settings
-            .may_join(&theirs, Some(&identity))
-            .unwrap_err()
-            .contains("does not list"));
     }
 }
