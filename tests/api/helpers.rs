@@ -364,10 +364,7 @@ pub const OP_PONG: u8 = 0xA;
 impl RawWs {
     /// Connects and completes the opening handshake for `/ws?{query}`.
     pub async fn connect(port: u16, query: &str) -> Self {
-        match Self::attempt(port, query, &[]).await {
-            Ok(raw) => raw,
-            Err((status, body)) => panic!("handshake refused: {status} {body}"),
-        }
+        Self::connect_to(port, &format!("/ws?{query}")).await
     }
 
     /// Sends the opening handshake with extra headers; the open connection,
@@ -388,6 +385,25 @@ impl RawWs {
         headers: &[(&str, &str)],
         recv_buffer: Option<u32>,
     ) -> Result<Self, (StatusCode, Value)> {
+        Self::attempt_at(port, &format!("/ws?{query}"), headers, recv_buffer).await
+    }
+
+    /// Connects and completes the opening handshake for `target` (a path
+    /// and query, such as `/echo`).
+    pub async fn connect_to(port: u16, target: &str) -> Self {
+        match Self::attempt_at(port, target, &[], None).await {
+            Ok(raw) => raw,
+            Err((status, body)) => panic!("handshake refused: {status} {body}"),
+        }
+    }
+
+    /// [`RawWs::attempt_with_buffer`] for any `target`.
+    pub async fn attempt_at(
+        port: u16,
+        target: &str,
+        headers: &[(&str, &str)],
+        recv_buffer: Option<u32>,
+    ) -> Result<Self, (StatusCode, Value)> {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
@@ -395,7 +411,7 @@ impl RawWs {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let mut stream = socket.connect(addr).await.expect("TCP connect");
         let mut request = format!(
-            "GET /ws?{query} HTTP/1.1\r\nUpgrade: websocket\r\n\
+            "GET {target} HTTP/1.1\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Version: 13\r\n"
         );

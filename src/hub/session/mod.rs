@@ -14,9 +14,12 @@
 //! the outcome (registration, subscriptions) for routing.
 //!
 //! This directory and `routes/ws.rs` are the only places that know the
-//! WebSocket library; of this directory, [`machine`] does not.
+//! WebSocket library; of this directory, [`machine`] does not. The echo
+//! route's actor ([`echo`]) shares the reading of the connection
+//! ([`wire`]) and nothing else.
 
 mod backlog;
+pub mod echo;
 pub mod fragments;
 pub mod inbound;
 pub mod machine;
@@ -79,10 +82,6 @@ pub struct WsSession {
     end_reason: DisconnectReason,
     /// The close code herald sent, or the client's, for the log.
     end_code: Option<u16>,
-    /// The echo route's session (`echo_route`): the same frame handling,
-    /// but messages are sent back instead of read as client frames, and it
-    /// never joins the router. For protocol-compliance suites only.
-    echo: bool,
     /// Holds this connection's place under `max_connections`; freed when
     /// the session is dropped.
     _permit: ConnectionPermit,
@@ -110,21 +109,7 @@ impl WsSession {
             last_heard: now,
             end_reason: DisconnectReason::ConnectionLost,
             end_code: None,
-            echo: false,
             _permit: permit,
-        }
-    }
-
-    /// A session for the echo route.
-    pub fn echo(
-        server: Addr<NotifyServer>,
-        peer: Option<ClientAddr>,
-        settings: Arc<SessionSettings>,
-        permit: ConnectionPermit,
-    ) -> Self {
-        Self {
-            echo: true,
-            ..Self::new(server, peer, settings, SessionStart::default(), permit)
         }
     }
 
@@ -214,10 +199,9 @@ impl WsSession {
 
     /// Closes the session with `code` and stops the actor at once. The close
     /// frame carries a fixed reason; the details, which may quote what the
-    /// client sent, go in an `error` frame just before it (not on the echo
-    /// route, which sends back only what it got).
+    /// client sent, go in an `error` frame just before it.
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: DisconnectReason) {
-        if let (Some(detail), false) = (reason.detail(), self.echo) {
+        if let Some(detail) = reason.detail() {
             Self::send_error(ctx, detail);
         }
         ctx.close(Some(close_frame(code, &reason)));
@@ -229,12 +213,10 @@ impl WsSession {
     /// Acts on one client message.
     fn incoming(&mut self, incoming: Incoming, ctx: &mut ws::WebsocketContext<Self>) {
         match incoming {
-            Incoming::Text(text) if self.echo => ctx.text(text),
             Incoming::Text(text) => {
                 let actions = self.machine.text(&text);
                 self.run(actions, ctx);
             }
-            Incoming::Binary(data) if self.echo => ctx.binary(data),
             Incoming::Binary(_) => {
                 let actions = self.machine.binary();
                 self.run(actions, ctx);
@@ -312,9 +294,6 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         ctx.run_interval(self.settings.heartbeat_interval, Self::heartbeat);
-        if self.echo {
-            return; // not routed: it only sends back what it gets
-        }
         // A session that must bring a token, or asked to be admitted with its
         // first register frame, waits for that frame; the heartbeat ends the
         // wait after `client_timeout`.
@@ -329,7 +308,7 @@ impl Actor for WsSession {
                 reason: self.end_reason.clone(),
                 close_code: self.end_code,
             });
-        } else if !self.echo {
+        } else {
             // Never admitted, so the router never heard of it: log here.
             let peer = self
                 .peer
@@ -360,7 +339,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
         };
         self.last_heard = Instant::now();
         let counted = !matches!(msg, ws::Message::Close(_) | ws::Message::Nop);
-        if counted && !self.echo && !self.within_rate(ctx) {
+        if counted && !self.within_rate(ctx) {
             return;
         }
         let incoming = self.messages.message(msg);
