@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # WebSocket protocol compliance: runs the Autobahn TestSuite cases with
 # kosoku (a native runner of Autobahn's case files, from PyPI) against
-# herald's echo route (the same session and frame code as /ws, enabled only
+# herald's echo route (the same frame code as /ws, enabled only
 # by this script's config), prints a summary table, and fails on any case
 # that is not OK, NON-STRICT or INFORMATIONAL.
 #

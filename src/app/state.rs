@@ -9,6 +9,7 @@ use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
 use crate::broker::Broker;
 use crate::client_addr::TrustedProxies;
 use crate::config::Config;
+use crate::hub::admission::Admission;
 use crate::hub::session::SessionSettings;
 use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
@@ -65,9 +66,11 @@ pub(super) fn shared(
             max_pending_messages: config.max_pending_messages,
             max_channels: config.max_channels_per_session,
             frames_per_sec: config.max_client_frames_per_sec,
-            private_prefix: config.private_channel_prefix.clone(),
-            tokens,
-            require_token: config.require_token,
+            admission: Admission {
+                private_prefix: config.private_channel_prefix.clone(),
+                tokens,
+                require_token: config.require_token,
+            },
             metrics: metrics.clone(),
         }),
         publishers: PublisherAuth::publishers(&config.publish_keys, config.trust_loopback),

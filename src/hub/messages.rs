@@ -286,6 +286,9 @@ pub enum DisconnectReason {
     PollDone,
     /// herald is shutting down.
     ServerShutdown,
+    /// The session's router (`NotifyServer`) is not running: the session
+    /// cannot be served (WebSocket close 1011).
+    ServerGone,
     /// The session's mailbox was closed when the server tried to deliver.
     Gone,
 }
@@ -307,6 +310,7 @@ impl DisconnectReason {
             Self::Flooding => "too many frames",
             Self::PollDone => "poll answered",
             Self::ServerShutdown => "server shutting down",
+            Self::ServerGone => "router not running",
             Self::Gone => "session gone",
         }
     }
@@ -316,6 +320,7 @@ impl DisconnectReason {
     pub fn detail(&self) -> Option<&str> {
         match self {
             Self::ProtocolError(text) | Self::Unauthorized(text) => Some(text),
+            Self::ServerGone => Some("the router is not running"),
             _ => None,
         }
     }

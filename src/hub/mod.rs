@@ -27,10 +27,14 @@
 //! Each transport has its own session actor, all joining the same routing:
 //! `WsSession` ([`session`]) owns one WebSocket, `SseSession` ([`sse`]) one
 //! event stream, `PollWaiter` ([`poll`]) one waiting long-poll request,
-//! whose answer body (`PollAnswer`) waits for it. The messages between them are in [`messages`]. What a session owes its
-//! client when it joins (a replay above all) goes out a slice at a time, as
+//! whose answer body (`PollAnswer`) waits for it. The messages between
+//! them are in [`messages`]. Who a client is, what it may join, how long it
+//! may stay and which frames answer its join are decided for every
+//! transport in one place ([`admission`]). What a session owes its client
+//! when it joins (a replay above all) goes out a slice at a time, as
 //! the client reads ([`backlog`]).
 
+pub mod admission;
 pub mod backlog;
 pub mod messages;
 pub mod poll;

@@ -26,11 +26,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
+use super::admission::SessionStart;
 use super::backlog::{Backlog, SLICE_BYTES};
-use super::messages::{
-    Close, Connect, Deliver, Disconnect, DisconnectReason, SessionOutbox, Transport,
-};
-use super::session::{SessionSettings, SessionStart};
+use super::messages::{Close, Deliver, Disconnect, DisconnectReason, SessionOutbox, Transport};
+use super::session::SessionSettings;
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
 use crate::ids::SessionId;
@@ -109,35 +108,27 @@ impl SseSession {
 
     fn admit(&mut self, ctx: &mut Context<Self>) {
         let start = self.start.take().unwrap_or_default();
-        if let Some(identity) = &start.identity {
-            ctx.run_later(identity.time_left(), |act, ctx| {
+        let mut admitted = self.settings.admission.admit(start);
+        if let Some(left) = admitted.lifetime() {
+            ctx.run_later(left, |act, ctx| {
                 act.end_reason = DisconnectReason::TokenExpired;
                 ctx.stop();
             });
         }
-        let id = start.identity.map(|i| i.id).or(start.id);
-        let addr = ctx.address();
-        let connect = Connect {
-            session: self.session,
-            transport: Transport::EventStream,
-            peer: self.peer,
-            outbox: SessionOutbox::of(&addr),
-            id: id.clone(),
-            channels: start.channels.clone(),
-            resume: start.resume,
-        };
+        let outbox = SessionOutbox::of(&ctx.address());
+        let connect = admitted.connect(self.session, Transport::EventStream, self.peer, outbox);
         self.admitted = true;
         self.server
             .send(connect)
             .into_actor(self)
             .map(move |answer, act, ctx| {
                 let Ok(joined) = answer else {
-                    act.end_reason = DisconnectReason::ProtocolError("router not running".into());
+                    act.end_reason = DisconnectReason::ServerGone;
                     return ctx.stop();
                 };
                 act.epoch = joined.epoch.clone();
                 // One place in the queue, however long the replay.
-                let backlog = Backlog::new(joined.frames(id.as_ref(), &start.channels));
+                let backlog = Backlog::new(admitted.answer(&joined));
                 let epoch = joined.epoch.clone();
                 act.push(Outbound::Joined { epoch, backlog }, ctx);
             })

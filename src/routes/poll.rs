@@ -26,28 +26,12 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     state.origins.check(req.headers())?;
     let start = ClientQuery::parse(req.query_string(), state.session_settings.max_channels)?
         .into_start(&state.session_settings)?;
-    if state.session_settings.require_token && start.identity.is_none() {
-        return Err(ApiError::Unauthorized(
-            "this server requires a token: add token=<JWT> to the URL".into(),
-        ));
-    }
-    // A poll ends at its token's expiry, as a WebSocket (4002) or an event
-    // stream does: nothing reaches it past `exp`.
-    let wait = match &start.identity {
-        Some(identity) => identity
-            .time_left()
-            .min(Duration::from_secs(state.poll_timeout_secs)),
-        None => Duration::from_secs(state.poll_timeout_secs),
-    };
-    let id = start.identity.map(|i| i.id).or(start.id);
     let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
     let request = PollRequest {
         peer,
-        id,
-        channels: start.channels,
-        resume: start.resume,
-        wait,
+        admitted: state.session_settings.admission.admit(start),
+        timeout: Duration::from_secs(state.poll_timeout_secs),
     };
     let body = hub::poll::answer(&state.server, request, permit).await?;
     Ok(HttpResponse::Ok()

@@ -12,7 +12,8 @@ use std::collections::HashSet;
 
 use crate::error::ApiError;
 use crate::form::parse_pairs;
-use crate::hub::session::{SessionSettings, SessionStart};
+use crate::hub::admission::{Refusal, SessionStart};
+use crate::hub::session::SessionSettings;
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::Position;
 
@@ -80,27 +81,28 @@ impl ClientQuery {
         Ok(parsed)
     }
 
-    /// Checks the token and the channels against the session rules, for a
-    /// transport admitted at the request (SSE, long-poll).
+    /// Checks the token and the channels against the admission rules, for
+    /// a transport admitted at the request (SSE, long-poll): with
+    /// `require_token`, a request without a token is refused here (401).
     pub fn into_start(mut self, settings: &SessionSettings) -> Result<SessionStart, ApiError> {
         self.await_register = false;
-        self.into_ws_start(settings)
+        let start = self.into_ws_start(settings)?;
+        settings
+            .admission
+            .admits(start.identity.as_ref())
+            .map_err(refused)?;
+        Ok(start)
     }
 
     /// [`ClientQuery::into_start`] for a WebSocket: with `await_register`,
     /// private channels are checked at admission instead, against the
-    /// identity the first `register` frame brings.
+    /// identity the first `register` frame brings; `require_token` is
+    /// enforced by the session, which waits for a token.
     pub fn into_ws_start(self, settings: &SessionSettings) -> Result<SessionStart, ApiError> {
-        let identity = match (&self.token, &settings.tokens) {
-            (None, _) => None,
-            (Some(_), None) => {
-                return Err(ApiError::InvalidQuery(
-                    "`token` given but tokens are not enabled on this server".into(),
-                ))
-            }
-            (Some(token), Some(verifier)) => {
-                Some(verifier.verify(token).map_err(ApiError::InvalidToken)?)
-            }
+        let rules = &settings.admission;
+        let identity = match &self.token {
+            None => None,
+            Some(token) => Some(rules.identify(token).map_err(refused)?),
         };
         if self.channels.len() > settings.max_channels {
             return Err(ApiError::TooManyChannels(settings.max_channels));
@@ -110,11 +112,9 @@ impl ClientQuery {
         // connects this way with a token, private channels in the URL, so
         // that they are joined and resumed in the same step).
         if !self.await_register {
-            for channel in &self.channels {
-                settings
-                    .may_join(channel, identity.as_ref())
-                    .map_err(ApiError::Forbidden)?;
-            }
+            rules
+                .check_channels(&self.channels, identity.as_ref())
+                .map_err(refused)?;
         }
         Ok(SessionStart {
             id: self.id,
@@ -123,6 +123,20 @@ impl ClientQuery {
             resume: self.resume,
             await_register: self.await_register,
         })
+    }
+}
+
+/// A refusal at the request, as the HTTP error the client gets.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::TokensDisabled => {
+            ApiError::InvalidQuery("`token` given but tokens are not enabled on this server".into())
+        }
+        Refusal::InvalidToken(e) => ApiError::InvalidToken(e),
+        Refusal::Forbidden(why) => ApiError::Forbidden(why),
+        Refusal::TokenRequired => ApiError::Unauthorized(
+            "this server requires a token: add token=<JWT> to the URL".into(),
+        ),
     }
 }
 

@@ -12,11 +12,12 @@ use actix_web_actors::ws;
 use super::query::ClientQuery;
 use super::AppState;
 use crate::error::ApiError;
-use crate::hub::session;
+use crate::hub::session::{self, echo::EchoSession};
 use crate::hub::WsSession;
 
-/// `GET /echo` (only with `echo_route = true`): the WebSocket session code
-/// sending back every message, for protocol-compliance suites.
+/// `GET /echo` (only with `echo_route = true`): a WebSocket that reads the
+/// connection as a session does and sends back every message, for
+/// protocol-compliance suites.
 pub async fn echo(
     req: HttpRequest,
     stream: web::Payload,
@@ -25,13 +26,10 @@ pub async fn echo(
     ws::handshake(&req).map_err(|e| ApiError::BadUpgrade(e.to_string()))?;
     let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
-    let session = WsSession::echo(
-        state.server.clone(),
-        peer,
-        state.session_settings.clone(),
-        permit,
-    );
-    session::start(session, &req, stream).map_err(|e| ApiError::BadUpgrade(e.to_string()))
+    let session = EchoSession::new(state.session_settings.clone(), permit);
+    session
+        .start(&req, stream)
+        .map_err(|e| ApiError::BadUpgrade(e.to_string()))
 }
 
 pub async fn upgrade(

@@ -4,7 +4,8 @@
 use herald::protocol::close_code;
 
 use crate::helpers::{
-    spawn_app_with, RawWs, TestApp, FIN, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, RSV1,
+    spawn_app_with, RawWs, TestApp, FIN, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+    RSV1,
 };
 
 async fn app() -> TestApp {
@@ -176,4 +177,27 @@ async fn a_valid_close_is_echoed() {
     let app = app().await;
     let frames = [(FIN | OP_CLOSE, 4321u16.to_be_bytes().to_vec(), true)];
     assert_eq!(close_code_after(&app, &frames).await, 4321);
+}
+
+#[actix_web::test]
+async fn the_echo_route_sends_messages_back_and_closes_as_ws_does() {
+    let app = spawn_app_with(|c| {
+        c.max_frame_bytes = 1024;
+        c.echo_route = true;
+    })
+    .await;
+    let mut raw = RawWs::connect_to(app.port, "/echo").await;
+    raw.send_frame(FIN | OP_TEXT, b"not json", true).await;
+    assert_eq!(
+        raw.read_frame().await,
+        Some((OP_TEXT, b"not json".to_vec()))
+    );
+    raw.send_frame(OP_BINARY, &[1, 2], true).await;
+    raw.send_frame(FIN | OP_CONT, &[3], true).await;
+    assert_eq!(raw.read_frame().await, Some((OP_BINARY, vec![1, 2, 3])));
+    raw.send_frame(FIN | OP_PING, b"p", true).await;
+    assert_eq!(raw.read_frame().await, Some((OP_PONG, b"p".to_vec())));
+    raw.send_frame(FIN | OP_TEXT, &vec![b'a'; 1025], true).await;
+    assert_eq!(raw.expect_close().await, close_code::MESSAGE_TOO_BIG);
+    assert_eq!(app.health().await["sessions"], 0, "never routed");
 }

@@ -32,14 +32,14 @@ use actix::{Actor, Addr, MailboxError};
 pub use self::answer::PollAnswer;
 use self::answer::{Answer, State, Waiting};
 pub use self::waiter::PollWaiter;
+use super::admission::Admitted;
 use super::backlog::Backlog;
-use super::messages::{Connect, Disconnect, DisconnectReason, Resume, SessionOutbox, Transport};
+use super::messages::{Disconnect, DisconnectReason, Resume, SessionOutbox, Transport};
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
-use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::ids::SessionId;
 use crate::limits::ConnectionPermit;
 use crate::protocol::poll::reset_answer;
-use crate::protocol::Position;
 
 /// How often a waiting poll writes a probe to learn whether its client is
 /// still there. A client that closed is noticed at the first write after
@@ -51,14 +51,12 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct PollRequest {
     /// The client address, for logs.
     pub peer: Option<ClientAddr>,
-    /// Who the client is: its token's subject, or else its `id`.
-    pub id: Option<ClientId>,
-    /// Already checked against the limits and permissions.
-    pub channels: Vec<ChannelName>,
-    pub resume: Option<Position>,
-    /// The longest the poll waits for a message: `poll_timeout_secs`, or
-    /// less when the client's token expires sooner.
-    pub wait: Duration,
+    /// Who the client is and what it joins ([`Admission::admit`]).
+    pub admitted: Admitted,
+    /// `poll_timeout_secs`: the longest a poll waits for a message. A poll
+    /// ends sooner at its token's expiry, as a WebSocket (4002) or an event
+    /// stream does: nothing reaches it past `exp`.
+    pub timeout: Duration,
 }
 
 /// Joins the poll to `server` and gives the body of its answer, which
@@ -76,16 +74,17 @@ pub async fn answer(
         server: server.clone(),
         session,
     };
+    let PollRequest {
+        peer,
+        mut admitted,
+        timeout,
+    } = request;
+    let wait = admitted
+        .lifetime()
+        .map_or(timeout, |left| left.min(timeout));
+    let outbox = SessionOutbox::of(&waiter);
     let joined = server
-        .send(Connect {
-            session,
-            transport: Transport::LongPoll,
-            peer: request.peer,
-            outbox: SessionOutbox::of(&waiter),
-            id: request.id,
-            channels: request.channels,
-            resume: request.resume,
-        })
+        .send(admitted.connect(session, Transport::LongPoll, peer, outbox))
         .await?;
     let epoch = joined.epoch;
     let state = match joined.resume {
@@ -98,11 +97,7 @@ pub async fn answer(
             State::Writing(Answer::messages(Backlog::new(frames), epoch, joined.seq))
         }
         _ => State::Waiting(Box::new(Waiting::new(
-            first,
-            request.wait,
-            epoch,
-            joined.seq,
-            leave,
+            first, wait, epoch, joined.seq, leave,
         ))),
     };
     // Answered at once, the session is done: `leave` (if not moved into

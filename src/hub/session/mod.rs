@@ -1,47 +1,50 @@
-//! `WsSession`: one actor per WebSocket connection.
+//! `WsSession`: one actor per WebSocket connection, the I/O shell around
+//! the session's client-frame logic ([`machine`]).
 //!
 //! It keeps the connection alive (ping every `heartbeat_interval_ms`, drop
-//! after `client_timeout_ms` of silence), enforces the client's limits (frame
-//! size, frame rate, channel count), checks who the client is (tokens, private
-//! channels), turns client frames into requests to `NotifyServer` and writes
-//! the frames it is handed. Any WebSocket protocol violation closes the
-//! session at once with the matching close code; the actor then stops, so its
-//! stream is never polled again.
+//! after `client_timeout_ms` of silence), enforces the connection's limits
+//! (frame size, frame rate), hands each complete client text to its
+//! [`Machine`] and carries out what that decides (frames to write, requests
+//! to `NotifyServer`, the token's expiry, a close), and writes the frames
+//! it is handed. Any WebSocket protocol violation closes the session at
+//! once with the matching close code; the actor then stops, so its stream
+//! is never polled again.
 //!
 //! The session decides what its client may do; `NotifyServer` only records
 //! the outcome (registration, subscriptions) for routing.
 //!
 //! This directory and `routes/ws.rs` are the only places that know the
-//! WebSocket library.
+//! WebSocket library; of this directory, [`machine`] does not. The echo
+//! route's actor ([`echo`]) shares the reading of the connection
+//! ([`wire`]) and nothing else.
 
 mod backlog;
+pub mod echo;
 pub mod fragments;
 pub mod inbound;
+pub mod machine;
+pub mod wire;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_http::ws::Item;
-use actix_web::error::PayloadError;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws::{self, CloseCode, CloseReason, HandshakeError, ProtocolError};
-use bytes::Bytes;
+use actix_web_actors::ws::{self, HandshakeError, ProtocolError};
 
-use self::fragments::{Assembled, Reassembler};
-use self::inbound::InboundFrames;
+use self::machine::{Action, Actions, Machine};
+use self::wire::{close_frame, echoed, ClientMessages, Incoming};
+use super::admission::{Admission, Admitted, SessionStart};
 use super::backlog::Backlog;
 use super::messages::{
-    Close, Connect, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe,
-    Transport, Unsubscribe,
+    Close, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe, Transport,
+    Unsubscribe,
 };
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
-use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::ids::{ClientId, SessionId};
 use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
-use crate::protocol::{close_code, ClientFrame, Position, ServerFrame};
-use crate::token::{Identity, TokenVerifier};
+use crate::protocol::{close_code, Position, ServerFrame};
 
 /// What every session enforces, from the config; shared by all sessions.
 pub struct SessionSettings {
@@ -54,50 +57,9 @@ pub struct SessionSettings {
     pub max_pending_messages: usize,
     pub max_channels: usize,
     pub frames_per_sec: u32,
-    /// Channels with this prefix need a token listing them.
-    pub private_prefix: String,
-    /// Verifies tokens; `None` when no `client_secret` is configured.
-    pub tokens: Option<TokenVerifier>,
-    /// Sessions without a valid token are closed (4001).
-    pub require_token: bool,
+    /// Who may be admitted, as whom, to which channels.
+    pub admission: Admission,
     pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-impl SessionSettings {
-    /// Whether a client with `identity` may join `channel`.
-    pub fn may_join(
-        &self,
-        channel: &ChannelName,
-        identity: Option<&Identity>,
-    ) -> Result<(), String> {
-        if !channel.as_str().starts_with(&self.private_prefix) {
-            return Ok(());
-        }
-        match identity {
-            Some(identity) if identity.channels.contains(channel) => Ok(()),
-            Some(_) => Err(format!(
-                "private channel {channel}: your token does not list it"
-            )),
-            None => Err(format!(
-                "private channel {channel}: needs a token that lists it"
-            )),
-        }
-    }
-}
-
-/// What the upgrade request asked for, already validated.
-#[derive(Default)]
-pub struct SessionStart {
-    /// `?id=`; ignored when a token is given.
-    pub id: Option<ClientId>,
-    /// From a valid `?token=`.
-    pub identity: Option<Identity>,
-    /// `?channel=` (each checked against the limits and permissions).
-    pub channels: Vec<ChannelName>,
-    /// `?since=&epoch=`: resume from there.
-    pub resume: Option<Position>,
-    /// `?await_register=1`: admit with the first `register` frame.
-    pub await_register: bool,
 }
 
 pub struct WsSession {
@@ -105,31 +67,21 @@ pub struct WsSession {
     peer: Option<ClientAddr>,
     server: Addr<NotifyServer>,
     settings: Arc<SessionSettings>,
-    /// The request's choices, applied once the session is admitted.
-    start: Option<SessionStart>,
-    /// Whether `NotifyServer` knows this session. False only while a
-    /// `require_token` session waits for its token.
-    admitted: bool,
-    /// Who a token says the client is; `None` for anonymous clients.
-    identity: Option<Identity>,
+    /// What the client's frames mean: admission, registration,
+    /// subscriptions, tokens.
+    machine: Machine,
     /// Closes the session when the token expires; replaced on refresh.
     expiry_timer: Option<SpawnHandle>,
-    /// This session's channels, for its limit and permission checks.
-    channels: BTreeSet<ChannelName>,
     /// When the connection opened.
     opened_at: Instant,
     /// When the client was last heard from (any frame, pongs included).
     last_heard: Instant,
     rate: FrameRateLimiter,
-    fragments: Reassembler,
+    messages: ClientMessages,
     /// Reported to the server when the actor stops.
     end_reason: DisconnectReason,
     /// The close code herald sent, or the client's, for the log.
     end_code: Option<u16>,
-    /// The echo route's session (`echo_route`): the same frame handling,
-    /// but messages are sent back instead of read as client frames, and it
-    /// never joins the router. For protocol-compliance suites only.
-    echo: bool,
     /// Holds this connection's place under `max_connections`; freed when
     /// the session is dropped.
     _permit: ConnectionPermit,
@@ -149,78 +101,56 @@ impl WsSession {
             peer,
             server,
             rate: FrameRateLimiter::new(settings.frames_per_sec, now),
-            fragments: Reassembler::new(settings.max_frame_bytes),
+            messages: ClientMessages::new(settings.max_frame_bytes),
+            machine: Machine::new(settings.clone(), start),
             settings,
-            start: Some(start),
-            admitted: false,
-            identity: None,
             expiry_timer: None,
-            channels: BTreeSet::new(),
             opened_at: now,
             last_heard: now,
             end_reason: DisconnectReason::ConnectionLost,
             end_code: None,
-            echo: false,
             _permit: permit,
         }
     }
 
-    /// A session for the echo route.
-    pub fn echo(
-        server: Addr<NotifyServer>,
-        peer: Option<ClientAddr>,
-        settings: Arc<SessionSettings>,
-        permit: ConnectionPermit,
-    ) -> Self {
-        Self {
-            echo: true,
-            ..Self::new(server, peer, settings, SessionStart::default(), permit)
+    /// Carries out `actions` in order; a close ends the list.
+    fn run(&mut self, actions: Actions, ctx: &mut ws::WebsocketContext<Self>) {
+        for action in actions {
+            match action {
+                Action::Send(frame) => ctx.text(frame),
+                Action::Error(error) => Self::send_error(ctx, &error),
+                Action::Join(admitted) => self.join(admitted, ctx),
+                Action::Register { id, resume } => self.register(id, resume, ctx),
+                Action::Subscribe(channel) => self.server.do_send(Subscribe {
+                    session: self.session,
+                    channel,
+                }),
+                Action::Unsubscribe(channel) => self.server.do_send(Unsubscribe {
+                    session: self.session,
+                    channel,
+                }),
+                Action::ExpireIn(left) => {
+                    if let Some(timer) = self.expiry_timer.take() {
+                        ctx.cancel_future(timer);
+                    }
+                    let timer = ctx.run_later(left, |act, ctx| {
+                        let actions = act.machine.expired();
+                        act.run(actions, ctx);
+                    });
+                    self.expiry_timer = Some(timer);
+                }
+                Action::Close { code, reason } => return self.close(ctx, code, reason),
+            }
         }
     }
 
-    /// Tells `NotifyServer` about the session with what the upgrade request
-    /// asked for (id, channels, resume), in one step, and writes the answer.
-    /// The session handles nothing else until the answer is written, so the
-    /// replay comes before any live message.
-    ///
-    /// This is where admission is decided: every channel is checked against
-    /// the identity the session is admitted with, which may be another than
-    /// the upgrade request's (a `register` frame with a new token before
-    /// admission). A channel that identity may not join is answered with an
-    /// error frame and not joined.
-    fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let mut start = self.start.take().unwrap_or_default();
-        let id = match start.identity {
-            Some(identity) => {
-                let id = identity.id.clone();
-                self.set_identity(identity, ctx);
-                Some(id)
-            }
-            None => start.id,
-        };
-        let identity = self.identity.as_ref();
-        let settings = &self.settings;
-        let (allowed, refused): (Vec<_>, Vec<_>) = std::mem::take(&mut start.channels)
-            .into_iter()
-            .partition(|channel| settings.may_join(channel, identity).is_ok());
-        for channel in refused {
-            if let Err(error) = self.settings.may_join(&channel, self.identity.as_ref()) {
-                Self::send_error(ctx, &error);
-            }
-        }
-        start.channels = allowed;
-        self.channels.extend(start.channels.iter().cloned());
-        let addr = ctx.address();
-        let connect = Connect {
-            session: self.session,
-            transport: Transport::WebSocket,
-            peer: self.peer,
-            outbox: SessionOutbox::of(&addr),
-            id: id.clone(),
-            channels: start.channels.clone(),
-            resume: start.resume,
-        };
-        self.admitted = true;
+    /// Tells `NotifyServer` about the session as admitted (id, channels,
+    /// resume), in one step, and writes the answer. The session handles
+    /// nothing else until the answer is written, so the replay comes before
+    /// any live message.
+    fn join(&mut self, mut admitted: Admitted, ctx: &mut ws::WebsocketContext<Self>) {
+        let outbox = SessionOutbox::of(&ctx.address());
+        let connect = admitted.connect(self.session, Transport::WebSocket, self.peer, outbox);
         self.server
             .send(connect)
             .into_actor(self)
@@ -228,8 +158,7 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.router_gone(ctx);
                 };
-                let frames = joined.frames(id.as_ref(), &start.channels);
-                act.write_backlog(Backlog::new(frames), ctx);
+                act.write_backlog(Backlog::new(admitted.answer(&joined)), ctx);
             })
             .wait(ctx);
     }
@@ -260,83 +189,8 @@ impl WsSession {
     }
 
     fn router_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        let reason = DisconnectReason::ProtocolError("the router is not running".into());
+        let reason = DisconnectReason::ServerGone;
         self.close(ctx, close_code::INTERNAL_ERROR, reason);
-    }
-
-    /// Takes on a verified identity: its id, its expiry, its channels.
-    fn become_identity(
-        &mut self,
-        identity: Identity,
-        resume: Option<Position>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let id = identity.id.clone();
-        self.set_identity(identity, ctx);
-        self.register(id, resume, ctx);
-    }
-
-    /// Replaces the identity, re-arms the expiry timer and leaves private
-    /// channels the new token no longer lists.
-    fn set_identity(&mut self, identity: Identity, ctx: &mut ws::WebsocketContext<Self>) {
-        if let Some(timer) = self.expiry_timer.take() {
-            ctx.cancel_future(timer);
-        }
-        self.expiry_timer = Some(ctx.run_later(identity.time_left(), |act, ctx| {
-            act.close(
-                ctx,
-                close_code::TOKEN_EXPIRED,
-                DisconnectReason::TokenExpired,
-            );
-        }));
-        self.identity = Some(identity);
-        let revoked: Vec<ChannelName> = self
-            .channels
-            .iter()
-            .filter(|c| self.settings.may_join(c, self.identity.as_ref()).is_err())
-            .cloned()
-            .collect();
-        for channel in revoked {
-            self.unsubscribe(channel, ctx);
-        }
-    }
-
-    fn subscribe(&mut self, channel: ChannelName, ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.channels.contains(&channel) {
-            if self.channels.len() >= self.settings.max_channels {
-                let error = format!(
-                    "subscription limit reached: at most {} channels per session",
-                    self.settings.max_channels
-                );
-                return Self::send_error(ctx, &error);
-            }
-            if let Err(error) = self.settings.may_join(&channel, self.identity.as_ref()) {
-                return Self::send_error(ctx, &error);
-            }
-            self.server.do_send(Subscribe {
-                session: self.session,
-                channel: channel.clone(),
-            });
-            self.channels.insert(channel.clone());
-        }
-        ctx.text(
-            ServerFrame::Subscribed {
-                channel: &channel,
-                epoch: None,
-                seq: None,
-            }
-            .encode(),
-        );
-    }
-
-    fn unsubscribe(&mut self, channel: ChannelName, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.channels.remove(&channel) {
-            self.server.do_send(Unsubscribe {
-                session: self.session,
-                channel: channel.clone(),
-            });
-        }
-        ctx.text(ServerFrame::Unsubscribed { channel: &channel }.encode());
     }
 
     fn send_error(ctx: &mut ws::WebsocketContext<Self>, error: &str) {
@@ -345,186 +199,41 @@ impl WsSession {
 
     /// Closes the session with `code` and stops the actor at once. The close
     /// frame carries a fixed reason; the details, which may quote what the
-    /// client sent, go in an `error` frame just before it (not on the echo
-    /// route, which sends back only what it got).
+    /// client sent, go in an `error` frame just before it.
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: DisconnectReason) {
-        if let (Some(detail), false) = (reason.detail(), self.echo) {
+        if let Some(detail) = reason.detail() {
             Self::send_error(ctx, detail);
         }
-        ctx.close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(reason.close_text().into()),
-        }));
+        ctx.close(Some(close_frame(code, &reason)));
         self.end_reason = reason;
         self.end_code = Some(code);
         ctx.stop();
     }
 
-    fn unauthorized(&mut self, ctx: &mut ws::WebsocketContext<Self>, why: String) {
-        self.close(
-            ctx,
-            close_code::UNAUTHORIZED,
-            DisconnectReason::Unauthorized(why),
-        );
-    }
-
-    fn handle_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.echo {
-            return ctx.text(text.to_owned());
-        }
-        let frame = match ClientFrame::parse(text) {
-            Ok(frame) => frame,
-            Err(reason) if self.admitted => return Self::send_error(ctx, &reason),
-            Err(reason) => return self.unauthorized(ctx, reason),
-        };
-        match frame {
-            ClientFrame::Register {
-                id,
-                token,
-                since,
-                epoch,
-            } => {
-                let resume = match (since, epoch) {
-                    (None, None) => None,
-                    (Some(since), Some(epoch)) => match Position::new(epoch, since) {
-                        Ok(position) => Some(position),
-                        Err(e) => return self.refuse(ctx, e),
-                    },
-                    _ => {
-                        let error = "give both `since` and `epoch`, or neither";
-                        return self.refuse(ctx, error.into());
-                    }
-                };
-                if resume.is_some() && self.admitted {
-                    // Messages may already be on their way to this session:
-                    // a replay now could arrive after newer ones.
-                    let error = "a position is taken only when the session is admitted: put \
-                                 since/epoch in the URL, or connect with await_register=1 and \
-                                 send them in the first register frame";
-                    return Self::send_error(ctx, error);
-                }
-                match (token, id) {
-                    (Some(token), _) => self.register_with_token(&token, resume, ctx),
-                    (None, Some(id)) => self.register_anonymous(id, resume, ctx),
-                    (None, None) => self.refuse(ctx, "register needs an `id` or a `token`".into()),
-                }
+    /// Acts on one client message.
+    fn incoming(&mut self, incoming: Incoming, ctx: &mut ws::WebsocketContext<Self>) {
+        match incoming {
+            Incoming::Text(text) => {
+                let actions = self.machine.text(&text);
+                self.run(actions, ctx);
             }
-            _ if !self.admitted => self.unauthorized(
-                ctx,
-                "send {\"type\":\"register\",\"token\":...} first".into(),
-            ),
-            ClientFrame::Subscribe { channel } => self.subscribe(channel, ctx),
-            ClientFrame::Unsubscribe { channel } => self.unsubscribe(channel, ctx),
-            ClientFrame::Refresh { token } => self.refresh(&token, ctx),
-        }
-    }
-
-    /// An error frame for an admitted session; for one still waiting for its
-    /// token, the end of it.
-    fn refuse(&mut self, ctx: &mut ws::WebsocketContext<Self>, error: String) {
-        if self.admitted {
-            Self::send_error(ctx, &error);
-        } else {
-            self.unauthorized(ctx, error);
-        }
-    }
-
-    fn refuse_binary(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        self.refuse(
-            ctx,
-            "binary messages are not supported: send JSON text".into(),
-        );
-    }
-
-    fn register_with_token(
-        &mut self,
-        token: &str,
-        resume: Option<Position>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        let Some(verifier) = &self.settings.tokens else {
-            return self.refuse(ctx, "tokens are not enabled on this server".into());
-        };
-        match verifier.verify(token) {
-            Ok(identity) if !self.admitted => {
-                // Admission registers the identity, joins the channels the
-                // upgrade asked for (which may need it) and resumes.
-                let start = self.start.get_or_insert_with(SessionStart::default);
-                start.identity = Some(identity);
-                if resume.is_some() {
-                    start.resume = resume;
-                }
-                self.admit(ctx);
+            Incoming::Binary(_) => {
+                let actions = self.machine.binary();
+                self.run(actions, ctx);
             }
-            Ok(identity) => self.become_identity(identity, resume, ctx),
-            Err(e) => self.refuse(ctx, format!("invalid token: {e}")),
-        }
-    }
-
-    fn register_anonymous(
-        &mut self,
-        id: ClientId,
-        resume: Option<Position>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
-        if self.settings.require_token {
-            return self.refuse(ctx, "this server requires a token to register".into());
-        }
-        if let Some(identity) = &self.identity {
-            let error = format!(
-                "this session is signed in as {}; register with a new token to change id",
-                identity.id
-            );
-            return Self::send_error(ctx, &error);
-        }
-        if !self.admitted {
-            let start = self.start.get_or_insert_with(SessionStart::default);
-            start.id = Some(id);
-            if resume.is_some() {
-                start.resume = resume;
+            Incoming::Ping(payload) => ctx.pong(&payload),
+            Incoming::Close(reason) => {
+                self.end_code = reason.as_ref().map(|r| u16::from(r.code));
+                ctx.close(echoed(reason));
+                self.end_reason = DisconnectReason::ClientClosed;
+                ctx.stop();
             }
-            return self.admit(ctx);
-        }
-        self.register(id, resume, ctx);
-    }
-
-    fn refresh(&mut self, token: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        let Some(verifier) = &self.settings.tokens else {
-            return Self::send_error(ctx, "tokens are not enabled on this server");
-        };
-        let Some(current) = self.identity.as_ref().map(|i| i.id.clone()) else {
-            return Self::send_error(ctx, "refresh needs a session registered with a token");
-        };
-        match verifier.verify(token) {
-            Ok(identity) if identity.id == current => {
-                let exp = identity.expires_at;
-                self.set_identity(identity, ctx);
-                ctx.text(ServerFrame::Refreshed { id: &current, exp }.encode());
+            Incoming::Fail { code, reason } => self.close(ctx, code, reason),
+            Incoming::Lost => {
+                self.end_reason = DisconnectReason::ConnectionLost;
+                ctx.stop();
             }
-            Ok(_) => Self::send_error(ctx, "refresh token is for another id"),
-            Err(e) => Self::send_error(ctx, &format!("invalid token: {e}")),
-        }
-    }
-
-    fn handle_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
-        let protocol_error = |what: &str| DisconnectReason::ProtocolError(what.into());
-        match self.fragments.push(item) {
-            Assembled::Pending => {}
-            Assembled::Text(text) => self.handle_text(&text, ctx),
-            Assembled::Binary(data) if self.echo => ctx.binary(data),
-            Assembled::Binary(_) => self.refuse_binary(ctx),
-            Assembled::TooBig => {
-                let reason = protocol_error("fragmented message over max_frame_bytes");
-                self.close(ctx, close_code::MESSAGE_TOO_BIG, reason);
-            }
-            Assembled::InvalidUtf8 => {
-                let reason = protocol_error("text message is not valid UTF-8");
-                self.close(ctx, close_code::INVALID_PAYLOAD, reason);
-            }
-            Assembled::OutOfOrder => {
-                let reason = protocol_error("continuation without a first frame");
-                self.close(ctx, close_code::PROTOCOL_ERROR, reason);
-            }
+            Incoming::Nothing => {}
         }
     }
 
@@ -553,8 +262,10 @@ impl WsSession {
     }
 
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if !self.admitted && self.opened_at.elapsed() >= self.settings.client_timeout {
-            self.unauthorized(ctx, "no token received in time".into());
+        let waited = self.opened_at.elapsed() >= self.settings.client_timeout;
+        if !self.machine.admitted() && waited {
+            let actions = self.machine.token_wait_over();
+            self.run(actions, ctx);
         } else if self.last_heard.elapsed() >= self.settings.client_timeout {
             self.close(
                 ctx,
@@ -567,45 +278,14 @@ impl WsSession {
     }
 }
 
-/// The upgrade answer that runs `session` over the connection. The client's
-/// bytes are read through [`InboundFrames`], which bounds what one
-/// connection can make herald buffer; the context's own input is left empty.
+/// The upgrade answer that runs `session` over the connection.
 pub fn start(
     session: WsSession,
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, HandshakeError> {
-    let mut response = ws::handshake(req)?;
-    let input = InboundFrames::new(payload, session.settings.max_frame_bytes);
-    let unused = futures_util::stream::pending::<Result<Bytes, PayloadError>>();
-    Ok(
-        response.streaming(ws::WebsocketContext::with_factory(unused, move |ctx| {
-            ctx.add_stream(input);
-            session
-        })),
-    )
-}
-
-/// The close code for a frame the codec refused, and the reason to log.
-fn classify(error: &ProtocolError) -> (u16, String) {
-    match error {
-        ProtocolError::Overflow => (
-            close_code::MESSAGE_TOO_BIG,
-            "frame over max_frame_bytes".into(),
-        ),
-        // The codec reports reserved bits as InvalidData, and text frames
-        // that are not UTF-8 as an error whose text names UTF-8; anything
-        // else under Io is the transport failing.
-        ProtocolError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            (close_code::PROTOCOL_ERROR, e.to_string())
-        }
-        ProtocolError::Io(e) if e.to_string().to_ascii_lowercase().contains("utf-8") => (
-            close_code::INVALID_PAYLOAD,
-            "text message is not valid UTF-8".into(),
-        ),
-        ProtocolError::Io(e) => (close_code::NORMAL, format!("transport error: {e}")),
-        other => (close_code::PROTOCOL_ERROR, other.to_string()),
-    }
+    let max_frame_bytes = session.settings.max_frame_bytes;
+    wire::start(session, max_frame_bytes, req, payload)
 }
 
 impl Actor for WsSession {
@@ -614,28 +294,21 @@ impl Actor for WsSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         ctx.run_interval(self.settings.heartbeat_interval, Self::heartbeat);
-        let start = self.start.as_ref();
-        let has_token = start.is_some_and(|s| s.identity.is_some());
-        let awaits = start.is_some_and(|s| s.await_register);
-        if self.echo {
-            return; // not routed: it only sends back what it gets
-        }
         // A session that must bring a token, or asked to be admitted with its
         // first register frame, waits for that frame; the heartbeat ends the
         // wait after `client_timeout`.
-        if !awaits && (!self.settings.require_token || has_token) {
-            self.admit(ctx);
-        }
+        let actions = self.machine.opened();
+        self.run(actions, ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        if self.admitted {
+        if self.machine.admitted() {
             self.server.do_send(Disconnect {
                 session: self.session,
                 reason: self.end_reason.clone(),
                 close_code: self.end_code,
             });
-        } else if !self.echo {
+        } else {
             // Never admitted, so the router never heard of it: log here.
             let peer = self
                 .peer
@@ -662,38 +335,15 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
         let msg = match item {
             Ok(msg) => msg,
-            Err(error) => {
-                let (code, what) = classify(&error);
-                if code == close_code::NORMAL {
-                    self.end_reason = DisconnectReason::ConnectionLost;
-                    return ctx.stop();
-                }
-                return self.close(ctx, code, DisconnectReason::ProtocolError(what));
-            }
+            Err(error) => return self.incoming(ClientMessages::error(&error), ctx),
         };
         self.last_heard = Instant::now();
         let counted = !matches!(msg, ws::Message::Close(_) | ws::Message::Nop);
-        if counted && !self.echo && !self.within_rate(ctx) {
+        if counted && !self.within_rate(ctx) {
             return;
         }
-        match msg {
-            ws::Message::Text(text) => self.handle_text(&text, ctx),
-            ws::Message::Binary(data) if self.echo => ctx.binary(data),
-            ws::Message::Binary(_) => self.refuse_binary(ctx),
-            ws::Message::Continuation(item) => self.handle_fragment(item, ctx),
-            ws::Message::Ping(payload) => ctx.pong(&payload),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
-            ws::Message::Close(reason) => {
-                self.end_code = reason.as_ref().map(|r| u16::from(r.code));
-                // Echo the client's code, as RFC 6455 §5.5.1 asks.
-                ctx.close(reason.map(|r| CloseReason {
-                    code: r.code,
-                    description: None,
-                }));
-                self.end_reason = DisconnectReason::ClientClosed;
-                ctx.stop();
-            }
-        }
+        let incoming = self.messages.message(msg);
+        self.incoming(incoming, ctx);
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
@@ -718,73 +368,5 @@ impl Handler<Close> for WsSession {
 
     fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
         self.close(ctx, msg.code, msg.reason);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codec_errors_map_to_close_codes() {
-        let rsv = ProtocolError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "Received a frame with non-zero reserved bits",
-        ));
-        assert_eq!(classify(&rsv).0, close_code::PROTOCOL_ERROR);
-        assert_eq!(
-            classify(&ProtocolError::Overflow).0,
-            close_code::MESSAGE_TOO_BIG
-        );
-        assert_eq!(
-            classify(&ProtocolError::UnmaskedFrame).0,
-            close_code::PROTOCOL_ERROR
-        );
-        assert_eq!(
-            classify(&ProtocolError::InvalidLength(200)).0,
-            close_code::PROTOCOL_ERROR
-        );
-        let bytes = vec![b'a', 0xff];
-        let utf8 = std::str::from_utf8(&bytes).unwrap_err();
-        let utf8 = ProtocolError::Io(std::io::Error::other(utf8.to_string()));
-        assert_eq!(classify(&utf8).0, close_code::INVALID_PAYLOAD);
-    }
-
-    fn settings() -> SessionSettings {
-        SessionSettings {
-            heartbeat_interval: Duration::from_secs(1),
-            client_timeout: Duration::from_secs(2),
-            max_frame_bytes: 1024,
-            max_pending_messages: 8,
-            max_channels: 4,
-            frames_per_sec: 10,
-            private_prefix: "private:".into(),
-            tokens: None,
-            require_token: false,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-        }
-    }
-
-    #[test]
-    fn private_channels_need_a_token_listing_them() {
-        let settings = settings();
-        let public = ChannelName::parse("news").unwrap();
-        let mine = ChannelName::parse("private:63").unwrap();
-        let theirs = ChannelName::parse("private:64").unwrap();
-        let identity = Identity {
-            id: ClientId::parse("63").unwrap(),
-            expires_at: u64::MAX,
-            channels: [mine.clone()].into(),
-        };
-        assert!(settings.may_join(&public, None).is_ok());
-        assert!(settings
-            .may_join(&mine, None)
-            .unwrap_err()
-            .contains("needs a token"));
-        assert!(settings.may_join(&mine, Some(&identity)).is_ok());
-        assert!(settings
-            .may_join(&theirs, Some(&identity))
-            .unwrap_err()
-            .contains("does not list"));
     }
 }

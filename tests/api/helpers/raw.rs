@@ -40,8 +40,13 @@ impl TestApp {
 /// The opening handshake of `/ws?{query}` naming `host`, with extra
 /// `headers` (a `Host` among them replaces `host`).
 pub fn upgrade_request(query: &str, host: &str, headers: &[(&str, &str)]) -> String {
+    upgrade_request_to(&format!("/ws?{query}"), host, headers)
+}
+
+/// The opening handshake of `target` (a path and query, such as `/echo`).
+pub fn upgrade_request_to(target: &str, host: &str, headers: &[(&str, &str)]) -> String {
     let mut request = format!(
-        "GET /ws?{query} HTTP/1.1\r\nUpgrade: websocket\r\n\
+        "GET {target} HTTP/1.1\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
          Sec-WebSocket-Version: 13\r\n"
     );
@@ -79,7 +84,13 @@ pub const OP_PONG: u8 = 0xA;
 impl RawWs {
     /// Connects and completes the opening handshake for `/ws?{query}`.
     pub async fn connect(port: u16, query: &str) -> Self {
-        match Self::attempt(port, query, &[]).await {
+        Self::connect_to(port, &format!("/ws?{query}")).await
+    }
+
+    /// Connects and completes the opening handshake for `target` (a path
+    /// and query, such as `/echo`).
+    pub async fn connect_to(port: u16, target: &str) -> Self {
+        match Self::attempt_at(port, target, &[], None).await {
             Ok(raw) => raw,
             Err((status, body)) => panic!("handshake refused: {status} {body}"),
         }
@@ -103,13 +114,23 @@ impl RawWs {
         headers: &[(&str, &str)],
         recv_buffer: Option<u32>,
     ) -> Result<Self, (StatusCode, Value)> {
+        Self::attempt_at(port, &format!("/ws?{query}"), headers, recv_buffer).await
+    }
+
+    /// [`RawWs::attempt_with_buffer`] for any `target`.
+    pub async fn attempt_at(
+        port: u16,
+        target: &str,
+        headers: &[(&str, &str)],
+        recv_buffer: Option<u32>,
+    ) -> Result<Self, (StatusCode, Value)> {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
         }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let mut stream = socket.connect(addr).await.expect("TCP connect");
-        let request = upgrade_request(query, &format!("127.0.0.1:{port}"), headers);
+        let request = upgrade_request_to(target, &format!("127.0.0.1:{port}"), headers);
         stream
             .write_all(request.as_bytes())
             .await
