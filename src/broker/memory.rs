@@ -1,11 +1,12 @@
 //! The memory broker: one process numbers and keeps its own messages.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::{Broker, Publication, Publishing, Refused, Replaying};
 use crate::config::BrokerKind;
 use crate::history::{History, HistoryLimits, StreamKey};
+use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
 use crate::replay::ReplayBudget;
 
@@ -13,7 +14,7 @@ use crate::replay::ReplayBudget;
 /// or resume, by `NotifyServer` only, so it is never contended; it is there
 /// because a broker is shared with the HTTP handlers (`/health`).
 pub struct MemoryBroker {
-    epoch: Arc<str>,
+    epoch: Epoch,
     /// `max_replay_bytes`: most one resume may bring back.
     max_replay_bytes: usize,
     state: Mutex<State>,
@@ -28,7 +29,7 @@ struct State {
 impl MemoryBroker {
     /// A broker for a fresh lifetime: `epoch` must differ from every earlier
     /// lifetime's. A resume needing more than `max_replay_bytes` is refused.
-    pub fn new(epoch: impl Into<Arc<str>>, limits: HistoryLimits, max_replay_bytes: usize) -> Self {
+    pub fn new(epoch: impl Into<Epoch>, limits: HistoryLimits, max_replay_bytes: usize) -> Self {
         Self {
             epoch: epoch.into(),
             max_replay_bytes,
@@ -51,7 +52,7 @@ impl Broker for MemoryBroker {
         BrokerKind::Memory
     }
 
-    fn epoch(&self) -> Arc<str> {
+    fn epoch(&self) -> Epoch {
         self.epoch.clone()
     }
 
@@ -73,7 +74,7 @@ impl Broker for MemoryBroker {
     /// Refusals carry no position: the node's own, the latest seq fanned
     /// out, is this broker's latest, and a resume from it replays nothing.
     fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
-        if from.epoch != *self.epoch {
+        if from.epoch != self.epoch {
             return Replaying::Here(Err(Refused::because(
                 "epoch changed: this server's history started afresh",
             )));

@@ -40,7 +40,7 @@ pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
 use crate::config::{BrokerKind, Config};
 use crate::history::StreamKey;
-use crate::ids::ClientId;
+use crate::ids::{ClientId, Epoch};
 use crate::protocol::{PendingFrame, Position};
 
 /// The broker could not take a publish.
@@ -145,7 +145,7 @@ pub struct Refused {
     /// the refusal: a resume from it has nothing to replay, so a client that
     /// follows the `reset` is not reset again. `None` when the broker could
     /// not be read: the node's own position is given.
-    pub newest: Option<(Arc<str>, u64)>,
+    pub newest: Option<(Epoch, u64)>,
 }
 
 impl Refused {
@@ -179,7 +179,7 @@ pub trait Broker: Send + Sync {
 
     /// The history's epoch: positions from another epoch are refused. With
     /// Redis it changes when the cluster's does (Redis lost its data).
-    fn epoch(&self) -> Arc<str>;
+    fn epoch(&self) -> Epoch;
 
     /// The newest seq numbered elsewhere before this node could see it: the
     /// cluster's counter as read when the node joined the cluster (at
@@ -229,8 +229,8 @@ pub trait Broker: Send + Sync {
 }
 
 /// A fresh epoch: random, so that it differs from every earlier one.
-fn new_epoch() -> String {
-    format!("{:016x}", rand::random::<u64>())
+fn new_epoch() -> Epoch {
+    Epoch::from(format!("{:016x}", rand::random::<u64>()))
 }
 
 /// The broker the config asks for; connects to Redis, and fails if it

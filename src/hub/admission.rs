@@ -222,10 +222,9 @@ impl Admitted {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::config::Secret;
+    use crate::ids::Epoch;
     use crate::token::TokenSigner;
 
     fn channel(name: &str) -> ChannelName {
@@ -330,7 +329,7 @@ mod tests {
         assert_eq!(admitted.channels, [channel("news"), channel("private:63")]);
         assert_eq!(admitted.refused.len(), 1);
         let joined = Joined {
-            epoch: Arc::from("E"),
+            epoch: Epoch::from("E"),
             seq: 3,
             resume: None,
         };

@@ -1,7 +1,6 @@
 //! Every actix message exchanged inside the hub, grouped by receiver.
 
 use std::fmt;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -9,7 +8,7 @@ use bytestring::ByteString;
 use super::backlog::Positioned;
 use crate::broker::{BrokerError, Presence, Publication};
 use crate::client_addr::ClientAddr;
-use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::ids::{ChannelName, ClientId, Epoch, SessionId};
 use crate::protocol::join;
 pub use crate::protocol::join::Resume;
 use crate::protocol::{PendingFrame, Position};
@@ -170,7 +169,7 @@ pub struct Published {
 /// that moment, and the outcome of a resume if one was asked.
 #[derive(Debug, Clone, MessageResponse)]
 pub struct Joined {
-    pub epoch: Arc<str>,
+    pub epoch: Epoch,
     pub seq: u64,
     pub resume: Option<Resume>,
 }

@@ -3,7 +3,6 @@
 //! or the refusal, with the cluster's newest position.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use bytestring::ByteString;
 
@@ -42,7 +41,7 @@ impl RedisBroker {
                 .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
         );
         let since = from.since;
-        let epoch: Arc<str> = from.epoch.as_str().into();
+        let epoch = from.epoch.clone();
         let standing = self.standing.clone();
         let max_replay_bytes = self.max_replay_bytes;
         let keep_ms = self.expiry.keep_ms;
@@ -55,7 +54,7 @@ impl RedisBroker {
                 invocation.key(name);
             }
             let reply: ReplayReply = invocation
-                .arg(&*epoch)
+                .arg(epoch.as_str())
                 .arg(since)
                 .arg(format!("{}-0", since.saturating_add(1)))
                 .arg(max_replay_bytes)
