@@ -97,6 +97,18 @@ struct OrderRef {
     key: StreamKey,
 }
 
+/// What the history holds now, for `/health` and `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryUsage {
+    /// Messages retained over all streams.
+    pub messages: usize,
+    /// Bytes counted against `history_max_bytes`: each retained message's
+    /// frame plus [`ENTRY_OVERHEAD_BYTES`].
+    pub bytes: usize,
+    /// Streams remembered, retained messages or not.
+    pub streams: usize,
+}
+
 /// Why a position cannot be brought up to date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
@@ -251,8 +263,12 @@ impl History {
     }
 
     /// Retained messages, bytes counted, and streams remembered.
-    pub fn usage(&self) -> (usize, usize, usize) {
-        (self.retained, self.bytes, self.streams.len())
+    pub fn usage(&self) -> HistoryUsage {
+        HistoryUsage {
+            messages: self.retained,
+            bytes: self.bytes,
+            streams: self.streams.len(),
+        }
     }
 }
 
@@ -336,7 +352,7 @@ mod tests {
         h.append(id("a"), 1, frame(1), start);
         let later = start + Duration::from_secs(61);
         h.append(id("b"), 2, frame(2), later);
-        assert_eq!(h.usage().0, 1);
+        assert_eq!(h.usage().messages, 1);
         assert!(h.replay([(&id("a"), 2)], 0, later, &mut budget()).is_err());
         assert!(h
             .replay([(&id("a"), 2)], 1, later, &mut budget())
@@ -359,7 +375,11 @@ mod tests {
                 now,
             );
         }
-        let (retained, bytes, _) = h.usage();
+        let HistoryUsage {
+            messages: retained,
+            bytes,
+            ..
+        } = h.usage();
         assert_eq!(retained, 3);
         assert!(bytes <= 3 * (2 + ENTRY_OVERHEAD_BYTES));
         let c1 = StreamKey::Channel(ChannelName::parse("c1").unwrap());
@@ -377,7 +397,7 @@ mod tests {
         h.append(id("b"), 2, frame(2), now);
         h.append(id("a"), 3, frame(3), now);
         h.append(id("c"), 4, frame(4), now); // forgets "b", last published at 2
-        assert_eq!(h.usage().2, 2);
+        assert_eq!(h.usage().streams, 2);
         assert!(h.replay([(&id("b"), 4)], 1, now, &mut budget()).is_err());
         // A position past everything "b" ever had is still complete.
         assert!(h
@@ -434,7 +454,11 @@ mod tests {
             let key = id(&format!("user{}", seq % 7));
             h.append(key, seq, frame(seq), now);
         }
-        let (retained, _, streams) = h.usage();
+        let HistoryUsage {
+            messages: retained,
+            streams,
+            ..
+        } = h.usage();
         assert_eq!(streams, 7);
         assert_eq!(retained, 21);
         assert!(

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Broker, Publication, Publishing, Refused, Replaying};
 use crate::config::BrokerKind;
-use crate::history::{History, HistoryLimits, StreamKey};
+use crate::history::{History, HistoryLimits, HistoryUsage, StreamKey};
 use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
 use crate::replay::ReplayBudget;
@@ -100,7 +100,7 @@ impl Broker for MemoryBroker {
         self.state().history.expire(now);
     }
 
-    fn usage(&self) -> (usize, usize, usize) {
+    fn usage(&self) -> HistoryUsage {
         self.state().history.usage()
     }
 }

@@ -39,7 +39,7 @@ use futures_util::future::BoxFuture;
 pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
 use crate::config::{BrokerKind, Config};
-use crate::history::StreamKey;
+use crate::history::{HistoryUsage, StreamKey};
 use crate::ids::{ClientId, Epoch};
 use crate::protocol::{PendingFrame, Position};
 
@@ -206,8 +206,8 @@ pub trait Broker: Send + Sync {
     fn expire(&self, _now: Instant) {}
 
     /// Messages, bytes and streams kept in this process.
-    fn usage(&self) -> (usize, usize, usize) {
-        (0, 0, 0)
+    fn usage(&self) -> HistoryUsage {
+        HistoryUsage::default()
     }
 
     /// Starts whatever runs in the background: delivery of announced
