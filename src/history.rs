@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 
 use crate::ids::{ChannelName, ClientId};
-use crate::replay::ReplayBudget;
+use crate::replay::{ReplayBudget, ResetReason};
 
 /// Memory counted per retained message besides its frame: the entry, its
 /// slot in the global order and map overhead, rounded up.
@@ -107,12 +107,6 @@ pub struct HistoryUsage {
     pub bytes: usize,
     /// Streams remembered, retained messages or not.
     pub streams: usize,
-}
-
-/// Why a position cannot be brought up to date.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gap {
-    pub reason: String,
 }
 
 impl History {
@@ -217,9 +211,9 @@ impl History {
     }
 
     /// Every retained message with `since < seq <= until` in each stream,
-    /// merged in seq order; or a [`Gap`] if any stream dropped a message
-    /// newer than `since`, or if those messages would exceed `budget`
-    /// (nothing is returned then). The frames are shared with the history,
+    /// merged in seq order; or why not ([`ResetReason`]) if any stream
+    /// dropped a message newer than `since`, or if those messages would
+    /// exceed `budget` (nothing is returned then). The frames are shared with the history,
     /// not copied.
     pub fn replay<'a>(
         &mut self,
@@ -227,7 +221,7 @@ impl History {
         since: u64,
         now: Instant,
         budget: &mut ReplayBudget,
-    ) -> Result<Vec<(u64, ByteString)>, Gap> {
+    ) -> Result<Vec<(u64, ByteString)>, ResetReason> {
         self.expire(now);
         let mut found = Vec::new();
         for (key, until) in streams {
@@ -236,25 +230,23 @@ impl History {
             }
             let Some(stream) = self.streams.get(key) else {
                 if self.forgotten_up_to > since {
-                    return Err(Gap {
-                        reason: format!("history no longer covers {key} after seq {since}"),
+                    return Err(ResetReason::HistoryForgotten {
+                        stream: key.to_string(),
+                        since,
                     });
                 }
                 continue;
             };
             if stream.dropped_up_to > since {
-                return Err(Gap {
-                    reason: format!(
-                        "history of {key} dropped messages after seq {since} (up to {})",
-                        stream.dropped_up_to
-                    ),
+                return Err(ResetReason::HistoryDropped {
+                    stream: key.to_string(),
+                    since,
+                    up_to: stream.dropped_up_to,
                 });
             }
             let start = stream.entries.partition_point(|e| e.seq <= since);
             for entry in stream.entries.range(start..).take_while(|e| e.seq <= until) {
-                budget.take(entry.frame.len()).map_err(|over| Gap {
-                    reason: over.to_string(),
-                })?;
+                budget.take(entry.frame.len())?;
                 found.push((entry.seq, entry.frame.clone()));
             }
         }
@@ -337,7 +329,7 @@ mod tests {
             [3, 4, 5]
         );
         let gap = h.replay(asked, 1, now, &mut budget()).unwrap_err();
-        assert!(gap.reason.contains("dropped"), "{gap:?}");
+        assert!(gap.to_string().contains("dropped"), "{gap:?}");
         // Another stream's losses do not matter.
         assert!(h
             .replay([(&id("b"), 5)], 0, now, &mut budget())
@@ -437,7 +429,7 @@ mod tests {
 
         let mut short = ReplayBudget::new(all - 1, 0);
         let gap = h.replay(asked, 0, now, &mut short).unwrap_err();
-        assert!(gap.reason.contains("max_replay_bytes"), "{gap:?}");
+        assert!(gap.to_string().contains("max_replay_bytes"), "{gap:?}");
         // From a later position the same budget suffices.
         let mut later = ReplayBudget::new(all - 1, 1);
         assert_eq!(

@@ -8,7 +8,7 @@ use crate::config::BrokerKind;
 use crate::history::{History, HistoryLimits, HistoryUsage, StreamKey};
 use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
-use crate::replay::ReplayBudget;
+use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason};
 
 /// Numbers and history of one process. The lock is taken once per publish
 /// or resume, by `NotifyServer` only, so it is never contended; it is there
@@ -75,24 +75,25 @@ impl Broker for MemoryBroker {
     /// out, is this broker's latest, and a resume from it replays nothing.
     fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
         if from.epoch != self.epoch {
-            return Replaying::Here(Err(Refused::because(
-                "epoch changed: this server's history started afresh",
-            )));
+            return Replaying::Here(Err(Refused::because(ResetReason::EpochChanged {
+                keeper: HistoryKeeper::Server,
+            })));
         }
         let since = from.since;
         let mut state = self.state();
         if since > state.seq {
-            return Replaying::Here(Err(Refused::because(format!(
-                "position {since} is ahead of this server ({})",
-                state.seq
-            ))));
+            return Replaying::Here(Err(Refused::because(ResetReason::Ahead {
+                since,
+                latest: state.seq,
+                keeper: HistoryKeeper::Server,
+            })));
         }
         let asked = streams.iter().map(|(key, from)| (key, *from));
         let mut budget = ReplayBudget::new(self.max_replay_bytes, since);
         let result = state
             .history
             .replay(asked, since, Instant::now(), &mut budget)
-            .map_err(|gap| Refused::because(gap.reason));
+            .map_err(Refused::because);
         Replaying::Here(result)
     }
 

@@ -42,6 +42,7 @@ use crate::config::{BrokerKind, Config};
 use crate::history::{HistoryUsage, StreamKey};
 use crate::ids::{ClientId, Epoch};
 use crate::protocol::{PendingFrame, Position};
+use crate::replay::ResetReason;
 
 /// The broker could not take a publish.
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +140,8 @@ pub enum Replaying {
 /// client gets `reset`, with a position to go on from.
 #[derive(Debug)]
 pub struct Refused {
-    /// Why, for people (the `reset` frame's `reason`).
-    pub reason: String,
+    /// Why (the `reset` frame's `reason`).
+    pub reason: ResetReason,
     /// The newest position the broker knows (epoch, latest seq), read with
     /// the refusal: a resume from it has nothing to replay, so a client that
     /// follows the `reset` is not reset again. `None` when the broker could
@@ -150,9 +151,9 @@ pub struct Refused {
 
 impl Refused {
     /// A refusal with no newer position than the node's own.
-    pub fn because(reason: impl Into<String>) -> Self {
+    pub fn because(reason: ResetReason) -> Self {
         Self {
-            reason: reason.into(),
+            reason,
             newest: None,
         }
     }

@@ -6,6 +6,7 @@ use bytestring::ByteString;
 
 use super::ServerFrame;
 use crate::ids::{ChannelName, ClientId, Epoch};
+use crate::replay::ResetReason;
 
 /// The outcome of a resume, as the router found it.
 #[derive(Debug, Clone)]
@@ -16,7 +17,7 @@ pub enum Resume {
         frames: Vec<(u64, ByteString)>,
     },
     /// Complete recovery was impossible; nothing is replayed.
-    Reset { reason: String },
+    Reset { reason: ResetReason },
 }
 
 /// The frames that tell the client the outcome of its join at position
@@ -80,7 +81,7 @@ pub fn frames(
 
 /// The `reset` frame: a resume from where the client was is impossible;
 /// it should reload its state and go on from `epoch`/`seq`.
-pub fn reset(reason: &str, epoch: &Epoch, seq: u64) -> ByteString {
+pub fn reset(reason: &ResetReason, epoch: &Epoch, seq: u64) -> ByteString {
     ServerFrame::Reset { reason, epoch, seq }.encode()
 }
 
@@ -136,13 +137,13 @@ mod tests {
     #[test]
     fn a_reset_replaces_the_replay() {
         let resume = Resume::Reset {
-            reason: "gone".into(),
+            reason: ResetReason::SessionClosed,
         };
         assert_eq!(
             text(&frames(&"E".into(), 9, Some(&resume), None, &[])),
             [(
                 Some(9),
-                r#"{"type":"reset","reason":"gone","epoch":"E","seq":9}"#
+                r#"{"type":"reset","reason":"session closed","epoch":"E","seq":9}"#
             )]
         );
     }

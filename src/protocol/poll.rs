@@ -14,6 +14,7 @@ use bytestring::ByteString;
 
 use super::join;
 use crate::ids::Epoch;
+use crate::replay::ResetReason;
 
 /// What a waiting poll writes to learn whether its client is still there:
 /// one space, which JSON allows before the answer, so `JSON.parse` and
@@ -22,7 +23,7 @@ pub const PROBE: &[u8] = b" ";
 
 /// The whole answer when the client's position cannot be recovered: the
 /// `reset` frame, as on the other transports.
-pub fn reset_answer(reason: &str, epoch: &Epoch, seq: u64) -> ByteString {
+pub fn reset_answer(reason: &ResetReason, epoch: &Epoch, seq: u64) -> ByteString {
     join::reset(reason, epoch, seq)
 }
 
@@ -102,8 +103,8 @@ mod tests {
     #[test]
     fn a_reset_answer_is_the_reset_frame() {
         assert_eq!(
-            &*reset_answer("gone", &"E".into(), 9),
-            r#"{"type":"reset","reason":"gone","epoch":"E","seq":9}"#
+            &*reset_answer(&ResetReason::SessionClosed, &"E".into(), 9),
+            r#"{"type":"reset","reason":"session closed","epoch":"E","seq":9}"#
         );
     }
 }

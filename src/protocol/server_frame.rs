@@ -4,6 +4,7 @@ use bytestring::ByteString;
 use serde::Serialize;
 
 use crate::ids::{ChannelName, ClientId, Epoch};
+use crate::replay::ResetReason;
 
 /// A frame herald sends to a client. Built and encoded once per event; a
 /// publish is encoded once and the bytes are shared by every recipient.
@@ -32,7 +33,7 @@ pub enum ServerFrame<'a> {
     /// A resume was impossible; nothing was replayed. The client should
     /// reload its state and continue from `epoch` / `seq`.
     Reset {
-        reason: &'a str,
+        reason: &'a ResetReason,
         epoch: &'a Epoch,
         seq: u64,
     },

@@ -265,6 +265,7 @@ mod tests {
     };
     use crate::ids::SessionId;
     use crate::protocol::{PendingFrame, Position};
+    use crate::replay::{HistoryKeeper, ResetReason};
     use actix::prelude::*;
 
     // ---- through the actor ----
@@ -341,11 +342,11 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(joined.resume, Some(Resume::Reset { ref reason }) if reason.contains("epoch"))
+            matches!(joined.resume, Some(Resume::Reset { ref reason }) if reason.to_string().contains("epoch"))
         );
         let gap = connect(&server, None, &[], Some(0)).await;
         assert!(
-            matches!(gap.joined.resume, Some(Resume::Reset { ref reason }) if reason.contains("dropped"))
+            matches!(gap.joined.resume, Some(Resume::Reset { ref reason }) if reason.to_string().contains("dropped"))
         );
         let fine = connect(&server, None, &[], Some(1)).await;
         assert_eq!(replayed(&fine.joined), [2, 3]);
@@ -381,6 +382,13 @@ mod tests {
 
     /// A broker that joined its cluster at seq 40 and refuses every resume,
     /// giving the cluster's newest position: another epoch, seq 42.
+    /// The refusal the test brokers give.
+    fn gone() -> ResetReason {
+        ResetReason::EpochChanged {
+            keeper: HistoryKeeper::Cluster,
+        }
+    }
+
     struct RefusingBroker;
 
     impl Broker for RefusingBroker {
@@ -405,7 +413,7 @@ mod tests {
         fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
             Replaying::Fetching(Box::pin(async {
                 Err(Refused {
-                    reason: "gone".into(),
+                    reason: gone(),
                     newest: Some(("e2".into(), 42)),
                 })
             }))
@@ -420,7 +428,7 @@ mod tests {
         assert_eq!(counts(&server).await.seq, 40);
         let back = connect(&server, Some("63"), &[], Some(3)).await;
         assert!(
-            matches!(&back.joined.resume, Some(Resume::Reset { reason }) if reason == "gone"),
+            matches!(&back.joined.resume, Some(Resume::Reset { reason }) if *reason == gone()),
             "{:?}",
             back.joined.resume
         );
@@ -538,7 +546,7 @@ mod tests {
     #[test]
     fn a_reset_reports_the_brokers_newest_position_or_the_join() {
         let refused = |newest| Refused {
-            reason: "gone".into(),
+            reason: gone(),
             newest,
         };
         let newest = settle(
@@ -555,7 +563,7 @@ mod tests {
         );
         assert_eq!(newest.replayed_from, None);
         assert!(
-            matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if reason == "gone")
+            matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if *reason == gone())
         );
         let unknown = settle(Err(refused(None)), 3, 5, true, 6, EPOCH.into());
         assert_eq!(
