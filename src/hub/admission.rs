@@ -187,7 +187,7 @@ impl Admitted {
         lifetime(self.identity.as_ref())
     }
 
-    /// The request that joins the session to the router. Takes the resume
+    /// The request that joins the session to `NotifyServer`. Takes the resume
     /// position: it is asked for once.
     pub fn connect(
         &mut self,

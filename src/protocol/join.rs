@@ -8,7 +8,7 @@ use super::ServerFrame;
 use crate::ids::{ChannelName, ClientId, Epoch};
 use crate::replay::ResetReason;
 
-/// The outcome of a resume, as the router found it.
+/// The outcome of a resume, as `NotifyServer` found it.
 #[derive(Debug, Clone)]
 pub enum Resume {
     /// Every missed message, in seq order (possibly none).

@@ -53,7 +53,7 @@ pub(super) struct Waiting {
     epoch: Epoch,
     /// The position at join: where an empty answer leaves the client.
     seq: u64,
-    /// Takes the session out of the router once the wait is over.
+    /// Takes the session out of `NotifyServer` once the wait is over.
     _leave: Leave,
 }
 
@@ -106,7 +106,7 @@ impl Stream for PollAnswer {
         let this = self.get_mut();
         if let State::Waiting(waiting) = &mut this.state {
             match waiting.poll_answer(cx) {
-                // The session leaves the router here, with `waiting`.
+                // The session leaves `NotifyServer` here, with `waiting`.
                 Poll::Ready(answer) => this.state = State::Writing(answer),
                 Poll::Pending => {
                     return match waiting.probe.as_mut().poll(cx) {
