@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use bytestring::ByteString;
 
 use crate::ids::{ChannelName, ClientId};
-use crate::replay::ReplayBudget;
+use crate::replay::{ReplayBudget, ResetReason};
 
 /// Memory counted per retained message besides its frame: the entry, its
 /// slot in the global order and map overhead, rounded up.
@@ -97,10 +97,16 @@ struct OrderRef {
     key: StreamKey,
 }
 
-/// Why a position cannot be brought up to date.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gap {
-    pub reason: String,
+/// What the history holds now, for `/health` and `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryUsage {
+    /// Messages retained over all streams.
+    pub messages: usize,
+    /// Bytes counted against `history_max_bytes`: each retained message's
+    /// frame plus [`ENTRY_OVERHEAD_BYTES`].
+    pub bytes: usize,
+    /// Streams remembered, retained messages or not.
+    pub streams: usize,
 }
 
 impl History {
@@ -205,9 +211,9 @@ impl History {
     }
 
     /// Every retained message with `since < seq <= until` in each stream,
-    /// merged in seq order; or a [`Gap`] if any stream dropped a message
-    /// newer than `since`, or if those messages would exceed `budget`
-    /// (nothing is returned then). The frames are shared with the history,
+    /// merged in seq order; or why not ([`ResetReason`]) if any stream
+    /// dropped a message newer than `since`, or if those messages would
+    /// exceed `budget` (nothing is returned then). The frames are shared with the history,
     /// not copied.
     pub fn replay<'a>(
         &mut self,
@@ -215,7 +221,7 @@ impl History {
         since: u64,
         now: Instant,
         budget: &mut ReplayBudget,
-    ) -> Result<Vec<(u64, ByteString)>, Gap> {
+    ) -> Result<Vec<(u64, ByteString)>, ResetReason> {
         self.expire(now);
         let mut found = Vec::new();
         for (key, until) in streams {
@@ -224,25 +230,23 @@ impl History {
             }
             let Some(stream) = self.streams.get(key) else {
                 if self.forgotten_up_to > since {
-                    return Err(Gap {
-                        reason: format!("history no longer covers {key} after seq {since}"),
+                    return Err(ResetReason::HistoryForgotten {
+                        stream: key.to_string(),
+                        since,
                     });
                 }
                 continue;
             };
             if stream.dropped_up_to > since {
-                return Err(Gap {
-                    reason: format!(
-                        "history of {key} dropped messages after seq {since} (up to {})",
-                        stream.dropped_up_to
-                    ),
+                return Err(ResetReason::HistoryDropped {
+                    stream: key.to_string(),
+                    since,
+                    up_to: stream.dropped_up_to,
                 });
             }
             let start = stream.entries.partition_point(|e| e.seq <= since);
             for entry in stream.entries.range(start..).take_while(|e| e.seq <= until) {
-                budget.take(entry.frame.len()).map_err(|over| Gap {
-                    reason: over.to_string(),
-                })?;
+                budget.take(entry.frame.len())?;
                 found.push((entry.seq, entry.frame.clone()));
             }
         }
@@ -251,8 +255,12 @@ impl History {
     }
 
     /// Retained messages, bytes counted, and streams remembered.
-    pub fn usage(&self) -> (usize, usize, usize) {
-        (self.retained, self.bytes, self.streams.len())
+    pub fn usage(&self) -> HistoryUsage {
+        HistoryUsage {
+            messages: self.retained,
+            bytes: self.bytes,
+            streams: self.streams.len(),
+        }
     }
 }
 
@@ -321,7 +329,7 @@ mod tests {
             [3, 4, 5]
         );
         let gap = h.replay(asked, 1, now, &mut budget()).unwrap_err();
-        assert!(gap.reason.contains("dropped"), "{gap:?}");
+        assert!(gap.to_string().contains("dropped"), "{gap:?}");
         // Another stream's losses do not matter.
         assert!(h
             .replay([(&id("b"), 5)], 0, now, &mut budget())
@@ -336,7 +344,7 @@ mod tests {
         h.append(id("a"), 1, frame(1), start);
         let later = start + Duration::from_secs(61);
         h.append(id("b"), 2, frame(2), later);
-        assert_eq!(h.usage().0, 1);
+        assert_eq!(h.usage().messages, 1);
         assert!(h.replay([(&id("a"), 2)], 0, later, &mut budget()).is_err());
         assert!(h
             .replay([(&id("a"), 2)], 1, later, &mut budget())
@@ -359,7 +367,11 @@ mod tests {
                 now,
             );
         }
-        let (retained, bytes, _) = h.usage();
+        let HistoryUsage {
+            messages: retained,
+            bytes,
+            ..
+        } = h.usage();
         assert_eq!(retained, 3);
         assert!(bytes <= 3 * (2 + ENTRY_OVERHEAD_BYTES));
         let c1 = StreamKey::Channel(ChannelName::parse("c1").unwrap());
@@ -377,7 +389,7 @@ mod tests {
         h.append(id("b"), 2, frame(2), now);
         h.append(id("a"), 3, frame(3), now);
         h.append(id("c"), 4, frame(4), now); // forgets "b", last published at 2
-        assert_eq!(h.usage().2, 2);
+        assert_eq!(h.usage().streams, 2);
         assert!(h.replay([(&id("b"), 4)], 1, now, &mut budget()).is_err());
         // A position past everything "b" ever had is still complete.
         assert!(h
@@ -417,7 +429,7 @@ mod tests {
 
         let mut short = ReplayBudget::new(all - 1, 0);
         let gap = h.replay(asked, 0, now, &mut short).unwrap_err();
-        assert!(gap.reason.contains("max_replay_bytes"), "{gap:?}");
+        assert!(gap.to_string().contains("max_replay_bytes"), "{gap:?}");
         // From a later position the same budget suffices.
         let mut later = ReplayBudget::new(all - 1, 1);
         assert_eq!(
@@ -434,7 +446,11 @@ mod tests {
             let key = id(&format!("user{}", seq % 7));
             h.append(key, seq, frame(seq), now);
         }
-        let (retained, _, streams) = h.usage();
+        let HistoryUsage {
+            messages: retained,
+            streams,
+            ..
+        } = h.usage();
         assert_eq!(streams, 7);
         assert_eq!(retained, 21);
         assert!(

@@ -1,9 +1,10 @@
-//! Validated identifiers. Anything that names a client, a channel or a
-//! session is parsed once at the boundary into one of these newtypes, so the
-//! routing code never sees an unchecked string.
+//! Validated identifiers. Anything that names a client, a channel, a
+//! session or a history epoch is parsed once at the boundary into one of
+//! these newtypes, so the routing code never sees an unchecked string.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -230,6 +231,88 @@ impl fmt::Debug for SessionId {
     }
 }
 
+/// A lifetime of the message history: positions (`seq`) count within one
+/// epoch, and a position from another one cannot be resumed. The broker
+/// makes a fresh one when its history starts afresh (a process start, or a
+/// Redis that lost its data) and hands it to every client in the frames
+/// that answer a join, in SSE event ids and in long-poll answers; a client
+/// sends it back to resume.
+///
+/// Held by every session and sent with every SSE event, so a clone is a
+/// reference-count bump, never a copy of the text. On the wire it is a
+/// plain JSON string.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Epoch(Arc<str>);
+
+/// A client sent something that cannot be an epoch herald handed out. The
+/// text is shown to clients as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`epoch` must be the epoch herald sent (letters, digits, '-')")]
+pub struct EpochError;
+
+impl Epoch {
+    /// Longest epoch accepted from a client, in bytes.
+    pub const MAX_BYTES: usize = 64;
+
+    /// Reads the epoch a client sends back: 1 to [`Self::MAX_BYTES`] bytes
+    /// of ASCII letters, digits and `-`, the alphabet of every epoch herald
+    /// makes, so it is safe in a log line, a URL and a Redis argument.
+    pub fn parse(raw: &str) -> Result<Self, EpochError> {
+        let valid = !raw.is_empty()
+            && raw.len() <= Self::MAX_BYTES
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if valid {
+            Ok(Self(raw.into()))
+        } else {
+            Err(EpochError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An epoch herald made or read from its own store (the Redis cluster's
+/// key), taken as it is; what a client sends goes through
+/// [`Epoch::parse`]. The default, empty, is "no epoch yet": no client
+/// position matches it.
+impl From<&str> for Epoch {
+    fn from(epoch: &str) -> Self {
+        Self(epoch.into())
+    }
+}
+
+impl From<String> for Epoch {
+    fn from(epoch: String) -> Self {
+        Self(epoch.into())
+    }
+}
+
+impl AsRef<str> for Epoch {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+impl Serialize for Epoch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +424,41 @@ mod tests {
         let a = SessionId::next();
         let b = SessionId::next();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn epochs_from_clients_use_herald_s_alphabet_only() {
+        assert_eq!(
+            Epoch::parse("a1b2-C3").map(|e| e.to_string()),
+            Ok("a1b2-C3".into())
+        );
+        assert!(Epoch::parse(&"e".repeat(Epoch::MAX_BYTES)).is_ok());
+        for bad in [
+            "",
+            "a b",
+            "a:1",
+            "ü",
+            "a\n",
+            &"e".repeat(Epoch::MAX_BYTES + 1),
+        ] {
+            assert_eq!(Epoch::parse(bad), Err(EpochError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_epoch_is_a_plain_string_on_the_wire_and_a_shared_one_in_memory() {
+        let epoch = Epoch::from("e1");
+        assert_eq!(serde_json::to_string(&epoch).unwrap(), "\"e1\"");
+        assert_eq!(
+            (epoch.to_string(), format!("{epoch:?}")),
+            ("e1".into(), "\"e1\"".into())
+        );
+        let copy = epoch.clone();
+        assert!(
+            std::ptr::eq(copy.as_str(), epoch.as_str()),
+            "a clone shares the text"
+        );
+        assert_eq!(copy, Epoch::parse("e1").unwrap());
+        assert_eq!(Epoch::default().as_str(), "");
     }
 }

@@ -56,7 +56,8 @@
 //!      a join, the close codes, SSE events, the long-poll answer.
 //!    - [`config_env`]: the `HERALD_*` variables.
 //! 8. Plain parts that use no other module:
-//!    - [`ids`]: validated client ids, channel names and session ids.
+//!    - [`ids`]: validated client ids, channel names, session ids and
+//!      history epochs.
 //!    - [`origin`]: a web origin (`scheme://host:port`), parsed and compared.
 //!    - [`host`]: the `Host` names herald answers to (against DNS
 //!      rebinding).

@@ -1,8 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` (text format, from the
 //! `prometheus` crate).
 //!
-//! Counters and gauges are updated where the events happen (the router, the
-//! sessions, the publish handler); each update is an atomic add, never a
+//! Counters and gauges are updated where the events happen (`NotifyServer`,
+//! the sessions, the publish handler); each update is an atomic add, never a
 //! lock.
 
 use prometheus::{

@@ -1,19 +1,20 @@
 //! The memory broker: one process numbers and keeps its own messages.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::{Broker, Publication, Publishing, Refused, Replaying};
 use crate::config::BrokerKind;
-use crate::history::{History, HistoryLimits, StreamKey};
+use crate::history::{History, HistoryLimits, HistoryUsage, StreamKey};
+use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
-use crate::replay::ReplayBudget;
+use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason};
 
 /// Numbers and history of one process. The lock is taken once per publish
 /// or resume, by `NotifyServer` only, so it is never contended; it is there
 /// because a broker is shared with the HTTP handlers (`/health`).
 pub struct MemoryBroker {
-    epoch: Arc<str>,
+    epoch: Epoch,
     /// `max_replay_bytes`: most one resume may bring back.
     max_replay_bytes: usize,
     state: Mutex<State>,
@@ -28,7 +29,7 @@ struct State {
 impl MemoryBroker {
     /// A broker for a fresh lifetime: `epoch` must differ from every earlier
     /// lifetime's. A resume needing more than `max_replay_bytes` is refused.
-    pub fn new(epoch: impl Into<Arc<str>>, limits: HistoryLimits, max_replay_bytes: usize) -> Self {
+    pub fn new(epoch: impl Into<Epoch>, limits: HistoryLimits, max_replay_bytes: usize) -> Self {
         Self {
             epoch: epoch.into(),
             max_replay_bytes,
@@ -51,7 +52,7 @@ impl Broker for MemoryBroker {
         BrokerKind::Memory
     }
 
-    fn epoch(&self) -> Arc<str> {
+    fn epoch(&self) -> Epoch {
         self.epoch.clone()
     }
 
@@ -73,25 +74,26 @@ impl Broker for MemoryBroker {
     /// Refusals carry no position: the node's own, the latest seq fanned
     /// out, is this broker's latest, and a resume from it replays nothing.
     fn replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
-        if from.epoch != *self.epoch {
-            return Replaying::Here(Err(Refused::because(
-                "epoch changed: this server's history started afresh",
-            )));
+        if from.epoch != self.epoch {
+            return Replaying::Here(Err(Refused::because(ResetReason::EpochChanged {
+                keeper: HistoryKeeper::Server,
+            })));
         }
         let since = from.since;
         let mut state = self.state();
         if since > state.seq {
-            return Replaying::Here(Err(Refused::because(format!(
-                "position {since} is ahead of this server ({})",
-                state.seq
-            ))));
+            return Replaying::Here(Err(Refused::because(ResetReason::Ahead {
+                since,
+                latest: state.seq,
+                keeper: HistoryKeeper::Server,
+            })));
         }
         let asked = streams.iter().map(|(key, from)| (key, *from));
         let mut budget = ReplayBudget::new(self.max_replay_bytes, since);
         let result = state
             .history
             .replay(asked, since, Instant::now(), &mut budget)
-            .map_err(|gap| Refused::because(gap.reason));
+            .map_err(Refused::because);
         Replaying::Here(result)
     }
 
@@ -99,7 +101,7 @@ impl Broker for MemoryBroker {
         self.state().history.expire(now);
     }
 
-    fn usage(&self) -> (usize, usize, usize) {
+    fn usage(&self) -> HistoryUsage {
         self.state().history.usage()
     }
 }

@@ -39,9 +39,10 @@ use futures_util::future::BoxFuture;
 pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
 use crate::config::{BrokerKind, Config};
-use crate::history::StreamKey;
-use crate::ids::ClientId;
+use crate::history::{HistoryUsage, StreamKey};
+use crate::ids::{ClientId, Epoch};
 use crate::protocol::{PendingFrame, Position};
+use crate::replay::ResetReason;
 
 /// The broker could not take a publish.
 #[derive(Debug, thiserror::Error)]
@@ -139,20 +140,20 @@ pub enum Replaying {
 /// client gets `reset`, with a position to go on from.
 #[derive(Debug)]
 pub struct Refused {
-    /// Why, for people (the `reset` frame's `reason`).
-    pub reason: String,
+    /// Why (the `reset` frame's `reason`).
+    pub reason: ResetReason,
     /// The newest position the broker knows (epoch, latest seq), read with
     /// the refusal: a resume from it has nothing to replay, so a client that
     /// follows the `reset` is not reset again. `None` when the broker could
     /// not be read: the node's own position is given.
-    pub newest: Option<(Arc<str>, u64)>,
+    pub newest: Option<(Epoch, u64)>,
 }
 
 impl Refused {
     /// A refusal with no newer position than the node's own.
-    pub fn because(reason: impl Into<String>) -> Self {
+    pub fn because(reason: ResetReason) -> Self {
         Self {
-            reason: reason.into(),
+            reason,
             newest: None,
         }
     }
@@ -179,7 +180,7 @@ pub trait Broker: Send + Sync {
 
     /// The history's epoch: positions from another epoch are refused. With
     /// Redis it changes when the cluster's does (Redis lost its data).
-    fn epoch(&self) -> Arc<str>;
+    fn epoch(&self) -> Epoch;
 
     /// The newest seq numbered elsewhere before this node could see it: the
     /// cluster's counter as read when the node joined the cluster (at
@@ -206,8 +207,8 @@ pub trait Broker: Send + Sync {
     fn expire(&self, _now: Instant) {}
 
     /// Messages, bytes and streams kept in this process.
-    fn usage(&self) -> (usize, usize, usize) {
-        (0, 0, 0)
+    fn usage(&self) -> HistoryUsage {
+        HistoryUsage::default()
     }
 
     /// Starts whatever runs in the background: delivery of announced
@@ -229,8 +230,8 @@ pub trait Broker: Send + Sync {
 }
 
 /// A fresh epoch: random, so that it differs from every earlier one.
-fn new_epoch() -> String {
-    format!("{:016x}", rand::random::<u64>())
+fn new_epoch() -> Epoch {
+    Epoch::from(format!("{:016x}", rand::random::<u64>()))
 }
 
 /// The broker the config asks for; connects to Redis, and fails if it

@@ -187,7 +187,7 @@ impl Admitted {
         lifetime(self.identity.as_ref())
     }
 
-    /// The request that joins the session to the router. Takes the resume
+    /// The request that joins the session to `NotifyServer`. Takes the resume
     /// position: it is asked for once.
     pub fn connect(
         &mut self,
@@ -222,10 +222,9 @@ impl Admitted {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::config::Secret;
+    use crate::ids::Epoch;
     use crate::token::TokenSigner;
 
     fn channel(name: &str) -> ChannelName {
@@ -330,7 +329,7 @@ mod tests {
         assert_eq!(admitted.channels, [channel("news"), channel("private:63")]);
         assert_eq!(admitted.refused.len(), 1);
         let joined = Joined {
-            epoch: Arc::from("E"),
+            epoch: Epoch::from("E"),
             seq: 3,
             resume: None,
         };

@@ -1,7 +1,6 @@
 //! Every actix message exchanged inside the hub, grouped by receiver.
 
 use std::fmt;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -9,12 +8,12 @@ use bytestring::ByteString;
 use super::backlog::Positioned;
 use crate::broker::{BrokerError, Presence, Publication};
 use crate::client_addr::ClientAddr;
-use crate::ids::{ChannelName, ClientId, SessionId};
+use crate::ids::{ChannelName, ClientId, Epoch, SessionId};
 use crate::protocol::join;
 pub use crate::protocol::join::Resume;
 use crate::protocol::{PendingFrame, Position};
 
-// ---- to the server -------------------------------------------------------
+// ---- to NotifyServer -----------------------------------------------------
 
 /// A session opens, with what it asked for at connect. Registering,
 /// subscribing and resuming happen in this one step, so no publish can fall
@@ -28,7 +27,7 @@ pub struct Connect {
     /// The client address (the TCP peer, or the client behind a trusted
     /// proxy), for logs.
     pub peer: Option<ClientAddr>,
-    /// Where the server sends this session's frames and its close order.
+    /// Where `NotifyServer` sends this session's frames and its close order.
     pub outbox: SessionOutbox,
     pub id: Option<ClientId>,
     /// Already checked against the session's limits and permissions.
@@ -76,7 +75,7 @@ pub struct Unsubscribe {
 #[derive(Message)]
 #[rtype(result = "Result<Published, BrokerError>")]
 pub struct Broadcast {
-    /// Encoded once by the publisher; the server only stamps the seq in.
+    /// Encoded once by the publisher; `NotifyServer` only stamps the seq in.
     pub frame: PendingFrame,
 }
 
@@ -138,7 +137,7 @@ pub struct ChannelCount {
     pub subscribers: usize,
 }
 
-/// Ask for the current size of the registry.
+/// Ask `NotifyServer` for its current size and the history's ([`Counts`]).
 #[derive(Message)]
 #[rtype(result = "Counts")]
 pub struct GetCounts;
@@ -152,7 +151,7 @@ pub struct GetPresence {
     pub known: Option<u64>,
 }
 
-// ---- answers from the server ---------------------------------------------
+// ---- answers from NotifyServer -------------------------------------------
 
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +169,7 @@ pub struct Published {
 /// that moment, and the outcome of a resume if one was asked.
 #[derive(Debug, Clone, MessageResponse)]
 pub struct Joined {
-    pub epoch: Arc<str>,
+    pub epoch: Epoch,
     pub seq: u64,
     pub resume: Option<Resume>,
 }
@@ -183,7 +182,8 @@ impl Joined {
     }
 }
 
-/// The size of the registry and of the history, for `/health`.
+/// What `NotifyServer` holds (sessions, ids, channels) and the size of
+/// the history, for `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
 pub struct Counts {
     /// Open sessions, registered or not.
@@ -222,7 +222,7 @@ pub struct Close {
     pub reason: DisconnectReason,
 }
 
-/// The two addresses of one session that the server keeps.
+/// The two addresses of one session that `NotifyServer` keeps.
 #[derive(Clone)]
 pub struct SessionOutbox {
     /// Fan-out goes here, with `try_send`, so a full queue is noticed.
@@ -286,10 +286,10 @@ pub enum DisconnectReason {
     PollDone,
     /// herald is shutting down.
     ServerShutdown,
-    /// The session's router (`NotifyServer`) is not running: the session
+    /// `NotifyServer` is not running: the session
     /// cannot be served (WebSocket close 1011).
     ServerGone,
-    /// The session's mailbox was closed when the server tried to deliver.
+    /// The session's mailbox was closed when `NotifyServer` tried to deliver.
     Gone,
 }
 

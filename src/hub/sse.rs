@@ -32,7 +32,7 @@ use super::messages::{Close, Deliver, Disconnect, DisconnectReason, SessionOutbo
 use super::session::SessionSettings;
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
-use crate::ids::SessionId;
+use crate::ids::{Epoch, SessionId};
 use crate::limits::ConnectionPermit;
 use crate::protocol::sse;
 
@@ -43,7 +43,7 @@ pub struct SseSession {
     settings: Arc<SessionSettings>,
     start: Option<SessionStart>,
     /// The epoch, once joined: the prefix of every event id.
-    epoch: Arc<str>,
+    epoch: Epoch,
     /// Events on their way to the response body.
     events: mpsc::Sender<Outbound>,
     /// Whether `NotifyServer` knows this session.
@@ -56,7 +56,7 @@ enum Outbound {
     /// An event or a comment, encoded.
     Event(Bytes),
     /// The answer to the join, encoded as the client reads it.
-    Joined { epoch: Arc<str>, backlog: Backlog },
+    Joined { epoch: Epoch, backlog: Backlog },
 }
 
 impl SseSession {
@@ -76,7 +76,7 @@ impl SseSession {
             server,
             settings,
             start: Some(start),
-            epoch: Arc::from(""),
+            epoch: Epoch::default(),
             events,
             admitted: false,
             end_reason: DisconnectReason::ConnectionLost,
@@ -191,7 +191,7 @@ impl Handler<Close> for SseSession {
 pub struct EventStream {
     receiver: mpsc::Receiver<Outbound>,
     /// The answer to the join being written, with its epoch.
-    joined: Option<(Arc<str>, Backlog)>,
+    joined: Option<(Epoch, Backlog)>,
     /// Holds this connection's place under `max_connections` for as long
     /// as there is something to write: the session may end first.
     _permit: ConnectionPermit,
@@ -244,7 +244,7 @@ mod tests {
         let frames = (1..=5)
             .map(|seq| (Some(seq), ByteString::from(big.clone())))
             .collect();
-        let epoch: Arc<str> = Arc::from("E");
+        let epoch = Epoch::from("E");
         let backlog = Backlog::new(frames);
         let sent = [
             Outbound::Event(Bytes::from_static(b": first\n\n")),

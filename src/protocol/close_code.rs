@@ -44,8 +44,8 @@ pub const POLICY_VIOLATION: u16 = 1008;
 /// A client frame, or a fragmented message once reassembled, over
 /// `max_frame_bytes`. Reconnect after a backoff step, without resending it.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
-/// herald could not serve the session (its router stopped). Reconnect
-/// after a backoff step, to another node if there is one.
+/// herald could not serve the session (its `NotifyServer` stopped).
+/// Reconnect after a backoff step, to another node if there is one.
 pub const INTERNAL_ERROR: u16 = 1011;
 /// The client stayed silent (no pong, no frame) for `client_timeout_ms`:
 /// its path or its page stalled. Reconnect after a backoff step.

@@ -5,9 +5,10 @@
 use bytestring::ByteString;
 
 use super::ServerFrame;
-use crate::ids::{ChannelName, ClientId};
+use crate::ids::{ChannelName, ClientId, Epoch};
+use crate::replay::ResetReason;
 
-/// The outcome of a resume, as the router found it.
+/// The outcome of a resume, as `NotifyServer` found it.
 #[derive(Debug, Clone)]
 pub enum Resume {
     /// Every missed message, in seq order (possibly none).
@@ -16,7 +17,7 @@ pub enum Resume {
         frames: Vec<(u64, ByteString)>,
     },
     /// Complete recovery was impossible; nothing is replayed.
-    Reset { reason: String },
+    Reset { reason: ResetReason },
 }
 
 /// The frames that tell the client the outcome of its join at position
@@ -28,7 +29,7 @@ pub enum Resume {
 /// opening frames when no resume is under way (during one, the position is
 /// reached only at `resumed`).
 pub fn frames(
-    epoch: &str,
+    epoch: &Epoch,
     seq: u64,
     resume: Option<&Resume>,
     id: Option<&ClientId>,
@@ -80,7 +81,7 @@ pub fn frames(
 
 /// The `reset` frame: a resume from where the client was is impossible;
 /// it should reload its state and go on from `epoch`/`seq`.
-pub fn reset(reason: &str, epoch: &str, seq: u64) -> ByteString {
+pub fn reset(reason: &ResetReason, epoch: &Epoch, seq: u64) -> ByteString {
     ServerFrame::Reset { reason, epoch, seq }.encode()
 }
 
@@ -96,7 +97,7 @@ mod tests {
     fn a_fresh_join_is_told_its_id_and_channels_at_the_current_position() {
         let id = ClientId::parse("63").unwrap();
         let news = ChannelName::parse("news").unwrap();
-        let frames = frames("E", 5, None, Some(&id), std::slice::from_ref(&news));
+        let frames = frames(&"E".into(), 5, None, Some(&id), std::slice::from_ref(&news));
         assert_eq!(
             text(&frames),
             [
@@ -111,7 +112,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            text(&super::frames("E", 5, None, None, &[])),
+            text(&super::frames(&"E".into(), 5, None, None, &[])),
             [(Some(5), r#"{"type":"connected","epoch":"E","seq":5}"#)]
         );
     }
@@ -123,7 +124,7 @@ mod tests {
             since: 3,
             frames: vec![(4, ByteString::from_static("m4"))],
         };
-        let frames = frames("E", 9, Some(&resume), Some(&id), &[]);
+        let frames = frames(&"E".into(), 9, Some(&resume), Some(&id), &[]);
         let positions: Vec<_> = frames.iter().map(|(at, _)| *at).collect();
         assert_eq!(positions, [None, Some(4), Some(9)]);
         assert_eq!(&*frames[1].1, "m4");
@@ -136,13 +137,13 @@ mod tests {
     #[test]
     fn a_reset_replaces_the_replay() {
         let resume = Resume::Reset {
-            reason: "gone".into(),
+            reason: ResetReason::SessionClosed,
         };
         assert_eq!(
-            text(&frames("E", 9, Some(&resume), None, &[])),
+            text(&frames(&"E".into(), 9, Some(&resume), None, &[])),
             [(
                 Some(9),
-                r#"{"type":"reset","reason":"gone","epoch":"E","seq":9}"#
+                r#"{"type":"reset","reason":"session closed","epoch":"E","seq":9}"#
             )]
         );
     }

@@ -1,5 +1,5 @@
 //! Message frames: a publish encoded once ([`PendingFrame`]), numbered by
-//! the router with a copy of bytes; and the published value made compact
+//! `NotifyServer` with a copy of bytes; and the published value made compact
 //! ([`minify_json`]).
 
 use bytestring::ByteString;
@@ -15,8 +15,8 @@ use crate::ids::{ChannelName, ClientId};
 pub const MESSAGE_FRAME_HEAD: &str = r#"{"type":"message","seq":"#;
 
 /// A message frame encoded once per publish, before its `seq` is known:
-/// the router stamps the seq in with [`PendingFrame::stamp`], a copy of
-/// bytes rather than an encoding.
+/// `NotifyServer` stamps the seq in with [`PendingFrame::stamp`], a copy
+/// of bytes rather than an encoding.
 #[derive(Debug, Clone)]
 pub struct PendingFrame {
     /// `{"id":…,"channel":…,"data":…}`: the frame's fields after `seq`.

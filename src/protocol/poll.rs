@@ -13,6 +13,8 @@ use std::fmt::Write;
 use bytestring::ByteString;
 
 use super::join;
+use crate::ids::Epoch;
+use crate::replay::ResetReason;
 
 /// What a waiting poll writes to learn whether its client is still there:
 /// one space, which JSON allows before the answer, so `JSON.parse` and
@@ -21,7 +23,7 @@ pub const PROBE: &[u8] = b" ";
 
 /// The whole answer when the client's position cannot be recovered: the
 /// `reset` frame, as on the other transports.
-pub fn reset_answer(reason: &str, epoch: &str, seq: u64) -> ByteString {
+pub fn reset_answer(reason: &ResetReason, epoch: &Epoch, seq: u64) -> ByteString {
     join::reset(reason, epoch, seq)
 }
 
@@ -47,7 +49,7 @@ impl MessageList {
 
     /// Appends the end of the answer to `out`: the list's end and the
     /// position `epoch`/`seq` to poll from next.
-    pub fn finish(&mut self, out: &mut String, epoch: &str, seq: u64) {
+    pub fn finish(&mut self, out: &mut String, epoch: &Epoch, seq: u64) {
         if !self.opened {
             out.push_str(r#"{"messages":["#);
             self.opened = true;
@@ -75,7 +77,7 @@ mod tests {
         let mut list = MessageList::default();
         let mut out = String::new();
         assert!(!list.is_finished());
-        list.finish(&mut out, "E", 7);
+        list.finish(&mut out, &"E".into(), 7);
         assert!(list.is_finished());
         assert_eq!(out, r#"{"messages":[],"epoch":"E","seq":7}"#);
     }
@@ -88,7 +90,7 @@ mod tests {
         list.push(&mut first, r#"{"seq":2}"#);
         let mut second = String::new();
         list.push(&mut second, r#"{"seq":3}"#);
-        list.finish(&mut second, "E-1", u64::MAX);
+        list.finish(&mut second, &"E-1".into(), u64::MAX);
         assert_eq!(
             first + &second,
             format!(
@@ -101,8 +103,8 @@ mod tests {
     #[test]
     fn a_reset_answer_is_the_reset_frame() {
         assert_eq!(
-            &*reset_answer("gone", "E", 9),
-            r#"{"type":"reset","reason":"gone","epoch":"E","seq":9}"#
+            &*reset_answer(&ResetReason::SessionClosed, &"E".into(), 9),
+            r#"{"type":"reset","reason":"session closed","epoch":"E","seq":9}"#
         );
     }
 }

@@ -2,28 +2,23 @@
 //! resume: `since` and `epoch` in a URL or a `register` frame, or an SSE
 //! event id.
 
+use crate::ids::Epoch;
+
 /// A client's position in the server's message sequence: it has every
 /// message addressed to it up to `since`, in server lifetime `epoch`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
-    pub epoch: String,
+    pub epoch: Epoch,
     pub since: u64,
 }
 
 impl Position {
     /// Longest epoch accepted from a client, in bytes.
-    pub const MAX_EPOCH_BYTES: usize = 64;
+    pub const MAX_EPOCH_BYTES: usize = Epoch::MAX_BYTES;
 
     /// Builds a position from the two values a client sends.
     pub fn new(epoch: String, since: u64) -> Result<Self, String> {
-        if epoch.is_empty()
-            || epoch.len() > Self::MAX_EPOCH_BYTES
-            || !epoch
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err("`epoch` must be the epoch herald sent (letters, digits, '-')".into());
-        }
+        let epoch = Epoch::parse(&epoch).map_err(|e| e.to_string())?;
         Ok(Self { epoch, since })
     }
 

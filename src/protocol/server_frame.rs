@@ -3,7 +3,8 @@
 use bytestring::ByteString;
 use serde::Serialize;
 
-use crate::ids::{ChannelName, ClientId};
+use crate::ids::{ChannelName, ClientId, Epoch};
+use crate::replay::ResetReason;
 
 /// A frame herald sends to a client. Built and encoded once per event; a
 /// publish is encoded once and the bytes are shared by every recipient.
@@ -15,25 +16,25 @@ pub enum ServerFrame<'a> {
     Registered {
         id: &'a ClientId,
         greeting: String,
-        epoch: &'a str,
+        epoch: &'a Epoch,
         seq: u64,
     },
     /// A session with neither id nor channel opened: the server's position,
     /// from which it can resume later.
-    Connected { epoch: &'a str, seq: u64 },
+    Connected { epoch: &'a Epoch, seq: u64 },
     /// A resume succeeded: `count` missed messages were sent before this
     /// frame; the client is now up to date with `seq`.
     Resumed {
         since: u64,
         count: usize,
-        epoch: &'a str,
+        epoch: &'a Epoch,
         seq: u64,
     },
     /// A resume was impossible; nothing was replayed. The client should
     /// reload its state and continue from `epoch` / `seq`.
     Reset {
-        reason: &'a str,
-        epoch: &'a str,
+        reason: &'a ResetReason,
+        epoch: &'a Epoch,
         seq: u64,
     },
     /// The session now receives this channel's messages. At connect it
@@ -41,7 +42,7 @@ pub enum ServerFrame<'a> {
     Subscribed {
         channel: &'a ChannelName,
         #[serde(skip_serializing_if = "Option::is_none")]
-        epoch: Option<&'a str>,
+        epoch: Option<&'a Epoch>,
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
     },

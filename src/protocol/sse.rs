@@ -10,6 +10,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::ids::Epoch;
+
 /// What the browser waits before it reconnects by itself, in
 /// milliseconds (`retry:`). herald.js never lets it: it closes the stream
 /// on an error and reconnects with its own backoff.
@@ -50,14 +52,14 @@ fn ping_event(heartbeat_interval: Duration) -> String {
 
 /// The room [`write_event`] needs for one event of `frame` in `epoch`:
 /// a buffer of this capacity takes it without growing.
-pub fn event_capacity(epoch: &str, frame: &str) -> usize {
-    frame.len() + epoch.len() + EVENT_OVERHEAD_BYTES
+pub fn event_capacity(epoch: &Epoch, frame: &str) -> usize {
+    frame.len() + epoch.as_str().len() + EVENT_OVERHEAD_BYTES
 }
 
 /// Appends one event to `out`: `id: <epoch>:<seq>` when the frame completes
 /// a position, then the frame as `data:`. `frame` must be one line, as
 /// every frame herald encodes is.
-pub fn write_event(out: &mut String, epoch: &str, seq: Option<u64>, frame: &str) {
+pub fn write_event(out: &mut String, epoch: &Epoch, seq: Option<u64>, frame: &str) {
     if let Some(seq) = seq {
         // Writing into a String cannot fail.
         let _ = writeln!(out, "id: {epoch}:{seq}");
@@ -74,9 +76,10 @@ mod tests {
     #[test]
     fn a_message_event_carries_its_position_as_its_id() {
         let frame = r#"{"type":"message","seq":7,"data":1}"#;
-        let mut out = String::with_capacity(event_capacity("E-1", frame));
+        let epoch = Epoch::from("E-1");
+        let mut out = String::with_capacity(event_capacity(&epoch, frame));
         let room = out.capacity();
-        write_event(&mut out, "E-1", Some(u64::MAX), frame);
+        write_event(&mut out, &epoch, Some(u64::MAX), frame);
         assert_eq!(
             out,
             format!("id: E-1:{}\ndata: {frame}\n\n", u64::MAX),
@@ -88,7 +91,7 @@ mod tests {
     #[test]
     fn an_event_without_a_position_has_no_id() {
         let mut out = String::from(": before\n\n");
-        write_event(&mut out, "E", None, r#"{"type":"connected"}"#);
+        write_event(&mut out, &"E".into(), None, r#"{"type":"connected"}"#);
         assert_eq!(out, ": before\n\ndata: {\"type\":\"connected\"}\n\n");
     }
 

@@ -28,7 +28,7 @@ pub async fn stats(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let stats = state.server.send(GetStats { top: TOP_CHANNELS }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "uptime_secs": state.started_at.elapsed().as_secs(),
-        "epoch": &*state.broker.epoch(),
+        "epoch": state.broker.epoch(),
         "broker": state.broker.kind().as_str(),
         "node": stats,
     })))

@@ -9,6 +9,7 @@ use super::AppState;
 use crate::broker::ClusterCounts;
 use crate::error::ApiError;
 use crate::hub::messages::GetCounts;
+use crate::ids::Epoch;
 
 #[derive(Serialize)]
 struct Health {
@@ -24,7 +25,7 @@ struct Health {
     /// Channels with at least one subscriber.
     channels: usize,
     /// This lifetime's epoch and latest seq: `NotifyServer`'s position.
-    epoch: String,
+    epoch: Epoch,
     seq: u64,
     /// `memory`, or `redis` with whether this node's subscription is up.
     broker: &'static str,
@@ -62,7 +63,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         sessions: counts.sessions,
         ids: counts.ids,
         channels: counts.channels,
-        epoch: state.broker.epoch().to_string(),
+        epoch: state.broker.epoch(),
         broker: state.broker.kind().as_str(),
         broker_connected: state.broker.connected(),
         cluster,

@@ -67,6 +67,7 @@ use super::{Broker, BrokerError, BrokerEvents, ClusterCounts};
 use super::{Publishing, Replaying};
 use crate::config::{BrokerConfig, BrokerKind};
 use crate::history::StreamKey;
+use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
 
 pub struct RedisBroker {
@@ -102,7 +103,7 @@ impl RedisBroker {
         history_size: usize,
         history_ttl: Duration,
         max_replay_bytes: usize,
-        candidate: &str,
+        candidate: &Epoch,
     ) -> Result<Self, BrokerError> {
         let client = client::client(config).map_err(|e| {
             BrokerError::Unavailable(format!("invalid setting `{}`: {}", e.key, e.reason))
@@ -184,7 +185,7 @@ impl Broker for RedisBroker {
         BrokerKind::Redis
     }
 
-    fn epoch(&self) -> Arc<str> {
+    fn epoch(&self) -> Epoch {
         self.standing.epoch()
     }
 

@@ -3,7 +3,6 @@
 //! or the refusal, with the cluster's newest position.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use bytestring::ByteString;
 
@@ -13,7 +12,7 @@ use super::RedisBroker;
 use crate::broker::{Frames, Refused, Replaying};
 use crate::history::StreamKey;
 use crate::protocol::Position;
-use crate::replay::{ReplayBudget, REPLAY_ENTRY_OVERHEAD_BYTES};
+use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason, REPLAY_ENTRY_OVERHEAD_BYTES};
 
 impl RedisBroker {
     /// Fetches everything kept after `from` (a stream's `has_from` cannot
@@ -42,7 +41,7 @@ impl RedisBroker {
                 .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
         );
         let since = from.since;
-        let epoch: Arc<str> = from.epoch.as_str().into();
+        let epoch = from.epoch.clone();
         let standing = self.standing.clone();
         let max_replay_bytes = self.max_replay_bytes;
         let keep_ms = self.expiry.keep_ms;
@@ -55,7 +54,7 @@ impl RedisBroker {
                 invocation.key(name);
             }
             let reply: ReplayReply = invocation
-                .arg(&*epoch)
+                .arg(epoch.as_str())
                 .arg(since)
                 .arg(format!("{}-0", since.saturating_add(1)))
                 .arg(max_replay_bytes)
@@ -64,14 +63,16 @@ impl RedisBroker {
                 .arg(keep_ms)
                 .invoke_async(&mut con)
                 .await
-                .map_err(|e| Refused::because(format!("the message broker is unavailable: {e}")))?;
+                .map_err(|e| Refused::because(ResetReason::BrokerUnavailable(e.to_string())))?;
             let (outcome, a, b, latest, entries) = reply;
             if outcome == "epoch" {
-                let reason = "the broker's history started afresh (epoch changed)";
+                let reason = ResetReason::EpochChanged {
+                    keeper: HistoryKeeper::Cluster,
+                };
                 return Err(
                     match standing.join(&mut con, &crate::broker::new_epoch()).await {
                         Ok(newest) => Refused {
-                            reason: reason.into(),
+                            reason,
                             newest: Some(newest),
                         },
                         Err(_) => Refused::because(reason),
@@ -85,7 +86,7 @@ impl RedisBroker {
                 let _ = standing.join(&mut con, &crate::broker::new_epoch()).await;
             }
             standing.seen.fetch_max(latest, Ordering::Relaxed);
-            let refused = |reason: String| Refused {
+            let refused = |reason: ResetReason| Refused {
                 reason,
                 newest: Some((epoch.clone(), latest)),
             };
@@ -102,25 +103,22 @@ impl RedisBroker {
                     found.sort_unstable_by_key(|(seq, _)| *seq);
                     Ok(found)
                 }
-                "ahead" => Err(refused(format!(
-                    "position {since} is ahead of this cluster ({latest})"
-                ))),
-                "dropped" => {
-                    let key = stream_named(&keys, a);
-                    Err(refused(format!(
-                        "history of {key} dropped messages after seq {since} (up to {b})"
-                    )))
-                }
-                "forgotten" => {
-                    let key = stream_named(&keys, a);
-                    Err(refused(format!(
-                        "history no longer covers {key} after seq {since}"
-                    )))
-                }
-                "over" => Err(refused(budget.exceeded().to_string())),
-                other => Err(refused(format!(
-                    "the message broker answered a replay with {other:?}"
-                ))),
+                "ahead" => Err(refused(ResetReason::Ahead {
+                    since,
+                    latest,
+                    keeper: HistoryKeeper::Cluster,
+                })),
+                "dropped" => Err(refused(ResetReason::HistoryDropped {
+                    stream: stream_named(&keys, a),
+                    since,
+                    up_to: b,
+                })),
+                "forgotten" => Err(refused(ResetReason::HistoryForgotten {
+                    stream: stream_named(&keys, a),
+                    since,
+                })),
+                "over" => Err(refused(budget.exceeded().into())),
+                other => Err(refused(ResetReason::BrokerAnswer(other.to_owned()))),
             }
         }))
     }

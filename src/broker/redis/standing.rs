@@ -5,11 +5,12 @@
 //! epoch is not the one it was given.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 
 use redis::aio::ConnectionManager;
 
 use super::scripts;
+use crate::ids::Epoch;
 
 /// Where this node stands in the cluster: its epoch and the counter as last
 /// read. Shared by the broker, its subscription and the replays being
@@ -18,7 +19,7 @@ pub(super) struct Standing {
     prefix: String,
     join: redis::Script,
     /// The cluster's epoch as of the last join.
-    epoch: RwLock<Arc<str>>,
+    epoch: RwLock<Epoch>,
     /// The cluster's counter as of the last join.
     pub(super) numbered_before: AtomicU64,
     /// The highest seq this node has published, received or read.
@@ -32,13 +33,13 @@ impl Standing {
         Self {
             prefix: prefix.to_owned(),
             join: redis::Script::new(scripts::JOIN),
-            epoch: RwLock::new("".into()),
+            epoch: RwLock::new(Epoch::default()),
             numbered_before: AtomicU64::new(0),
             seen: AtomicU64::new(0),
         }
     }
 
-    pub(super) fn epoch(&self) -> Arc<str> {
+    pub(super) fn epoch(&self) -> Epoch {
         // Nothing panics while the lock is held: a poisoned lock holds a
         // whole value.
         self.epoch
@@ -52,23 +53,23 @@ impl Standing {
     pub(super) async fn join(
         &self,
         con: &mut ConnectionManager,
-        candidate: &str,
-    ) -> Result<(Arc<str>, u64), redis::RedisError> {
+        candidate: &Epoch,
+    ) -> Result<(Epoch, u64), redis::RedisError> {
         let floor = self.seen.load(Ordering::Relaxed);
         let (epoch, seq): (String, u64) = self
             .join
             .key(format!("{}:epoch", self.prefix))
             .key(format!("{}:seq", self.prefix))
-            .arg(candidate)
+            .arg(candidate.as_str())
             .arg(floor)
             .invoke_async(con)
             .await?;
         self.seen.fetch_max(seq, Ordering::Relaxed);
         self.numbered_before.fetch_max(seq, Ordering::Relaxed);
-        let epoch: Arc<str> = epoch.into();
+        let epoch = Epoch::from(epoch);
         let mut current = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
         if *current != epoch {
-            if !current.is_empty() {
+            if !current.as_str().is_empty() {
                 log::warn!(
                     "broker: the cluster's epoch changed from {current} to {epoch} \
                      (Redis lost its data); positions from before get reset"

@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::{Leave, PROBE_INTERVAL};
 use crate::hub::backlog::{Backlog, SLICE_BYTES};
+use crate::ids::Epoch;
 use crate::limits::ConnectionPermit;
 use crate::protocol::poll::{MessageList, PROBE};
 
@@ -50,10 +50,10 @@ pub(super) struct Waiting {
     timeout: Pin<Box<Sleep>>,
     /// When to write the next probe.
     probe: Pin<Box<Sleep>>,
-    epoch: Arc<str>,
+    epoch: Epoch,
     /// The position at join: where an empty answer leaves the client.
     seq: u64,
-    /// Takes the session out of the router once the wait is over.
+    /// Takes the session out of `NotifyServer` once the wait is over.
     _leave: Leave,
 }
 
@@ -63,7 +63,7 @@ impl Waiting {
     pub(super) fn new(
         answer: oneshot::Receiver<(u64, ByteString)>,
         wait: Duration,
-        epoch: Arc<str>,
+        epoch: Epoch,
         seq: u64,
         leave: Leave,
     ) -> Self {
@@ -106,7 +106,7 @@ impl Stream for PollAnswer {
         let this = self.get_mut();
         if let State::Waiting(waiting) = &mut this.state {
             match waiting.poll_answer(cx) {
-                // The session leaves the router here, with `waiting`.
+                // The session leaves `NotifyServer` here, with `waiting`.
                 Poll::Ready(answer) => this.state = State::Writing(answer),
                 Poll::Pending => {
                     return match waiting.probe.as_mut().poll(cx) {
@@ -136,13 +136,13 @@ pub(super) enum Answer {
     Messages {
         backlog: Backlog,
         list: MessageList,
-        epoch: Arc<str>,
+        epoch: Epoch,
         seq: u64,
     },
 }
 
 impl Answer {
-    pub(super) fn messages(backlog: Backlog, epoch: Arc<str>, seq: u64) -> Self {
+    pub(super) fn messages(backlog: Backlog, epoch: Epoch, seq: u64) -> Self {
         Self::Messages {
             backlog,
             list: MessageList::default(),

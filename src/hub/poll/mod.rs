@@ -60,8 +60,8 @@ pub struct PollRequest {
 }
 
 /// Joins the poll to `server` and gives the body of its answer, which
-/// holds `permit` until it has been written. Fails only when the router is
-/// not running.
+/// holds `permit` until it has been written. Fails only when
+/// `NotifyServer` is not running.
 pub async fn answer(
     server: &Addr<NotifyServer>,
     request: PollRequest,
@@ -101,11 +101,11 @@ pub async fn answer(
         ))),
     };
     // Answered at once, the session is done: `leave` (if not moved into
-    // the wait) takes it out of the router now.
+    // the wait) takes it out of `NotifyServer` now.
     Ok(PollAnswer::new(state, permit))
 }
 
-/// Takes the waiting session out of the router however the request ends:
+/// Takes the waiting session out of `NotifyServer` however the request ends:
 /// answered, timed out, or dropped because the client went away.
 struct Leave {
     server: Addr<NotifyServer>,

@@ -43,6 +43,7 @@ use crate::history::StreamKey;
 use crate::ids::SessionId;
 use crate::metrics::Metrics;
 use crate::protocol::{close_code, PendingFrame, Position};
+use crate::replay::ResetReason;
 
 /// Mailbox size of `NotifyServer` itself. Publishers wait (back-pressure)
 /// when it is full; sessions' control messages always get through.
@@ -145,7 +146,7 @@ impl NotifyServer {
         let at_join = self.seq();
         let Some(streams) = self.registry.positions(session) else {
             let reset = Resume::Reset {
-                reason: "session closed".into(),
+                reason: ResetReason::SessionClosed,
             };
             return Box::pin(actix::fut::ready(self.joined(Some(reset))));
         };

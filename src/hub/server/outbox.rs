@@ -3,7 +3,7 @@
 //!
 //! [`Outbox`] is the seam between the plain [`Registry`](super::registry)
 //! and a session: the session actor's mailbox ([`SessionOutbox`]) when
-//! herald runs, a plain queue in tests. The registry is generic over it
+//! herald runs, a plain queue in tests. `Registry` is generic over it
 //! rather than boxing it, so a delivery costs what the outbox's own send
 //! costs: for a mailbox, a reference-count bump and a queue push.
 

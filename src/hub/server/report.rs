@@ -7,11 +7,9 @@ use std::collections::BTreeMap;
 use super::registry::Registry;
 use crate::broker::Presence;
 use crate::client_addr::ClientAddr;
+use crate::history::HistoryUsage;
 use crate::hub::messages::{ChannelCount, Counts, DisconnectReason, Stats, Transport};
 use crate::ids::{ClientId, SessionId};
-
-/// History usage as the broker reports it: messages, bytes, streams.
-pub type Usage = (usize, usize, usize);
 
 /// Logs a session's arrival.
 pub fn log_connected(session: SessionId, transport: Transport, peer: Option<ClientAddr>) {
@@ -78,21 +76,20 @@ pub fn log_disconnected(
 }
 
 /// The counts for `/health`, at position `seq`.
-pub fn counts<O>(registry: &Registry<O>, seq: u64, usage: Usage) -> Counts {
-    let (history_messages, history_bytes, _) = usage;
+pub fn counts<O>(registry: &Registry<O>, seq: u64, usage: HistoryUsage) -> Counts {
     Counts {
         sessions: registry.session_count(),
         ids: registry.id_count(),
         channels: registry.channel_count(),
         seq,
-        history_messages,
-        history_bytes,
+        history_messages: usage.messages,
+        history_bytes: usage.bytes,
     }
 }
 
 /// The operator's view for `/stats`, listing the `top` largest channels
 /// (ties by name).
-pub fn stats<O>(registry: &Registry<O>, top: usize, seq: u64, usage: Usage) -> Stats {
+pub fn stats<O>(registry: &Registry<O>, top: usize, seq: u64, usage: HistoryUsage) -> Stats {
     let mut by_transport = BTreeMap::new();
     for transport in registry.transports() {
         *by_transport.entry(transport.to_string()).or_insert(0) += 1;
@@ -110,7 +107,6 @@ pub fn stats<O>(registry: &Registry<O>, top: usize, seq: u64, usage: Usage) -> S
             .then_with(|| a.channel.cmp(&b.channel))
     });
     top_channels.truncate(top);
-    let (history_messages, history_bytes, history_streams) = usage;
     Stats {
         sessions: registry.session_count(),
         sessions_by_transport: by_transport,
@@ -118,9 +114,9 @@ pub fn stats<O>(registry: &Registry<O>, top: usize, seq: u64, usage: Usage) -> S
         channels: registry.channel_count(),
         top_channels,
         seq,
-        history_messages,
-        history_bytes,
-        history_streams,
+        history_messages: usage.messages,
+        history_bytes: usage.bytes,
+        history_streams: usage.streams,
     }
 }
 
@@ -180,7 +176,12 @@ mod tests {
         }
         registry.register(sessions[0], id("63"), 0);
 
-        let stats = stats(&registry, 2, 7, (1, 2, 3));
+        let usage = HistoryUsage {
+            messages: 1,
+            bytes: 2,
+            streams: 3,
+        };
+        let stats = stats(&registry, 2, 7, usage);
         let top: Vec<(&str, usize)> = stats
             .top_channels
             .iter()
@@ -193,7 +194,7 @@ mod tests {
             (stats.seq, stats.history_messages, stats.history_streams),
             (7, 1, 3)
         );
-        let counts = counts(&registry, 7, (1, 2, 3));
+        let counts = counts(&registry, 7, usage);
         assert_eq!((counts.sessions, counts.history_bytes), (3, 2));
     }
 

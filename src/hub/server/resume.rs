@@ -18,14 +18,13 @@
 //! into what the join reports.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytestring::ByteString;
 
 use crate::broker::{Frames, Refused};
 use crate::history::StreamKey;
 use crate::hub::messages::{Joined, Resume};
-use crate::ids::{ChannelName, ClientId};
+use crate::ids::{ChannelName, ClientId, Epoch};
 
 /// The streams one session receives, from which seq it has each
 /// (`has_from`), and the state of a resume under way.
@@ -207,7 +206,7 @@ pub fn settle(
     at_join: u64,
     fetched: bool,
     fanned_out: u64,
-    epoch: Arc<str>,
+    epoch: Epoch,
 ) -> Settled {
     match result {
         Ok(frames) => {
@@ -250,6 +249,7 @@ pub fn settle(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::super::tests::{
@@ -265,6 +265,7 @@ mod tests {
     };
     use crate::ids::SessionId;
     use crate::protocol::{PendingFrame, Position};
+    use crate::replay::{HistoryKeeper, ResetReason};
     use actix::prelude::*;
 
     // ---- through the actor ----
@@ -273,7 +274,7 @@ mod tests {
     async fn connecting_with_a_position_replays_what_was_missed() {
         let server = server();
         let first = connect(&server, Some("63"), &["news"], None).await;
-        assert_eq!((&*first.joined.epoch, first.joined.seq), (EPOCH, 0));
+        assert_eq!((first.joined.epoch.as_str(), first.joined.seq), (EPOCH, 0));
         server.do_send(Disconnect {
             session: first.session,
             reason: DisconnectReason::ConnectionLost,
@@ -341,11 +342,11 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(joined.resume, Some(Resume::Reset { ref reason }) if reason.contains("epoch"))
+            matches!(joined.resume, Some(Resume::Reset { ref reason }) if reason.to_string().contains("epoch"))
         );
         let gap = connect(&server, None, &[], Some(0)).await;
         assert!(
-            matches!(gap.joined.resume, Some(Resume::Reset { ref reason }) if reason.contains("dropped"))
+            matches!(gap.joined.resume, Some(Resume::Reset { ref reason }) if reason.to_string().contains("dropped"))
         );
         let fine = connect(&server, None, &[], Some(1)).await;
         assert_eq!(replayed(&fine.joined), [2, 3]);
@@ -363,7 +364,7 @@ mod tests {
             crate::config::BrokerKind::Redis
         }
 
-        fn epoch(&self) -> Arc<str> {
+        fn epoch(&self) -> Epoch {
             EPOCH.into()
         }
 
@@ -381,6 +382,13 @@ mod tests {
 
     /// A broker that joined its cluster at seq 40 and refuses every resume,
     /// giving the cluster's newest position: another epoch, seq 42.
+    /// The refusal the test brokers give.
+    fn gone() -> ResetReason {
+        ResetReason::EpochChanged {
+            keeper: HistoryKeeper::Cluster,
+        }
+    }
+
     struct RefusingBroker;
 
     impl Broker for RefusingBroker {
@@ -388,7 +396,7 @@ mod tests {
             crate::config::BrokerKind::Redis
         }
 
-        fn epoch(&self) -> Arc<str> {
+        fn epoch(&self) -> Epoch {
             EPOCH.into()
         }
 
@@ -405,7 +413,7 @@ mod tests {
         fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
             Replaying::Fetching(Box::pin(async {
                 Err(Refused {
-                    reason: "gone".into(),
+                    reason: gone(),
                     newest: Some(("e2".into(), 42)),
                 })
             }))
@@ -416,15 +424,15 @@ mod tests {
     async fn positions_start_at_the_cluster_counter_and_a_reset_gives_the_newest() {
         let server = NotifyServer::new(Arc::new(RefusingBroker)).start();
         let fresh = connect(&server, Some("63"), &[], None).await;
-        assert_eq!((&*fresh.joined.epoch, fresh.joined.seq), (EPOCH, 40));
+        assert_eq!((fresh.joined.epoch.as_str(), fresh.joined.seq), (EPOCH, 40));
         assert_eq!(counts(&server).await.seq, 40);
         let back = connect(&server, Some("63"), &[], Some(3)).await;
         assert!(
-            matches!(&back.joined.resume, Some(Resume::Reset { reason }) if reason == "gone"),
+            matches!(&back.joined.resume, Some(Resume::Reset { reason }) if *reason == gone()),
             "{:?}",
             back.joined.resume
         );
-        assert_eq!((&*back.joined.epoch, back.joined.seq), ("e2", 42));
+        assert_eq!((back.joined.epoch.as_str(), back.joined.seq), ("e2", 42));
     }
 
     #[actix::test]
@@ -516,7 +524,10 @@ mod tests {
     #[test]
     fn a_fetched_replay_reports_its_last_seq_and_what_is_ahead() {
         let settled = settle(Ok(frames(&[4, 6, 8])), 3, 5, true, 6, EPOCH.into());
-        assert_eq!((&*settled.joined.epoch, settled.joined.seq), (EPOCH, 8));
+        assert_eq!(
+            (settled.joined.epoch.as_str(), settled.joined.seq),
+            (EPOCH, 8)
+        );
         assert_eq!(settled.replayed_from, Some(3));
         assert_eq!(settled.ahead, [8]);
         assert_eq!(replayed(&settled.joined), [4, 6, 8]);
@@ -535,7 +546,7 @@ mod tests {
     #[test]
     fn a_reset_reports_the_brokers_newest_position_or_the_join() {
         let refused = |newest| Refused {
-            reason: "gone".into(),
+            reason: gone(),
             newest,
         };
         let newest = settle(
@@ -546,12 +557,18 @@ mod tests {
             6,
             EPOCH.into(),
         );
-        assert_eq!((&*newest.joined.epoch, newest.joined.seq), ("e2", 42));
+        assert_eq!(
+            (newest.joined.epoch.as_str(), newest.joined.seq),
+            ("e2", 42)
+        );
         assert_eq!(newest.replayed_from, None);
         assert!(
-            matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if reason == "gone")
+            matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if *reason == gone())
         );
         let unknown = settle(Err(refused(None)), 3, 5, true, 6, EPOCH.into());
-        assert_eq!((&*unknown.joined.epoch, unknown.joined.seq), (EPOCH, 5));
+        assert_eq!(
+            (unknown.joined.epoch.as_str(), unknown.joined.seq),
+            (EPOCH, 5)
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! It reads the connection exactly as a `WsSession` does (the same bounded
 //! input, codec and fragment joining, and the same close codes for a
 //! client that breaks the protocol, from [`super::wire`]) and sends every
-//! complete message back as it came. It never joins the router, has no
+//! complete message back as it came. It never joins `NotifyServer`, has no
 //! frame-rate limit, and writes no `error` frames: only what it got, pongs,
 //! pings and close frames.
 

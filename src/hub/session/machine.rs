@@ -32,7 +32,7 @@ pub enum Action {
     Send(ByteString),
     /// Write an `error` frame with this text; the session stays open.
     Error(String),
-    /// Join the router as admitted (`Admitted::connect`), then write
+    /// Join `NotifyServer` as admitted (`Admitted::connect`), then write
     /// `Admitted::answer` before handling anything else. Always the last
     /// action of a list.
     Join(Admitted),
@@ -44,9 +44,9 @@ pub enum Action {
         id: ClientId,
         resume: Option<Position>,
     },
-    /// Tell the router the session joins `channel`.
+    /// Tell `NotifyServer` the session joins `channel`.
     Subscribe(ChannelName),
-    /// Tell the router the session leaves `channel`.
+    /// Tell `NotifyServer` the session leaves `channel`.
     Unsubscribe(ChannelName),
     /// Call [`Machine::expired`] after this long, in place of any earlier
     /// such call still waiting.
@@ -70,7 +70,7 @@ pub struct Machine {
     settings: Arc<SessionSettings>,
     /// The request's choices, applied once the session is admitted.
     start: Option<SessionStart>,
-    /// Whether the router knows this session. False only while it waits
+    /// Whether `NotifyServer` knows this session. False only while it waits
     /// for its first `register` frame (or its token).
     admitted: bool,
     /// Who a token says the client is; `None` for anonymous clients.
@@ -90,7 +90,7 @@ impl Machine {
         }
     }
 
-    /// Whether the router knows this session.
+    /// Whether `NotifyServer` knows this session.
     pub fn admitted(&self) -> bool {
         self.admitted
     }

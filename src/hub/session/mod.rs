@@ -78,7 +78,7 @@ pub struct WsSession {
     last_heard: Instant,
     rate: FrameRateLimiter,
     messages: ClientMessages,
-    /// Reported to the server when the actor stops.
+    /// Reported to `NotifyServer` when the actor stops.
     end_reason: DisconnectReason,
     /// The close code herald sent, or the client's, for the log.
     end_code: Option<u16>,
@@ -156,7 +156,7 @@ impl WsSession {
             .into_actor(self)
             .map(move |answer, act, ctx| {
                 let Ok(joined) = answer else {
-                    return act.router_gone(ctx);
+                    return act.server_gone(ctx);
                 };
                 act.write_backlog(Backlog::new(admitted.answer(&joined)), ctx);
             })
@@ -181,14 +181,15 @@ impl WsSession {
             .into_actor(self)
             .map(move |answer, act, ctx| {
                 let Ok(joined) = answer else {
-                    return act.router_gone(ctx);
+                    return act.server_gone(ctx);
                 };
                 act.write_backlog(Backlog::new(joined.frames(Some(&id), &[])), ctx);
             })
             .wait(ctx);
     }
 
-    fn router_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    /// `NotifyServer` is not running: the session cannot be served.
+    fn server_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let reason = DisconnectReason::ServerGone;
         self.close(ctx, close_code::INTERNAL_ERROR, reason);
     }
@@ -309,7 +310,7 @@ impl Actor for WsSession {
                 close_code: self.end_code,
             });
         } else {
-            // Never admitted, so the router never heard of it: log here.
+            // Never admitted, so `NotifyServer` never heard of it: log here.
             let peer = self
                 .peer
                 .map_or_else(|| "unknown".into(), |p| p.to_string());
