@@ -31,6 +31,11 @@ use crate::routes::ready::Draining;
 use crate::routes::{self, AppState};
 use crate::tcp::TcpAdmission;
 
+/// The `target` of startup and shutdown log lines: a fixed name that log
+/// collectors and `RUST_LOG` filters can rely on, whichever file under
+/// `app/` writes the line.
+pub const LOG_TARGET: &str = "herald::app";
+
 /// A bound, not yet running herald.
 pub struct Application {
     port: u16,

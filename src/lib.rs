@@ -26,7 +26,8 @@
 //!      `Host` check around every route.
 //! 3. The actors, and what the app sets beside them:
 //!    - [`hub`]: the actors — `NotifyServer` (routing) and the sessions:
-//!      `WsSession`, `SseSession`, `PollWaiter` — and the plain rules they
+//!      `WsSession`, `SseSession`, `PollWaiter`, and `EchoSession` for
+//!      `/echo` — and the plain rules they
 //!      share: `hub::admission` (who a client is, what it may join) and the
 //!      WebSocket client-frame machine, `hub::session::machine`.
 //!    - [`tcp`]: every accepted TCP connection counted against the TCP caps,

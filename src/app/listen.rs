@@ -46,7 +46,7 @@ pub(super) fn descriptor_budget(config: &Config) -> Result<fd_limit::DescriptorB
     let limits = match fd_limit::raise_soft_limit() {
         Ok(limits) => {
             if limits.soft > limits.soft_before {
-                log::info!(
+                log::info!(target: super::LOG_TARGET,
                     "open-file limit raised from {} to {}",
                     limits.soft_before,
                     limits.soft
@@ -55,7 +55,7 @@ pub(super) fn descriptor_budget(config: &Config) -> Result<fd_limit::DescriptorB
             limits
         }
         Err(e) => {
-            log::warn!("cannot raise the open-file limit: {e}");
+            log::warn!(target: super::LOG_TARGET, "cannot raise the open-file limit: {e}");
             fd_limit::current().map_err(|e| {
                 StartError::Descriptors(format!("cannot read the open-file limit: {e}"))
             })?
@@ -69,7 +69,7 @@ pub(super) fn descriptor_budget(config: &Config) -> Result<fd_limit::DescriptorB
     )
     .map_err(StartError::Descriptors)?;
     if let Some(warning) = &budget.warning {
-        log::warn!("{warning}");
+        log::warn!(target: super::LOG_TARGET, "{warning}");
     }
     Ok(budget)
 }

@@ -69,7 +69,7 @@ impl Application {
         self.signals.recv().await;
         self.draining.start();
         if !self.shutdown_drain.is_zero() {
-            log::info!(
+            log::info!(target: super::LOG_TARGET,
                 "draining: /ready answers 503; serving on for {} ms before closing",
                 self.shutdown_drain.as_millis()
             );
@@ -78,13 +78,13 @@ impl Application {
             if let futures_util::future::Either::Right(_) =
                 futures_util::future::select(Box::pin(drained), Box::pin(again)).await
             {
-                log::info!("second stop signal: ending the drain early");
+                log::info!(target: super::LOG_TARGET, "second stop signal: ending the drain early");
             }
         }
-        log::info!("shutting down: closing sessions, finishing requests");
+        log::info!(target: super::LOG_TARGET, "shutting down: closing sessions, finishing requests");
         if let Some(notify_server) = self.notify_server.get() {
             if let Ok(sessions) = notify_server.send(Shutdown).await {
-                log::info!("asked {sessions} sessions to close");
+                log::info!(target: super::LOG_TARGET, "asked {sessions} sessions to close");
             }
         }
         let stopped = handle.stop(true);
@@ -92,10 +92,10 @@ impl Application {
             .await
             .is_err()
         {
-            log::warn!("shutdown timeout reached; exiting with connections still open");
+            log::warn!(target: super::LOG_TARGET, "shutdown timeout reached; exiting with connections still open");
         }
         server.abort();
-        log::info!("stopped");
+        log::info!(target: super::LOG_TARGET, "stopped");
         Ok(())
     }
 }

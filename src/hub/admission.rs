@@ -94,6 +94,14 @@ pub struct Admitted {
 }
 
 impl Admission {
+    /// Whether client tokens are on (`client_secret` set).
+    pub fn tokens_on(&self) -> Result<(), Refusal> {
+        self.tokens
+            .as_ref()
+            .map(|_| ())
+            .ok_or(Refusal::TokensDisabled)
+    }
+
     /// Who `token` says the client is.
     pub fn identify(&self, token: &str) -> Result<Identity, Refusal> {
         let verifier = self.tokens.as_ref().ok_or(Refusal::TokensDisabled)?;
@@ -178,7 +186,13 @@ pub fn client_id(identity: Option<&Identity>, id: Option<ClientId>) -> Option<Cl
 /// How long a session of `identity` may live: until its token's expiry;
 /// `None` (no limit) without a token.
 pub fn lifetime(identity: Option<&Identity>) -> Option<Duration> {
-    identity.map(Identity::time_left)
+    identity.map(token_lifetime)
+}
+
+/// How long a session admitted with `identity` may live: until its
+/// token's expiry.
+pub fn token_lifetime(identity: &Identity) -> Duration {
+    identity.time_left()
 }
 
 impl Admitted {

@@ -50,9 +50,12 @@ pub const INTERNAL_ERROR: u16 = 1011;
 /// The client stayed silent (no pong, no frame) for `client_timeout_ms`:
 /// its path or its page stalled. Reconnect after a backoff step.
 pub const HEARTBEAT_TIMEOUT: u16 = 4000;
-/// No valid token: required by `require_token` and not given in time, a
-/// frame other than `register` sent before it, or an invalid one.
-/// Reconnect only with a new token (after a backoff step).
+/// The session was never admitted. With `require_token`: no valid token
+/// (not given in time, a frame other than a token `register` before it,
+/// or an invalid one). With `await_register=1`: the first frame was not a
+/// valid `register`, or none came within `client_timeout_ms`. Reconnect
+/// after a backoff step: with a valid token where one is required, and
+/// with a valid `register` first under `await_register=1`.
 pub const UNAUTHORIZED: u16 = 4001;
 /// The session's token expired and no fresh one came (`refresh`).
 /// Reconnect only with a new token (after a backoff step).

@@ -68,6 +68,9 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
     let client = app.ws(&format!("token={token}")).await;
     let connected = event(&mut herald, &mut seen, "connected").await;
     assert_eq!(connected["level"], "INFO");
+    // Collectors match on `target`: session lines keep theirs whichever
+    // file writes them.
+    assert_eq!(connected["target"], "herald::hub::server", "{connected}");
     assert_eq!(connected["transport"], "ws");
     assert!(
         connected["peer"]
@@ -153,7 +156,9 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
     let status = herald.child.wait().await.unwrap();
     assert_eq!(status.code(), Some(0), "{rest:#?}");
     assert!(
-        rest.iter().any(|l| parsed(l)["message"] == "stopped"),
+        rest.iter()
+            .map(|l| parsed(l))
+            .any(|l| l["message"] == "stopped" && l["target"] == "herald::app"),
         "{rest:#?}"
     );
     let signature = token.rsplit('.').next().unwrap();

@@ -11,11 +11,16 @@ use crate::history::HistoryUsage;
 use crate::hub::messages::{ChannelCount, Counts, DisconnectReason, Stats, Transport};
 use crate::ids::{ClientId, SessionId};
 
+/// The `target` of the session log lines (`event` = connected, registered,
+/// disconnected): a fixed name that log collectors and `RUST_LOG` filters
+/// can rely on, whichever file writes the line.
+pub const LOG_TARGET: &str = "herald::hub::server";
+
 /// Logs a session's arrival.
 pub fn log_connected(session: SessionId, transport: Transport, peer: Option<ClientAddr>) {
     let (client_peer, proxy) = peer_fields(peer);
     let peer = peer_label(peer);
-    log::log!(
+    log::log!(target: LOG_TARGET,
         session_log_level(transport),
         event = "connected",
         session:% = session,
@@ -35,7 +40,7 @@ pub fn log_registered(
 ) {
     let (client_peer, proxy) = peer_fields(peer);
     let peer = peer_label(peer);
-    log::log!(
+    log::log!(target: LOG_TARGET,
         session_log_level(transport),
         event = "registered",
         session:% = session,
@@ -60,7 +65,7 @@ pub fn log_disconnected(
     let peer = peer_label(peer);
     let client = id.map(ClientId::as_str);
     let id = id_label(id);
-    log::log!(
+    log::log!(target: LOG_TARGET,
         session_log_level(transport),
         event = "disconnected",
         session:% = session,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 
 use super::SessionSettings;
-use crate::hub::admission::{Admitted, SessionStart};
+use crate::hub::admission::{self, Admitted, SessionStart};
 use crate::hub::messages::DisconnectReason;
 use crate::ids::{ChannelName, ClientId};
 use crate::protocol::{close_code, ClientFrame, Position, ServerFrame};
@@ -246,8 +246,7 @@ impl Machine {
     }
 
     fn refresh(&mut self, token: &str, out: &mut Actions) {
-        if self.settings.admission.tokens.is_none() {
-            let refusal = crate::hub::admission::Refusal::TokensDisabled;
+        if let Err(refusal) = self.settings.admission.tokens_on() {
             return out.push(Action::Error(refusal.to_string()));
         }
         let Some(current) = self.identity.as_ref().map(|i| i.id.clone()) else {
@@ -270,7 +269,7 @@ impl Machine {
     /// Replaces the identity, re-arms the expiry and leaves the private
     /// channels the new token no longer lists.
     fn set_identity(&mut self, identity: Identity, out: &mut Actions) {
-        out.push(Action::ExpireIn(identity.time_left()));
+        out.push(Action::ExpireIn(admission::token_lifetime(&identity)));
         self.identity = Some(identity);
         let admission = &self.settings.admission;
         let revoked: Vec<ChannelName> = self
