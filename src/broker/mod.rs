@@ -71,6 +71,17 @@ impl BrokerError {
 /// Messages of a replay, `(seq, complete frame)`, in seq order.
 pub type Frames = Vec<(u64, ByteString)>;
 
+/// A replay fetched from a broker other nodes publish to: every kept
+/// message asked for up to `upto`, the cluster's counter at the instant
+/// they were read. It is one consistent cut: each message of the asked
+/// streams numbered up to `upto` is in `frames`, each one numbered after it
+/// is not, so live delivery takes over exactly above `upto`.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub frames: Frames,
+    pub upto: u64,
+}
+
 /// A message numbered and kept by the broker, to fan out to this node's
 /// sessions. With Redis, every node, the publishing one included, gets it
 /// from the subscription.
@@ -131,9 +142,10 @@ pub enum Replaying {
     /// Read from this process, exact up to each stream's `has_from`:
     /// nothing can be in flight.
     Here(Result<Frames, Refused>),
-    /// Being fetched: live messages may arrive meanwhile, and may repeat
-    /// what the replay holds (see `NotifyServer::finish_resume`).
-    Fetching(BoxFuture<'static, Result<Frames, Refused>>),
+    /// Being fetched: live messages may arrive meanwhile, before or after
+    /// the snapshot's instant, and may repeat what the replay holds (see
+    /// `NotifyServer::finish_resume`).
+    Fetching(BoxFuture<'static, Result<Snapshot, Refused>>),
 }
 
 /// A resume that cannot be answered in full: nothing is replayed and the

@@ -1,6 +1,8 @@
 //! A resume on Redis: everything kept after a position, read by one run of
 //! [`scripts::REPLAY`](super::scripts::REPLAY) within the replay budget,
-//! or the refusal, with the cluster's newest position.
+//! or the refusal, with the cluster's newest position. One script is one
+//! round trip and one atomic read, whatever the number of streams: the
+//! counter and every stream are read at the same instant.
 
 use std::sync::atomic::Ordering;
 
@@ -9,7 +11,7 @@ use bytestring::ByteString;
 use super::announce::encode_key;
 use super::scripts::{ReplayReply, REPLAY_PAGE_ENTRIES};
 use super::RedisBroker;
-use crate::broker::{Frames, Refused, Replaying};
+use crate::broker::{Frames, Refused, Replaying, Snapshot};
 use crate::history::StreamKey;
 use crate::protocol::Position;
 use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason, REPLAY_ENTRY_OVERHEAD_BYTES};
@@ -17,6 +19,8 @@ use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason, REPLAY_ENTRY_OVERH
 impl RedisBroker {
     /// Fetches everything kept after `from` (a stream's `has_from` cannot
     /// bound it: live messages may still be on their way), in one script,
+    /// with the cluster's counter read in the same script (the snapshot's
+    /// `upto`),
     /// or refuses when `from` is not of the cluster's epoch (Redis lost its
     /// data, or it is from elsewhere), a stream dropped a message after it,
     /// the messages need more than `max_replay_bytes` (Redis then sends none
@@ -101,7 +105,10 @@ impl RedisBroker {
                         })
                         .collect();
                     found.sort_unstable_by_key(|(seq, _)| *seq);
-                    Ok(found)
+                    Ok(Snapshot {
+                        frames: found,
+                        upto: latest,
+                    })
                 }
                 "ahead" => Err(refused(ResetReason::Ahead {
                     since,

@@ -36,8 +36,8 @@ use super::messages::{
     Subscribe, ToChannel, Unsubscribe,
 };
 use crate::broker::{
-    Broker, BrokerError, BrokerEvents, Frames, Presence, Publication, Publishing, Refused,
-    Replaying,
+    Broker, BrokerError, BrokerEvents, Presence, Publication, Publishing, Refused, Replaying,
+    Snapshot,
 };
 use crate::history::StreamKey;
 use crate::ids::SessionId;
@@ -153,37 +153,35 @@ impl NotifyServer {
         let since = position.since;
         match self.broker.replay(&streams, &position) {
             Replaying::Here(result) => {
-                let joined = self.finish_resume(session, since, at_join, result, false);
+                let upto = self.seq();
+                let result = result.map(|frames| Snapshot { frames, upto });
+                let joined = self.finish_resume(session, since, at_join, result);
                 Box::pin(actix::fut::ready(joined))
             }
             Replaying::Fetching(fetching) => {
                 self.registry.hold(session);
-                Box::pin(fetching.into_actor(self).map(move |result, act, _| {
-                    act.finish_resume(session, since, at_join, result, true)
-                }))
+                Box::pin(
+                    fetching.into_actor(self).map(move |result, act, _| {
+                        act.finish_resume(session, since, at_join, result)
+                    }),
+                )
             }
         }
     }
 
     /// Answers a resume with its replay or reset (`resume::settle`), and
-    /// lets the session's held-back messages follow it.
+    /// lets the session's held-back messages above it follow.
     fn finish_resume(
         &mut self,
         session: SessionId,
         since: u64,
         at_join: u64,
-        result: Result<Frames, Refused>,
-        fetched: bool,
+        result: Result<Snapshot, Refused>,
     ) -> Joined {
-        let fanned_out = self.seq();
         let epoch = self.broker.epoch();
-        let settled = resume::settle(result, since, at_join, fetched, fanned_out, epoch);
-        self.registry.resumed(
-            session,
-            settled.replayed_from,
-            settled.ahead,
-            settled.joined.seq,
-        );
+        let settled = resume::settle(result, since, at_join, epoch);
+        self.registry
+            .resumed(session, settled.replayed_from, settled.joined.seq);
         settled.joined
     }
 }

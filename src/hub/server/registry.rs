@@ -46,9 +46,6 @@ pub struct Registry<O> {
     /// Sessions whose replay is being fetched: live messages for them are
     /// held back in their `Streams` until it is in.
     resuming: HashSet<SessionId>,
-    /// Sessions whose fetched replay holds messages this node has not
-    /// fanned out yet.
-    catching_up: HashSet<SessionId>,
     /// Session, id and channel gauges, deliveries and slow consumers.
     metrics: Arc<Metrics>,
 }
@@ -62,7 +59,6 @@ impl<O: Outbox> Registry<O> {
             channels: HashMap::new(),
             ids_generation: 0,
             resuming: HashSet::new(),
-            catching_up: HashSet::new(),
             metrics,
         }
     }
@@ -153,7 +149,6 @@ impl<O: Outbox> Registry<O> {
             return;
         };
         self.resuming.remove(&session);
-        self.catching_up.remove(&session);
         if let Some(id) = entry.streams.id() {
             if remove_from(&mut self.ids, id, session) {
                 self.ids_generation += 1;
@@ -178,24 +173,38 @@ impl<O: Outbox> Registry<O> {
     }
 
     /// Hands the frame numbered `seq` to the sessions of `key`; returns how
-    /// many took it. Cost per target: a reference-count bump and a queue
-    /// push. A session that cannot take it is dropped (see
-    /// [`Failed::disconnect`]); one whose replay is being fetched gets it
-    /// after the replay instead.
+    /// many took it. Cost per target: a compare with its high-water mark, a
+    /// reference-count bump and a queue push. A session that cannot take it
+    /// is dropped (see [`Failed::disconnect`]); one whose replay is being
+    /// fetched gets it after the replay instead, if it is above the replay.
     pub fn route(&mut self, key: &StreamKey, seq: u64, frame: &ByteString) -> usize {
         let mut failed = Vec::new();
         let now = Instant::now();
-        let delivered = match key {
-            StreamKey::Broadcast => deliver(self.sessions.iter(), seq, frame, now, &mut failed),
+        let mut delivered = 0;
+        let mut offer = |session: &SessionId, entry: &mut SessionEntry<O>| {
+            delivered += usize::from(deliver(session, entry, seq, frame, now, &mut failed));
+        };
+        match key {
+            StreamKey::Broadcast => {
+                for (session, entry) in &mut self.sessions {
+                    offer(session, entry);
+                }
+            }
             StreamKey::Id(id) => {
-                let targets = members(&self.sessions, self.ids.get(id));
-                deliver(targets, seq, frame, now, &mut failed)
+                for session in self.ids.get(id).into_iter().flatten() {
+                    if let Some(entry) = self.sessions.get_mut(session) {
+                        offer(session, entry);
+                    }
+                }
             }
             StreamKey::Channel(channel) => {
-                let targets = members(&self.sessions, self.channels.get(channel));
-                deliver(targets, seq, frame, now, &mut failed)
+                for session in self.channels.get(channel).into_iter().flatten() {
+                    if let Some(entry) = self.sessions.get_mut(session) {
+                        offer(session, entry);
+                    }
+                }
             }
-        };
+        }
         self.metrics.deliveries.inc_by(delivered as u64);
         for (session, why) in failed {
             self.drop_failed(session, why);
@@ -204,14 +213,6 @@ impl<O: Outbox> Registry<O> {
             if let Some(entry) = self.sessions.get_mut(session) {
                 entry.streams.hold_back(key, seq, frame);
             }
-        }
-        if !self.catching_up.is_empty() {
-            let sessions = &mut self.sessions;
-            self.catching_up.retain(|session| {
-                sessions
-                    .get_mut(session)
-                    .is_some_and(|entry| entry.streams.passed(seq))
-            });
         }
         delivered
     }
@@ -245,30 +246,20 @@ impl<O: Outbox> Registry<O> {
         }
     }
 
-    /// `session`'s resume is settled (see `resume::settle`): with
-    /// `replayed_from`, it has every stream from that seq on; `ahead` are
-    /// replayed seqs not to deliver again; the messages held back past
-    /// `reached` are delivered now, through the same path as fan-out.
-    pub fn resumed(
-        &mut self,
-        session: SessionId,
-        replayed_from: Option<u64>,
-        ahead: Vec<u64>,
-        reached: u64,
-    ) {
+    /// `session`'s resume is settled at position `reached` (see
+    /// `resume::settle`): with `replayed_from`, it has every stream from
+    /// that seq on; its high-water mark is `reached`, so the messages held
+    /// back past it are delivered now, through the same path as fan-out,
+    /// and none at or below it is delivered later.
+    pub fn resumed(&mut self, session: SessionId, replayed_from: Option<u64>, reached: u64) {
         self.resuming.remove(&session);
         let Some(entry) = self.sessions.get_mut(&session) else {
             return;
         };
-        let held = entry.streams.release(replayed_from);
-        if !ahead.is_empty() {
-            entry.streams.replayed_ahead(ahead);
-            self.catching_up.insert(session);
-        }
+        let held = entry.streams.release(replayed_from, reached);
         let mut failed = Vec::new();
-        for (seq, frame) in held.into_iter().filter(|(seq, _)| *seq > reached) {
-            let target = std::iter::once((&session, &*entry));
-            deliver(target, seq, &frame, Instant::now(), &mut failed);
+        for (seq, frame) in held {
+            deliver(&session, entry, seq, &frame, Instant::now(), &mut failed);
             if !failed.is_empty() {
                 break;
             }
@@ -332,40 +323,35 @@ impl<O> Registry<O> {
 }
 
 /// The one delivery path, for fan-out and for messages held back during a
-/// resume: hands `frame` to each target session it is due to (see
-/// `Streams::due`); returns how many took it and records in `failed` those
-/// that could not, for the caller to drop.
-fn deliver<'a, O: Outbox + 'a>(
-    targets: impl Iterator<Item = (&'a SessionId, &'a SessionEntry<O>)>,
+/// resume: hands `frame` to `session` if it is due (see `Streams::due`) and
+/// moves its high-water mark; true when it took it. One that could not is
+/// recorded in `failed`, for the caller to drop.
+fn deliver<O: Outbox>(
+    session: &SessionId,
+    entry: &mut SessionEntry<O>,
     seq: u64,
     frame: &ByteString,
     routed_at: Instant,
     failed: &mut Vec<(SessionId, Failed)>,
-) -> usize {
-    let mut delivered = 0;
-    let due = targets.filter(|(_, entry)| entry.streams.due(seq));
-    for (&session, entry) in due {
-        let deliver = Deliver {
-            seq,
-            frame: frame.clone(),
-            routed_at,
-        };
-        match entry.outbox.deliver(deliver) {
-            Ok(()) => delivered += 1,
-            Err(why) => failed.push((session, why)),
+) -> bool {
+    if !entry.streams.due(seq) {
+        return false;
+    }
+    let deliver = Deliver {
+        seq,
+        frame: frame.clone(),
+        routed_at,
+    };
+    match entry.outbox.deliver(deliver) {
+        Ok(()) => {
+            entry.streams.delivered(seq);
+            true
+        }
+        Err(why) => {
+            failed.push((*session, why));
+            false
         }
     }
-    delivered
-}
-
-/// The entries of the sessions in `set`.
-fn members<'a, O>(
-    sessions: &'a HashMap<SessionId, SessionEntry<O>>,
-    set: Option<&'a HashSet<SessionId>>,
-) -> impl Iterator<Item = (&'a SessionId, &'a SessionEntry<O>)> {
-    set.into_iter()
-        .flatten()
-        .filter_map(move |id| sessions.get_key_value(id))
 }
 
 /// Removes `session` from `key`'s set in `index`, dropping the set when it
@@ -575,24 +561,44 @@ pub(super) mod tests {
         assert_eq!(resuming.taken(), [] as [u64; 0]);
         assert_eq!(other.taken(), [5, 6, 7]);
 
-        registry.resumed(session, Some(0), Vec::new(), 6);
+        registry.resumed(session, Some(0), 6);
         assert_eq!(resuming.taken(), [7]);
         route(&mut registry, StreamKey::Broadcast, 9);
         assert_eq!(resuming.taken(), [7, 9]);
     }
 
     #[test]
-    fn replayed_seqs_ahead_of_this_node_are_not_delivered_again() {
+    fn nothing_at_or_below_a_resumes_position_is_delivered_live() {
         let mut registry = registry();
         let queue = Queue::default();
         let session = join(&mut registry, &queue);
         registry.hold(session);
-        registry.resumed(session, Some(0), vec![8, 9], 9);
-        for seq in 8..=10 {
+        route(&mut registry, StreamKey::Broadcast, 10);
+        registry.resumed(session, Some(0), 9);
+        // A subscription lagging the replay brings 8 and 9 after it.
+        for seq in [8, 9, 11, 11] {
             route(&mut registry, StreamKey::Broadcast, seq);
         }
-        assert_eq!(queue.taken(), [10]);
-        assert!(registry.catching_up.is_empty());
+        assert_eq!(queue.taken(), [10, 11]);
+    }
+
+    #[test]
+    fn a_session_never_gets_a_seq_twice_or_out_of_order() {
+        let mut registry = registry();
+        let (tab, late) = (Queue::default(), Queue::default());
+        let session = join(&mut registry, &tab);
+        registry.register(session, id("63"), 0);
+        registry.subscribe(session, channel("news"), 0);
+        route(&mut registry, StreamKey::Id(id("63")), 5);
+        // Older or repeated seqs, on any stream of the session.
+        route(&mut registry, StreamKey::Broadcast, 4);
+        route(&mut registry, StreamKey::Channel(channel("news")), 5);
+        route(&mut registry, StreamKey::Channel(channel("news")), 6);
+        assert_eq!(tab.taken(), [5, 6]);
+        // Another session's mark is its own.
+        join(&mut registry, &late);
+        route(&mut registry, StreamKey::Broadcast, 3);
+        assert_eq!(late.taken(), [3]);
     }
 
     #[test]
@@ -607,7 +613,7 @@ pub(super) mod tests {
         for seq in 1..=3 {
             route(&mut registry, StreamKey::Broadcast, seq);
         }
-        registry.resumed(session, None, Vec::new(), 0);
+        registry.resumed(session, None, 0);
         assert_eq!(queue.taken(), [1]);
         assert_eq!(*queue.closes.borrow(), [close_code::SLOW_CONSUMER]);
         assert_eq!(registry.session_count(), 0);

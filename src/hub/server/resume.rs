@@ -8,20 +8,29 @@
 //! delivery covers the rest. That is what keeps replay and live delivery
 //! from overlapping or leaving a hole.
 //!
-//! Two things can make them overlap when the replay is fetched (from
-//! Redis) rather than read at once, and [`Streams`] guards against both:
-//! live messages that arrive while the fetch is out are held back, then
-//! follow the replay unless it already holds them; and a replay read from
-//! the broker can be ahead of the subscription that brings messages here,
-//! so the seqs it holds that this node has not fanned out yet are not
-//! delivered again when they arrive. [`settle`] turns the broker's answer
-//! into what the join reports.
+//! When the replay is fetched (from Redis) rather than read at once, it is
+//! a [`Snapshot`]: every message of the session's streams up to the
+//! cluster's counter at one instant (`upto`). The resume ends at that
+//! position: live messages above it follow the replay, none at or below it
+//! is delivered live (the replay holds those that are the session's). Live
+//! messages that arrive while the fetch is out are held back, then follow
+//! the replay if they are above it; and as the subscription that brings
+//! messages here may lag the connection the replay was read on, messages
+//! at or below it may still arrive afterwards.
+//!
+//! Both are covered by one rule, the session's high-water mark
+//! (`delivered`): the highest seq the session was given, by a replay, a
+//! resume's position or live delivery. No live message at or below it is
+//! given to the session, on any transport: after its replay, seqs reach a
+//! session strictly ascending, each once. It costs one compare per
+//! delivery.
+//! [`settle`] turns the broker's answer into what the join reports.
 
 use std::collections::HashMap;
 
 use bytestring::ByteString;
 
-use crate::broker::{Frames, Refused};
+use crate::broker::{Refused, Snapshot};
 use crate::history::StreamKey;
 use crate::hub::messages::{Joined, Resume};
 use crate::ids::{ChannelName, ClientId, Epoch};
@@ -39,10 +48,10 @@ pub struct Streams {
     /// is in (`holding`), instead of being delivered.
     holding: bool,
     held: Vec<(u64, ByteString)>,
-    /// After a fetched replay: the seqs it held that this node had not
-    /// fanned out yet, in order (8 bytes each, within the replay's budget).
-    /// Emptied as fan-out passes them.
-    replayed_ahead: Vec<u64>,
+    /// The high-water mark: the highest seq given to the session (by live
+    /// delivery, a replay, or a resume's position). Nothing at or below it
+    /// is given again.
+    delivered: u64,
 }
 
 impl Streams {
@@ -55,7 +64,7 @@ impl Streams {
             channels: HashMap::new(),
             holding: false,
             held: Vec::new(),
-            replayed_ahead: Vec::new(),
+            delivered: 0,
         }
     }
 
@@ -117,16 +126,17 @@ impl Streams {
     }
 
     /// Whether live delivery hands `seq` to the session now: not while a
-    /// replay is fetched, nor when the replay already held it. Checked on
-    /// every delivery: two comparisons unless a replay ran ahead.
+    /// replay is fetched, nor at or below its high-water mark. Checked on
+    /// every delivery: two comparisons.
     #[inline]
     pub fn due(&self, seq: u64) -> bool {
-        !self.holding && !self.replayed(seq)
+        !self.holding && seq > self.delivered
     }
 
-    /// Whether `seq` reached this session in its replay, ahead of this node.
-    fn replayed(&self, seq: u64) -> bool {
-        !self.replayed_ahead.is_empty() && self.replayed_ahead.binary_search(&seq).is_ok()
+    /// The session was given `seq`: its high-water mark moves up to it.
+    #[inline]
+    pub fn delivered(&mut self, seq: u64) {
+        self.delivered = self.delivered.max(seq);
     }
 
     /// A replay is being fetched: live messages wait in [`Streams::hold_back`].
@@ -142,29 +152,23 @@ impl Streams {
         }
     }
 
-    /// The replay is in: live delivery resumes, and the messages held back
-    /// meanwhile are handed over, in order, for the caller to deliver those
-    /// past the replay. With `replayed_from` (a replay, not a reset) the
-    /// session now has every stream from that seq on.
-    pub fn release(&mut self, replayed_from: Option<u64>) -> Vec<(u64, ByteString)> {
+    /// The resume is settled at position `reached`: live delivery resumes,
+    /// and the messages held back meanwhile are handed over, in order, for
+    /// the caller to deliver those past it. With `replayed_from` (a
+    /// replay), the session now has every stream from that seq on and was
+    /// given everything up to `reached`, so its high-water mark rises to
+    /// it; after a reset (none), `reached` is where the client goes on
+    /// from, so the mark is set to it.
+    pub fn release(&mut self, replayed_from: Option<u64>, reached: u64) -> Vec<(u64, ByteString)> {
         self.holding = false;
-        if let Some(since) = replayed_from {
-            self.lower_has_from(since);
+        match replayed_from {
+            Some(since) => {
+                self.lower_has_from(since);
+                self.delivered(reached);
+            }
+            None => self.delivered = reached,
         }
         std::mem::take(&mut self.held)
-    }
-
-    /// Remembers the replayed seqs this node has not fanned out yet
-    /// (ascending), so that they are not delivered again.
-    pub fn replayed_ahead(&mut self, seqs: Vec<u64>) {
-        self.replayed_ahead = seqs;
-    }
-
-    /// Fan-out reached `seq`: seqs arrive in order, so a replayed seq not
-    /// past it has come or never will. True while some are still ahead.
-    pub fn passed(&mut self, seq: u64) -> bool {
-        self.replayed_ahead.retain(|&ahead| ahead > seq);
-        !self.replayed_ahead.is_empty()
     }
 
     fn lower_has_from(&mut self, since: u64) {
@@ -186,48 +190,33 @@ pub struct Settled {
     /// On a replay, the seq the session now has every stream from (the
     /// client's `since`); none on a reset.
     pub replayed_from: Option<u64>,
-    /// Replayed seqs this node has not fanned out yet, ascending.
-    pub ahead: Vec<u64>,
 }
 
 /// Settles a resume from `since` with the broker's answer `result`.
 ///
-/// `fanned_out` is this node's position now, `at_join` its position when
-/// the join came, `epoch` the broker's. After a fetch (`fetched`) the
-/// position reported is the last one replayed, since older held-back
-/// messages may still follow it; a replay read at once reports
-/// `fanned_out`. A reset reports the broker's newest position when it
-/// gave one (from it a resume has nothing to replay, so a client that
-/// follows the reset is not reset again; held-back messages up to it do
-/// not follow), else `at_join` in `epoch`.
+/// A replay ends at the snapshot's `upto` (for a replay read at once, this
+/// node's position when it was read): the cluster's counter at the instant
+/// the replay was read, so the client's next resume starts exactly where
+/// this one's messages end. A reset reports the
+/// broker's newest position when it gave one (from it a resume has nothing
+/// to replay, so a client that follows the reset is not reset again; held-
+/// back messages up to it do not follow), else `at_join` in `epoch`.
 pub fn settle(
-    result: Result<Frames, Refused>,
+    result: Result<Snapshot, Refused>,
     since: u64,
     at_join: u64,
-    fetched: bool,
-    fanned_out: u64,
     epoch: Epoch,
 ) -> Settled {
     match result {
-        Ok(frames) => {
-            let reached = if fetched {
-                frames.last().map_or(since, |(seq, _)| *seq).max(since)
-            } else {
-                fanned_out
-            };
-            let ahead = frames
-                .iter()
-                .map(|(seq, _)| *seq)
-                .filter(|&seq| seq > fanned_out)
-                .collect();
+        Ok(Snapshot { frames, upto }) => {
+            let reached = frames.last().map_or(upto, |(seq, _)| upto.max(*seq));
             Settled {
                 joined: Joined {
                     epoch,
-                    seq: reached,
+                    seq: reached.max(since),
                     resume: Some(Resume::Replayed { since, frames }),
                 },
                 replayed_from: Some(since),
-                ahead,
             }
         }
         Err(refused) => {
@@ -241,7 +230,6 @@ pub fn settle(
                     }),
                 },
                 replayed_from: None,
-                ahead: Vec::new(),
             }
         }
     }
@@ -258,7 +246,9 @@ mod tests {
     };
     use super::super::NotifyServer;
     use super::*;
-    use crate::broker::{Broker, BrokerError, MemoryBroker, Publication, Publishing, Replaying};
+    use crate::broker::{
+        Broker, BrokerError, Frames, MemoryBroker, Publication, Publishing, Replaying,
+    };
     use crate::history::HistoryLimits;
     use crate::hub::messages::{
         Connect, Disconnect, DisconnectReason, Register, ToChannel, Transport,
@@ -376,7 +366,7 @@ mod tests {
 
         fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
             let frames = vec![(1, "m1".into()), (2, "m2".into())];
-            Replaying::Fetching(Box::pin(async move { Ok(frames) }))
+            Replaying::Fetching(Box::pin(async move { Ok(Snapshot { frames, upto: 2 }) }))
         }
     }
 
@@ -486,10 +476,10 @@ mod tests {
             ]
         );
 
-        assert!(streams.release(Some(11)).is_empty());
+        assert!(streams.release(Some(11), 0).is_empty());
         let lowered: Vec<u64> = streams.positions().iter().map(|(_, from)| *from).collect();
         assert_eq!(lowered, [10, 11, 11]);
-        streams.release(None);
+        streams.release(None, 0);
         assert!(streams.unsubscribe(&channel("news")));
         assert_eq!(streams.positions().len(), 2);
     }
@@ -506,41 +496,49 @@ mod tests {
         streams.hold_back(&StreamKey::Id(id("64")), 2, &frame);
         streams.hold_back(&StreamKey::Channel(channel("news")), 3, &frame);
         streams.hold_back(&StreamKey::Id(id("63")), 4, &frame);
-        let held: Vec<u64> = streams.release(None).iter().map(|(s, _)| *s).collect();
+        let held: Vec<u64> = streams.release(None, 0).iter().map(|(s, _)| *s).collect();
         assert_eq!(held, [1, 4]);
         assert!(streams.due(5));
     }
 
     #[test]
-    fn replayed_ahead_seqs_are_skipped_until_fan_out_passes_them() {
+    fn nothing_at_or_below_the_high_water_mark_is_due_again() {
         let mut streams = Streams::new(0);
-        streams.replayed_ahead(vec![3, 5]);
-        assert!(!streams.due(3) && streams.due(4) && !streams.due(5));
-        assert!(streams.passed(3), "5 is still ahead");
-        assert!(!streams.passed(5));
-        assert!(streams.due(5));
+        assert!(streams.due(3));
+        streams.delivered(5);
+        streams.delivered(4); // never lowers it
+        assert!(!streams.due(3) && !streams.due(5) && streams.due(6));
+        streams.hold();
+        assert!(!streams.due(6), "held back during a fetch");
+        // A replay up to 8: a late live 7 or 8 is not given again.
+        streams.release(Some(0), 8);
+        assert!(!streams.due(7) && !streams.due(8) && streams.due(9));
+        // A reset sets it to where the client goes on from.
+        streams.release(None, 2);
+        assert!(streams.due(3) && !streams.due(2));
     }
 
     #[test]
-    fn a_fetched_replay_reports_its_last_seq_and_what_is_ahead() {
-        let settled = settle(Ok(frames(&[4, 6, 8])), 3, 5, true, 6, EPOCH.into());
+    fn a_fetched_replay_ends_at_its_snapshot() {
+        let snapshot = |seqs: &[u64], upto| Snapshot {
+            frames: frames(seqs),
+            upto,
+        };
+        let settled = settle(Ok(snapshot(&[4, 6, 8], 10)), 3, 5, EPOCH.into());
         assert_eq!(
             (settled.joined.epoch.as_str(), settled.joined.seq),
-            (EPOCH, 8)
+            (EPOCH, 10)
         );
         assert_eq!(settled.replayed_from, Some(3));
-        assert_eq!(settled.ahead, [8]);
         assert_eq!(replayed(&settled.joined), [4, 6, 8]);
 
-        let nothing = settle(Ok(Vec::new()), 3, 5, true, 6, EPOCH.into());
-        assert_eq!((nothing.joined.seq, nothing.ahead.len()), (3, 0));
-    }
-
-    #[test]
-    fn a_replay_read_at_once_reports_this_nodes_position() {
-        let settled = settle(Ok(frames(&[4])), 3, 5, false, 6, EPOCH.into());
-        assert_eq!(settled.joined.seq, 6);
-        assert!(settled.ahead.is_empty());
+        let nothing = settle(Ok(snapshot(&[], 7)), 3, 5, EPOCH.into());
+        assert_eq!(nothing.joined.seq, 7);
+        let behind = settle(Ok(snapshot(&[], 1)), 3, 5, EPOCH.into());
+        assert_eq!(
+            behind.joined.seq, 3,
+            "never behind the client's own position"
+        );
     }
 
     #[test]
@@ -549,14 +547,7 @@ mod tests {
             reason: gone(),
             newest,
         };
-        let newest = settle(
-            Err(refused(Some(("e2".into(), 42)))),
-            3,
-            5,
-            true,
-            6,
-            EPOCH.into(),
-        );
+        let newest = settle(Err(refused(Some(("e2".into(), 42)))), 3, 5, EPOCH.into());
         assert_eq!(
             (newest.joined.epoch.as_str(), newest.joined.seq),
             ("e2", 42)
@@ -565,7 +556,7 @@ mod tests {
         assert!(
             matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if *reason == gone())
         );
-        let unknown = settle(Err(refused(None)), 3, 5, true, 6, EPOCH.into());
+        let unknown = settle(Err(refused(None)), 3, 5, EPOCH.into());
         assert_eq!(
             (unknown.joined.epoch.as_str(), unknown.joined.seq),
             (EPOCH, 5)
