@@ -10,7 +10,8 @@
 //! - `tcp.rs`: TCP connections from a chosen source address;
 //! - `token.rs`: signed identity;
 //! - `process.rs`: the `herald` binary as a child process;
-//! - `redis.rs`: a private `redis-server` per test.
+//! - `redis.rs`: a private `redis-server` per test;
+//! - `latency.rs`: a TCP proxy adding latency between a node and Redis.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use herald::{Application, Config};
 
 mod http;
+pub mod latency;
 mod poll;
 pub mod process;
 mod raw;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use herald::config::BrokerKind;
 use herald::Config;
 
+use super::latency::LatencyProxy;
 use super::{or_skip, spawn_app_with, within, TestApp};
 
 pub struct Redis {
@@ -210,7 +211,24 @@ impl Redis {
     /// A herald node on this Redis, with `configure` applied to its config
     /// after the broker settings; returns once its subscription is up.
     pub async fn node(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
-        let url = self.url();
+        self.node_at(self.url(), configure).await
+    }
+
+    /// A node reaching this Redis through `proxy`, as [`Redis::node`].
+    pub async fn node_through(
+        &self,
+        proxy: &LatencyProxy,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        self.node_at(proxy.url(), configure).await
+    }
+
+    /// A proxy to this Redis (plain only), with no delay yet.
+    pub async fn proxy(&self) -> LatencyProxy {
+        LatencyProxy::start(([127, 0, 0, 1], self.port).into()).await
+    }
+
+    async fn node_at(&self, url: String, configure: impl FnOnce(&mut Config)) -> TestApp {
         let app = spawn_app_with(|c| {
             c.broker.kind = BrokerKind::Redis;
             c.broker.url = url;

@@ -1,0 +1,265 @@
+//! An in-process TCP proxy on loopback between a herald node and Redis,
+//! adding a one-way delay per direction, or stalling, to test what herald
+//! does when Redis is not on the same host.
+//!
+//! Each connection gets its own pair of tasks, one per direction: a reader
+//! stamps every chunk with the time it is due and queues it; a writer
+//! sends the chunks in queue order once due. So a delay keeps the order of
+//! the bytes and never holds up another connection. A connection that
+//! sends `SUBSCRIBE` is the node's pub/sub link; its delay can be set on
+//! its own ([`Link::PubSub`]), as when pub/sub lags the commands. The
+//! proxy also names every command sent on the other connections
+//! ([`LatencyProxy::commands`]): each is one round trip to Redis.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Which of a node's connections to Redis a delay applies to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Link {
+    /// The command connections (publish, replay, presence).
+    Commands,
+    /// The connection that has sent `SUBSCRIBE`.
+    PubSub,
+}
+
+/// A one-way delay for each direction.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Delay {
+    pub to_redis: Duration,
+    pub from_redis: Duration,
+}
+
+impl Delay {
+    /// The same delay both ways.
+    pub fn both(one_way: Duration) -> Self {
+        Self {
+            to_redis: one_way,
+            from_redis: one_way,
+        }
+    }
+}
+
+struct Shared {
+    commands: Mutex<Delay>,
+    pubsub: Mutex<Delay>,
+    stalled: watch::Sender<bool>,
+    /// The name of every command sent to Redis on a command connection.
+    sent: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn delay(&self, link: Link) -> Delay {
+        let delay = match link {
+            Link::Commands => &self.commands,
+            Link::PubSub => &self.pubsub,
+        };
+        *delay.lock().expect("delay lock")
+    }
+}
+
+/// The proxy; it stops accepting when dropped (open connections end when
+/// either side closes).
+pub struct LatencyProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl LatencyProxy {
+    /// A proxy on a free loopback port forwarding to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let shared = Arc::new(Shared {
+            commands: Mutex::new(Delay::default()),
+            pubsub: Mutex::new(Delay::default()),
+            stalled: watch::channel(false).0,
+            sent: Mutex::new(Vec::new()),
+        });
+        let accepting = shared.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue; // the client sees its connection end
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                relay(client, server, accepting.clone());
+            }
+        });
+        Self {
+            port,
+            shared,
+            accept,
+        }
+    }
+
+    /// `redis://` through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The same one-way delay on every connection, both ways.
+    pub fn set_delay(&self, one_way: Duration) {
+        self.set_link_delay(Link::Commands, Delay::both(one_way));
+        self.set_link_delay(Link::PubSub, Delay::both(one_way));
+    }
+
+    /// The delay of `link`'s connections, for chunks read from now on.
+    pub fn set_link_delay(&self, link: Link, delay: Delay) {
+        let slot = match link {
+            Link::Commands => &self.shared.commands,
+            Link::PubSub => &self.shared.pubsub,
+        };
+        *slot.lock().expect("delay lock") = delay;
+    }
+
+    /// The names of the commands sent to Redis so far on the command
+    /// connections (upper case), in the order sent.
+    pub fn commands(&self) -> Vec<String> {
+        self.shared.sent.lock().expect("commands lock").clone()
+    }
+
+    /// Stops (or, with false, resumes) forwarding in both directions; the
+    /// connections stay open and what was read is kept, in order.
+    pub fn stall(&self, stalled: bool) {
+        self.shared.stalled.send_replace(stalled);
+    }
+}
+
+impl Drop for LatencyProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Forwards both directions of one connection, each through a timed queue.
+fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let (link_tx, link_rx) = watch::channel(Link::Commands);
+    let link_tx = Arc::new(link_tx);
+    pipe(
+        client_read,
+        server_write,
+        shared.clone(),
+        link_rx.clone(),
+        Some(link_tx),
+        true,
+    );
+    pipe(server_read, client_write, shared, link_rx, None, false);
+}
+
+/// One direction: a reader task queues chunks stamped with their due time,
+/// a writer task sends them in order once due and not stalled. The reader
+/// of the client's side marks the connection as pub/sub on `SUBSCRIBE`.
+fn pipe(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    shared: Arc<Shared>,
+    link: watch::Receiver<Link>,
+    classify: Option<Arc<watch::Sender<Link>>>,
+    to_redis: bool,
+) {
+    let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let mut stalled = shared.stalled.subscribe();
+    tokio::spawn(async move {
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut requests = Vec::new();
+        loop {
+            let n = match from.read(&mut chunk).await {
+                Ok(0) | Err(_) => return, // the writer ends with the queue
+                Ok(n) => n,
+            };
+            let bytes = chunk[..n].to_vec();
+            if let Some(classify) = &classify {
+                if contains(&bytes, b"SUBSCRIBE") {
+                    classify.send_replace(Link::PubSub);
+                }
+                requests.extend_from_slice(&bytes);
+                let names = take_commands(&mut requests);
+                if *link.borrow() == Link::Commands {
+                    shared.sent.lock().expect("commands lock").extend(names);
+                }
+            }
+            let delay = shared.delay(*link.borrow());
+            let wait = if to_redis {
+                delay.to_redis
+            } else {
+                delay.from_redis
+            };
+            if queue.send((Instant::now() + wait, bytes)).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((at, bytes)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if stalled.wait_for(|stalled| !stalled).await.is_err() {
+                return;
+            }
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    });
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// Removes the complete requests at the front of `buf` (RESP arrays of bulk
+/// strings, as clients send them) and returns their command names.
+fn take_commands(buf: &mut Vec<u8>) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut at = 0;
+    while let Some((name, end)) = request(&buf[at..]) {
+        names.push(name);
+        at += end;
+    }
+    buf.drain(..at);
+    names
+}
+
+/// The command name and length of the complete request at the start of
+/// `buf`, if it is all there.
+fn request(buf: &[u8]) -> Option<(String, usize)> {
+    let (count, mut at) = number_line(buf, b'*')?;
+    let mut name = String::new();
+    for i in 0..count {
+        let (len, start) = number_line(&buf[at..], b'$')?;
+        let start = at + start;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        if buf.len() < end + 2 {
+            return None;
+        }
+        if i == 0 {
+            name = String::from_utf8_lossy(&buf[start..end]).to_uppercase();
+        }
+        at = end + 2;
+    }
+    Some((name, at))
+}
+
+/// `<kind><number>\r\n` at the start of `buf`: the number and the length.
+fn number_line(buf: &[u8], kind: u8) -> Option<(u64, usize)> {
+    if buf.first() != Some(&kind) {
+        return None;
+    }
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let number = std::str::from_utf8(&buf[1..end]).ok()?.parse().ok()?;
+    Some((number, end + 2))
+}

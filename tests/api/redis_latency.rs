@@ -1,0 +1,425 @@
+//! Exactly once on Redis when Redis is not on the node's host: node A
+//! reaches Redis through a [`LatencyProxy`], node B publishes at a steady
+//! rate (broadcasts, to id `u1`, to channel `room`, and to others), and a
+//! client `id=u1&channel=room` on A drops and resumes again and again, on
+//! WebSocket, SSE (`Last-Event-ID`) and long-poll (each poll a resume).
+//! Every message B accepted (200) for that client reaches it once, in seq
+//! order: none lost, none doubled, across every resume. The same when only
+//! A's pub/sub connection lags its commands. And a resume costs the same
+//! number of Redis round trips whatever the number of streams.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::latency::{Delay, LatencyProxy, Link};
+use crate::helpers::redis::Redis;
+use crate::helpers::{within, TestApp};
+
+/// What node B publishes, in turn; `true` for what the client receives.
+const TARGETS: [(&str, &str, bool); 5] = [
+    ("", "", true),
+    ("id", "u1", true),
+    ("channel", "room", true),
+    ("id", "u2", false),
+    ("channel", "hall", false),
+];
+
+/// The client's session.
+const QUERY: &str = "id=u1&channel=room";
+
+/// Resumes per WebSocket or SSE case.
+const RESUMES: usize = 5;
+
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    WebSocket,
+    Sse,
+    Poll,
+}
+
+/// Where A's latency is.
+#[derive(Clone, Copy, Debug)]
+enum Lag {
+    /// Every connection, this one-way delay in ms.
+    All(u64),
+    /// Only the pub/sub connection, this one-way delay in ms.
+    PubSub(u64),
+    /// 5 ms, and every connection stalls while the client is away.
+    Stalls,
+}
+
+/// Node B publishing at a steady rate until stopped; records the seqs it
+/// got a 200 for that target the client.
+struct Publisher {
+    accepted: Rc<RefCell<Vec<u64>>>,
+    stop: Rc<RefCell<bool>>,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Publisher {
+    fn start(b: &TestApp) -> Self {
+        let b = TestApp::at(b.port);
+        let accepted = Rc::new(RefCell::new(Vec::new()));
+        let stop = Rc::new(RefCell::new(false));
+        let (finished, done) = tokio::sync::oneshot::channel();
+        let (seqs, stopped) = (accepted.clone(), stop.clone());
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(4));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n = 0usize;
+            while !*stopped.borrow() {
+                tick.tick().await;
+                let (field, value, targeted) = TARGETS[n % TARGETS.len()];
+                let text = format!("m{n}");
+                let mut form = vec![("message", text.as_str())];
+                if !field.is_empty() {
+                    form.push((field, value));
+                }
+                let (status, body) = b.publish_form(&form).await;
+                if status == StatusCode::OK && targeted {
+                    seqs.borrow_mut().push(body["seq"].as_u64().expect("seq"));
+                }
+                n += 1;
+            }
+            let _ = finished.send(());
+        });
+        Self {
+            accepted,
+            stop,
+            done,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.borrow().len()
+    }
+
+    /// Waits until `more` further messages for the client were accepted.
+    async fn wait_for(&self, more: usize) {
+        let target = self.accepted() + more;
+        within("the publisher to go on", async {
+            while self.accepted() < target {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Stops publishing; the seqs accepted for the client.
+    async fn stop(self) -> Vec<u64> {
+        *self.stop.borrow_mut() = true;
+        within("the publisher to stop", self.done).await.ok();
+        self.accepted.take()
+    }
+}
+
+/// What the client received, over all its sessions, and where it stands.
+#[derive(Default)]
+struct Received {
+    seqs: Vec<u64>,
+    position: Option<(String, u64)>,
+    resets: Vec<Value>,
+}
+
+impl Received {
+    /// Takes one frame: a message moves the client's position to its seq;
+    /// `resumed` and `reset` set it. (The client starts from a position, so
+    /// `registered` and `subscribed` do not.)
+    fn take(&mut self, frame: &Value) {
+        let seq = frame["seq"].as_u64();
+        match frame["type"].as_str() {
+            Some("message") => {
+                let seq = seq.expect("seq");
+                self.seqs.push(seq);
+                if let Some((_, at)) = &mut self.position {
+                    *at = seq;
+                }
+            }
+            Some("resumed") | Some("reset") => {
+                if frame["type"] == "reset" {
+                    self.resets.push(frame.clone());
+                }
+                let epoch = frame["epoch"].as_str().expect("epoch").to_owned();
+                self.position = Some((epoch, seq.expect("seq")));
+            }
+            _ => {}
+        }
+    }
+
+    fn max(&self) -> u64 {
+        self.seqs.iter().copied().max().unwrap_or(0)
+    }
+
+    fn resume_query(&self) -> String {
+        match &self.position {
+            Some((epoch, since)) => format!("{QUERY}&since={since}&epoch={epoch}"),
+            None => QUERY.to_owned(),
+        }
+    }
+
+    /// Lost, doubled and out-of-order counts against `accepted`.
+    fn tally(&self, accepted: &[u64]) -> (usize, usize, usize) {
+        let got: std::collections::HashSet<u64> = self.seqs.iter().copied().collect();
+        let lost = accepted.iter().filter(|seq| !got.contains(seq)).count();
+        let doubled = self.seqs.len() - got.len();
+        let disordered = self.seqs.windows(2).filter(|w| w[1] <= w[0]).count();
+        (lost, doubled, disordered)
+    }
+}
+
+/// Two nodes on one Redis, A behind the proxy lagging as `lag`.
+async fn cluster(redis: &Redis, lag: Lag) -> (LatencyProxy, TestApp, TestApp) {
+    let proxy = redis.proxy().await;
+    let a = redis
+        .node_through(&proxy, |c| c.poll_timeout_secs = 2)
+        .await;
+    let b = redis.node(|_| {}).await;
+    match lag {
+        Lag::All(ms) => proxy.set_delay(Duration::from_millis(ms)),
+        Lag::PubSub(ms) => {
+            proxy.set_link_delay(Link::PubSub, Delay::both(Duration::from_millis(ms)))
+        }
+        Lag::Stalls => proxy.set_delay(Duration::from_millis(5)),
+    }
+    (proxy, a, b)
+}
+
+/// One session on a streaming transport: opens it from the client's
+/// position, reads until `done` says so, and drops it.
+async fn stream_session(
+    a: &TestApp,
+    transport: Transport,
+    got: &mut Received,
+    done: impl Fn(&Received) -> bool,
+) {
+    match transport {
+        Transport::WebSocket => {
+            let mut ws = a.ws(&got.resume_query()).await;
+            if std::env::var("TRACE").is_ok() {
+                eprintln!("ws open {}", got.resume_query());
+            }
+            while !done(got) {
+                let frame = ws.recv_json().await;
+                if std::env::var("TRACE").is_ok() {
+                    eprintln!("ws {frame}");
+                }
+                got.take(&frame);
+            }
+        }
+        Transport::Sse => {
+            let headers: Vec<(String, String)> = match &got.position {
+                Some((epoch, seq)) => vec![("last-event-id".into(), format!("{epoch}:{seq}"))],
+                None => Vec::new(),
+            };
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut events = a.sse(QUERY, &headers).await;
+            while !done(got) {
+                let (id, frame) = events.next_data().await;
+                got.take(&frame);
+                if let Some((epoch, seq)) = id.as_deref().and_then(|id| id.split_once(':')) {
+                    let seq = seq.parse().expect("seq in the event id");
+                    got.position = Some((epoch.to_owned(), seq));
+                }
+            }
+        }
+        Transport::Poll => unreachable!("polls are not streams"),
+    }
+}
+
+/// One long-poll: a resume from the client's position.
+async fn poll_once(a: &TestApp, got: &mut Received) {
+    let (status, body) = a.poll(&got.resume_query()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    if std::env::var("TRACE").is_ok() {
+        eprintln!("poll {} -> {body}", got.resume_query());
+    }
+    if body["type"] == "reset" {
+        got.take(&body);
+        return;
+    }
+    for message in body["messages"].as_array().expect("messages") {
+        got.take(message);
+    }
+    let epoch = body["epoch"].as_str().expect("epoch").to_owned();
+    let seq = body["seq"].as_u64().expect("seq");
+    got.position = Some((epoch, seq));
+}
+
+/// Runs one case and asserts none lost, none doubled, in order.
+async fn exactly_once(transport: Transport, lag: Lag) {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let (proxy, a, b) = cluster(&redis, lag).await;
+    // The client's first session starts from the node's position.
+    let mut got = Received {
+        position: Some(a.position().await),
+        ..Received::default()
+    };
+    let publisher = Publisher::start(&b);
+    match transport {
+        Transport::Poll => {
+            let until = publisher.accepted() + 150;
+            while publisher.accepted() < until {
+                poll_once(&a, &mut got).await;
+            }
+        }
+        _ => {
+            for round in 0..RESUMES {
+                let want = got.seqs.len() + 15;
+                stream_session(&a, transport, &mut got, |got| got.seqs.len() >= want).await;
+                // Every other time the client is back at once, while what
+                // it missed may still be on its way to A.
+                if matches!(lag, Lag::Stalls) {
+                    proxy.stall(true);
+                    publisher.wait_for(10).await;
+                    proxy.stall(false);
+                } else if round % 2 == 0 {
+                    publisher.wait_for(10).await;
+                }
+            }
+        }
+    }
+    let accepted = publisher.stop().await;
+    let last = accepted.last().copied().expect("messages were accepted");
+    // A last session collects the rest.
+    within("the last messages", async {
+        match transport {
+            Transport::Poll => {
+                while got.max() < last && got.resets.is_empty() {
+                    poll_once(&a, &mut got).await;
+                }
+            }
+            _ => {
+                stream_session(&a, transport, &mut got, |got| {
+                    got.max() >= last || !got.resets.is_empty()
+                })
+                .await
+            }
+        }
+    })
+    .await;
+    let (lost, doubled, disordered) = got.tally(&accepted);
+    eprintln!(
+        "{transport:?} {lag:?}: {} accepted, {} received, {lost} lost, {doubled} doubled, \
+         {disordered} out of order, {} resets",
+        accepted.len(),
+        got.seqs.len(),
+        got.resets.len()
+    );
+    assert!(got.resets.is_empty(), "reset: {:?}", got.resets);
+    assert_eq!((lost, doubled, disordered), (0, 0, 0), "{:?}", got.seqs);
+}
+
+#[actix_web::test]
+async fn websocket_resumes_exactly_once_with_redis_local() {
+    exactly_once(Transport::WebSocket, Lag::All(0)).await;
+}
+
+#[actix_web::test]
+async fn websocket_resumes_exactly_once_at_5_ms() {
+    exactly_once(Transport::WebSocket, Lag::All(5)).await;
+}
+
+#[actix_web::test]
+async fn websocket_resumes_exactly_once_at_50_ms() {
+    exactly_once(Transport::WebSocket, Lag::All(50)).await;
+}
+
+#[actix_web::test]
+async fn websocket_resumes_exactly_once_when_pubsub_lags() {
+    exactly_once(Transport::WebSocket, Lag::PubSub(50)).await;
+}
+
+#[actix_web::test]
+async fn websocket_resumes_exactly_once_across_stalls() {
+    exactly_once(Transport::WebSocket, Lag::Stalls).await;
+}
+
+#[actix_web::test]
+async fn sse_resumes_exactly_once_with_redis_local() {
+    exactly_once(Transport::Sse, Lag::All(0)).await;
+}
+
+#[actix_web::test]
+async fn sse_resumes_exactly_once_at_5_ms() {
+    exactly_once(Transport::Sse, Lag::All(5)).await;
+}
+
+#[actix_web::test]
+async fn sse_resumes_exactly_once_at_50_ms() {
+    exactly_once(Transport::Sse, Lag::All(50)).await;
+}
+
+#[actix_web::test]
+async fn sse_resumes_exactly_once_when_pubsub_lags() {
+    exactly_once(Transport::Sse, Lag::PubSub(50)).await;
+}
+
+#[actix_web::test]
+async fn long_poll_is_exactly_once_with_redis_local() {
+    exactly_once(Transport::Poll, Lag::All(0)).await;
+}
+
+#[actix_web::test]
+async fn long_poll_is_exactly_once_at_5_ms() {
+    exactly_once(Transport::Poll, Lag::All(5)).await;
+}
+
+#[actix_web::test]
+async fn long_poll_is_exactly_once_at_50_ms() {
+    exactly_once(Transport::Poll, Lag::All(50)).await;
+}
+
+#[actix_web::test]
+async fn long_poll_is_exactly_once_when_pubsub_lags() {
+    exactly_once(Transport::Poll, Lag::PubSub(50)).await;
+}
+
+/// The commands node A sends to Redis while a WebSocket client with
+/// `channels` channels (and an id) resumes; the fewest of three tries, so
+/// that a periodic command of the node landing in one does not count.
+async fn resume_commands(redis: &Redis, channels: usize) -> Vec<String> {
+    let proxy = redis.proxy().await;
+    let a = redis.node_through(&proxy, |_| {}).await;
+    let (epoch, since) = a.position().await;
+    let query: String = (0..channels).map(|i| format!("&channel=c{i}")).collect();
+    let query = format!("id=u1{query}&since={since}&epoch={epoch}");
+    let mut fewest: Option<Vec<String>> = None;
+    for _ in 0..3 {
+        let before = proxy.commands().len();
+        let mut ws = a.ws(&query).await;
+        loop {
+            let frame = ws.recv_json().await;
+            if frame["type"] == "resumed" {
+                break;
+            }
+            assert_ne!(frame["type"], "reset", "{frame}");
+        }
+        let sent = proxy.commands()[before..].to_vec();
+        ws.close().await;
+        if fewest.as_ref().is_none_or(|f| sent.len() < f.len()) {
+            fewest = Some(sent);
+        }
+    }
+    fewest.unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn a_resume_costs_the_same_round_trips_for_1_or_20_channels() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let one = resume_commands(&redis, 1).await;
+    let twenty = resume_commands(&redis, 20).await;
+    eprintln!("one channel: {one:?}; twenty channels: {twenty:?}");
+    assert_eq!(one, twenty);
+    assert!(one.len() <= 2, "{one:?}");
+}
