@@ -181,6 +181,8 @@ async fn cluster(redis: &Redis, lag: Lag) -> (LatencyProxy, TestApp, TestApp) {
     match lag {
         Lag::All(ms) => proxy.set_delay(Duration::from_millis(ms)),
         Lag::PubSub(ms) => {
+            // Without A's pub/sub link found, the lag would not apply.
+            assert!(proxy.pubsub_seen(), "node A's SUBSCRIBE not seen");
             proxy.set_link_delay(Link::PubSub, Delay::both(Duration::from_millis(ms)))
         }
         Lag::Stalls => proxy.set_delay(Duration::from_millis(5)),
@@ -267,9 +269,15 @@ async fn exactly_once(transport: Transport, lag: Lag) {
     match transport {
         Transport::Poll => {
             let until = publisher.accepted() + 150;
-            while publisher.accepted() < until {
-                poll_once(&a, &mut got).await;
-            }
+            // A bound, so a stalled publisher fails the test rather than
+            // hanging it; generous, as the suite shares two cores.
+            let polled = tokio::time::timeout(Duration::from_secs(60), async {
+                while publisher.accepted() < until {
+                    poll_once(&a, &mut got).await;
+                }
+            })
+            .await;
+            assert!(polled.is_ok(), "150 messages were not accepted in 60 s");
         }
         _ => {
             for round in 0..RESUMES {
@@ -420,6 +428,10 @@ async fn a_resume_costs_the_same_round_trips_for_1_or_20_channels() {
     let one = resume_commands(&redis, 1).await;
     let twenty = resume_commands(&redis, 20).await;
     eprintln!("one channel: {one:?}; twenty channels: {twenty:?}");
+    assert!(
+        one.iter().any(|c| c == "EVALSHA" || c == "EVAL"),
+        "the replay script was not seen: {one:?}"
+    );
     assert_eq!(one, twenty);
     assert!(one.len() <= 2, "{one:?}");
 }

@@ -12,6 +12,7 @@
 //! ([`LatencyProxy::commands`]): each is one round trip to Redis.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ struct Shared {
     stalled: watch::Sender<bool>,
     /// The name of every command sent to Redis on a command connection.
     sent: Mutex<Vec<String>>,
+    /// Whether a connection has sent `SUBSCRIBE` (and so lags as
+    /// [`Link::PubSub`]).
+    pubsub_seen: AtomicBool,
 }
 
 impl Shared {
@@ -83,6 +87,7 @@ impl LatencyProxy {
             pubsub: Mutex::new(Delay::default()),
             stalled: watch::channel(false).0,
             sent: Mutex::new(Vec::new()),
+            pubsub_seen: AtomicBool::new(false),
         });
         let accepting = shared.clone();
         let accept = tokio::spawn(async move {
@@ -126,6 +131,12 @@ impl LatencyProxy {
     /// connections (upper case), in the order sent.
     pub fn commands(&self) -> Vec<String> {
         self.shared.sent.lock().expect("commands lock").clone()
+    }
+
+    /// Whether a connection through the proxy has sent `SUBSCRIBE`: the
+    /// node's pub/sub link, to which a [`Link::PubSub`] delay applies.
+    pub fn pubsub_seen(&self) -> bool {
+        self.shared.pubsub_seen.load(Ordering::SeqCst)
     }
 
     /// Stops (or, with false, resumes) forwarding in both directions; the
@@ -181,11 +192,13 @@ fn pipe(
             };
             let bytes = chunk[..n].to_vec();
             if let Some(classify) = &classify {
-                if contains(&bytes, b"SUBSCRIBE") {
-                    classify.send_replace(Link::PubSub);
-                }
                 requests.extend_from_slice(&bytes);
                 let names = take_commands(&mut requests);
+                // Parsed whole, so a SUBSCRIBE split across reads is seen.
+                if names.iter().any(|n| n == "SUBSCRIBE" || n == "PSUBSCRIBE") {
+                    classify.send_replace(Link::PubSub);
+                    shared.pubsub_seen.store(true, Ordering::SeqCst);
+                }
                 if *link.borrow() == Link::Commands {
                     shared.sent.lock().expect("commands lock").extend(names);
                 }
@@ -213,12 +226,6 @@ fn pipe(
         }
         let _ = to.shutdown().await;
     });
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
 /// Removes the complete requests at the front of `buf` (RESP arrays of bulk
