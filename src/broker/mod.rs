@@ -92,6 +92,29 @@ pub struct Publication {
     pub frame: ByteString,
 }
 
+/// Messages this node should have fanned out and cannot: its link to the
+/// cluster broke and the history no longer holds them (with Redis, see
+/// `redis/catch_up.rs`). The sessions that may have missed them are told
+/// to resume, which answers them from the history or with `reset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missed {
+    /// Messages of these streams.
+    Streams(Vec<StreamKey>),
+    /// Messages of any stream: every session.
+    Everything,
+}
+
+impl Missed {
+    /// Adds `key` to what `missed` names.
+    pub fn add(missed: &mut Option<Missed>, key: StreamKey) {
+        match missed {
+            None => *missed = Some(Missed::Streams(vec![key])),
+            Some(Missed::Streams(keys)) if !keys.contains(&key) => keys.push(key),
+            Some(_) => {}
+        }
+    }
+}
+
 /// This node's part of the cluster view, as `NotifyServer` reports it.
 #[derive(Debug, Clone)]
 pub struct Presence {
@@ -110,6 +133,10 @@ pub trait BrokerEvents: Send + Sync {
     /// A message announced by the cluster, to fan out on this node. Called
     /// in the order the broker receives them, once each.
     fn publication(&self, publication: Publication);
+
+    /// Messages this node missed and cannot fan out, in order with the
+    /// publications: the sessions they were for must resume.
+    fn missed(&self, missed: Missed);
 
     /// This node's sessions, and its ids unless they are unchanged since
     /// generation `known`; `None` when nothing can answer (the process is

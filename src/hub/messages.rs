@@ -6,7 +6,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::backlog::Positioned;
-use crate::broker::{BrokerError, Presence, Publication};
+use crate::broker::{BrokerError, Missed, Presence, Publication};
 use crate::client_addr::ClientAddr;
 use crate::ids::{ChannelName, ClientId, Epoch, SessionId};
 use crate::protocol::join;
@@ -100,6 +100,12 @@ pub struct ToChannel {
 /// to this node's sessions: handed to `NotifyServer` as it is, without a
 /// copy.
 impl Message for Publication {
+    type Result = ();
+}
+
+/// Messages this node missed and cannot fan out ([`Missed`]): the
+/// sessions they were for are closed, to resume.
+impl Message for Missed {
     type Result = ();
 }
 
@@ -291,6 +297,9 @@ pub enum DisconnectReason {
     ServerGone,
     /// The session's mailbox was closed when `NotifyServer` tried to deliver.
     Gone,
+    /// The node missed messages for the session and cannot fan them out
+    /// (its link to the cluster broke): the client resumes to get them.
+    Missed,
 }
 
 impl DisconnectReason {
@@ -312,6 +321,7 @@ impl DisconnectReason {
             Self::ServerShutdown => "server shutting down",
             Self::ServerGone => "router not running",
             Self::Gone => "session gone",
+            Self::Missed => "missed messages: resume",
         }
     }
 

@@ -65,3 +65,8 @@ pub const TOKEN_EXPIRED: u16 = 4002;
 /// it hold memory or slow anyone else. Reconnect after a backoff step; the
 /// resume brings what it missed from history.
 pub const SLOW_CONSUMER: u16 = 4003;
+/// herald's node lost its link to the cluster (Redis) for a while and
+/// could not recover by itself every message meant for the session. Reconnect after a
+/// backoff step, resuming from the position: the resume brings what the
+/// history holds, or a `reset` where it no longer does.
+pub const MISSED: u16 = 4004;

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use herald::protocol::close_code;
 use serde_json::json;
 
 use crate::helpers::redis::Redis;
@@ -95,7 +96,7 @@ async fn a_message_published_on_one_node_reaches_every_node_exactly_once() {
 }
 
 #[actix_web::test]
-async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_back() {
+async fn without_redis_publishing_answers_503_sessions_resume_and_delivery_comes_back() {
     let Some(mut redis) = Redis::start().await else {
         return;
     };
@@ -125,6 +126,13 @@ async fn without_redis_publishing_answers_503_sessions_stay_and_delivery_comes_b
     assert_eq!(b.health().await["sessions"], 1);
 
     redis.restart().await;
+    // Redis came back empty: the nodes cannot tell what their sessions
+    // missed, and tell each to resume, once.
+    for client in [&mut on_a, &mut on_b] {
+        assert_eq!(client.close_code_next().await, Some(close_code::MISSED));
+    }
+    let mut on_a = a.ws_registered("1").await;
+    let mut on_b = b.ws_registered("2").await;
     // Both nodes subscribe again and the command connection comes back on
     // its own: probe (to an id nobody holds) until a publish is announced
     // to both nodes.
@@ -221,6 +229,11 @@ async fn a_publish_refused_while_redis_is_down_is_not_published_when_it_returns(
         }
     })
     .await;
+    // Redis came back empty: the session was told to resume.
+    assert_eq!(client.close_code_next().await, Some(close_code::MISSED));
+    let mut client = a.ws_registered("1").await;
+    let (status, _) = a.publish_form(&[("message", "after"), ("id", "1")]).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(client.recv_json().await["data"], "after");
     let mut con = redis.connection().await;
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")

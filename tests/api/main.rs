@@ -28,6 +28,7 @@ mod publish;
 mod publishers;
 mod ready;
 mod redis_expiry;
+mod redis_gaps;
 mod redis_latency;
 mod redis_positions;
 mod redis_tls;

@@ -8,28 +8,14 @@
 //! A's pub/sub connection lags its commands. And a resume costs the same
 //! number of Redis round trips whatever the number of streams.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use serde_json::Value;
 
 use crate::helpers::latency::{Delay, LatencyProxy, Link};
 use crate::helpers::redis::Redis;
+use crate::helpers::steady::{Publisher, Received, QUERY};
 use crate::helpers::{within, TestApp};
-
-/// What node B publishes, in turn; `true` for what the client receives.
-const TARGETS: [(&str, &str, bool); 5] = [
-    ("", "", true),
-    ("id", "u1", true),
-    ("channel", "room", true),
-    ("id", "u2", false),
-    ("channel", "hall", false),
-];
-
-/// The client's session.
-const QUERY: &str = "id=u1&channel=room";
 
 /// Resumes per WebSocket or SSE case.
 const RESUMES: usize = 5;
@@ -50,125 +36,6 @@ enum Lag {
     PubSub(u64),
     /// 5 ms, and every connection stalls while the client is away.
     Stalls,
-}
-
-/// Node B publishing at a steady rate until stopped; records the seqs it
-/// got a 200 for that target the client.
-struct Publisher {
-    accepted: Rc<RefCell<Vec<u64>>>,
-    stop: Rc<RefCell<bool>>,
-    done: tokio::sync::oneshot::Receiver<()>,
-}
-
-impl Publisher {
-    fn start(b: &TestApp) -> Self {
-        let b = TestApp::at(b.port);
-        let accepted = Rc::new(RefCell::new(Vec::new()));
-        let stop = Rc::new(RefCell::new(false));
-        let (finished, done) = tokio::sync::oneshot::channel();
-        let (seqs, stopped) = (accepted.clone(), stop.clone());
-        actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(4));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n = 0usize;
-            while !*stopped.borrow() {
-                tick.tick().await;
-                let (field, value, targeted) = TARGETS[n % TARGETS.len()];
-                let text = format!("m{n}");
-                let mut form = vec![("message", text.as_str())];
-                if !field.is_empty() {
-                    form.push((field, value));
-                }
-                let (status, body) = b.publish_form(&form).await;
-                if status == StatusCode::OK && targeted {
-                    seqs.borrow_mut().push(body["seq"].as_u64().expect("seq"));
-                }
-                n += 1;
-            }
-            let _ = finished.send(());
-        });
-        Self {
-            accepted,
-            stop,
-            done,
-        }
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.borrow().len()
-    }
-
-    /// Waits until `more` further messages for the client were accepted.
-    async fn wait_for(&self, more: usize) {
-        let target = self.accepted() + more;
-        within("the publisher to go on", async {
-            while self.accepted() < target {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-        .await;
-    }
-
-    /// Stops publishing; the seqs accepted for the client.
-    async fn stop(self) -> Vec<u64> {
-        *self.stop.borrow_mut() = true;
-        within("the publisher to stop", self.done).await.ok();
-        self.accepted.take()
-    }
-}
-
-/// What the client received, over all its sessions, and where it stands.
-#[derive(Default)]
-struct Received {
-    seqs: Vec<u64>,
-    position: Option<(String, u64)>,
-    resets: Vec<Value>,
-}
-
-impl Received {
-    /// Takes one frame: a message moves the client's position to its seq;
-    /// `resumed` and `reset` set it. (The client starts from a position, so
-    /// `registered` and `subscribed` do not.)
-    fn take(&mut self, frame: &Value) {
-        let seq = frame["seq"].as_u64();
-        match frame["type"].as_str() {
-            Some("message") => {
-                let seq = seq.expect("seq");
-                self.seqs.push(seq);
-                if let Some((_, at)) = &mut self.position {
-                    *at = seq;
-                }
-            }
-            Some("resumed") | Some("reset") => {
-                if frame["type"] == "reset" {
-                    self.resets.push(frame.clone());
-                }
-                let epoch = frame["epoch"].as_str().expect("epoch").to_owned();
-                self.position = Some((epoch, seq.expect("seq")));
-            }
-            _ => {}
-        }
-    }
-
-    fn max(&self) -> u64 {
-        self.seqs.iter().copied().max().unwrap_or(0)
-    }
-
-    fn resume_query(&self) -> String {
-        match &self.position {
-            Some((epoch, since)) => format!("{QUERY}&since={since}&epoch={epoch}"),
-            None => QUERY.to_owned(),
-        }
-    }
-
-    /// Lost, doubled and out-of-order counts against `accepted`.
-    fn tally(&self, accepted: &[u64]) -> (usize, usize, usize) {
-        let got: std::collections::HashSet<u64> = self.seqs.iter().copied().collect();
-        let lost = accepted.iter().filter(|seq| !got.contains(seq)).count();
-        let doubled = self.seqs.len() - got.len();
-        let disordered = self.seqs.windows(2).filter(|w| w[1] <= w[0]).count();
-        (lost, doubled, disordered)
-    }
 }
 
 /// Two nodes on one Redis, A behind the proxy lagging as `lag`.

@@ -10,8 +10,12 @@ use std::time::Duration;
 use bytestring::ByteString;
 use futures_util::StreamExt;
 
+use redis::aio::ConnectionManager;
+
+use super::catch_up::{CatchUp, CaughtUp};
+use super::standing::Standing;
 use super::RedisBroker;
-use crate::broker::{BrokerEvents, Publication};
+use crate::broker::{BrokerEvents, Missed, Publication};
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId};
 
@@ -20,42 +24,50 @@ impl RedisBroker {
     /// long as the process runs; reconnects with backoff when Redis goes
     /// away, logging each change of state once. Once subscribed, joins the
     /// cluster again (a Redis that came back empty gets an epoch, and the
-    /// node's position is the counter, not what it had before the gap).
+    /// node's position is the counter, not what it had before the gap),
+    /// then catches up on what it missed meanwhile (`catch_up.rs`) before
+    /// fanning out announcements again. Publishes are refused until then.
     pub(super) fn subscribe(&self, events: Arc<dyn BrokerEvents>) {
         let client = self.client.clone();
         let mut commands = self.commands.clone();
         let channel = self.channel();
         let subscribed = self.subscribed.clone();
         let standing = self.standing.clone();
+        let catch_up = CatchUp::new(&self.prefix);
         tokio::task::spawn_local(async move {
             let mut delay = Duration::from_millis(100);
             let mut was_up = true;
+            // The last seq fanned out here, in the node's epoch.
+            let mut last = standing.numbered_before.load(Ordering::Relaxed);
             loop {
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                         Ok(()) => {
-                            let (epoch, seq) = match standing
-                                .join(&mut commands, &crate::broker::new_epoch())
-                                .await
-                            {
-                                Ok(position) => position,
+                            let caught_up =
+                                rejoin(&standing, &mut commands, &catch_up, last, &*events).await;
+                            match caught_up {
+                                Ok(upto) => last = upto,
                                 Err(e) => {
                                     note_down(&mut was_up, &e);
                                     tokio::time::sleep(delay).await;
                                     delay = (delay * 2).min(Duration::from_secs(5));
                                     continue;
                                 }
-                            };
+                            }
                             subscribed.store(true, Ordering::Relaxed);
                             log::info!(
-                                "broker: subscribed to {channel} (cluster epoch {epoch}, seq {seq})"
+                                "broker: subscribed to {channel} (cluster epoch {}, seq {last})",
+                                standing.epoch()
                             );
                             was_up = true;
                             delay = Duration::from_millis(100);
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
                                 match decode(msg.get_payload_bytes()) {
+                                    // Read by the catch-up already.
+                                    Some(message) if message.seq <= last => {}
                                     Some(message) => {
+                                        last = message.seq;
                                         standing.seen.fetch_max(message.seq, Ordering::Relaxed);
                                         events.publication(message)
                                     }
@@ -76,6 +88,63 @@ impl RedisBroker {
     }
 }
 
+/// A subscription just came (back): joins the cluster, and hands `events`
+/// what was numbered since `last` (the last seq fanned out), or tells it
+/// which sessions missed what cannot be read. Returns the seq fanned out
+/// up to: announcements at or below it are not fanned out again.
+async fn rejoin(
+    standing: &Standing,
+    commands: &mut ConnectionManager,
+    catch_up: &CatchUp,
+    last: u64,
+    events: &dyn BrokerEvents,
+) -> Result<u64, redis::RedisError> {
+    let before = standing.epoch();
+    let (epoch, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
+    if epoch != before {
+        // Redis lost its data: whatever was numbered before is gone.
+        events.missed(Missed::Everything);
+        return Ok(counter);
+    }
+    match catch_up.read(commands, &epoch, last).await? {
+        CaughtUp::Found {
+            upto,
+            publications,
+            missed,
+        } => {
+            if !publications.is_empty() || missed.is_some() {
+                log::info!(
+                    "broker: caught up on {} message(s) published while unsubscribed",
+                    publications.len()
+                );
+            }
+            // First: the sessions that missed a frame leave before any
+            // later one could move their position past it.
+            if let Some(missed) = missed {
+                events.missed(missed);
+            }
+            for publication in publications {
+                standing.seen.fetch_max(publication.seq, Ordering::Relaxed);
+                events.publication(publication);
+            }
+            Ok(upto.max(last))
+        }
+        CaughtUp::Lost { upto } => {
+            log::warn!(
+                "broker: cannot read what was published after seq {last} while unsubscribed \
+                 (the node log no longer reaches back to it); every session resumes"
+            );
+            events.missed(Missed::Everything);
+            Ok(upto.max(last))
+        }
+        CaughtUp::EpochChanged => {
+            events.missed(Missed::Everything);
+            let (_, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
+            Ok(counter)
+        }
+    }
+}
+
 /// Logs that Redis went away, once per outage.
 fn note_down(was_up: &mut bool, error: &redis::RedisError) {
     if *was_up {
@@ -93,19 +162,23 @@ pub(super) fn encode_key(key: &StreamKey) -> String {
     }
 }
 
+/// A stream from its name in Redis keys and announcements.
+pub(super) fn decode_key(name: &str) -> Option<StreamKey> {
+    match name.split_once(':') {
+        None if name == "b" => Some(StreamKey::Broadcast),
+        Some(("i", id)) => Some(StreamKey::Id(ClientId::parse(id).ok()?)),
+        Some(("c", channel)) => Some(StreamKey::Channel(ChannelName::parse(channel).ok()?)),
+        _ => None,
+    }
+}
+
 /// Reads an announcement: `<stream>\n<seq>\n<frame>`.
 fn decode(payload: &[u8]) -> Option<Publication> {
     let text = std::str::from_utf8(payload).ok()?;
     let (name, rest) = text.split_once('\n')?;
     let (seq, frame) = rest.split_once('\n')?;
-    let key = match name.split_once(':') {
-        None if name == "b" => StreamKey::Broadcast,
-        Some(("i", id)) => StreamKey::Id(ClientId::parse(id).ok()?),
-        Some(("c", channel)) => StreamKey::Channel(ChannelName::parse(channel).ok()?),
-        _ => return None,
-    };
     Some(Publication {
-        key,
+        key: decode_key(name)?,
         seq: seq.parse().ok()?,
         frame: ByteString::from(frame.to_owned()),
     })

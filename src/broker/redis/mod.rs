@@ -39,13 +39,15 @@
 //!
 //! Files: `scripts.rs` the Lua scripts (`*.lua` beside it) and what each
 //! takes and answers; `standing.rs` the node's standing in the cluster
-//! (epoch, counter, join); `publish.rs` and `replay.rs` a publish and a
+//! (epoch, counter, join); `catch_up.rs` what a node reads after a gap in
+//! its subscription; `publish.rs` and `replay.rs` a publish and a
 //! resume; `announce.rs` the pub/sub announcements and the subscription;
 //! `presence.rs` the presence reports and `/health`'s cluster counts;
 //! `expiry.rs` how long Redis keeps what herald writes; `client.rs` the
 //! Redis client from `[broker]`.
 
 mod announce;
+mod catch_up;
 mod client;
 mod expiry;
 mod presence;
@@ -169,6 +171,11 @@ impl RedisBroker {
     /// The pub/sub channel every message is announced on.
     fn channel(&self) -> String {
         format!("{}:messages", self.prefix)
+    }
+
+    /// The node log: the stream of each seq (see [`scripts::CATCH_UP`]).
+    fn log_key(&self) -> String {
+        format!("{}:log", self.prefix)
     }
 
     /// The clock and the expired mark (see the module's header).

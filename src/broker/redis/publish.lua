@@ -8,6 +8,8 @@ if seq <= floor then
 end
 local frame = ARGV[1] .. seq .. ARGV[2]
 local keep = tonumber(ARGV[6])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], seq .. '-0', 's', ARGV[4])
+redis.call('PEXPIRE', KEYS[6], keep)
 local width = tonumber(ARGV[7])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::announce::encode_key;
+use super::scripts::LOG_ENTRIES;
 use super::RedisBroker;
 use crate::broker::{Announced, BrokerError, Publishing};
 use crate::history::StreamKey;
@@ -34,6 +35,7 @@ impl RedisBroker {
         let stream = format!("{}:stream:{name}", self.prefix);
         let channel = self.channel();
         let (clock, expired) = self.expiry_keys();
+        let log = self.log_key();
         let expiry = self.expiry;
         let after_seq = frame.after_seq();
         let history_size = self.history_size;
@@ -50,13 +52,15 @@ impl RedisBroker {
                 .key(channel)
                 .key(clock)
                 .key(expired)
+                .key(log)
                 .arg(MESSAGE_FRAME_HEAD)
                 .arg(after_seq)
                 .arg(history_size)
                 .arg(name)
                 .arg(floor)
                 .arg(expiry.keep_ms)
-                .arg(expiry.bucket_ms);
+                .arg(expiry.bucket_ms)
+                .arg(LOG_ENTRIES);
             // Dropped on time out: not sent later if it was not sent yet.
             let answer = tokio::time::timeout(
                 PUBLISH_TIMEOUT,

@@ -13,14 +13,16 @@ pub(super) const JOIN: &str = include_str!("join.lua");
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
 /// publish order on every node. KEYS: counter, stream, channel, clock,
-/// expired mark (see the broker's module header). ARGV: the frame's bytes
+/// expired mark (see the broker's module header), the node log
+/// (`<prefix>:log`). ARGV: the frame's bytes
 /// before its seq ([`crate::protocol::MESSAGE_FRAME_HEAD`]) and after it
 /// ([`crate::protocol::PendingFrame::after_seq`]), the history bound, the
 /// stream's name, the highest seq this node has seen (if Redis lost its
 /// data, the counter continues after it instead of starting again at 1:
 /// clients skip seqs they believe they have), then
 /// [`Expiry::keep_ms`](super::expiry::Expiry::keep_ms) and
-/// [`Expiry::bucket_ms`](super::expiry::Expiry::bucket_ms). Answers `{seq,
+/// [`Expiry::bucket_ms`](super::expiry::Expiry::bucket_ms), and the most
+/// entries the node log keeps ([`LOG_ENTRIES`]). Answers `{seq,
 /// nodes}`: the message's seq and the nodes subscribed when it was
 /// announced.
 ///
@@ -32,6 +34,11 @@ pub(super) const JOIN: &str = include_str!("join.lua");
 /// after its position is gone. A stream created anew gets the expired mark
 /// as its `max-deleted-entry-id` (`XSETID`): it may be one that expired.
 /// The announcement is `<stream>\n<seq>\n<frame>` (see `announce.rs`).
+///
+/// The node log records, for each seq, the stream it went to (entry id
+/// `<seq>-0`, field `s`): what a node whose subscription broke reads to
+/// learn what it missed ([`CATCH_UP`]). It is trimmed from its oldest end
+/// (`MAXLEN ~`), and expires with the streams.
 pub(super) const PUBLISH: &str = include_str!("publish.lua");
 
 /// Reads a resume's replay, atomically and within its budget. KEYS: the
@@ -56,6 +63,34 @@ pub(super) const PUBLISH: &str = include_str!("publish.lua");
 /// over the budget, so a resume never costs herald (or the network) more
 /// than `max_replay_bytes`.
 pub(super) const REPLAY: &str = include_str!("replay.lua");
+
+/// What a node missed while its subscription was down, read at one
+/// instant: every seq numbered after `after`, from the node log, with the
+/// frame its stream still keeps. KEYS: the epoch, the counter, the node
+/// log. ARGV: the node's epoch, `after` (the last seq the node fanned out),
+/// the first entry id to read (`<after + 1>-0`), the prefix of stream keys
+/// (`<prefix>:stream:`), the most frame bytes to answer with
+/// ([`CATCH_UP_BYTES`]) and the most entries ([`LOG_ENTRIES`]).
+///
+/// Answers `{outcome, latest, entries}`, `latest` being the counter:
+/// `{"ok", latest, {{id, stream, frame}, …}}` in seq order, `frame` empty
+/// when the stream no longer keeps it; `{"epoch", 0, {}}` when the
+/// cluster's epoch is not the node's (Redis lost its data); `{"lost",
+/// latest, {}}` when the log no longer reaches back to `after` or the
+/// answer would be over a bound: the node cannot tell what it missed.
+pub(super) const CATCH_UP: &str = include_str!("catch_up.lua");
+
+/// Most entries the node log keeps (about; Redis trims it in whole
+/// nodes), so the longest run of publishes a node can miss and still
+/// recover by itself. Some tens of bytes each.
+pub(super) const LOG_ENTRIES: usize = 100_000;
+
+/// Most frame bytes one catch-up reads; past it the node cannot recover
+/// by itself (see [`CATCH_UP`]).
+pub(super) const CATCH_UP_BYTES: usize = 64 << 20;
+
+/// What [`CATCH_UP`] answers.
+pub(super) type CatchUpReply = (String, u64, Vec<(String, String, Vec<u8>)>);
 
 /// Entries each `XRANGE` of [`REPLAY`] reads.
 pub(super) const REPLAY_PAGE_ENTRIES: usize = 100;

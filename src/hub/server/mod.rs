@@ -36,8 +36,8 @@ use super::messages::{
     Subscribe, ToChannel, Unsubscribe,
 };
 use crate::broker::{
-    Broker, BrokerError, BrokerEvents, Presence, Publication, Publishing, Refused, Replaying,
-    Snapshot,
+    Broker, BrokerError, BrokerEvents, Missed, Presence, Publication, Publishing, Refused,
+    Replaying, Snapshot,
 };
 use crate::history::StreamKey;
 use crate::ids::SessionId;
@@ -292,6 +292,33 @@ impl Handler<Publication> for NotifyServer {
     }
 }
 
+impl Handler<Missed> for NotifyServer {
+    type Result = ();
+
+    /// Closes the sessions that may have missed messages, to resume, and
+    /// removes them at once: nothing fanned out after this reaches them,
+    /// so their position stays before what they missed.
+    fn handle(&mut self, msg: Missed, _: &mut Context<Self>) {
+        let keys = match &msg {
+            Missed::Everything => None,
+            Missed::Streams(keys) => Some(keys.as_slice()),
+        };
+        let closed = self
+            .registry
+            .drop_routed(keys, close_code::MISSED, DisconnectReason::Missed);
+        log::warn!(
+            target: report::LOG_TARGET,
+            "this node missed messages of {} it cannot fan out; {closed} session(s) \
+             told to resume (close {})",
+            keys.map_or_else(
+                || "every stream".to_owned(),
+                |keys| format!("{} stream(s)", keys.len())
+            ),
+            close_code::MISSED
+        );
+    }
+}
+
 impl Handler<GetPresence> for NotifyServer {
     type Result = MessageResult<GetPresence>;
 
@@ -306,6 +333,10 @@ impl Handler<GetPresence> for NotifyServer {
 impl BrokerEvents for Addr<NotifyServer> {
     fn publication(&self, publication: Publication) {
         self.do_send(publication);
+    }
+
+    fn missed(&self, missed: Missed) {
+        self.do_send(missed);
     }
 
     fn presence(&self, known: Option<u64>) -> BoxFuture<'static, Option<Presence>> {

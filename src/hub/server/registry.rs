@@ -269,6 +269,39 @@ impl<O: Outbox> Registry<O> {
         }
     }
 
+    /// Closes with `code` and removes every session that receives one of
+    /// `keys` (all of them with `None`), so that nothing routed later
+    /// reaches them; returns how many.
+    pub fn drop_routed(
+        &mut self,
+        keys: Option<&[StreamKey]>,
+        code: u16,
+        reason: DisconnectReason,
+    ) -> usize {
+        let mut targets = HashSet::new();
+        match keys {
+            Some(keys) if !keys.contains(&StreamKey::Broadcast) => {
+                for key in keys {
+                    let sessions = match key {
+                        StreamKey::Id(id) => self.ids.get(id),
+                        StreamKey::Channel(channel) => self.channels.get(channel),
+                        StreamKey::Broadcast => None,
+                    };
+                    targets.extend(sessions.into_iter().flatten().copied());
+                }
+            }
+            _ => targets.extend(self.sessions.keys().copied()),
+        }
+        for session in &targets {
+            if let Some(entry) = self.sessions.get(session) {
+                let reason = reason.clone();
+                entry.outbox.close(Close { code, reason });
+            }
+            self.remove(*session, &reason, Some(code));
+        }
+        targets.len()
+    }
+
     /// Sends `close` (made for each) to every session; returns how many.
     /// They leave the registry as they disconnect.
     pub fn close_all(&self, close: impl Fn() -> Close) -> usize {

@@ -52,6 +52,8 @@ struct Shared {
     commands: Mutex<Delay>,
     pubsub: Mutex<Delay>,
     stalled: watch::Sender<bool>,
+    /// While set, new connections are closed as soon as accepted.
+    refusing: AtomicBool,
     /// The name of every command sent to Redis on a command connection.
     sent: Mutex<Vec<String>>,
     /// Whether a connection has sent `SUBSCRIBE` (and so lags as
@@ -86,12 +88,16 @@ impl LatencyProxy {
             commands: Mutex::new(Delay::default()),
             pubsub: Mutex::new(Delay::default()),
             stalled: watch::channel(false).0,
+            refusing: AtomicBool::new(false),
             sent: Mutex::new(Vec::new()),
             pubsub_seen: AtomicBool::new(false),
         });
         let accepting = shared.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if accepting.refusing.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees it close
+                }
                 let Ok(server) = TcpStream::connect(target).await else {
                     continue; // the client sees its connection end
                 };
@@ -137,6 +143,12 @@ impl LatencyProxy {
     /// node's pub/sub link, to which a [`Link::PubSub`] delay applies.
     pub fn pubsub_seen(&self) -> bool {
         self.shared.pubsub_seen.load(Ordering::SeqCst)
+    }
+
+    /// Closes (or, with false, forwards again) every new connection: a
+    /// Redis the node cannot reach again once a connection of it broke.
+    pub fn refuse(&self, refusing: bool) {
+        self.shared.refusing.store(refusing, Ordering::SeqCst);
     }
 
     /// Stops (or, with false, resumes) forwarding in both directions; the

@@ -26,6 +26,7 @@ mod raw;
 mod raw_http;
 pub mod redis;
 mod sse;
+pub mod steady;
 pub mod tcp;
 mod token;
 mod ws;

@@ -113,6 +113,18 @@ impl WsClient {
         );
     }
 
+    /// The code of the close frame that comes next, skipping text frames;
+    /// `None` when the connection ends without one.
+    pub async fn close_code_next(&mut self) -> Option<u16> {
+        loop {
+            match self.recv().await? {
+                Frame::Close(reason) => return reason.map(|r| r.code.into()),
+                Frame::Text(_) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
     /// The next text frame, parsed as JSON.
     pub async fn recv_json(&mut self) -> Value {
         match self.recv().await {

@@ -1,0 +1,229 @@
+//! A node whose subscription to Redis breaks catches up when it is back:
+//! what was published meanwhile reaches its sessions once, in order, from
+//! the node log and the streams; where a stream no longer keeps a missed
+//! message, the sessions of that stream (and only they) are closed with
+//! 4004, resume, and get `reset` with a position they can go on from.
+
+use std::collections::HashSet;
+
+use actix_http::ws::Frame;
+use actix_web::http::StatusCode;
+use herald::protocol::close_code;
+use serde_json::Value;
+
+use crate::helpers::redis::Redis;
+use crate::helpers::steady::{Publisher, Received};
+use crate::helpers::{within, WsClient};
+
+/// The ids of Redis's clients of `kind` (`normal`, `pubsub`).
+async fn clients(con: &mut redis::aio::MultiplexedConnection, kind: &str) -> HashSet<u64> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg(kind)
+        .query_async(con)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+async fn kill(con: &mut redis::aio::MultiplexedConnection, ids: &HashSet<u64>) {
+    for id in ids {
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .query_async(con)
+            .await
+            .expect("CLIENT KILL");
+        assert_eq!(killed, 1, "client {id} was not there to kill");
+    }
+}
+
+/// Reads `ws` into `got` until `done`.
+async fn read(ws: &mut WsClient, got: &mut Received, done: impl Fn(&Received) -> bool) {
+    while !done(got) {
+        got.take(&ws.recv_json().await);
+    }
+}
+
+#[actix_web::test]
+async fn a_node_whose_connections_are_killed_loses_nothing() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mut admin = redis.connection().await;
+    let (normal, pubsub) = (
+        clients(&mut admin, "normal").await,
+        clients(&mut admin, "pubsub").await,
+    );
+    let a = redis.node(|_| {}).await;
+    // Node A's connections: its subscriber and its command connection.
+    let a_pubsub: HashSet<u64> = &clients(&mut admin, "pubsub").await - &pubsub;
+    let a_normal: HashSet<u64> = &clients(&mut admin, "normal").await - &normal;
+    assert_eq!(a_pubsub.len(), 1, "{a_pubsub:?}");
+    assert!(!a_normal.is_empty());
+    let b = redis.node(|_| {}).await;
+
+    let mut got = Received {
+        position: Some(a.position().await),
+        ..Received::default()
+    };
+    let mut ws = a.ws(&got.resume_query()).await;
+    let publisher = Publisher::start(&b);
+    read(&mut ws, &mut got, |got| got.seqs.len() >= 10).await;
+    kill(&mut admin, &a_pubsub).await;
+    kill(&mut admin, &a_normal).await;
+    // Publishing goes on while A subscribes again and catches up.
+    publisher.wait_for(40).await;
+    let fewest = publisher.fewest_nodes();
+    let accepted = publisher.stop().await;
+    let last = *accepted.last().expect("messages were accepted");
+    within(
+        "the last message",
+        read(&mut ws, &mut got, |got| got.max() >= last),
+    )
+    .await;
+
+    let (lost, doubled, disordered) = got.tally(&accepted);
+    eprintln!(
+        "{} accepted, {} received, {lost} lost, {doubled} doubled, {disordered} out of order",
+        accepted.len(),
+        got.seqs.len()
+    );
+    // Some messages were announced while A was not subscribed: without
+    // its catch-up they would be lost.
+    assert_eq!(fewest, Some(1), "A's subscription never broke");
+    assert!(got.resets.is_empty(), "{:?}", got.resets);
+    assert_eq!((lost, doubled, disordered), (0, 0, 0), "{:?}", got.seqs);
+}
+
+#[actix_web::test]
+async fn a_message_trimmed_during_the_gap_sends_only_its_sessions_to_resume() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mut admin = redis.connection().await;
+    let pubsub = clients(&mut admin, "pubsub").await;
+    let proxy = redis.proxy().await;
+    let a = redis.node_through(&proxy, |c| c.history_size = 3).await;
+    let a_pubsub: HashSet<u64> = &clients(&mut admin, "pubsub").await - &pubsub;
+    let b = redis.node(|c| c.history_size = 3).await;
+
+    let (epoch, start) = a.position().await;
+    let from = |id: &str| format!("id={id}&since={start}&epoch={epoch}");
+    let mut u1 = a.ws(&from("u1")).await;
+    let mut u2 = a.ws(&from("u2")).await;
+    for ws in [&mut u1, &mut u2] {
+        assert_eq!(ws.recv_json().await["type"], "registered");
+        assert_eq!(ws.recv_json().await["type"], "resumed");
+    }
+
+    // A's subscriber is cut and cannot come back for now.
+    proxy.refuse(true);
+    kill(&mut admin, &a_pubsub).await;
+    a.wait_for_health("A to notice", |h| h["broker_connected"] == false)
+        .await;
+    let to = |id: &'static str| {
+        let b = &b;
+        async move {
+            let (status, body) = b.publish_form(&[("message", "m"), ("id", id)]).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["nodes"], 1, "A is not subscribed: {body}");
+            body["seq"].as_u64().expect("seq")
+        }
+    };
+    // Five to u1: its stream keeps the last three; one to u2.
+    for _ in 0..5 {
+        to("u1").await;
+    }
+    let for_u2 = to("u2").await;
+    proxy.refuse(false);
+
+    // u2 missed nothing that is gone: it gets its message and stays.
+    let message = u2.recv_json().await;
+    assert_eq!(
+        (message["type"].as_str(), message["seq"].as_u64()),
+        (Some("message"), Some(for_u2))
+    );
+    // u1 gets no message past the gap, only the close.
+    match u1.recv().await {
+        Some(Frame::Close(Some(reason))) => assert_eq!(u16::from(reason.code), close_code::MISSED),
+        other => panic!("expected close {}, got {other:?}", close_code::MISSED),
+    }
+    // Resuming from where it was gets `reset` with a usable position.
+    let mut again = a.ws(&from("u1")).await;
+    assert_eq!(again.recv_json().await["type"], "registered");
+    let reset: Value = again.recv_json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    let next = b
+        .publish_form(&[("message", "after"), ("id", "u1")])
+        .await
+        .1;
+    let message = again.recv_json().await;
+    assert_eq!(message["seq"], next["seq"], "{message}");
+    assert!(
+        next["seq"].as_u64() > reset["seq"].as_u64(),
+        "{reset} {next}"
+    );
+    // u2's session is still open and served.
+    let next = b
+        .publish_form(&[("message", "still"), ("id", "u2")])
+        .await
+        .1;
+    assert_eq!(u2.recv_json().await["seq"], next["seq"]);
+}
+
+#[actix_web::test]
+async fn after_redis_restarts_empty_every_session_resumes_once_and_numbering_goes_on() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut newest = 0;
+    for _ in 0..3 {
+        let (status, body) = a.publish_form(&[("message", "m"), ("id", "u1")]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        newest = body["seq"].as_u64().expect("seq");
+        assert_eq!(ws.recv_json().await["seq"], newest);
+    }
+
+    redis.kill();
+    redis.restart().await;
+    // The node takes the new epoch and tells its session to resume...
+    assert_eq!(ws.close_code_next().await, Some(close_code::MISSED));
+    a.wait_for_health("A to subscribe again", |h| h["broker_connected"] == true)
+        .await;
+    // ...which is told, once, that what came before is gone; its position
+    // is of the new epoch and not below what it had.
+    let mut again = a.ws(&format!("id=u1&since={newest}&epoch={epoch}")).await;
+    assert_eq!(again.recv_json().await["type"], "registered");
+    let reset = again.recv_json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_ne!(reset["epoch"], epoch.as_str(), "{reset}");
+    assert!(reset["seq"].as_u64() >= Some(newest), "{reset}");
+    let (status, body) = a.publish_form(&[("message", "after"), ("id", "u1")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["seq"].as_u64() > Some(newest),
+        "numbering went back: {body}"
+    );
+    assert_eq!(again.recv_json().await["seq"], body["seq"]);
+    // Resuming from the reset's position has nothing to replay.
+    let mut third = a
+        .ws(&format!(
+            "id=u1&since={}&epoch={}",
+            body["seq"],
+            reset["epoch"].as_str().expect("epoch")
+        ))
+        .await;
+    assert_eq!(third.recv_json().await["type"], "registered");
+    let resumed = third.recv_json().await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+}
