@@ -186,6 +186,12 @@ pub struct Refused {
     /// follows the `reset` is not reset again. `None` when the broker could
     /// not be read: the node's own position is given.
     pub newest: Option<(Epoch, u64)>,
+    /// When the position is of an epoch the cluster left (Redis lost its
+    /// data): what the cluster's epoch holds of the session's streams
+    /// after `newest` (its base), delivered after the `reset`, so that a
+    /// message published in the new epoch before the client came back is
+    /// not lost to it.
+    pub following: Option<Snapshot>,
 }
 
 impl Refused {
@@ -194,6 +200,16 @@ impl Refused {
         Self {
             reason,
             newest: None,
+            following: None,
+        }
+    }
+
+    /// A refusal that carries the broker's newest position.
+    pub fn from_newest(reason: ResetReason, newest: (Epoch, u64)) -> Self {
+        Self {
+            reason,
+            newest: Some(newest),
+            following: None,
         }
     }
 }

@@ -16,16 +16,25 @@ pub enum Resume {
         since: u64,
         frames: Vec<(u64, ByteString)>,
     },
-    /// Complete recovery was impossible; nothing is replayed.
-    Reset { reason: ResetReason },
+    /// Complete recovery was impossible: the client goes on from `at`
+    /// (in the join's epoch). Nothing from before is replayed; `frames`
+    /// are what the history already holds after `at` (when the client's
+    /// epoch is gone, what the new one has numbered), in seq order.
+    Reset {
+        reason: ResetReason,
+        at: u64,
+        frames: Vec<(u64, ByteString)>,
+    },
 }
 
 /// The frames that tell the client the outcome of its join at position
 /// `epoch`/`seq`, in wire order: `registered` (when `id` is given),
 /// `subscribed` for each channel (or `connected` when there is neither and
-/// no resume), then the replayed messages and `resumed`, or `reset`. Each
+/// no resume), then the replayed messages and `resumed`, or `reset` and
+/// the messages that follow it. Each
 /// is paired with the position it completes, which SSE sends as the event
-/// id: a message's own seq; `seq` on `resumed` / `reset`, and on the
+/// id: a message's own seq; `seq` on `resumed`, the reset's position on
+/// `reset`, and `seq` on the
 /// opening frames when no resume is under way (during one, the position is
 /// reached only at `resumed`).
 pub fn frames(
@@ -74,7 +83,14 @@ pub fn frames(
             };
             out.push((Some(seq), frame.encode()));
         }
-        Some(Resume::Reset { reason }) => out.push((Some(seq), reset(reason, epoch, seq))),
+        Some(Resume::Reset { reason, at, frames }) => {
+            out.push((Some(*at), reset(reason, epoch, *at)));
+            out.extend(
+                frames
+                    .iter()
+                    .map(|(seq, frame)| (Some(*seq), frame.clone())),
+            );
+        }
     }
     out
 }
@@ -138,6 +154,8 @@ mod tests {
     fn a_reset_replaces_the_replay() {
         let resume = Resume::Reset {
             reason: ResetReason::SessionClosed,
+            at: 9,
+            frames: Vec::new(),
         };
         assert_eq!(
             text(&frames(&"E".into(), 9, Some(&resume), None, &[])),
@@ -145,6 +163,25 @@ mod tests {
                 Some(9),
                 r#"{"type":"reset","reason":"session closed","epoch":"E","seq":9}"#
             )]
+        );
+    }
+
+    #[test]
+    fn what_follows_a_reset_comes_after_it_from_its_position() {
+        let resume = Resume::Reset {
+            reason: ResetReason::SessionClosed,
+            at: 2,
+            frames: vec![(3, ByteString::from_static("m3"))],
+        };
+        assert_eq!(
+            text(&frames(&"F".into(), 3, Some(&resume), None, &[])),
+            [
+                (
+                    Some(2),
+                    r#"{"type":"reset","reason":"session closed","epoch":"F","seq":2}"#
+                ),
+                (Some(3), "m3")
+            ]
         );
     }
 }

@@ -63,10 +63,10 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
     assert!(waited.is_ok(), "timed out after 30 s waiting for {what}");
 }
 
-/// Keys that live as long as the cluster: its epoch and counter. Every
+/// Keys that live as long as the cluster: its epoch, counter and base. Every
 /// other key herald writes expires.
 fn lives_with_the_cluster(key: &str) -> bool {
-    key == "herald:epoch" || key == "herald:seq"
+    key == "herald:epoch" || key == "herald:seq" || key == "herald:base"
 }
 
 #[actix_web::test]

@@ -227,3 +227,113 @@ async fn after_redis_restarts_empty_every_session_resumes_once_and_numbering_goe
     let resumed = third.recv_json().await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
 }
+
+/// Publishes `text` to id `u1` on `node`; its seq.
+async fn to_u1(node: &crate::helpers::TestApp, text: &str) -> u64 {
+    let (status, body) = node.publish_form(&[("message", text), ("id", "u1")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["seq"].as_u64().expect("seq")
+}
+
+/// Resumes `u1` on `node` from `epoch`/`since` after its session was told
+/// to; returns the `reset` and the seqs of the messages after it, reading
+/// until `until` arrived.
+async fn resume_after_loss(
+    node: &crate::helpers::TestApp,
+    epoch: &str,
+    since: u64,
+    until: u64,
+) -> (Value, Vec<u64>) {
+    let mut ws = node.ws(&format!("id=u1&since={since}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    let reset = ws.recv_json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    let mut seqs = Vec::new();
+    while seqs.last() < Some(&until) {
+        let frame = ws.recv_json().await;
+        assert_eq!(frame["type"], "message", "{frame}");
+        seqs.push(frame["seq"].as_u64().expect("seq"));
+    }
+    (reset, seqs)
+}
+
+#[actix_web::test]
+async fn after_a_flushall_every_node_tells_its_sessions_and_nothing_accepted_is_lost() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis.node(|_| {}).await;
+    let b = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut on_a = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    let mut on_b = b.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(ws.recv_json().await["type"], "registered");
+        assert_eq!(ws.recv_json().await["type"], "resumed");
+    }
+    let before = to_u1(&b, "before").await;
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(ws.recv_json().await["seq"], before);
+    }
+
+    // Redis loses everything while every connection stays up.
+    redis.flush_all().await;
+    let first = to_u1(&b, "first after").await;
+    assert!(
+        first > before,
+        "numbering went back: {first} after {before}"
+    );
+    // Both nodes learn the new epoch from that message and tell their
+    // sessions, which have not been given it.
+    for ws in [&mut on_a, &mut on_b] {
+        assert_eq!(ws.close_code_next().await, Some(close_code::MISSED));
+    }
+    // Each resumes into the new epoch: `reset`, then what it already holds.
+    for node in [&a, &b] {
+        let (reset, seqs) = resume_after_loss(node, &epoch, before, first).await;
+        assert_ne!(reset["epoch"], epoch.as_str(), "{reset}");
+        assert!(reset["seq"].as_u64() < Some(first), "{reset}");
+        assert_eq!(seqs, [first]);
+    }
+    // The nodes report the new epoch.
+    for node in [&a, &b] {
+        let (now, _) = node.position().await;
+        assert_ne!(now, epoch);
+    }
+}
+
+#[actix_web::test]
+async fn a_node_started_after_redis_lost_its_data_numbers_nothing_a_client_misses() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut last = start;
+    for _ in 0..50 {
+        last = to_u1(&a, "old").await;
+    }
+    while ws.recv_json().await["seq"].as_u64() < Some(last) {}
+
+    redis.kill();
+    redis.restart().await;
+    // A node that has seen nothing starts on the empty Redis and publishes
+    // at once, perhaps before A is back.
+    let c = redis.node(|_| {}).await;
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        accepted.push(to_u1(&c, "new").await);
+    }
+    assert_eq!(ws.close_code_next().await, Some(close_code::MISSED));
+    a.wait_for_health("A to subscribe again", |h| h["broker_connected"] == true)
+        .await;
+    accepted.push(to_u1(&c, "later").await);
+    let newest = *accepted.last().expect("accepted");
+    let (reset, seqs) = resume_after_loss(&a, &epoch, last, newest).await;
+    assert_ne!(reset["epoch"], epoch.as_str(), "{reset}");
+    // Every message accepted in the new epoch, once, ascending.
+    assert_eq!(seqs, accepted, "{reset}");
+}

@@ -17,7 +17,7 @@ use super::standing::Standing;
 use super::RedisBroker;
 use crate::broker::{BrokerEvents, Missed, Publication};
 use crate::history::StreamKey;
-use crate::ids::{ChannelName, ClientId};
+use crate::ids::{ChannelName, ClientId, Epoch};
 
 impl RedisBroker {
     /// Receives every announced message and hands it to `events`, for as
@@ -63,16 +63,22 @@ impl RedisBroker {
                             delay = Duration::from_millis(100);
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
-                                match decode(msg.get_payload_bytes()) {
-                                    // Read by the catch-up already.
-                                    Some(message) if message.seq <= last => {}
-                                    Some(message) => {
-                                        last = message.seq;
-                                        standing.seen.fetch_max(message.seq, Ordering::Relaxed);
-                                        events.publication(message)
+                                let Some((epoch, message)) = decode(msg.get_payload_bytes()) else {
+                                    log::warn!("broker: ignored a malformed message");
+                                    continue;
+                                };
+                                if epoch != standing.epoch() {
+                                    // Redis lost its data while this node
+                                    // stayed subscribed: a new epoch.
+                                    if moved_on(&standing, &mut commands, &*events).await.is_err() {
+                                        break;
                                     }
-                                    None => log::warn!("broker: ignored a malformed message"),
+                                } else if message.seq <= last {
+                                    continue; // read by the catch-up already
                                 }
+                                last = message.seq;
+                                standing.seen.fetch_max(message.seq, Ordering::Relaxed);
+                                events.publication(message)
                             }
                             subscribed.store(false, Ordering::Relaxed);
                             log::warn!("broker: lost the Redis subscription; reconnecting");
@@ -102,8 +108,7 @@ async fn rejoin(
     let before = standing.epoch();
     let (epoch, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
     if epoch != before {
-        // Redis lost its data: whatever was numbered before is gone.
-        events.missed(Missed::Everything);
+        note_moved(&before, &epoch, events);
         return Ok(counter);
     }
     match catch_up.read(commands, &epoch, last).await? {
@@ -137,11 +142,33 @@ async fn rejoin(
             events.missed(Missed::Everything);
             Ok(upto.max(last))
         }
-        CaughtUp::EpochChanged => {
-            events.missed(Missed::Everything);
-            let (_, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
-            Ok(counter)
-        }
+        CaughtUp::EpochChanged => moved_on(standing, commands, events).await,
+    }
+}
+
+/// The cluster's epoch is no longer the node's: takes the new one and
+/// tells every session, which resumes into it (its `reset` is followed by
+/// what the new epoch already holds). Returns the counter.
+async fn moved_on(
+    standing: &Standing,
+    commands: &mut ConnectionManager,
+    events: &dyn BrokerEvents,
+) -> Result<u64, redis::RedisError> {
+    let before = standing.epoch();
+    let (epoch, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
+    note_moved(&before, &epoch, events);
+    Ok(counter)
+}
+
+/// Every session of the node was numbered in `before`, which Redis lost:
+/// they must resume into `now`.
+fn note_moved(before: &Epoch, now: &Epoch, events: &dyn BrokerEvents) {
+    if before != now {
+        log::warn!(
+            "broker: the cluster's epoch is now {now} (Redis lost its data); \
+             every session resumes"
+        );
+        events.missed(Missed::Everything);
     }
 }
 
@@ -172,16 +199,18 @@ pub(super) fn decode_key(name: &str) -> Option<StreamKey> {
     }
 }
 
-/// Reads an announcement: `<stream>\n<seq>\n<frame>`.
-fn decode(payload: &[u8]) -> Option<Publication> {
+/// Reads an announcement: `<epoch>\n<stream>\n<seq>\n<frame>`.
+fn decode(payload: &[u8]) -> Option<(Epoch, Publication)> {
     let text = std::str::from_utf8(payload).ok()?;
-    let (name, rest) = text.split_once('\n')?;
+    let (epoch, rest) = text.split_once('\n')?;
+    let (name, rest) = rest.split_once('\n')?;
     let (seq, frame) = rest.split_once('\n')?;
-    Some(Publication {
+    let publication = Publication {
         key: decode_key(name)?,
         seq: seq.parse().ok()?,
         frame: ByteString::from(frame.to_owned()),
-    })
+    };
+    Some((Epoch::from(epoch), publication))
 }
 
 #[cfg(test)]
@@ -191,12 +220,14 @@ mod tests {
     #[test]
     fn announcements_round_trip() {
         let id = StreamKey::Id(ClientId::parse("user 63").unwrap());
-        let payload = format!("{}\n42\n{{\"type\":\"message\"}}", encode_key(&id));
-        let fanout = decode(payload.as_bytes()).unwrap();
+        let payload = format!("E1\n{}\n42\n{{\"type\":\"message\"}}", encode_key(&id));
+        let (epoch, fanout) = decode(payload.as_bytes()).unwrap();
+        assert_eq!(epoch.as_str(), "E1");
         assert_eq!((fanout.key, fanout.seq), (id, 42));
         assert_eq!(&*fanout.frame, r#"{"type":"message"}"#);
-        assert!(decode(b"x:1\n1\n{}").is_none());
-        assert!(decode(b"b\nnotanumber\n{}").is_none());
-        assert!(decode(b"c:bad name\n1\n{}").is_none());
+        assert!(decode(b"E\nx:1\n1\n{}").is_none());
+        assert!(decode(b"E\nb\nnotanumber\n{}").is_none());
+        assert!(decode(b"E\nc:bad name\n1\n{}").is_none());
+        assert!(decode(b"b\n1\n{}").is_none(), "no epoch");
     }
 }

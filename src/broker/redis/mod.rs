@@ -24,9 +24,9 @@
 //! stream published to again after it expired starts with *expired* as its
 //! `max-deleted-entry-id`, so a position from before still reads as a gap.
 //! The per-node keys expire too (the ids' HyperLogLog, and the nodes hash
-//! [`PRESENCE_TTL`](presence::PRESENCE_TTL) after the last report); only
-//! the cluster's epoch and counter, two small keys, live as long as the
-//! cluster.
+//! [`PRESENCE_TTL`](presence::PRESENCE_TTL) after the last report), and
+//! so does the node log (`catch_up.rs`); only the cluster's epoch, counter
+//! and the epoch's base, three small keys, live as long as the cluster.
 //!
 //! A node *joins* the cluster ([`scripts::JOIN`]) when it starts, each time
 //! its subscription comes back, and when a resume finds the cluster's

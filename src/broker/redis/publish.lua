@@ -6,6 +6,10 @@ if seq <= floor then
   seq = floor + 1
   redis.call('SET', KEYS[1], seq)
 end
+if redis.call('SET', KEYS[7], ARGV[9], 'NX') then
+  redis.call('SET', KEYS[8], seq - 1)
+end
+local epoch = redis.call('GET', KEYS[7])
 local frame = ARGV[1] .. seq .. ARGV[2]
 local keep = tonumber(ARGV[6])
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], seq .. '-0', 's', ARGV[4])
@@ -50,5 +54,5 @@ if size > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], keep)
 end
-local nodes = redis.call('PUBLISH', KEYS[3], ARGV[4] .. '\n' .. seq .. '\n' .. frame)
+local nodes = redis.call('PUBLISH', KEYS[3], epoch .. '\n' .. ARGV[4] .. '\n' .. seq .. '\n' .. frame)
 return {seq, nodes}

@@ -36,6 +36,11 @@ impl RedisBroker {
         let channel = self.channel();
         let (clock, expired) = self.expiry_keys();
         let log = self.log_key();
+        let (epoch, base) = (
+            format!("{}:epoch", self.prefix),
+            format!("{}:base", self.prefix),
+        );
+        let candidate = crate::broker::new_epoch();
         let expiry = self.expiry;
         let after_seq = frame.after_seq();
         let history_size = self.history_size;
@@ -53,6 +58,8 @@ impl RedisBroker {
                 .key(clock)
                 .key(expired)
                 .key(log)
+                .key(epoch)
+                .key(base)
                 .arg(MESSAGE_FRAME_HEAD)
                 .arg(after_seq)
                 .arg(history_size)
@@ -60,7 +67,8 @@ impl RedisBroker {
                 .arg(floor)
                 .arg(expiry.keep_ms)
                 .arg(expiry.bucket_ms)
-                .arg(LOG_ENTRIES);
+                .arg(LOG_ENTRIES)
+                .arg(candidate.as_str());
             // Dropped on time out: not sent later if it was not sent yet.
             let answer = tokio::time::timeout(
                 PUBLISH_TIMEOUT,

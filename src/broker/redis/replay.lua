@@ -1,17 +1,26 @@
 -- herald's replay script: its KEYS, ARGV and answer are documented at
 -- scripts::REPLAY (src/broker/redis/scripts.rs).
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return {'epoch', 0, 0, 0, {}}
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  return {'epoch', 0, 0, 0, '', {}}
 end
 local since = tonumber(ARGV[2])
 local first = ARGV[3]
+local ok = 'ok'
+if epoch ~= ARGV[1] then
+  -- Another epoch: its history from its start, after a `reset`.
+  local base = redis.call('GET', KEYS[5]) or '0'
+  since = tonumber(base)
+  first = '(' .. base .. '-0'
+  ok = 'moved'
+end
 local budget = tonumber(ARGV[4])
 local overhead = tonumber(ARGV[5])
 local page = tonumber(ARGV[6])
 local keep = tonumber(ARGV[7])
 local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
 if since > latest then
-  return {'ahead', 0, 0, latest, {}}
+  return {'ahead', 0, 0, latest, epoch, {}}
 end
 local expired = latest
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -24,21 +33,21 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
 end
 local used = 0
 local found = {}
-for i = 5, #KEYS do
+for i = 6, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local info = redis.call('XINFO', 'STREAM', KEYS[i])
     for j = 1, #info - 1, 2 do
       if info[j] == 'max-deleted-entry-id' then
         local dropped = tonumber(string.match(info[j + 1], '^(%d+)')) or 0
         if dropped > since then
-          return {'dropped', i - 4, dropped, latest, {}}
+          return {'dropped', i - 5, dropped, latest, epoch, {}}
         end
       end
     end
     if expired > since then
       local oldest = redis.call('XRANGE', KEYS[i], first, '+', 'COUNT', 1)
       if #oldest > 0 and tonumber(string.match(oldest[1][1], '^(%d+)')) <= expired then
-        return {'dropped', i - 4, expired, latest, {}}
+        return {'dropped', i - 5, expired, latest, epoch, {}}
       end
     end
     local start = first
@@ -50,7 +59,7 @@ for i = 5, #KEYS do
           if fields[k] == 'f' then
             used = used + #fields[k + 1] + overhead
             if used > budget then
-              return {'over', 0, 0, latest, {}}
+              return {'over', 0, 0, latest, epoch, {}}
             end
             found[#found + 1] = {entry[1], fields[k + 1]}
           end
@@ -62,7 +71,7 @@ for i = 5, #KEYS do
       start = '(' .. entries[#entries][1]
     end
   elseif expired > since then
-    return {'forgotten', i - 4, expired, latest, {}}
+    return {'forgotten', i - 5, expired, latest, epoch, {}}
   end
 end
-return {'ok', 0, 0, latest, found}
+return {ok, since, 0, latest, epoch, found}

@@ -13,6 +13,7 @@ use super::scripts::{ReplayReply, REPLAY_PAGE_ENTRIES};
 use super::RedisBroker;
 use crate::broker::{Frames, Refused, Replaying, Snapshot};
 use crate::history::StreamKey;
+use crate::ids::Epoch;
 use crate::protocol::Position;
 use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason, REPLAY_ENTRY_OVERHEAD_BYTES};
 
@@ -22,7 +23,9 @@ impl RedisBroker {
     /// with the cluster's counter read in the same script (the snapshot's
     /// `upto`),
     /// or refuses when `from` is not of the cluster's epoch (Redis lost its
-    /// data, or it is from elsewhere), a stream dropped a message after it,
+    /// data, or it is from elsewhere: the refusal then carries the cluster
+    /// epoch's history of these streams from its base, to follow the
+    /// `reset`), a stream dropped a message after it,
     /// the messages need more than `max_replay_bytes` (Redis then sends none
     /// of them), or Redis is unreachable. A refusal carries the cluster's
     /// newest position, read in the same script; when the epoch differed,
@@ -38,6 +41,7 @@ impl RedisBroker {
             format!("{prefix}:seq"),
             clock,
             expired,
+            format!("{prefix}:base"),
         ];
         names.extend(
             streams
@@ -68,48 +72,42 @@ impl RedisBroker {
                 .invoke_async(&mut con)
                 .await
                 .map_err(|e| Refused::because(ResetReason::BrokerUnavailable(e.to_string())))?;
-            let (outcome, a, b, latest, entries) = reply;
+            let (outcome, a, b, latest, current, entries) = reply;
             if outcome == "epoch" {
+                // Redis has no epoch: joining gives it one.
                 let reason = ResetReason::EpochChanged {
                     keeper: HistoryKeeper::Cluster,
                 };
                 return Err(
                     match standing.join(&mut con, &crate::broker::new_epoch()).await {
-                        Ok(newest) => Refused {
-                            reason,
-                            newest: Some(newest),
-                        },
+                        Ok(newest) => Refused::from_newest(reason, newest),
                         Err(_) => Refused::because(reason),
                     },
                 );
             }
-            // The position's epoch is the cluster's: if it is not this
-            // node's, the node missed a change of epoch (Redis lost its data
-            // while the node stayed connected), and takes it now.
-            if epoch != standing.epoch() {
+            let current = Epoch::from(current);
+            // The cluster's epoch is not this node's: it missed a change of
+            // epoch (Redis lost its data while the node stayed connected),
+            // and takes it now.
+            if current != standing.epoch() {
                 let _ = standing.join(&mut con, &crate::broker::new_epoch()).await;
             }
             standing.seen.fetch_max(latest, Ordering::Relaxed);
-            let refused = |reason: ResetReason| Refused {
-                reason,
-                newest: Some((epoch.clone(), latest)),
+            let refused =
+                |reason: ResetReason| Refused::from_newest(reason, (current.clone(), latest));
+            let snapshot = |entries: Vec<(String, Vec<u8>)>| Snapshot {
+                frames: frames(entries),
+                upto: latest,
             };
             match outcome.as_str() {
-                "ok" => {
-                    let mut found: Frames = entries
-                        .into_iter()
-                        .filter_map(|(id, frame)| {
-                            let seq = id.split('-').next()?.parse::<u64>().ok()?;
-                            let text = String::from_utf8(frame).ok()?;
-                            Some((seq, ByteString::from(text)))
-                        })
-                        .collect();
-                    found.sort_unstable_by_key(|(seq, _)| *seq);
-                    Ok(Snapshot {
-                        frames: found,
-                        upto: latest,
-                    })
-                }
+                "ok" => Ok(snapshot(entries)),
+                "moved" => Err(Refused {
+                    reason: ResetReason::EpochChanged {
+                        keeper: HistoryKeeper::Cluster,
+                    },
+                    newest: Some((current.clone(), a)),
+                    following: Some(snapshot(entries)),
+                }),
                 "ahead" => Err(refused(ResetReason::Ahead {
                     since,
                     latest,
@@ -129,6 +127,20 @@ impl RedisBroker {
             }
         }))
     }
+}
+
+/// A replay's entries as frames, in seq order.
+fn frames(entries: Vec<(String, Vec<u8>)>) -> Frames {
+    let mut found: Frames = entries
+        .into_iter()
+        .filter_map(|(id, frame)| {
+            let seq = id.split('-').next()?.parse::<u64>().ok()?;
+            let text = String::from_utf8(frame).ok()?;
+            Some((seq, ByteString::from(text)))
+        })
+        .collect();
+    found.sort_unstable_by_key(|(seq, _)| *seq);
+    found
 }
 
 /// The stream a replay script's answer names, 1-based in `keys`.

@@ -7,14 +7,16 @@
 /// Joins the cluster: takes its epoch, or sets `candidate` when it has none
 /// (the first node, or Redis lost its data), and reads its counter, first
 /// raised to the highest seq this node has seen (after a loss of data,
-/// numbering goes on after what clients were given). KEYS: epoch, counter.
-/// ARGV: candidate, floor. Answers `{epoch, counter}`.
+/// numbering goes on after what clients were given). An epoch set here
+/// starts at the counter: its base, the seq after which its history
+/// begins. KEYS: epoch, counter, base. ARGV: candidate, floor. Answers
+/// `{epoch, counter}`.
 pub(super) const JOIN: &str = include_str!("join.lua");
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
 /// publish order on every node. KEYS: counter, stream, channel, clock,
 /// expired mark (see the broker's module header), the node log
-/// (`<prefix>:log`). ARGV: the frame's bytes
+/// (`<prefix>:log`), the epoch, its base. ARGV: the frame's bytes
 /// before its seq ([`crate::protocol::MESSAGE_FRAME_HEAD`]) and after it
 /// ([`crate::protocol::PendingFrame::after_seq`]), the history bound, the
 /// stream's name, the highest seq this node has seen (if Redis lost its
@@ -22,7 +24,9 @@ pub(super) const JOIN: &str = include_str!("join.lua");
 /// clients skip seqs they believe they have), then
 /// [`Expiry::keep_ms`](super::expiry::Expiry::keep_ms) and
 /// [`Expiry::bucket_ms`](super::expiry::Expiry::bucket_ms), and the most
-/// entries the node log keeps ([`LOG_ENTRIES`]). Answers `{seq,
+/// entries the node log keeps ([`LOG_ENTRIES`]), and an epoch to set if
+/// the cluster has none (Redis lost its data; its base is then the seq
+/// before this one). Answers `{seq,
 /// nodes}`: the message's seq and the nodes subscribed when it was
 /// announced.
 ///
@@ -33,7 +37,9 @@ pub(super) const JOIN: &str = include_str!("join.lua");
 /// `max-deleted-entry-id`, which is how a resume learns that a message
 /// after its position is gone. A stream created anew gets the expired mark
 /// as its `max-deleted-entry-id` (`XSETID`): it may be one that expired.
-/// The announcement is `<stream>\n<seq>\n<frame>` (see `announce.rs`).
+/// The announcement is `<epoch>\n<stream>\n<seq>\n<frame>` (see
+/// `announce.rs`): a node that gets one of another epoch learns at once
+/// that Redis lost its data.
 ///
 /// The node log records, for each seq, the stream it went to (entry id
 /// `<seq>-0`, field `s`): what a node whose subscription broke reads to
@@ -43,21 +49,27 @@ pub(super) const PUBLISH: &str = include_str!("publish.lua");
 
 /// Reads a resume's replay, atomically and within its budget. KEYS: the
 /// epoch, the counter, the clock, the expired mark (see the broker's module
-/// header), then each stream. ARGV: the epoch the position is from,
-/// `since`, the first entry id to read (`<since + 1>-0`, formatted by
-/// herald: Lua would write large numbers in exponent form),
+/// header), the epoch's base, then each stream. ARGV: the epoch the
+/// position is from, `since`, the first entry id to read (`<since + 1>-0`,
+/// formatted by herald: Lua would write large numbers in exponent form),
 /// `max_replay_bytes`, the bytes counted per message besides its frame, the
 /// page size of each `XRANGE` ([`REPLAY_PAGE_ENTRIES`]), and
 /// [`Expiry::keep_ms`](super::expiry::Expiry::keep_ms).
 ///
-/// Answers `{outcome, a, b, latest, entries}`, `latest` being the counter:
-/// `{"ok", 0, 0, latest, {{id, frame}, …}}`; `{"epoch", 0, 0, 0, {}}` when
-/// the position's epoch is not the cluster's; `{"ahead", 0, 0, latest, {}}`
-/// when `since` is past the latest seq; `{"dropped", i, up_to, latest, {}}`
-/// when stream `i` (1-based, in KEYS after the expired mark) dropped
-/// messages after `since`, by count or by age; `{"forgotten", i, expired,
-/// latest, {}}` when stream `i` is gone from Redis and may have held
-/// messages after `since`; `{"over", 0, 0, latest, {}}` as soon as the
+/// Answers `{outcome, a, b, latest, epoch, entries}`, `latest` being the
+/// counter and `epoch` the cluster's: `{"ok", since, 0, latest, epoch,
+/// {{id, frame}, …}}`; `{"moved", base, 0, latest, epoch, {…}}` when the
+/// position is of another epoch: the entries are the cluster epoch's
+/// history from its base, which the client gets after a `reset` to that
+/// base (so a message published in the new epoch before the client came
+/// back is not lost to it); `{"epoch", 0, 0, 0, "", {}}` when the cluster
+/// has no epoch (Redis lost its data and no node has joined since);
+/// `{"ahead", 0, 0, latest, epoch, {}}` when `since` is past the latest
+/// seq; `{"dropped", i, up_to, latest, epoch, {}}` when stream `i`
+/// (1-based, in KEYS after the base) dropped messages after `since` (or
+/// the base), by count or by age; `{"forgotten", i, expired, latest,
+/// epoch, {}}` when stream `i` is gone from Redis and may have held
+/// messages after it; `{"over", 0, 0, latest, epoch, {}}` as soon as the
 /// frames read would exceed the budget.
 /// Redis reads the streams a page at a time and sends nothing of a replay
 /// over the budget, so a resume never costs herald (or the network) more
@@ -96,7 +108,7 @@ pub(super) type CatchUpReply = (String, u64, Vec<(String, String, Vec<u8>)>);
 pub(super) const REPLAY_PAGE_ENTRIES: usize = 100;
 
 /// What [`REPLAY`] answers.
-pub(super) type ReplayReply = (String, u64, u64, u64, Vec<(String, Vec<u8>)>);
+pub(super) type ReplayReply = (String, u64, u64, u64, String, Vec<(String, Vec<u8>)>);
 
 #[cfg(test)]
 mod tests {

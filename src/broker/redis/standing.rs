@@ -60,6 +60,7 @@ impl Standing {
             .join
             .key(format!("{}:epoch", self.prefix))
             .key(format!("{}:seq", self.prefix))
+            .key(format!("{}:base", self.prefix))
             .arg(candidate.as_str())
             .arg(floor)
             .invoke_async(con)

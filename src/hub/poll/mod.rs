@@ -88,8 +88,9 @@ pub async fn answer(
         .await?;
     let epoch = joined.epoch;
     let state = match joined.resume {
-        Some(Resume::Reset { reason }) => {
-            let frame = reset_answer(&reason, &epoch, joined.seq).into_bytes();
+        // What follows the reset's position is the next poll's answer.
+        Some(Resume::Reset { reason, at, .. }) => {
+            let frame = reset_answer(&reason, &epoch, at).into_bytes();
             State::Writing(Answer::Frame(Some(frame)))
         }
         Some(Resume::Replayed { frames, .. }) if !frames.is_empty() => {

@@ -147,6 +147,8 @@ impl NotifyServer {
         let Some(streams) = self.registry.positions(session) else {
             let reset = Resume::Reset {
                 reason: ResetReason::SessionClosed,
+                at: at_join,
+                frames: Vec::new(),
             };
             return Box::pin(actix::fut::ready(self.joined(Some(reset))));
         };

@@ -200,7 +200,9 @@ pub struct Settled {
 /// this one's messages end. A reset reports the
 /// broker's newest position when it gave one (from it a resume has nothing
 /// to replay, so a client that follows the reset is not reset again; held-
-/// back messages up to it do not follow), else `at_join` in `epoch`.
+/// back messages up to it do not follow), else `at_join` in `epoch`; what
+/// the broker found after that position (a new epoch's first messages)
+/// follows the reset, and the join reaches the end of it.
 pub fn settle(
     result: Result<Snapshot, Refused>,
     since: u64,
@@ -220,13 +222,22 @@ pub fn settle(
             }
         }
         Err(refused) => {
-            let (epoch, reached) = refused.newest.unwrap_or((epoch, at_join));
+            let (epoch, at) = refused.newest.unwrap_or((epoch, at_join));
+            let (frames, reached) = match refused.following {
+                Some(Snapshot { frames, upto }) => {
+                    let reached = frames.last().map_or(upto, |(seq, _)| upto.max(*seq));
+                    (frames, reached.max(at))
+                }
+                None => (Vec::new(), at),
+            };
             Settled {
                 joined: Joined {
                     epoch,
                     seq: reached,
                     resume: Some(Resume::Reset {
                         reason: refused.reason,
+                        at,
+                        frames,
                     }),
                 },
                 replayed_from: None,
@@ -332,11 +343,11 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(joined.resume, Some(Resume::Reset { ref reason }) if reason.to_string().contains("epoch"))
+            matches!(joined.resume, Some(Resume::Reset { ref reason, .. }) if reason.to_string().contains("epoch"))
         );
         let gap = connect(&server, None, &[], Some(0)).await;
         assert!(
-            matches!(gap.joined.resume, Some(Resume::Reset { ref reason }) if reason.to_string().contains("dropped"))
+            matches!(gap.joined.resume, Some(Resume::Reset { ref reason, .. }) if reason.to_string().contains("dropped"))
         );
         let fine = connect(&server, None, &[], Some(1)).await;
         assert_eq!(replayed(&fine.joined), [2, 3]);
@@ -402,10 +413,7 @@ mod tests {
 
         fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
             Replaying::Fetching(Box::pin(async {
-                Err(Refused {
-                    reason: gone(),
-                    newest: Some(("e2".into(), 42)),
-                })
+                Err(Refused::from_newest(gone(), ("e2".into(), 42)))
             }))
         }
     }
@@ -418,7 +426,7 @@ mod tests {
         assert_eq!(counts(&server).await.seq, 40);
         let back = connect(&server, Some("63"), &[], Some(3)).await;
         assert!(
-            matches!(&back.joined.resume, Some(Resume::Reset { reason }) if *reason == gone()),
+            matches!(&back.joined.resume, Some(Resume::Reset { reason, .. }) if *reason == gone()),
             "{:?}",
             back.joined.resume
         );
@@ -546,6 +554,7 @@ mod tests {
         let refused = |newest| Refused {
             reason: gone(),
             newest,
+            following: None,
         };
         let newest = settle(Err(refused(Some(("e2".into(), 42)))), 3, 5, EPOCH.into());
         assert_eq!(
@@ -554,12 +563,36 @@ mod tests {
         );
         assert_eq!(newest.replayed_from, None);
         assert!(
-            matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if *reason == gone())
+            matches!(&newest.joined.resume, Some(Resume::Reset { reason, .. }) if *reason == gone())
         );
         let unknown = settle(Err(refused(None)), 3, 5, EPOCH.into());
         assert_eq!(
             (unknown.joined.epoch.as_str(), unknown.joined.seq),
             (EPOCH, 5)
         );
+    }
+
+    #[test]
+    fn a_new_epochs_messages_follow_the_reset_from_its_base() {
+        let refused = Refused {
+            reason: gone(),
+            newest: Some(("e2".into(), 50)),
+            following: Some(Snapshot {
+                frames: vec![(51, "m51".into()), (52, "m52".into())],
+                upto: 53,
+            }),
+        };
+        let settled = settle(Err(refused), 7, 9, EPOCH.into());
+        // The session goes on from the end of what followed the reset.
+        assert_eq!(
+            (settled.joined.epoch.as_str(), settled.joined.seq),
+            ("e2", 53)
+        );
+        let Some(Resume::Reset { at, frames, .. }) = &settled.joined.resume else {
+            panic!("expected a reset");
+        };
+        assert_eq!(*at, 50);
+        let seqs: Vec<u64> = frames.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [51, 52]);
     }
 }
