@@ -18,6 +18,12 @@ pub enum Resume {
     },
     /// Complete recovery was impossible; nothing is replayed.
     Reset { reason: ResetReason },
+    /// The history could not be read now (the broker is unreachable or did
+    /// not answer), though it may be intact: nothing is sent, and the
+    /// transport asks the client to come back later from the same position
+    /// (WebSocket close 1013, HTTP 503) instead of resetting it. `why` is
+    /// for the log.
+    RetryLater { why: String },
 }
 
 /// The frames that tell the client the outcome of its join at position
@@ -27,7 +33,8 @@ pub enum Resume {
 /// is paired with the position it completes, which SSE sends as the event
 /// id: a message's own seq; `seq` on `resumed` / `reset`, and on the
 /// opening frames when no resume is under way (during one, the position is
-/// reached only at `resumed`).
+/// reached only at `resumed`). None for a resume to retry later: the
+/// client is not told it joined.
 pub fn frames(
     epoch: &Epoch,
     seq: u64,
@@ -36,6 +43,9 @@ pub fn frames(
     channels: &[ChannelName],
 ) -> Vec<(Option<u64>, ByteString)> {
     let mut out = Vec::new();
+    if let Some(Resume::RetryLater { .. }) = resume {
+        return out;
+    }
     let opening = resume.is_none().then_some(seq);
     if let Some(id) = id {
         let frame = ServerFrame::Registered {
@@ -75,6 +85,7 @@ pub fn frames(
             out.push((Some(seq), frame.encode()));
         }
         Some(Resume::Reset { reason }) => out.push((Some(seq), reset(reason, epoch, seq))),
+        Some(Resume::RetryLater { .. }) => {}
     }
     out
 }
@@ -146,5 +157,12 @@ mod tests {
                 r#"{"type":"reset","reason":"session closed","epoch":"E","seq":9}"#
             )]
         );
+    }
+
+    #[test]
+    fn a_resume_to_retry_later_answers_nothing() {
+        let id = ClientId::parse("63").unwrap();
+        let resume = Resume::RetryLater { why: "down".into() };
+        assert!(frames(&"E".into(), 9, Some(&resume), Some(&id), &[]).is_empty());
     }
 }

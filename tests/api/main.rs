@@ -29,6 +29,7 @@ mod publishers;
 mod ready;
 mod redis_expiry;
 mod redis_latency;
+mod redis_outage;
 mod redis_positions;
 mod redis_tls;
 mod replay;

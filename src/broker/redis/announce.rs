@@ -25,7 +25,7 @@ impl RedisBroker {
         let client = self.client.clone();
         let mut commands = self.commands.clone();
         let channel = self.channel();
-        let subscribed = self.subscribed.clone();
+        let health = self.health.clone();
         let standing = self.standing.clone();
         tokio::task::spawn_local(async move {
             let mut delay = Duration::from_millis(100);
@@ -46,7 +46,7 @@ impl RedisBroker {
                                     continue;
                                 }
                             };
-                            subscribed.store(true, Ordering::Relaxed);
+                            health.set_subscribed(true);
                             log::info!(
                                 "broker: subscribed to {channel} (cluster epoch {epoch}, seq {seq})"
                             );
@@ -62,7 +62,7 @@ impl RedisBroker {
                                     None => log::warn!("broker: ignored a malformed message"),
                                 }
                             }
-                            subscribed.store(false, Ordering::Relaxed);
+                            health.set_subscribed(false);
                             log::warn!("broker: lost the Redis subscription; reconnecting");
                         }
                         Err(e) => note_down(&mut was_up, &e),

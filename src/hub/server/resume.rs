@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use bytestring::ByteString;
 
-use crate::broker::{Refused, Snapshot};
+use crate::broker::{NotReplayed, Snapshot};
 use crate::history::StreamKey;
 use crate::hub::messages::{Joined, Resume};
 use crate::ids::{ChannelName, ClientId, Epoch};
@@ -171,6 +171,16 @@ impl Streams {
         std::mem::take(&mut self.held)
     }
 
+    /// The resume could not be read, and the client is told to come back
+    /// later: the session gets nothing more, neither what was held back
+    /// nor any live message, until it leaves (a message past the position
+    /// it resumes from would otherwise reach it without those before).
+    pub fn silence(&mut self) {
+        self.holding = false;
+        self.held.clear();
+        self.delivered = u64::MAX;
+    }
+
     fn lower_has_from(&mut self, since: u64) {
         self.broadcast_from = self.broadcast_from.min(since);
         if let Some((_, from)) = &mut self.id {
@@ -190,6 +200,9 @@ pub struct Settled {
     /// On a replay, the seq the session now has every stream from (the
     /// client's `since`); none on a reset.
     pub replayed_from: Option<u64>,
+    /// False when the session is to be told to come back later: it gets
+    /// nothing more ([`Streams::silence`]).
+    pub goes_on: bool,
 }
 
 /// Settles a resume from `since` with the broker's answer `result`.
@@ -200,9 +213,11 @@ pub struct Settled {
 /// this one's messages end. A reset reports the
 /// broker's newest position when it gave one (from it a resume has nothing
 /// to replay, so a client that follows the reset is not reset again; held-
-/// back messages up to it do not follow), else `at_join` in `epoch`.
+/// back messages up to it do not follow), else `at_join` in `epoch`. A
+/// broker that could not be read answers [`Resume::RetryLater`]: the
+/// history may be intact, so the client is not reset.
 pub fn settle(
-    result: Result<Snapshot, Refused>,
+    result: Result<Snapshot, NotReplayed>,
     since: u64,
     at_join: u64,
     epoch: Epoch,
@@ -217,9 +232,19 @@ pub fn settle(
                     resume: Some(Resume::Replayed { since, frames }),
                 },
                 replayed_from: Some(since),
+                goes_on: true,
             }
         }
-        Err(refused) => {
+        Err(NotReplayed::Unavailable(why)) => Settled {
+            joined: Joined {
+                epoch,
+                seq: at_join,
+                resume: Some(Resume::RetryLater { why }),
+            },
+            replayed_from: None,
+            goes_on: false,
+        },
+        Err(NotReplayed::Refused(refused)) => {
             let (epoch, reached) = refused.newest.unwrap_or((epoch, at_join));
             Settled {
                 joined: Joined {
@@ -230,6 +255,7 @@ pub fn settle(
                     }),
                 },
                 replayed_from: None,
+                goes_on: true,
             }
         }
     }
@@ -247,7 +273,7 @@ mod tests {
     use super::super::NotifyServer;
     use super::*;
     use crate::broker::{
-        Broker, BrokerError, Frames, MemoryBroker, Publication, Publishing, Replaying,
+        Broker, BrokerError, Frames, MemoryBroker, Publication, Publishing, Refused, Replaying,
     };
     use crate::history::HistoryLimits;
     use crate::hub::messages::{
@@ -405,7 +431,8 @@ mod tests {
                 Err(Refused {
                     reason: gone(),
                     newest: Some(("e2".into(), 42)),
-                })
+                }
+                .into())
             }))
         }
     }
@@ -547,7 +574,12 @@ mod tests {
             reason: gone(),
             newest,
         };
-        let newest = settle(Err(refused(Some(("e2".into(), 42)))), 3, 5, EPOCH.into());
+        let newest = settle(
+            Err(refused(Some(("e2".into(), 42))).into()),
+            3,
+            5,
+            EPOCH.into(),
+        );
         assert_eq!(
             (newest.joined.epoch.as_str(), newest.joined.seq),
             ("e2", 42)
@@ -556,10 +588,30 @@ mod tests {
         assert!(
             matches!(&newest.joined.resume, Some(Resume::Reset { reason }) if *reason == gone())
         );
-        let unknown = settle(Err(refused(None)), 3, 5, EPOCH.into());
+        let unknown = settle(Err(refused(None).into()), 3, 5, EPOCH.into());
         assert_eq!(
             (unknown.joined.epoch.as_str(), unknown.joined.seq),
             (EPOCH, 5)
         );
+    }
+
+    #[test]
+    fn an_unreadable_broker_asks_to_retry_later_and_the_session_then_gets_nothing() {
+        let down = NotReplayed::Unavailable("connection refused".into());
+        let settled = settle(Err(down), 3, 5, EPOCH.into());
+        assert!(
+            matches!(&settled.joined.resume, Some(Resume::RetryLater { why }) if why.contains("refused")),
+            "{:?}",
+            settled.joined.resume
+        );
+        assert!(!settled.goes_on);
+        assert_eq!(settled.replayed_from, None);
+
+        let mut streams = Streams::new(0);
+        streams.hold();
+        streams.hold_back(&StreamKey::Broadcast, 6, &ByteString::from_static("m6"));
+        streams.silence();
+        assert!(!streams.due(7), "no live message after the refusal");
+        assert!(streams.release(None, 8).is_empty(), "nothing held back");
     }
 }
