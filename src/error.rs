@@ -57,9 +57,15 @@ pub enum ApiError {
     ServerFull,
     #[error("the notification hub is not running")]
     Unavailable,
-    /// `GET /ready` while the broker cannot be reached.
-    #[error("not ready: the broker (Redis) is disconnected, so nothing can be published or delivered across nodes")]
-    BrokerDisconnected,
+    /// `GET /ready` while the broker cannot take publishes; the broker's
+    /// error.
+    #[error("not ready: the broker (Redis) cannot take publishes now ({0}), so nothing can be published or delivered across nodes")]
+    BrokerDisconnected(String),
+    /// A resume (`Last-Event-ID` or `since` on `/events`, `since` on
+    /// `/poll`) while the broker's history cannot be read: it is not lost,
+    /// so the client is asked to come back rather than reset.
+    #[error("the message broker (Redis) cannot be read now; the history is kept: resume from the same position later")]
+    ResumeLater,
     /// `GET /ready` from the first stop signal until exit.
     #[error("not ready: shutting down")]
     ShuttingDown,
@@ -90,8 +96,8 @@ impl ApiError {
             Self::TooManyConnectionsFromIp => "too_many_connections",
             Self::ServerFull => "server_full",
             Self::Unavailable => "unavailable",
-            Self::Broker(_) => "broker_unavailable",
-            Self::BrokerDisconnected => "broker_disconnected",
+            Self::Broker(_) | Self::ResumeLater => "broker_unavailable",
+            Self::BrokerDisconnected(_) => "broker_disconnected",
             Self::ShuttingDown => "shutting_down",
         }
     }
@@ -107,7 +113,10 @@ impl ApiError {
             Self::ServerFull => Some(10),
             // The Redis connection is retried with a backoff that tops out
             // at 5 s.
-            Self::Broker(_) | Self::BrokerDisconnected | Self::Unavailable => Some(5),
+            Self::Broker(_)
+            | Self::BrokerDisconnected(_)
+            | Self::ResumeLater
+            | Self::Unavailable => Some(5),
             // This node is going away: its clients belong elsewhere.
             Self::ShuttingDown => Some(30),
             _ => None,
@@ -143,7 +152,8 @@ impl ResponseError for ApiError {
             Self::ServerFull
             | Self::Unavailable
             | Self::Broker(_)
-            | Self::BrokerDisconnected
+            | Self::BrokerDisconnected(_)
+            | Self::ResumeLater
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -209,7 +219,8 @@ mod tests {
             ApiError::ServerFull,
             ApiError::Unavailable,
             ApiError::Broker(BrokerError::Unavailable("down".into())),
-            ApiError::BrokerDisconnected,
+            ApiError::BrokerDisconnected("down".into()),
+            ApiError::ResumeLater,
             ApiError::ShuttingDown,
             ApiError::MissingMessage,
             ApiError::Forbidden("no".into()),

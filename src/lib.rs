@@ -44,8 +44,8 @@
 //!    - [`broker`]: the `Broker` trait that numbers, keeps and announces
 //!      each publish: `MemoryBroker` (this process) or `RedisBroker`
 //!      (several nodes, in `broker/redis/`: its Lua scripts, standing in
-//!      the cluster, publish, replay, announcements, presence and client,
-//!      TLS included, one file each); it hands what it receives up through
+//!      the cluster, publish, replay, announcements, presence, health and
+//!      client, TLS included, one file each); it hands what it receives up through
 //!      `BrokerEvents`.
 //! 6. Settings:
 //!    - [`config`]: the typed settings, from file, environment and flags,

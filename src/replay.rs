@@ -1,5 +1,8 @@
 //! What one resume may get: the replay budget (`max_replay_bytes`), and
-//! why a resume is answered `reset` instead ([`ResetReason`]).
+//! why a resume is answered `reset` instead ([`ResetReason`]): only when
+//! the history is known not to hold what it asks for. A broker that cannot
+//! be read now is no such reason; that resume is retried later (the
+//! broker's `NotReplayed::Unavailable`).
 //!
 //! A replay is held by its session until the client has read it, however
 //! slowly it reads; and anyone may ask for one, from any position. So the
@@ -80,8 +83,6 @@ pub enum ResetReason {
     ReplayTooLarge(OverBudget),
     /// The session closed before its resume could be read.
     SessionClosed,
-    /// The broker could not be read; the text says why.
-    BrokerUnavailable(String),
     /// The broker answered a replay with an outcome herald does not know.
     BrokerAnswer(String),
 }
@@ -119,9 +120,6 @@ impl fmt::Display for ResetReason {
             }
             Self::ReplayTooLarge(over) => fmt::Display::fmt(over, f),
             Self::SessionClosed => f.write_str("session closed"),
-            Self::BrokerUnavailable(why) => {
-                write!(f, "the message broker is unavailable: {why}")
-            }
             Self::BrokerAnswer(outcome) => {
                 write!(f, "the message broker answered a replay with {outcome:?}")
             }
@@ -287,10 +285,6 @@ mod tests {
                  max_replay_bytes (4194304 bytes); reload your state",
             ),
             (ResetReason::SessionClosed, "session closed"),
-            (
-                ResetReason::BrokerUnavailable("timed out".into()),
-                "the message broker is unavailable: timed out",
-            ),
             (
                 ResetReason::BrokerAnswer("odd".into()),
                 "the message broker answered a replay with \"odd\"",

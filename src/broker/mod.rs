@@ -52,8 +52,8 @@ pub enum BrokerError {
     #[error("the message broker (Redis) is unavailable: {0}")]
     Unavailable(String),
     /// Redis did not answer in time: the command may have run.
-    #[error("the message broker (Redis) did not answer within {secs} s")]
-    TimedOut { secs: u64 },
+    #[error("the message broker (Redis) did not answer within {ms} ms")]
+    TimedOut { ms: u64 },
 }
 
 impl BrokerError {
@@ -164,7 +164,8 @@ pub struct Announced {
 }
 
 /// What a resume gets: every kept message it asked for, or why that
-/// cannot be complete (the client then gets a `reset` frame).
+/// cannot be complete (the client then gets a `reset` frame), or, when
+/// fetched, that the broker could not be read now.
 pub enum Replaying {
     /// Read from this process, exact up to each stream's `has_from`:
     /// nothing can be in flight.
@@ -172,7 +173,25 @@ pub enum Replaying {
     /// Being fetched: live messages may arrive meanwhile, before or after
     /// the snapshot's instant, and may repeat what the replay holds (see
     /// `NotifyServer::finish_resume`).
-    Fetching(BoxFuture<'static, Result<Snapshot, Refused>>),
+    Fetching(BoxFuture<'static, Result<Snapshot, NotReplayed>>),
+}
+
+/// Why a fetched replay brought nothing.
+#[derive(Debug)]
+pub enum NotReplayed {
+    /// The history cannot answer in full: the client gets `reset`.
+    Refused(Refused),
+    /// The broker could not be read now (unreachable, or no answer in
+    /// time). Its history is not known to be lost, so the client is asked
+    /// to come back later rather than reset; the text says why, for the
+    /// log.
+    Unavailable(String),
+}
+
+impl From<Refused> for NotReplayed {
+    fn from(refused: Refused) -> Self {
+        Self::Refused(refused)
+    }
 }
 
 /// A resume that cannot be answered in full: nothing is replayed and the
@@ -271,14 +290,22 @@ pub trait Broker: Send + Sync {
     /// it. Called once, when `NotifyServer` has started.
     fn start(&self, _events: Arc<dyn BrokerEvents>) {}
 
-    /// Whether announced messages reach this node now; `None` when there is
+    /// Whether this node can publish now: announced messages reach it, and
+    /// its last write to the broker did not fail; `None` when there is
     /// nothing to connect to.
     fn connected(&self) -> Option<bool> {
         None
     }
 
+    /// Why [`Broker::connected`] is false: the last broker error, short,
+    /// with no password in it; `None` while connected.
+    fn error(&self) -> Option<String> {
+        None
+    }
+
     /// The cluster's counts; `None` without a cluster. The inner `None`:
-    /// the broker cannot be read now.
+    /// unknown, because the broker cannot be read now or this node's own
+    /// report could not be written.
     fn cluster(&self) -> Option<BoxFuture<'static, Option<ClusterCounts>>> {
         None
     }

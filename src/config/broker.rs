@@ -5,7 +5,8 @@
 //! key); the broker builds its Redis client from what
 //! [`BrokerConfig::redis_target`] reads. With `kind = "memory"` the other
 //! settings do nothing, and [`BrokerConfig::unused_settings`] names them
-//! for a startup warning.
+//! for a startup warning. `publish_timeout_ms` bounds how long a publish
+//! waits for Redis (see `broker/redis/publish.rs`).
 //!
 //! For `rediss://` the host name of the URL must match the server's
 //! certificate; `#insecure` (no check) is refused. `ca_file` names the CA
@@ -39,7 +40,16 @@ pub struct BrokerConfig {
     pub client_cert_file: PathBuf,
     /// The private key of `client_cert_file` (PEM).
     pub client_key_file: PathBuf,
+    /// The longest a publish waits for Redis, in ms: past it the publisher
+    /// is answered 503 (the outcome unknown) and herald sends nothing more
+    /// for it. Within [`PUBLISH_TIMEOUT_MS`].
+    pub publish_timeout_ms: u64,
 }
+
+/// What `publish_timeout_ms` may be: long enough for a round trip to a
+/// Redis in another zone, short enough that a publisher is not held past
+/// what an HTTP client waits.
+pub const PUBLISH_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 50..=30_000;
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -50,15 +60,26 @@ impl Default for BrokerConfig {
             ca_file: PathBuf::new(),
             client_cert_file: PathBuf::new(),
             client_key_file: PathBuf::new(),
+            publish_timeout_ms: 1000,
         }
     }
 }
 
 impl BrokerConfig {
-    /// For `kind = "redis"`, checks what can be checked before connecting:
-    /// the URL parses, and the TLS files are readable PEM of the right
-    /// kind. Reads those files; connects to nothing.
+    /// Checks `publish_timeout_ms`, and for `kind = "redis"` what can be
+    /// checked before connecting: the URL parses, and the TLS files are
+    /// readable PEM of the right kind. Reads those files; connects to nothing.
     pub fn check(&self) -> Result<(), InvalidSetting> {
+        if !PUBLISH_TIMEOUT_MS.contains(&self.publish_timeout_ms) {
+            return Err(invalid(
+                "broker.publish_timeout_ms",
+                format!(
+                    "must be between {} and {} (milliseconds a publish waits for Redis)",
+                    PUBLISH_TIMEOUT_MS.start(),
+                    PUBLISH_TIMEOUT_MS.end()
+                ),
+            ));
+        }
         match self.kind {
             BrokerKind::Memory => Ok(()),
             BrokerKind::Redis => self.redis_target().map(|_| ()),
@@ -206,6 +227,10 @@ impl BrokerConfig {
             (
                 "broker.client_key_file",
                 self.client_key_file != default.client_key_file,
+            ),
+            (
+                "broker.publish_timeout_ms",
+                self.publish_timeout_ms != default.publish_timeout_ms,
             ),
         ]
         .into_iter()

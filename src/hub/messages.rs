@@ -186,6 +186,32 @@ impl Joined {
     pub fn frames(&self, id: Option<&ClientId>, channels: &[ChannelName]) -> Vec<Positioned> {
         join::frames(&self.epoch, self.seq, self.resume.as_ref(), id, channels)
     }
+
+    /// Why the client is to come back later instead of being answered,
+    /// when it is ([`Resume::RetryLater`]).
+    pub fn retry_later(&self) -> Option<&str> {
+        match &self.resume {
+            Some(Resume::RetryLater { why }) => Some(why),
+            _ => None,
+        }
+    }
+}
+
+/// Why a join that an HTTP status answers (an event stream, a long-poll)
+/// was not taken: its request is answered 503 instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotJoined {
+    /// `NotifyServer` is not running.
+    ServerGone,
+    /// The resume could not be read now ([`Resume::RetryLater`]): come
+    /// back later from the same position.
+    RetryLater,
+}
+
+impl From<actix::MailboxError> for NotJoined {
+    fn from(_: actix::MailboxError) -> Self {
+        Self::ServerGone
+    }
 }
 
 /// What `NotifyServer` holds (sessions, ids, channels) and the size of
@@ -300,7 +326,16 @@ pub enum DisconnectReason {
     /// The node missed messages for the session and cannot fan them out
     /// (its link to the cluster broke): the client resumes to get them.
     Missed,
+    /// The client's resume could not be read from the broker now (the
+    /// text says why): it is told to come back later (WebSocket close
+    /// 1013), not reset.
+    ResumeLater(String),
 }
+
+/// What a client asked to resume later is told (the broker's own error
+/// stays in the log).
+pub const RESUME_LATER: &str =
+    "the message broker cannot be read now; the history is kept: resume from the same position later";
 
 impl DisconnectReason {
     /// The reason sent in a close frame: a fixed text per kind, well within
@@ -322,6 +357,7 @@ impl DisconnectReason {
             Self::ServerGone => "router not running",
             Self::Gone => "session gone",
             Self::Missed => "missed messages: resume",
+            Self::ResumeLater(_) => "try again later",
         }
     }
 
@@ -331,6 +367,7 @@ impl DisconnectReason {
         match self {
             Self::ProtocolError(text) | Self::Unauthorized(text) => Some(text),
             Self::ServerGone => Some("the router is not running"),
+            Self::ResumeLater(_) => Some(RESUME_LATER),
             _ => None,
         }
     }
@@ -388,6 +425,7 @@ impl fmt::Display for DisconnectReason {
             Self::Unauthorized(why) => write!(f, "unauthorized: {}", LogSafe(why)),
             Self::SlowConsumer => f.write_str("slow consumer: max_pending_messages reached"),
             Self::Flooding => f.write_str("too many frames (max_client_frames_per_sec)"),
+            Self::ResumeLater(why) => write!(f, "resume to retry later: {why}"),
             other => f.write_str(other.close_text()),
         }
     }

@@ -15,6 +15,10 @@
 //! answer to the join (a replay above all) takes one place in that queue,
 //! as a [`Backlog`] of shared frames that the body ([`EventStream`])
 //! encodes a slice at a time, as the client reads.
+//!
+//! The route answers once the join is answered ([`SseSession::new`]'s
+//! receiver), so that a resume the broker cannot read now gets a 503 to
+//! retry later instead of a stream that starts with `reset`.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -25,10 +29,13 @@ use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
 use super::admission::SessionStart;
 use super::backlog::{Backlog, SLICE_BYTES};
-use super::messages::{Close, Deliver, Disconnect, DisconnectReason, SessionOutbox, Transport};
+use super::messages::{
+    Close, Deliver, Disconnect, DisconnectReason, NotJoined, SessionOutbox, Transport,
+};
 use super::session::SessionSettings;
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
@@ -48,6 +55,8 @@ pub struct SseSession {
     events: mpsc::Sender<Outbound>,
     /// Whether `NotifyServer` knows this session.
     admitted: bool,
+    /// Tells the route how the join went, once.
+    answered: Option<oneshot::Sender<Result<(), NotJoined>>>,
     end_reason: DisconnectReason,
 }
 
@@ -60,16 +69,20 @@ enum Outbound {
 }
 
 impl SseSession {
-    /// A session and its response body, which holds the connection's
-    /// `permit` until it has been written (or the client is gone).
+    /// A session, its response body, which holds the connection's
+    /// `permit` until it has been written (or the client is gone), and how
+    /// its join went, known once the session has started and
+    /// `NotifyServer` answered: the stream is to be sent only after an
+    /// `Ok`; on an error, the session has stopped.
     pub fn new(
         server: Addr<NotifyServer>,
         peer: Option<ClientAddr>,
         settings: Arc<SessionSettings>,
         start: SessionStart,
         permit: ConnectionPermit,
-    ) -> (Self, EventStream) {
+    ) -> (Self, EventStream, oneshot::Receiver<Result<(), NotJoined>>) {
         let (events, receiver) = mpsc::channel(settings.max_pending_messages);
+        let (answered, joined) = oneshot::channel();
         let session = Self {
             session: SessionId::next(),
             peer,
@@ -79,6 +92,7 @@ impl SseSession {
             epoch: Epoch::default(),
             events,
             admitted: false,
+            answered: Some(answered),
             end_reason: DisconnectReason::ConnectionLost,
         };
         let body = EventStream {
@@ -86,7 +100,15 @@ impl SseSession {
             joined: None,
             _permit: permit,
         };
-        (session, body)
+        (session, body, joined)
+    }
+
+    /// Tells the route how the join went.
+    fn answer(&mut self, outcome: Result<(), NotJoined>) {
+        if let Some(answered) = self.answered.take() {
+            // The route may be gone (the client left): nobody to tell.
+            let _ = answered.send(outcome);
+        }
     }
 
     /// Queues one event (or the answer to the join); ends the session if
@@ -124,8 +146,15 @@ impl SseSession {
             .map(move |answer, act, ctx| {
                 let Ok(joined) = answer else {
                     act.end_reason = DisconnectReason::ServerGone;
+                    act.answer(Err(NotJoined::ServerGone));
                     return ctx.stop();
                 };
+                if let Some(why) = joined.retry_later() {
+                    act.end_reason = DisconnectReason::ResumeLater(why.to_owned());
+                    act.answer(Err(NotJoined::RetryLater));
+                    return ctx.stop();
+                }
+                act.answer(Ok(()));
                 act.epoch = joined.epoch.clone();
                 // One place in the queue, however long the replay.
                 let backlog = Backlog::new(admitted.answer(&joined));

@@ -47,6 +47,12 @@ pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// herald could not serve the session (its `NotifyServer` stopped).
 /// Reconnect after a backoff step, to another node if there is one.
 pub const INTERNAL_ERROR: u16 = 1011;
+/// The client asked to resume from its position, and the history that
+/// holds it could not be read now (the Redis broker is unreachable or did
+/// not answer), though it is not known to be lost: no `reset`, nothing
+/// replayed. Reconnect after a backoff step, resuming from the same
+/// position; once the broker is back the resume replays what was missed.
+pub const TRY_AGAIN_LATER: u16 = 1013;
 /// The client stayed silent (no pong, no frame) for `client_timeout_ms`:
 /// its path or its page stalled. Reconnect after a backoff step.
 pub const HEARTBEAT_TIMEOUT: u16 = 4000;

@@ -25,6 +25,12 @@ pub enum Resume {
         at: u64,
         frames: Vec<(u64, ByteString)>,
     },
+    /// The history could not be read now (the broker is unreachable or did
+    /// not answer), though it may be intact: nothing is sent, and the
+    /// transport asks the client to come back later from the same position
+    /// (WebSocket close 1013, HTTP 503) instead of resetting it. `why` is
+    /// for the log.
+    RetryLater { why: String },
 }
 
 /// The frames that tell the client the outcome of its join at position
@@ -36,7 +42,8 @@ pub enum Resume {
 /// id: a message's own seq; `seq` on `resumed`, the reset's position on
 /// `reset`, and `seq` on the
 /// opening frames when no resume is under way (during one, the position is
-/// reached only at `resumed`).
+/// reached only at `resumed`). None for a resume to retry later: the
+/// client is not told it joined.
 pub fn frames(
     epoch: &Epoch,
     seq: u64,
@@ -45,6 +52,9 @@ pub fn frames(
     channels: &[ChannelName],
 ) -> Vec<(Option<u64>, ByteString)> {
     let mut out = Vec::new();
+    if let Some(Resume::RetryLater { .. }) = resume {
+        return out;
+    }
     let opening = resume.is_none().then_some(seq);
     if let Some(id) = id {
         let frame = ServerFrame::Registered {
@@ -91,6 +101,7 @@ pub fn frames(
                     .map(|(seq, frame)| (Some(*seq), frame.clone())),
             );
         }
+        Some(Resume::RetryLater { .. }) => {}
     }
     out
 }
@@ -183,5 +194,12 @@ mod tests {
                 (Some(3), "m3")
             ]
         );
+    }
+
+    #[test]
+    fn a_resume_to_retry_later_answers_nothing() {
+        let id = ClientId::parse("63").unwrap();
+        let resume = Resume::RetryLater { why: "down".into() };
+        assert!(frames(&"E".into(), 9, Some(&resume), Some(&id), &[]).is_empty());
     }
 }

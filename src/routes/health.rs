@@ -27,13 +27,17 @@ struct Health {
     /// This lifetime's epoch and latest seq: `NotifyServer`'s position.
     epoch: Epoch,
     seq: u64,
-    /// `memory`, or `redis` with whether this node's subscription is up.
+    /// `memory`, or `redis` with whether this node can publish now (its
+    /// subscription is up and its last write to Redis did not fail), and
+    /// while it cannot, the last broker error.
     broker: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     broker_connected: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker_error: Option<String>,
     /// With the redis broker: the nodes seen in the last few seconds, their
     /// sessions in all and their distinct ids (`null` when Redis cannot be
-    /// read).
+    /// read, or this node's own report could not be written).
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<Option<ClusterCounts>>,
     /// Messages and bytes held in history.
@@ -66,6 +70,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         epoch: state.broker.epoch(),
         broker: state.broker.kind().as_str(),
         broker_connected: state.broker.connected(),
+        broker_error: state.broker.error(),
         cluster,
         seq: counts.seq,
         history_messages: counts.history_messages,

@@ -5,7 +5,9 @@
 //! `/events`. With `since`/`epoch`, the messages missed since then are
 //! answered at once: `{"messages":[<message frames>],"epoch":"E","seq":S}`,
 //! where `S` is the position to send as `since` next time; or
-//! `{"type":"reset",…}` when they cannot all be recovered. When there is
+//! `{"type":"reset",…}` when they cannot all be recovered; 503
+//! `broker_unavailable` with `Retry-After` when the broker cannot be read
+//! now (the history is kept: poll again later from the same position). When there is
 //! nothing to answer, the request waits up to `poll_timeout_secs` for the
 //! next message and answers with it, or with an empty list. The answer is
 //! streamed, its headers sent at once; how it waits and why it writes
@@ -33,7 +35,9 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         admitted: state.session_settings.admission.admit(start),
         timeout: Duration::from_secs(state.poll_timeout_secs),
     };
-    let body = hub::poll::answer(&state.server, request, permit).await?;
+    let body = hub::poll::answer(&state.server, request, permit)
+        .await
+        .map_err(super::sse::not_joined)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))

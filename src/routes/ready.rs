@@ -7,8 +7,9 @@
 //! - `shutting_down`: from the first stop signal until exit, through the
 //!   `shutdown_drain_ms` wait in which herald still serves everything
 //!   else, so the node leaves the load balancer before its sockets close;
-//! - `broker_disconnected`: the Redis broker is down (publishing answers
-//!   503 and other nodes' messages do not arrive);
+//! - `broker_disconnected`: the Redis broker cannot take publishes (its
+//!   subscription is down, or its last write to Redis failed: publishing
+//!   answers 503), with the broker's error;
 //! - `unavailable`: the routing actor is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,8 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         return Err(ApiError::ShuttingDown);
     }
     if state.broker.connected() == Some(false) {
-        return Err(ApiError::BrokerDisconnected);
+        let why = state.broker.error().unwrap_or_else(|| "unknown".into());
+        return Err(ApiError::BrokerDisconnected(why));
     }
     if !state.server.connected() {
         return Err(ApiError::Unavailable);

@@ -6,6 +6,9 @@
 //! resumes from there and wins over `since`/`epoch` in the URL, which stay
 //! as they were when the page opened. The same checks as the WebSocket
 //! upgrade; with `require_token`, the token must be in the URL (401 without).
+//! The stream starts once the join is answered: a resume the broker cannot
+//! read now is answered 503 `broker_unavailable` with `Retry-After`, not a
+//! `reset`, since the history is not known to be lost.
 
 use actix::Actor;
 use actix_web::http::header;
@@ -14,6 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::query::ClientQuery;
 use super::AppState;
 use crate::error::ApiError;
+use crate::hub::messages::NotJoined;
 use crate::hub::SseSession;
 use crate::protocol::Position;
 
@@ -32,7 +36,7 @@ pub async fn events(
     let start = query.into_start(&state.session_settings)?;
     let peer = state.client_addr(&req);
     let permit = state.connections.try_acquire(peer.map(|p| p.ip()))?;
-    let (session, body) = SseSession::new(
+    let (session, body, joined) = SseSession::new(
         state.server.clone(),
         peer,
         state.session_settings.clone(),
@@ -40,9 +44,22 @@ pub async fn events(
         permit,
     );
     session.start();
+    // A session that stopped without answering: NotifyServer is gone.
+    joined
+        .await
+        .unwrap_or(Err(NotJoined::ServerGone))
+        .map_err(not_joined)?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+/// The answer to a join that was not taken: 503, to retry later.
+pub(super) fn not_joined(refusal: NotJoined) -> ApiError {
+    match refusal {
+        NotJoined::ServerGone => ApiError::Unavailable,
+        NotJoined::RetryLater => ApiError::ResumeLater,
+    }
 }

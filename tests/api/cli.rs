@@ -184,6 +184,12 @@ async fn check_config_accepts_a_good_configuration_and_names_the_fault_in_a_bad_
     let (code, _, stderr) = run_with("max_frame_bytes = 3\n", &["check-config"], &[]).await;
     assert_eq!(code, Some(2));
     assert!(stderr.contains("max_frame_bytes"), "{stderr}");
+    for bad in ["10", "60000"] {
+        let config = format!("[broker]\npublish_timeout_ms = {bad}\n");
+        let (code, _, stderr) = run_with(&config, &["check-config"], &[]).await;
+        assert_eq!(code, Some(2), "publish_timeout_ms = {bad}");
+        assert!(stderr.contains("broker.publish_timeout_ms"), "{stderr}");
+    }
     let (code, _, stderr) =
         run_with("", &["check-config"], &[("HERALD_MAX_CONNECTIONS", "many")]).await;
     assert_eq!(code, Some(2));

@@ -30,6 +30,7 @@ mod ready;
 mod redis_expiry;
 mod redis_gaps;
 mod redis_latency;
+mod redis_outage;
 mod redis_positions;
 mod redis_tls;
 mod replay;

@@ -451,6 +451,30 @@ test("a WebSocket that fails before its first frame falls back to SSE, then to p
   assert.deepStrictEqual([h.fetch.calls[1].query().get("since"), h.fetch.calls[1].query().get("epoch")], ["3", "E"]);
 });
 
+test("a resume the server cannot read now (close 1013, an SSE or poll 503) is retried after a backoff step from the same position", async () => {
+  const storage = new FakeStorage();
+  storage.setItem("herald:ws://test/ws:1", JSON.stringify({ epoch: "E", seq: 10 }));
+  const h = fallbackHarness({ id: "1", storage, fallbackAfter: 1 });
+  const from = (q) => [q.get("since"), q.get("epoch")];
+  h.client.connect();
+  assert.deepStrictEqual(from(h.sockets[0].query()), ["10", "E"]);
+  h.sockets[0].accept();
+  h.sockets[0].drop(1013); // try again later
+  assert.ok(h.next().ms > 0, "after a backoff step");
+  assert.deepStrictEqual(from(h.sources[0].query()), ["10", "E"]);
+  h.sources[0].fail(); // a 503: EventSource only reports an error
+  assert.ok(h.next().ms > 0, "after a backoff step");
+  assert.deepStrictEqual(from(h.fetch.calls[0].query()), ["10", "E"]);
+  h.fetch.calls[0].answer(503, { error: "the message broker (Redis) cannot be read now", code: "broker_unavailable" });
+  await settle();
+  assert.ok(h.next().ms > 0, "after a backoff step");
+  assert.deepStrictEqual(from(h.fetch.calls[1].query()), ["10", "E"], "polled again, from the same position");
+  assert.deepStrictEqual(h.client.position, { epoch: "E", seq: 10 });
+  assert.ok(!h.events.some(([n]) => n === "reset"), "no reset");
+  assert.ok(h.events.some(([n, e]) => n === "error" && e.code === "broker_unavailable"));
+  h.client.close();
+});
+
 test("the transport list sets the order, and fallbackAfter how many failures move on", () => {
   const h = fallbackHarness({ transports: ["sse", "websocket"], fallbackAfter: 3 });
   h.client.connect();

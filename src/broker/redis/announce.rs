@@ -31,7 +31,7 @@ impl RedisBroker {
         let client = self.client.clone();
         let mut commands = self.commands.clone();
         let channel = self.channel();
-        let subscribed = self.subscribed.clone();
+        let health = self.health.clone();
         let standing = self.standing.clone();
         let catch_up = CatchUp::new(&self.prefix);
         tokio::task::spawn_local(async move {
@@ -54,7 +54,7 @@ impl RedisBroker {
                                     continue;
                                 }
                             }
-                            subscribed.store(true, Ordering::Relaxed);
+                            health.set_subscribed(true);
                             log::info!(
                                 "broker: subscribed to {channel} (cluster epoch {}, seq {last})",
                                 standing.epoch()
@@ -80,7 +80,7 @@ impl RedisBroker {
                                 standing.seen.fetch_max(message.seq, Ordering::Relaxed);
                                 events.publication(message)
                             }
-                            subscribed.store(false, Ordering::Relaxed);
+                            health.set_subscribed(false);
                             log::warn!("broker: lost the Redis subscription; reconnecting");
                         }
                         Err(e) => note_down(&mut was_up, &e),

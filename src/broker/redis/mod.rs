@@ -43,20 +43,21 @@
 //! its subscription; `publish.rs` and `replay.rs` a publish and a
 //! resume; `announce.rs` the pub/sub announcements and the subscription;
 //! `presence.rs` the presence reports and `/health`'s cluster counts;
-//! `expiry.rs` how long Redis keeps what herald writes; `client.rs` the
+//! `health.rs` whether the node can publish now, and why not; `expiry.rs` how long Redis keeps what herald writes; `client.rs` the
 //! Redis client from `[broker]`.
 
 mod announce;
 mod catch_up;
 mod client;
 mod expiry;
+mod health;
 mod presence;
 mod publish;
 mod replay;
 mod scripts;
 mod standing;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use self::expiry::Expiry;
+use self::health::Health;
 use self::standing::Standing;
 use super::{Broker, BrokerError, BrokerEvents, ClusterCounts};
 use super::{Publishing, Replaying};
@@ -89,10 +91,18 @@ pub struct RedisBroker {
     standing: Arc<Standing>,
     /// This node's name in presence reports.
     node: String,
-    /// Whether the node's subscription is up, for `/health` and `/ready`;
-    /// while it is not, a publish is refused at once.
-    subscribed: Arc<AtomicBool>,
+    /// Whether the node can publish now, and why not, for `/health` and
+    /// `/ready`; while its subscription is down, a publish is refused at
+    /// once.
+    health: Arc<Health>,
+    /// `publish_timeout_ms`: the longest a publish waits for Redis.
+    publish_timeout: Duration,
 }
+
+/// How much longer than a publish the connection waits for any answer
+/// (its response timeout): a publish Redis took but did not answer always
+/// ends at its own bound, as `TimedOut`, before the connection gives up.
+const RESPONSE_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
 impl RedisBroker {
     /// Connects and joins the cluster's epoch (`candidate` if this is the
@@ -127,9 +137,10 @@ impl RedisBroker {
                 crate::config::redact_url_password(&config.url)
             ))
         };
+        let publish_timeout = Duration::from_millis(config.publish_timeout_ms);
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(publish_timeout + RESPONSE_TIMEOUT_MARGIN))
             .set_max_delay(Duration::from_secs(5));
         // Reachable now, or a clear failure within seconds (the manager
         // itself would keep retrying); from here on the manager reconnects
@@ -148,6 +159,8 @@ impl RedisBroker {
         }
         let mut commands = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(|e| at(e.to_string()))?;
+        let password = client.get_connection_info().redis_settings().password();
+        let health = Arc::new(Health::new(&config.url, password));
         let standing = Arc::new(Standing::new(&config.prefix));
         standing
             .join(&mut commands, candidate)
@@ -164,8 +177,15 @@ impl RedisBroker {
             max_replay_bytes,
             standing,
             node: format!("{:016x}", rand::random::<u64>()),
-            subscribed: Arc::new(AtomicBool::new(false)),
+            health,
+            publish_timeout,
         })
+    }
+
+    /// How long the connection waits for any answer from Redis: a margin
+    /// above `publish_timeout_ms`.
+    fn response_timeout(&self) -> Duration {
+        self.publish_timeout + RESPONSE_TIMEOUT_MARGIN
     }
 
     /// The pub/sub channel every message is announced on.
@@ -215,13 +235,20 @@ impl Broker for RedisBroker {
         self.report_presence(events);
     }
 
+    /// Subscribed, and the last write (publish or presence report) did not
+    /// fail (see `health.rs`).
     fn connected(&self) -> Option<bool> {
-        Some(self.subscribed.load(Ordering::Relaxed))
+        Some(self.health.connected())
+    }
+
+    fn error(&self) -> Option<String> {
+        self.health.error()
     }
 
     /// The nodes that reported in the last
     /// [`PRESENCE_TTL`](presence::PRESENCE_TTL), their sessions
-    /// in all, and the union of their ids.
+    /// in all, and the union of their ids; unknown while this node's own
+    /// report is not written.
     fn cluster(&self) -> Option<BoxFuture<'static, Option<ClusterCounts>>> {
         Some(self.cluster_counts())
     }

@@ -1,7 +1,9 @@
 //! Presence across the cluster: each node reports its session count in the
 //! nodes hash (`<prefix>:nodes`, field the node's name, value `<unix ms>
 //! <sessions>`) and its ids in a HyperLogLog of its own
-//! (`<prefix>:ids:<node>`); `/health` reads the live nodes' reports.
+//! (`<prefix>:ids:<node>`); `/health` reads the live nodes' reports. A
+//! report that could not be written marks the node down (`health.rs`) and
+//! leaves the cluster's counts unknown rather than short of this node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +24,11 @@ impl RedisBroker {
 
     /// Reports this node every [`PRESENCE_INTERVAL`]: its session count in
     /// the nodes hash, and its ids in a HyperLogLog of its own, rewritten
-    /// when they changed and expiring with the node.
+    /// when they changed and expiring with the node. Each outcome goes to
+    /// the node's health.
     pub(super) fn report_presence(&self, events: Arc<dyn BrokerEvents>) {
         let mut con = self.commands.clone();
+        let health = self.health.clone();
         let nodes_key = self.nodes_key();
         let ids_key = format!("{}:ids:{}", self.prefix, self.node);
         let node = self.node.clone();
@@ -52,6 +56,11 @@ impl RedisBroker {
                     }
                     pipe.pexpire(&ids_key, PRESENCE_TTL.as_millis() as i64);
                     let replies: Result<Vec<redis::Value>, _> = pipe.query_async(&mut con).await;
+                    health.set_presence_written(replies.is_ok());
+                    match &replies {
+                        Ok(_) => health.write_succeeded(),
+                        Err(e) => health.write_failed("a presence report failed", &e.to_string()),
+                    }
                     // The ids are rewritten on the next report if this one
                     // failed or found them gone (Redis restarted empty).
                     known = match replies.as_deref() {
@@ -66,8 +75,13 @@ impl RedisBroker {
 
     /// The nodes that reported in the last [`PRESENCE_TTL`], their sessions
     /// in all, and the union of their ids; `None` when Redis cannot be
-    /// read. Forgets the reports of nodes gone longer.
+    /// read, or this node's last report could not be written (the counts
+    /// would leave it out: a cluster of one would read `nodes: 0`).
+    /// Forgets the reports of nodes gone longer.
     pub(super) fn cluster_counts(&self) -> BoxFuture<'static, Option<ClusterCounts>> {
+        if !self.health.presence_written() {
+            return Box::pin(std::future::ready(None));
+        }
         let mut con = self.commands.clone();
         let nodes_key = self.nodes_key();
         let prefix = self.prefix.clone();

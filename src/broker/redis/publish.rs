@@ -1,8 +1,9 @@
 //! A publish on Redis: numbered, kept and announced by one run of
-//! [`scripts::PUBLISH`](super::scripts::PUBLISH), within [`PUBLISH_TIMEOUT`].
+//! [`scripts::PUBLISH`](super::scripts::PUBLISH), within
+//! `publish_timeout_ms`. Each outcome goes to the node's health: a publish
+//! that failed marks the node down, one that succeeded up.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::announce::encode_key;
 use super::scripts::LOG_ENTRIES;
@@ -11,21 +12,19 @@ use crate::broker::{Announced, BrokerError, Publishing};
 use crate::history::StreamKey;
 use crate::protocol::{PendingFrame, MESSAGE_FRAME_HEAD};
 
-/// The longest a publish waits for Redis: after it, the publisher is told
-/// 503 with the outcome unknown (the script may have run), and herald
-/// sends nothing more for it. Without this the connection manager's
-/// reconnection attempts could hold a publish for several seconds, and
-/// send it once Redis came back, long after the publisher gave up.
-/// Shorter than the connection's response timeout (2 s), so that a publish
-/// Redis took but did not answer always ends here, as `TimedOut`.
-pub(super) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
-
 impl RedisBroker {
     /// Refused at once, without sending anything, while the node's
     /// subscription is down (Redis is known to be unreachable); otherwise
-    /// runs the publish script, waiting at most [`PUBLISH_TIMEOUT`].
+    /// runs the publish script, waiting at most `publish_timeout_ms`: after
+    /// it, the publisher is told 503 with the outcome unknown (the script
+    /// may have run), and herald sends nothing more for it. Without this
+    /// bound the connection manager's reconnection attempts could hold a
+    /// publish for several seconds, and send it once Redis came back, long
+    /// after the publisher gave up. The connection's response timeout is
+    /// longer (`RESPONSE_TIMEOUT_MARGIN`), so that a publish Redis took but
+    /// did not answer always ends here, as `TimedOut`.
     pub(super) fn publish_frame(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
-        if !self.subscribed.load(Ordering::Relaxed) {
+        if !self.health.subscribed() {
             return Publishing::Sent(Box::pin(std::future::ready(Err(BrokerError::Unavailable(
                 "this node is not connected to Redis".into(),
             )))));
@@ -48,6 +47,8 @@ impl RedisBroker {
         let script = self.publish.clone();
         let mut con = self.commands.clone();
         let standing = self.standing.clone();
+        let health = self.health.clone();
+        let bound = self.publish_timeout;
         Publishing::Sent(Box::pin(async move {
             // KEYS and ARGV in the order `scripts::PUBLISH` documents.
             let mut invocation = script.prepare_invoke();
@@ -70,25 +71,29 @@ impl RedisBroker {
                 .arg(LOG_ENTRIES)
                 .arg(candidate.as_str());
             // Dropped on time out: not sent later if it was not sent yet.
-            let answer = tokio::time::timeout(
-                PUBLISH_TIMEOUT,
-                invocation.invoke_async::<(u64, u64)>(&mut con),
-            )
-            .await;
-            let (seq, nodes) = answer
-                .map_err(|_| BrokerError::TimedOut {
-                    secs: PUBLISH_TIMEOUT.as_secs(),
-                })?
-                .map_err(|e| {
+            let answer =
+                tokio::time::timeout(bound, invocation.invoke_async::<(u64, u64)>(&mut con)).await;
+            let timed_out = || BrokerError::TimedOut {
+                ms: bound.as_millis() as u64,
+            };
+            let outcome = answer.map_err(|_| timed_out()).and_then(|answer| {
+                answer.map_err(|e| {
                     // The connection's own response timeout: sent, unanswered.
                     if e.is_timeout() {
-                        BrokerError::TimedOut {
-                            secs: PUBLISH_TIMEOUT.as_secs(),
-                        }
+                        timed_out()
                     } else {
                         unavailable(e)
                     }
-                })?;
+                })
+            });
+            let (seq, nodes) = match outcome {
+                Ok(answer) => answer,
+                Err(e) => {
+                    health.write_failed("a publish failed", &e.to_string());
+                    return Err(e);
+                }
+            };
+            health.write_succeeded();
             standing.seen.fetch_max(seq, Ordering::Relaxed);
             Ok(Announced { seq, nodes })
         }))

@@ -2,7 +2,10 @@
 //! [`scripts::REPLAY`](super::scripts::REPLAY) within the replay budget,
 //! or the refusal, with the cluster's newest position. One script is one
 //! round trip and one atomic read, whatever the number of streams: the
-//! counter and every stream are read at the same instant.
+//! counter and every stream are read at the same instant. A Redis that
+//! cannot be read now (the subscription is down, the script fails to run
+//! or is not answered within the connection's response timeout) is not a
+//! lost history: the resume is to be retried later, not reset.
 
 use std::sync::atomic::Ordering;
 
@@ -11,7 +14,7 @@ use bytestring::ByteString;
 use super::announce::encode_key;
 use super::scripts::{ReplayReply, REPLAY_PAGE_ENTRIES};
 use super::RedisBroker;
-use crate::broker::{Frames, Refused, Replaying, Snapshot};
+use crate::broker::{Frames, NotReplayed, Refused, Replaying, Snapshot};
 use crate::history::StreamKey;
 use crate::ids::Epoch;
 use crate::protocol::Position;
@@ -25,13 +28,21 @@ impl RedisBroker {
     /// or refuses when `from` is not of the cluster's epoch (Redis lost its
     /// data, or it is from elsewhere: the refusal then carries the cluster
     /// epoch's history of these streams from its base, to follow the
-    /// `reset`), a stream dropped a message after it,
-    /// the messages need more than `max_replay_bytes` (Redis then sends none
-    /// of them), or Redis is unreachable. A refusal carries the cluster's
-    /// newest position, read in the same script; when the epoch differed,
-    /// the node joins the cluster again first, which gives Redis an epoch
-    /// if it lost its own.
+    /// `reset`), a stream dropped a message after it, or the messages need
+    /// more than `max_replay_bytes` (Redis then sends none of them). A
+    /// refusal carries the cluster's newest position, read in the same
+    /// script; when the epoch differed, the node joins the cluster again
+    /// first, which gives Redis an epoch if it lost its own.
+    /// [`NotReplayed::Unavailable`] at once while the node's subscription
+    /// is down, and when Redis cannot run the script or answer it within
+    /// the connection's response timeout.
     pub(super) fn read_replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
+        if !self.health.subscribed() {
+            return Replaying::Fetching(Box::pin(std::future::ready(Err(
+                NotReplayed::Unavailable("this node is not connected to Redis".into()),
+            ))));
+        }
+        let bound = self.response_timeout();
         let mut con = self.commands.clone();
         let script = self.replay.clone();
         let prefix = &self.prefix;
@@ -61,17 +72,24 @@ impl RedisBroker {
             for name in &names {
                 invocation.key(name);
             }
-            let reply: ReplayReply = invocation
+            invocation
                 .arg(epoch.as_str())
                 .arg(since)
                 .arg(format!("{}-0", since.saturating_add(1)))
                 .arg(max_replay_bytes)
                 .arg(REPLAY_ENTRY_OVERHEAD_BYTES)
                 .arg(REPLAY_PAGE_ENTRIES)
-                .arg(keep_ms)
-                .invoke_async(&mut con)
+                .arg(keep_ms);
+            // Bounded as a whole, waiting for a reconnection included.
+            let reply: ReplayReply = tokio::time::timeout(bound, invocation.invoke_async(&mut con))
                 .await
-                .map_err(|e| Refused::because(ResetReason::BrokerUnavailable(e.to_string())))?;
+                .map_err(|_| {
+                    NotReplayed::Unavailable(format!(
+                        "Redis did not answer within {} ms",
+                        bound.as_millis()
+                    ))
+                })?
+                .map_err(|e| NotReplayed::Unavailable(e.to_string()))?;
             let (outcome, a, b, latest, current, entries) = reply;
             if outcome == "epoch" {
                 // Redis has no epoch: joining gives it one.
@@ -82,7 +100,8 @@ impl RedisBroker {
                     match standing.join(&mut con, &crate::broker::new_epoch()).await {
                         Ok(newest) => Refused::from_newest(reason, newest),
                         Err(_) => Refused::because(reason),
-                    },
+                    }
+                    .into(),
                 );
             }
             let current = Epoch::from(current);
@@ -93,21 +112,22 @@ impl RedisBroker {
                 let _ = standing.join(&mut con, &crate::broker::new_epoch()).await;
             }
             standing.seen.fetch_max(latest, Ordering::Relaxed);
-            let refused =
-                |reason: ResetReason| Refused::from_newest(reason, (current.clone(), latest));
+            let refused = |reason: ResetReason| {
+                NotReplayed::Refused(Refused::from_newest(reason, (current.clone(), latest)))
+            };
             let snapshot = |entries: Vec<(String, Vec<u8>)>| Snapshot {
                 frames: frames(entries),
                 upto: latest,
             };
             match outcome.as_str() {
                 "ok" => Ok(snapshot(entries)),
-                "moved" => Err(Refused {
+                "moved" => Err(NotReplayed::Refused(Refused {
                     reason: ResetReason::EpochChanged {
                         keeper: HistoryKeeper::Cluster,
                     },
                     newest: Some((current.clone(), a)),
                     following: Some(snapshot(entries)),
-                }),
+                })),
                 "ahead" => Err(refused(ResetReason::Ahead {
                     since,
                     latest,

@@ -4,7 +4,8 @@
 //!
 //! With a position whose missed messages can be recovered, the answer is
 //! those messages at once; with one that cannot, the `reset` frame at once;
-//! otherwise the body waits up to the request's `wait` for the next message
+//! with one the broker cannot read now, no answer body: the route answers
+//! 503 to retry later (the history is not known to be lost); otherwise the body waits up to the request's `wait` for the next message
 //! and answers with it, or with an empty list. What the body says is
 //! defined in `protocol::poll`.
 //!
@@ -27,14 +28,14 @@ mod waiter;
 
 use std::time::Duration;
 
-use actix::{Actor, Addr, MailboxError};
+use actix::{Actor, Addr};
 
 pub use self::answer::PollAnswer;
 use self::answer::{Answer, State, Waiting};
 pub use self::waiter::PollWaiter;
 use super::admission::Admitted;
 use super::backlog::Backlog;
-use super::messages::{Disconnect, DisconnectReason, Resume, SessionOutbox, Transport};
+use super::messages::{Disconnect, DisconnectReason, NotJoined, Resume, SessionOutbox, Transport};
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
 use crate::ids::SessionId;
@@ -60,13 +61,13 @@ pub struct PollRequest {
 }
 
 /// Joins the poll to `server` and gives the body of its answer, which
-/// holds `permit` until it has been written. Fails only when
-/// `NotifyServer` is not running.
+/// holds `permit` until it has been written. Fails when `NotifyServer` is
+/// not running, and when the resume asked for could not be read now.
 pub async fn answer(
     server: &Addr<NotifyServer>,
     request: PollRequest,
     permit: ConnectionPermit,
-) -> Result<PollAnswer, MailboxError> {
+) -> Result<PollAnswer, NotJoined> {
     let (waiter, first) = PollWaiter::new();
     let waiter = waiter.start();
     let session = SessionId::next();
@@ -88,6 +89,8 @@ pub async fn answer(
         .await?;
     let epoch = joined.epoch;
     let state = match joined.resume {
+        // `leave` takes the session out of `NotifyServer` as it drops.
+        Some(Resume::RetryLater { .. }) => return Err(NotJoined::RetryLater),
         // What follows the reset's position is the next poll's answer.
         Some(Resume::Reset { reason, at, .. }) => {
             let frame = reset_answer(&reason, &epoch, at).into_bytes();

@@ -36,7 +36,7 @@ use super::messages::{
     Subscribe, ToChannel, Unsubscribe,
 };
 use crate::broker::{
-    Broker, BrokerError, BrokerEvents, Missed, Presence, Publication, Publishing, Refused,
+    Broker, BrokerError, BrokerEvents, Missed, NotReplayed, Presence, Publication, Publishing,
     Replaying, Snapshot,
 };
 use crate::history::StreamKey;
@@ -156,7 +156,9 @@ impl NotifyServer {
         match self.broker.replay(&streams, &position) {
             Replaying::Here(result) => {
                 let upto = self.seq();
-                let result = result.map(|frames| Snapshot { frames, upto });
+                let result = result
+                    .map(|frames| Snapshot { frames, upto })
+                    .map_err(NotReplayed::Refused);
                 let joined = self.finish_resume(session, since, at_join, result);
                 Box::pin(actix::fut::ready(joined))
             }
@@ -172,18 +174,24 @@ impl NotifyServer {
     }
 
     /// Answers a resume with its replay or reset (`resume::settle`), and
-    /// lets the session's held-back messages above it follow.
+    /// lets the session's held-back messages above it follow; or, when the
+    /// broker could not be read, with `RetryLater`, after which the session
+    /// gets nothing more until it leaves.
     fn finish_resume(
         &mut self,
         session: SessionId,
         since: u64,
         at_join: u64,
-        result: Result<Snapshot, Refused>,
+        result: Result<Snapshot, NotReplayed>,
     ) -> Joined {
         let epoch = self.broker.epoch();
         let settled = resume::settle(result, since, at_join, epoch);
-        self.registry
-            .resumed(session, settled.replayed_from, settled.joined.seq);
+        if settled.goes_on {
+            self.registry
+                .resumed(session, settled.replayed_from, settled.joined.seq);
+        } else {
+            self.registry.silence(session);
+        }
         settled.joined
     }
 }

@@ -302,6 +302,15 @@ impl<O: Outbox> Registry<O> {
         targets.len()
     }
 
+    /// `session`'s resume could not be read: it is told to come back later,
+    /// and gets nothing more until it leaves (`Streams::silence`).
+    pub fn silence(&mut self, session: SessionId) {
+        self.resuming.remove(&session);
+        if let Some(entry) = self.sessions.get_mut(&session) {
+            entry.streams.silence();
+        }
+    }
+
     /// Sends `close` (made for each) to every session; returns how many.
     /// They leave the registry as they disconnect.
     pub fn close_all(&self, close: impl Fn() -> Close) -> usize {

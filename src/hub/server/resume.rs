@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use bytestring::ByteString;
 
-use crate::broker::{Refused, Snapshot};
+use crate::broker::{NotReplayed, Snapshot};
 use crate::history::StreamKey;
 use crate::hub::messages::{Joined, Resume};
 use crate::ids::{ChannelName, ClientId, Epoch};
@@ -171,6 +171,16 @@ impl Streams {
         std::mem::take(&mut self.held)
     }
 
+    /// The resume could not be read, and the client is told to come back
+    /// later: the session gets nothing more, neither what was held back
+    /// nor any live message, until it leaves (a message past the position
+    /// it resumes from would otherwise reach it without those before).
+    pub fn silence(&mut self) {
+        self.holding = false;
+        self.held.clear();
+        self.delivered = u64::MAX;
+    }
+
     fn lower_has_from(&mut self, since: u64) {
         self.broadcast_from = self.broadcast_from.min(since);
         if let Some((_, from)) = &mut self.id {
@@ -190,6 +200,9 @@ pub struct Settled {
     /// On a replay, the seq the session now has every stream from (the
     /// client's `since`); none on a reset.
     pub replayed_from: Option<u64>,
+    /// False when the session is to be told to come back later: it gets
+    /// nothing more ([`Streams::silence`]).
+    pub goes_on: bool,
 }
 
 /// Settles a resume from `since` with the broker's answer `result`.
@@ -202,9 +215,11 @@ pub struct Settled {
 /// to replay, so a client that follows the reset is not reset again; held-
 /// back messages up to it do not follow), else `at_join` in `epoch`; what
 /// the broker found after that position (a new epoch's first messages)
-/// follows the reset, and the join reaches the end of it.
+/// follows the reset, and the join reaches the end of it. A broker that
+/// could not be read answers [`Resume::RetryLater`]: the history may be
+/// intact, so the client is not reset.
 pub fn settle(
-    result: Result<Snapshot, Refused>,
+    result: Result<Snapshot, NotReplayed>,
     since: u64,
     at_join: u64,
     epoch: Epoch,
@@ -219,9 +234,19 @@ pub fn settle(
                     resume: Some(Resume::Replayed { since, frames }),
                 },
                 replayed_from: Some(since),
+                goes_on: true,
             }
         }
-        Err(refused) => {
+        Err(NotReplayed::Unavailable(why)) => Settled {
+            joined: Joined {
+                epoch,
+                seq: at_join,
+                resume: Some(Resume::RetryLater { why }),
+            },
+            replayed_from: None,
+            goes_on: false,
+        },
+        Err(NotReplayed::Refused(refused)) => {
             let (epoch, at) = refused.newest.unwrap_or((epoch, at_join));
             let (frames, reached) = match refused.following {
                 Some(Snapshot { frames, upto }) => {
@@ -241,6 +266,7 @@ pub fn settle(
                     }),
                 },
                 replayed_from: None,
+                goes_on: true,
             }
         }
     }
@@ -258,7 +284,7 @@ mod tests {
     use super::super::NotifyServer;
     use super::*;
     use crate::broker::{
-        Broker, BrokerError, Frames, MemoryBroker, Publication, Publishing, Replaying,
+        Broker, BrokerError, Frames, MemoryBroker, Publication, Publishing, Refused, Replaying,
     };
     use crate::history::HistoryLimits;
     use crate::hub::messages::{
@@ -413,7 +439,7 @@ mod tests {
 
         fn replay(&self, _: &[(StreamKey, u64)], _: &Position) -> Replaying {
             Replaying::Fetching(Box::pin(async {
-                Err(Refused::from_newest(gone(), ("e2".into(), 42)))
+                Err(Refused::from_newest(gone(), ("e2".into(), 42)).into())
             }))
         }
     }
@@ -556,7 +582,12 @@ mod tests {
             newest,
             following: None,
         };
-        let newest = settle(Err(refused(Some(("e2".into(), 42)))), 3, 5, EPOCH.into());
+        let newest = settle(
+            Err(refused(Some(("e2".into(), 42))).into()),
+            3,
+            5,
+            EPOCH.into(),
+        );
         assert_eq!(
             (newest.joined.epoch.as_str(), newest.joined.seq),
             ("e2", 42)
@@ -565,7 +596,7 @@ mod tests {
         assert!(
             matches!(&newest.joined.resume, Some(Resume::Reset { reason, .. }) if *reason == gone())
         );
-        let unknown = settle(Err(refused(None)), 3, 5, EPOCH.into());
+        let unknown = settle(Err(refused(None).into()), 3, 5, EPOCH.into());
         assert_eq!(
             (unknown.joined.epoch.as_str(), unknown.joined.seq),
             (EPOCH, 5)
@@ -582,7 +613,7 @@ mod tests {
                 upto: 53,
             }),
         };
-        let settled = settle(Err(refused), 7, 9, EPOCH.into());
+        let settled = settle(Err(refused.into()), 7, 9, EPOCH.into());
         // The session goes on from the end of what followed the reset.
         assert_eq!(
             (settled.joined.epoch.as_str(), settled.joined.seq),
@@ -594,5 +625,25 @@ mod tests {
         assert_eq!(*at, 50);
         let seqs: Vec<u64> = frames.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(seqs, [51, 52]);
+    }
+
+    #[test]
+    fn an_unreadable_broker_asks_to_retry_later_and_the_session_then_gets_nothing() {
+        let down = NotReplayed::Unavailable("connection refused".into());
+        let settled = settle(Err(down), 3, 5, EPOCH.into());
+        assert!(
+            matches!(&settled.joined.resume, Some(Resume::RetryLater { why }) if why.contains("refused")),
+            "{:?}",
+            settled.joined.resume
+        );
+        assert!(!settled.goes_on);
+        assert_eq!(settled.replayed_from, None);
+
+        let mut streams = Streams::new(0);
+        streams.hold();
+        streams.hold_back(&StreamKey::Broadcast, 6, &ByteString::from_static("m6"));
+        streams.silence();
+        assert!(!streams.due(7), "no live message after the refusal");
+        assert!(streams.release(None, 8).is_empty(), "nothing held back");
     }
 }

@@ -158,6 +158,9 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.server_gone(ctx);
                 };
+                if let Some(why) = joined.retry_later() {
+                    return act.resume_later(why, ctx);
+                }
                 act.write_backlog(Backlog::new(admitted.answer(&joined)), ctx);
             })
             .wait(ctx);
@@ -183,6 +186,9 @@ impl WsSession {
                 let Ok(joined) = answer else {
                     return act.server_gone(ctx);
                 };
+                if let Some(why) = joined.retry_later() {
+                    return act.resume_later(why, ctx);
+                }
                 act.write_backlog(Backlog::new(joined.frames(Some(&id), &[])), ctx);
             })
             .wait(ctx);
@@ -192,6 +198,13 @@ impl WsSession {
     fn server_gone(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let reason = DisconnectReason::ServerGone;
         self.close(ctx, close_code::INTERNAL_ERROR, reason);
+    }
+
+    /// The resume could not be read now (`why`): no `reset`, the history
+    /// is kept; the client is closed with 1013 to come back later.
+    fn resume_later(&mut self, why: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let reason = DisconnectReason::ResumeLater(why.to_owned());
+        self.close(ctx, close_code::TRY_AGAIN_LATER, reason);
     }
 
     fn send_error(ctx: &mut ws::WebsocketContext<Self>, error: &str) {

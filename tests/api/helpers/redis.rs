@@ -133,6 +133,18 @@ impl Redis {
         }
     }
 
+    /// Writes Redis's data to disk (`SAVE`), so that the next
+    /// [`Redis::restart`] loads it again: an outage that loses nothing.
+    /// (Redis runs without persistence otherwise, and comes back empty.)
+    pub async fn save(&self) {
+        let mut con = self.connection().await;
+        let answer: String = redis::cmd("SAVE")
+            .query_async(&mut con)
+            .await
+            .expect("SAVE");
+        assert_eq!(answer, "OK");
+    }
+
     /// Empties Redis while it keeps running, as an eviction or an operator
     /// would.
     pub async fn flush_all(&self) {

@@ -1,0 +1,157 @@
+//! Whether this node can publish through Redis now, and why not: the one
+//! place `/health` (`broker_connected`, `broker_error`, `cluster`) and
+//! `/ready` read.
+//!
+//! The node is connected while its subscription is up (announcements reach
+//! it; the subscription loop says so) and neither its last publish nor its
+//! last presence report (every 2 s) failed. A write Redis refused (OOM
+//! under `maxmemory`, a read-only replica, ...), could not be sent, or did
+//! not answer in time marks the node down with that error; the next
+//! publish or presence report that succeeds clears it. While the
+//! subscription is down, publishes are refused without reaching Redis, and
+//! the subscription loop logs its own changes of state; this file logs the
+//! others, each once: a warning going down, a notice coming back.
+//!
+//! The error is kept as text, with the Redis URL and its password hidden.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::config::{redact_url_password, REDACTED};
+
+pub(super) struct Health {
+    state: Mutex<State>,
+    /// `broker.url`, to be replaced by its redacted form in any error.
+    url: String,
+    /// Redis's password, if any: never repeated in an error.
+    password: Option<String>,
+}
+
+struct State {
+    subscribed: bool,
+    /// Why the last write (a publish or a presence report) failed; `None`
+    /// once one succeeded.
+    fault: Option<String>,
+    /// Whether this node's last presence report was written. Until it is,
+    /// the cluster's counts leave this node out, so they are unknown.
+    presence_written: bool,
+}
+
+impl Health {
+    /// Not subscribed yet, no fault, no presence written; errors will hide
+    /// `url` and `password`.
+    pub(super) fn new(url: &str, password: Option<&str>) -> Self {
+        Self {
+            state: Mutex::new(State {
+                subscribed: false,
+                fault: None,
+                presence_written: false,
+            }),
+            url: url.to_owned(),
+            password: password.filter(|p| !p.is_empty()).map(str::to_owned),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding it left plain values: still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the subscription is up: while it is not, a publish is
+    /// refused without being sent.
+    pub(super) fn subscribed(&self) -> bool {
+        self.state().subscribed
+    }
+
+    /// The subscription came up, or went down.
+    pub(super) fn set_subscribed(&self, up: bool) {
+        self.state().subscribed = up;
+    }
+
+    /// A write to Redis failed: `what` (a publish, a presence report)
+    /// because of `error`.
+    pub(super) fn write_failed(&self, what: &str, error: &str) {
+        let text = self.scrub(&format!("{what}: {error}"));
+        let mut state = self.state();
+        if state.fault.is_none() && state.subscribed {
+            log::warn!("broker: {text}; not ready until a write to Redis succeeds");
+        }
+        state.fault = Some(text);
+    }
+
+    /// A write to Redis succeeded: the node takes publishes again (if its
+    /// subscription is up).
+    pub(super) fn write_succeeded(&self) {
+        let mut state = self.state();
+        if state.fault.take().is_some() && state.subscribed {
+            log::info!("broker: writes to Redis succeed again");
+        }
+    }
+
+    /// Whether this node's presence report was just written.
+    pub(super) fn set_presence_written(&self, written: bool) {
+        self.state().presence_written = written;
+    }
+
+    /// Whether the cluster's counts can include this node.
+    pub(super) fn presence_written(&self) -> bool {
+        self.state().presence_written
+    }
+
+    /// Whether publishes can go through now.
+    pub(super) fn connected(&self) -> bool {
+        let state = self.state();
+        state.subscribed && state.fault.is_none()
+    }
+
+    /// Why publishes cannot go through now; `None` while they can.
+    pub(super) fn error(&self) -> Option<String> {
+        let state = self.state();
+        match (&state.fault, state.subscribed) {
+            (Some(fault), _) => Some(fault.clone()),
+            (None, false) => Some("not subscribed to Redis's announcements (reconnecting)".into()),
+            (None, true) => None,
+        }
+    }
+
+    /// `text` with the Redis URL and its password hidden.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.replace(&self.url, &redact_url_password(&self.url));
+        if let Some(password) = &self.password {
+            text = text.replace(password.as_str(), REDACTED);
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_while_unsubscribed_or_after_a_failed_write_until_one_succeeds() {
+        let health = Health::new("redis://:hunter2@10.0.0.5:6379", Some("hunter2"));
+        assert!(!health.connected());
+        assert!(health.error().unwrap().contains("subscribed"));
+        health.set_subscribed(true);
+        assert_eq!((health.connected(), health.error()), (true, None));
+
+        health.write_failed("publish", "OOM command not allowed (auth hunter2)");
+        assert!(!health.connected());
+        let error = health.error().unwrap();
+        assert!(
+            error.contains("OOM") && !error.contains("hunter2"),
+            "{error}"
+        );
+        health.write_succeeded();
+        assert_eq!((health.connected(), health.error()), (true, None));
+
+        health.write_failed("report", "redis://:hunter2@10.0.0.5:6379 refused");
+        let error = health.error().unwrap();
+        assert!(
+            error.contains("10.0.0.5") && !error.contains("hunter2"),
+            "{error}"
+        );
+    }
+}
