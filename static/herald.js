@@ -1011,8 +1011,11 @@
         case "connected":
           // A fresh start counts from the server's position; a resume waits
           // for its answer. (Only answers at connect carry the position.)
+          // Within an epoch a position never moves back: a later answer
+          // may carry a position below messages already shown.
           if (frame.epoch !== undefined && (!this.resuming || !this.position)) {
-            this.setPosition(frame.epoch, frame.seq);
+            const same = this.position && this.position.epoch === frame.epoch;
+            this.setPosition(frame.epoch, same ? Math.max(frame.seq, this.position.seq) : frame.seq);
           }
           break;
         case "resumed":

@@ -337,3 +337,25 @@ async fn a_node_started_after_redis_lost_its_data_numbers_nothing_a_client_misse
     // Every message accepted in the new epoch, once, ascending.
     assert_eq!(seqs, accepted, "{reset}");
 }
+
+#[actix_web::test]
+async fn without_history_a_resume_that_missed_anything_is_reset_not_resumed() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis.node(|c| c.history_size = 0).await;
+    let (epoch, start) = a.position().await;
+    let sent = to_u1(&a, "missed").await;
+    let resume = |since: u64| format!("id=u1&since={since}&epoch={epoch}");
+    // From before the message: nothing can replay it.
+    let mut ws = a.ws(&resume(start)).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    let reset = ws.recv_json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_eq!(reset["seq"], sent, "{reset}");
+    // From the newest position: nothing was missed.
+    let mut ws = a.ws(&resume(sent)).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    let resumed = ws.recv_json().await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+}

@@ -160,6 +160,20 @@ test("id and channels go in the URL of every (re)connect, then the position too"
   assert.strictEqual(q.get("epoch"), "E1");
 });
 
+test("a later `registered` never moves the position back within its epoch", () => {
+  const { client, sockets } = harness({ id: "1" });
+  client.connect();
+  sockets[0].accept();
+  sockets[0].receive({ type: "registered", id: "1", epoch: "E", seq: 5 });
+  sockets[0].receive({ type: "message", seq: 9, data: "x" });
+  // Registering again mid-session: an answer below what was shown.
+  sockets[0].receive({ type: "registered", id: "2", epoch: "E", seq: 7 });
+  assert.deepStrictEqual(client.position, { epoch: "E", seq: 9 });
+  // Another epoch is taken as it is.
+  sockets[0].receive({ type: "registered", id: "2", epoch: "F", seq: 3 });
+  assert.deepStrictEqual(client.position, { epoch: "F", seq: 3 });
+});
+
 test("a client with neither id nor channel takes its position from `connected`", () => {
   const { client, sockets } = harness({});
   client.connect();

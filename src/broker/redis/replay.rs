@@ -54,11 +54,16 @@ impl RedisBroker {
             expired,
             format!("{prefix}:base"),
         ];
-        names.extend(
-            streams
-                .iter()
-                .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
-        );
+        // Without history (`history_size = 0`) there are no streams to
+        // read: the counter alone says whether anything was missed.
+        let kept = self.history_size > 0;
+        if kept {
+            names.extend(
+                streams
+                    .iter()
+                    .map(|(key, _)| format!("{prefix}:stream:{}", encode_key(key))),
+            );
+        }
         let since = from.since;
         let epoch = from.epoch.clone();
         let standing = self.standing.clone();
@@ -120,6 +125,11 @@ impl RedisBroker {
                 upto: latest,
             };
             match outcome.as_str() {
+                "ok" if !kept && latest > since => Err(refused(ResetReason::HistoryDropped {
+                    stream: "every stream (history_size = 0)".into(),
+                    since,
+                    up_to: latest,
+                })),
                 "ok" => Ok(snapshot(entries)),
                 "moved" => Err(NotReplayed::Refused(Refused {
                     reason: ResetReason::EpochChanged {

@@ -141,7 +141,12 @@ impl NotifyServer {
         resume: Option<Position>,
     ) -> ResponseActFuture<Self, Joined> {
         let Some(position) = resume else {
-            return Box::pin(actix::fut::ready(self.joined(None)));
+            // A session registering again mid-way may have been given more
+            // than this node fanned out (a replay read past its
+            // subscription): its position is never below that.
+            let mut joined = self.joined(None);
+            joined.seq = joined.seq.max(self.registry.mark(session));
+            return Box::pin(actix::fut::ready(joined));
         };
         let at_join = self.seq();
         let Some(streams) = self.registry.positions(session) else {

@@ -237,6 +237,14 @@ impl<O: Outbox> Registry<O> {
         Some(self.sessions.get(&session)?.streams.positions())
     }
 
+    /// The highest seq `session` was given (its high-water mark); 0 when
+    /// it is gone.
+    pub fn mark(&self, session: SessionId) -> u64 {
+        self.sessions
+            .get(&session)
+            .map_or(0, |entry| entry.streams.mark())
+    }
+
     /// A replay for `session` is being fetched: its live messages are held
     /// back until [`Registry::resumed`].
     pub fn hold(&mut self, session: SessionId) {

@@ -133,6 +133,11 @@ impl Streams {
         !self.holding && seq > self.delivered
     }
 
+    /// The high-water mark: the highest seq given to the session.
+    pub fn mark(&self) -> u64 {
+        self.delivered
+    }
+
     /// The session was given `seq`: its high-water mark moves up to it.
     #[inline]
     pub fn delivered(&mut self, seq: u64) {
