@@ -6,10 +6,12 @@ if seq <= floor then
   seq = floor + 1
   redis.call('SET', KEYS[1], seq)
 end
-if redis.call('SET', KEYS[7], ARGV[9], 'NX') then
+local epoch = redis.call('GET', KEYS[7])
+if not epoch then
+  epoch = ARGV[9]
+  redis.call('SET', KEYS[7], epoch)
   redis.call('SET', KEYS[8], seq - 1)
 end
-local epoch = redis.call('GET', KEYS[7])
 local frame = ARGV[1] .. seq .. ARGV[2]
 local keep = tonumber(ARGV[6])
 redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], seq .. '-0', 's', ARGV[4])
