@@ -359,3 +359,27 @@ async fn without_history_a_resume_that_missed_anything_is_reset_not_resumed() {
     let resumed = ws.recv_json().await;
     assert_eq!(resumed["type"], "resumed", "{resumed}");
 }
+
+#[actix_web::test]
+async fn a_resume_that_finds_redis_emptied_tells_the_nodes_other_sessions_too() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut live = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    assert_eq!(live.recv_json().await["type"], "registered");
+    assert_eq!(live.recv_json().await["type"], "resumed");
+    let sent = to_u1(&a, "before").await;
+    assert_eq!(live.recv_json().await["seq"], sent);
+
+    redis.flush_all().await;
+    // Nothing is published: a resume is what finds the loss first.
+    let mut back = a.ws(&format!("id=u2&since={sent}&epoch={epoch}")).await;
+    assert_eq!(back.recv_json().await["type"], "registered");
+    let reset = back.recv_json().await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_ne!(reset["epoch"], epoch.as_str(), "{reset}");
+    // The session that stayed holds a position of the lost epoch: told too.
+    assert_eq!(live.close_code_next().await, Some(close_code::MISSED));
+}

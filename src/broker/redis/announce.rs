@@ -70,7 +70,7 @@ impl RedisBroker {
                                 if epoch != standing.epoch() {
                                     // Redis lost its data while this node
                                     // stayed subscribed: a new epoch.
-                                    if moved_on(&standing, &mut commands, &*events).await.is_err() {
+                                    if moved_on(&standing, &mut commands).await.is_err() {
                                         break;
                                     }
                                 } else if message.seq <= last {
@@ -108,7 +108,7 @@ async fn rejoin(
     let before = standing.epoch();
     let (epoch, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
     if epoch != before {
-        note_moved(&before, &epoch, events);
+        // Every session was told (see `standing.rs`): nothing to catch up.
         return Ok(counter);
     }
     match catch_up.read(commands, &epoch, last).await? {
@@ -142,34 +142,18 @@ async fn rejoin(
             events.missed(Missed::Everything);
             Ok(upto.max(last))
         }
-        CaughtUp::EpochChanged => moved_on(standing, commands, events).await,
+        CaughtUp::EpochChanged => moved_on(standing, commands).await,
     }
 }
 
-/// The cluster's epoch is no longer the node's: takes the new one and
-/// tells every session, which resumes into it (its `reset` is followed by
-/// what the new epoch already holds). Returns the counter.
+/// The cluster's epoch is no longer the node's: takes the new one (which
+/// tells every session, see `standing.rs`). Returns the counter.
 async fn moved_on(
     standing: &Standing,
     commands: &mut ConnectionManager,
-    events: &dyn BrokerEvents,
 ) -> Result<u64, redis::RedisError> {
-    let before = standing.epoch();
-    let (epoch, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
-    note_moved(&before, &epoch, events);
+    let (_, counter) = standing.join(commands, &crate::broker::new_epoch()).await?;
     Ok(counter)
-}
-
-/// Every session of the node was numbered in `before`, which Redis lost:
-/// they must resume into `now`.
-fn note_moved(before: &Epoch, now: &Epoch, events: &dyn BrokerEvents) {
-    if before != now {
-        log::warn!(
-            "broker: the cluster's epoch is now {now} (Redis lost its data); \
-             every session resumes"
-        );
-        events.missed(Missed::Everything);
-    }
 }
 
 /// Logs that Redis went away, once per outage.

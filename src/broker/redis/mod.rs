@@ -231,6 +231,7 @@ impl Broker for RedisBroker {
     }
 
     fn start(&self, events: Arc<dyn BrokerEvents>) {
+        self.standing.start(events.clone());
         self.subscribe(events.clone());
         self.report_presence(events);
     }

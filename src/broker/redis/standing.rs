@@ -1,15 +1,18 @@
 //! Where this node stands in the cluster: the cluster's epoch and counter
 //! as it last read them, and the highest seq it has seen. A node joins the
 //! cluster ([`scripts::JOIN`](super::scripts::JOIN)) when it starts, each
-//! time its subscription comes back, and when a resume finds the cluster's
-//! epoch is not the one it was given.
+//! time its subscription comes back, when an announcement or a resume
+//! finds the cluster's epoch is not the node's. Whichever join finds a new
+//! epoch tells every session of the node, once, to resume into it
+//! ([`Missed::Everything`]): their positions are of an epoch Redis lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use redis::aio::ConnectionManager;
 
 use super::scripts;
+use crate::broker::{BrokerEvents, Missed};
 use crate::ids::Epoch;
 
 /// Where this node stands in the cluster: its epoch and the counter as last
@@ -24,6 +27,8 @@ pub(super) struct Standing {
     pub(super) numbered_before: AtomicU64,
     /// The highest seq this node has published, received or read.
     pub(super) seen: AtomicU64,
+    /// Told when the epoch changes, once the node has started.
+    events: OnceLock<Arc<dyn BrokerEvents>>,
 }
 
 impl Standing {
@@ -36,7 +41,13 @@ impl Standing {
             epoch: RwLock::new(Epoch::default()),
             numbered_before: AtomicU64::new(0),
             seen: AtomicU64::new(0),
+            events: OnceLock::new(),
         }
+    }
+
+    /// From now on a change of epoch is told to `events`.
+    pub(super) fn start(&self, events: Arc<dyn BrokerEvents>) {
+        let _ = self.events.set(events);
     }
 
     pub(super) fn epoch(&self) -> Epoch {
@@ -49,7 +60,8 @@ impl Standing {
     }
 
     /// Joins the cluster ([`scripts::JOIN`]), proposing `candidate` as its
-    /// epoch; returns and keeps the cluster's epoch and counter.
+    /// epoch; returns and keeps the cluster's epoch and counter. A change
+    /// of epoch is told to the sessions (see the module's header).
     pub(super) async fn join(
         &self,
         con: &mut ConnectionManager,
@@ -70,13 +82,18 @@ impl Standing {
         let epoch = Epoch::from(epoch);
         let mut current = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
         if *current != epoch {
-            if !current.as_str().is_empty() {
+            let moved = !current.as_str().is_empty();
+            if moved {
                 log::warn!(
                     "broker: the cluster's epoch changed from {current} to {epoch} \
-                     (Redis lost its data); positions from before get reset"
+                     (Redis lost its data); every session resumes"
                 );
             }
             *current = epoch.clone();
+            drop(current);
+            if let (true, Some(events)) = (moved, self.events.get()) {
+                events.missed(Missed::Everything);
+            }
         }
         Ok((epoch, seq))
     }
