@@ -5,12 +5,14 @@
 //! 4004, resume, and get `reset` with a position they can go on from.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use actix_http::ws::Frame;
 use actix_web::http::StatusCode;
 use herald::protocol::close_code;
 use serde_json::Value;
 
+use crate::helpers::latency::{Delay, Link};
 use crate::helpers::redis::Redis;
 use crate::helpers::steady::{Publisher, Received};
 use crate::helpers::{within, WsClient};
@@ -382,4 +384,138 @@ async fn a_resume_that_finds_redis_emptied_tells_the_nodes_other_sessions_too() 
     assert_ne!(reset["epoch"], epoch.as_str(), "{reset}");
     // The session that stayed holds a position of the lost epoch: told too.
     assert_eq!(live.close_code_next().await, Some(close_code::MISSED));
+}
+
+#[actix_web::test]
+async fn a_subscription_that_goes_silent_is_noticed_and_caught_up() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let proxy = redis.proxy().await;
+    let a = redis.node_through(&proxy, |_| {}).await;
+    let b = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    assert_eq!(ws.recv_json().await["type"], "resumed");
+
+    // A's subscription carries nothing more, and stays open.
+    assert!(proxy.pubsub_seen(), "A's SUBSCRIBE not seen");
+    proxy.set_link_delay(Link::PubSub, Delay::both(Duration::from_secs(3600)));
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        sent.push(to_u1(&b, "while silent").await);
+    }
+    // A notices without any publish of its own, and comes back once its
+    // link to Redis carries data again.
+    a.wait_for_health("A to notice", |h| h["broker_connected"] == false)
+        .await;
+    proxy.set_link_delay(Link::PubSub, Delay::default());
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let frame = ws.recv_json().await;
+        assert_eq!(frame["type"], "message", "{frame}");
+        got.push(frame["seq"].as_u64().expect("seq"));
+    }
+    assert_eq!(got, sent);
+}
+
+#[actix_web::test]
+async fn redis_back_with_older_data_is_a_new_epoch_not_a_silent_skip() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let saved = to_u1(&a, "in the snapshot").await;
+    redis.save().await;
+    let mut newest = saved;
+    for _ in 0..2 {
+        newest = to_u1(&a, "after the snapshot").await;
+    }
+    while ws.recv_json().await["seq"].as_u64() < Some(newest) {}
+
+    // Redis comes back with the snapshot: its counter is behind.
+    redis.kill();
+    redis.restart().await;
+    assert_eq!(ws.close_code_next().await, Some(close_code::MISSED));
+    a.wait_for_health("A to subscribe again", |h| h["broker_connected"] == true)
+        .await;
+    // A client that had only the snapshot's message is told, not moved
+    // silently past the two Redis forgot.
+    let (status, body) = a.poll(&format!("id=u1&since={saved}&epoch={epoch}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["type"], "reset", "{body}");
+    assert_ne!(body["epoch"], epoch.as_str(), "{body}");
+    // Numbering goes on above everything given out.
+    assert!(to_u1(&a, "later").await > newest);
+}
+
+#[actix_web::test]
+async fn without_history_a_lost_epoch_resets_once() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let a = redis
+        .node(|c| {
+            c.history_size = 0;
+            c.poll_timeout_secs = 1;
+        })
+        .await;
+    let (epoch, _) = a.position().await;
+    let before = to_u1(&a, "before").await;
+    redis.flush_all().await;
+    to_u1(&a, "after").await;
+    let (_, reset) = a.poll(&format!("id=u1&since={before}&epoch={epoch}")).await;
+    assert_eq!(reset["type"], "reset", "{reset}");
+    // Following it is not reset again.
+    let (_, next) = a
+        .poll(&format!(
+            "id=u1&since={}&epoch={}",
+            reset["seq"],
+            reset["epoch"].as_str().expect("epoch")
+        ))
+        .await;
+    assert_ne!(next["type"], "reset", "reset twice: {reset} then {next}");
+}
+
+#[actix_web::test]
+async fn seqs_past_ten_to_the_fourteenth_keep_their_digits() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let mut con = redis.connection().await;
+    let _: () = redis::cmd("SET")
+        .arg("herald:seq")
+        .arg(99_999_999_999_998u64)
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    let a = redis.node(|_| {}).await;
+    let (epoch, start) = a.position().await;
+    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    assert_eq!(ws.recv_json().await["type"], "resumed");
+    for want in [
+        99_999_999_999_999u64,
+        100_000_000_000_000,
+        100_000_000_000_001,
+    ] {
+        assert_eq!(to_u1(&a, "big").await, want);
+        assert_eq!(ws.recv_json().await["seq"], want);
+    }
+    let (_, replay) = a.poll(&format!("id=u1&since={start}&epoch={epoch}")).await;
+    let seqs: Vec<u64> = replay["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert_eq!(
+        seqs,
+        [99_999_999_999_999, 100_000_000_000_000, 100_000_000_000_001]
+    );
 }

@@ -1,7 +1,13 @@
 //! How a message travels between nodes: the publish script announces it on
-//! the cluster's pub/sub channel as `<stream>\n<seq>\n<frame>`, and every
-//! node, the publishing one included, receives it through its subscription
-//! and hands it up to [`BrokerEvents`].
+//! the cluster's pub/sub channel as `<epoch>\n<stream>\n<seq>\n<frame>`,
+//! and every node, the publishing one included, receives it through its
+//! subscription and hands it up to [`BrokerEvents`].
+//!
+//! A subscription that stops carrying data without closing (a NAT or load
+//! balancer that dropped the flow, a half-open connection) would look like
+//! a quiet cluster: the node PINGs Redis over it every
+//! [`PING_INTERVAL`] and, without an answer within [`PING_TIMEOUT`], drops
+//! it and subscribes again, catching up on what it missed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,6 +24,11 @@ use super::RedisBroker;
 use crate::broker::{BrokerEvents, Missed, Publication};
 use crate::history::StreamKey;
 use crate::ids::{ChannelName, ClientId, Epoch};
+
+/// How often a node checks that its subscription still answers.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a node waits for that answer before it subscribes again.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RedisBroker {
     /// Receives every announced message and hands it to `events`, for as
@@ -61,18 +72,38 @@ impl RedisBroker {
                             );
                             was_up = true;
                             delay = Duration::from_millis(100);
-                            let mut messages = pubsub.on_message();
-                            while let Some(msg) = messages.next().await {
+                            let (mut sink, mut messages) = pubsub.split();
+                            // The epoch `last` is of.
+                            let mut fanning = standing.epoch();
+                            let mut ping = tokio::time::interval(PING_INTERVAL);
+                            ping.reset();
+                            loop {
+                                let msg = tokio::select! {
+                                    msg = messages.next() => msg,
+                                    _ = ping.tick() => {
+                                        let pong = sink.ping::<redis::Value>();
+                                        if matches!(tokio::time::timeout(PING_TIMEOUT, pong).await, Ok(Ok(_))) {
+                                            continue;
+                                        }
+                                        log::warn!("broker: the Redis subscription stopped answering");
+                                        break;
+                                    }
+                                };
+                                let Some(msg) = msg else { break };
                                 let Some((epoch, message)) = decode(msg.get_payload_bytes()) else {
                                     log::warn!("broker: ignored a malformed message");
                                     continue;
                                 };
-                                if epoch != standing.epoch() {
-                                    // Redis lost its data while this node
-                                    // stayed subscribed: a new epoch.
-                                    if moved_on(&standing, &mut commands).await.is_err() {
-                                        break;
-                                    }
+                                // Redis lost its data, or came back with
+                                // older data, while this node stayed
+                                // subscribed: a new epoch.
+                                if epoch != standing.epoch()
+                                    && moved_on(&standing, &mut commands).await.is_err()
+                                {
+                                    break;
+                                }
+                                if epoch != fanning {
+                                    fanning = epoch;
                                 } else if message.seq <= last {
                                     continue; // read by the catch-up already
                                 }

@@ -1,20 +1,32 @@
 -- herald's publish script: its KEYS, ARGV and answer are documented at
 -- scripts::PUBLISH (src/broker/redis/scripts.rs).
+-- Numbers are written with string.format('%d'): Lua's own conversion
+-- gives 1e+14 past 10^14.
+local function int(n)
+  return string.format('%d', n)
+end
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[5])
+local epoch = redis.call('GET', KEYS[7])
+local fresh = false
+if not epoch or (seq <= floor and epoch == ARGV[10]) then
+  -- Redis lost its data, or came back with older data than this node saw
+  -- in its epoch: a new epoch.
+  epoch = ARGV[9]
+  fresh = true
+  redis.call('SET', KEYS[7], epoch)
+end
 if seq <= floor then
   seq = floor + 1
-  redis.call('SET', KEYS[1], seq)
+  redis.call('SET', KEYS[1], int(seq))
 end
-local epoch = redis.call('GET', KEYS[7])
-if not epoch then
-  epoch = ARGV[9]
-  redis.call('SET', KEYS[7], epoch)
-  redis.call('SET', KEYS[8], seq - 1)
+if fresh then
+  redis.call('SET', KEYS[8], int(seq - 1))
 end
-local frame = ARGV[1] .. seq .. ARGV[2]
+local id = int(seq)
+local frame = ARGV[1] .. id .. ARGV[2]
 local keep = tonumber(ARGV[6])
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], seq .. '-0', 's', ARGV[4])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[8], id .. '-0', 's', ARGV[4])
 redis.call('PEXPIRE', KEYS[6], keep)
 local width = tonumber(ARGV[7])
 local time = redis.call('TIME')
@@ -35,18 +47,18 @@ end
 local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
 if #last == 2 and tonumber(last[2]) > now - width then
   redis.call('ZREM', KEYS[4], last[1])
-  redis.call('ZADD', KEYS[4], last[2], seq)
+  redis.call('ZADD', KEYS[4], last[2], id)
 else
-  redis.call('ZADD', KEYS[4], now, seq)
+  redis.call('ZADD', KEYS[4], now, id)
 end
 redis.call('PEXPIRE', KEYS[4], keep)
-redis.call('SET', KEYS[5], expired, 'PX', keep)
+redis.call('SET', KEYS[5], int(expired), 'PX', keep)
 local size = tonumber(ARGV[3])
 if size > 0 then
-  local fresh = redis.call('EXISTS', KEYS[2]) == 0
-  redis.call('XADD', KEYS[2], seq .. '-0', 'f', frame)
-  if fresh and expired > 0 and expired < seq then
-    redis.call('XSETID', KEYS[2], seq .. '-0', 'MAXDELETEDID', expired .. '-0')
+  local new = redis.call('EXISTS', KEYS[2]) == 0
+  redis.call('XADD', KEYS[2], id .. '-0', 'f', frame)
+  if new and expired > 0 and expired < seq then
+    redis.call('XSETID', KEYS[2], id .. '-0', 'MAXDELETEDID', int(expired) .. '-0')
   end
   local over = redis.call('XLEN', KEYS[2]) - size
   if over > 0 then
@@ -56,5 +68,5 @@ if size > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], keep)
 end
-local nodes = redis.call('PUBLISH', KEYS[3], epoch .. '\n' .. ARGV[4] .. '\n' .. seq .. '\n' .. frame)
+local nodes = redis.call('PUBLISH', KEYS[3], epoch .. '\n' .. ARGV[4] .. '\n' .. id .. '\n' .. frame)
 return {seq, nodes}

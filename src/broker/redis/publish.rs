@@ -40,6 +40,7 @@ impl RedisBroker {
             format!("{}:base", self.prefix),
         );
         let candidate = crate::broker::new_epoch();
+        let node_epoch = self.standing.epoch();
         let expiry = self.expiry;
         let after_seq = frame.after_seq();
         let history_size = self.history_size;
@@ -69,7 +70,8 @@ impl RedisBroker {
                 .arg(expiry.keep_ms)
                 .arg(expiry.bucket_ms)
                 .arg(LOG_ENTRIES)
-                .arg(candidate.as_str());
+                .arg(candidate.as_str())
+                .arg(node_epoch.as_str());
             // Dropped on time out: not sent later if it was not sent yet.
             let answer =
                 tokio::time::timeout(bound, invocation.invoke_async::<(u64, u64)>(&mut con)).await;

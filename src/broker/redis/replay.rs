@@ -131,6 +131,11 @@ impl RedisBroker {
                     up_to: latest,
                 })),
                 "ok" => Ok(snapshot(entries)),
+                // Without history nothing follows the new epoch's base:
+                // the client goes on from the counter.
+                "moved" if !kept => Err(refused(ResetReason::EpochChanged {
+                    keeper: HistoryKeeper::Cluster,
+                })),
                 "moved" => Err(NotReplayed::Refused(Refused {
                     reason: ResetReason::EpochChanged {
                         keeper: HistoryKeeper::Cluster,

@@ -7,10 +7,13 @@
 /// Joins the cluster: takes its epoch, or sets `candidate` when it has none
 /// (the first node, or Redis lost its data), and reads its counter, first
 /// raised to the highest seq this node has seen (after a loss of data,
-/// numbering goes on after what clients were given). An epoch set here
+/// numbering goes on after what clients were given). A counter below the
+/// floor in the node's own epoch means Redis came back with older data (a
+/// snapshot, a lagging replica): that epoch's history is no longer what
+/// clients were given, so `candidate` replaces it. An epoch set here
 /// starts at the counter: its base, the seq after which its history
-/// begins. KEYS: epoch, counter, base. ARGV: candidate, floor. Answers
-/// `{epoch, counter}`.
+/// begins. KEYS: epoch, counter, base. ARGV: candidate, floor, the node's
+/// epoch. Answers `{epoch, counter}`.
 pub(super) const JOIN: &str = include_str!("join.lua");
 
 /// Numbers, keeps and announces one message, atomically, so `seq` order is
@@ -24,9 +27,11 @@ pub(super) const JOIN: &str = include_str!("join.lua");
 /// clients skip seqs they believe they have), then
 /// [`Expiry::keep_ms`](super::expiry::Expiry::keep_ms) and
 /// [`Expiry::bucket_ms`](super::expiry::Expiry::bucket_ms), and the most
-/// entries the node log keeps ([`LOG_ENTRIES`]), and an epoch to set if
-/// the cluster has none (Redis lost its data; its base is then the seq
-/// before this one). Answers `{seq,
+/// entries the node log keeps ([`LOG_ENTRIES`]), an epoch to set if the
+/// cluster has none (Redis lost its data) or if the counter is below the
+/// floor in the node's own epoch (Redis came back with older data; as in
+/// [`JOIN`]), its base then the seq before this one, and the node's
+/// epoch. Answers `{seq,
 /// nodes}`: the message's seq and the nodes subscribed when it was
 /// announced.
 ///

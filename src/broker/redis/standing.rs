@@ -75,6 +75,7 @@ impl Standing {
             .key(format!("{}:base", self.prefix))
             .arg(candidate.as_str())
             .arg(floor)
+            .arg(self.epoch().as_str())
             .invoke_async(con)
             .await?;
         self.seen.fetch_max(seq, Ordering::Relaxed);
