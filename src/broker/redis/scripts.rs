@@ -134,7 +134,7 @@ mod tests {
             let spliced = format!("{MESSAGE_FRAME_HEAD}{seq}{}", frame.after_seq());
             assert_eq!(spliced, &*frame.stamp(seq));
         }
-        assert!(PUBLISH.contains("local frame = ARGV[1] .. seq .. ARGV[2]"));
+        assert!(PUBLISH.contains("local frame = ARGV[1] .. id .. ARGV[2]"));
         assert!(!PUBLISH.contains("\"type\""), "the script spells no frame");
     }
 }
