@@ -7,9 +7,11 @@
 //! sends the chunks in queue order once due. So a delay keeps the order of
 //! the bytes and never holds up another connection. A connection that
 //! sends `SUBSCRIBE` is the node's pub/sub link; its delay can be set on
-//! its own ([`Link::PubSub`]), as when pub/sub lags the commands. The
-//! proxy also names every command sent on the other connections
-//! ([`LatencyProxy::commands`]): each is one round trip to Redis.
+//! its own ([`Link::PubSub`]), as when pub/sub lags the commands, and its
+//! reading from Redis held ([`LatencyProxy::hold_pubsub`]), as a node too
+//! slow to read its subscription. The proxy also names every command sent
+//! on the other connections ([`LatencyProxy::commands`]): each is one
+//! round trip to Redis.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -52,6 +54,8 @@ struct Shared {
     commands: Mutex<Delay>,
     pubsub: Mutex<Delay>,
     stalled: watch::Sender<bool>,
+    /// While set, nothing more is read from Redis on the pub/sub link.
+    pubsub_held: watch::Sender<bool>,
     /// While set, new connections are closed as soon as accepted.
     refusing: AtomicBool,
     /// The name of every command sent to Redis on a command connection.
@@ -82,12 +86,20 @@ pub struct LatencyProxy {
 impl LatencyProxy {
     /// A proxy on a free loopback port forwarding to `target`.
     pub async fn start(target: SocketAddr) -> Self {
+        Self::start_with(target, None).await
+    }
+
+    /// A proxy as [`LatencyProxy::start`] whose sockets to Redis ask the
+    /// kernel for a receive buffer of `recv_buffer_bytes` (when given):
+    /// small, so that what the proxy does not read stays in Redis.
+    pub async fn start_with(target: SocketAddr, recv_buffer_bytes: Option<u32>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
             commands: Mutex::new(Delay::default()),
             pubsub: Mutex::new(Delay::default()),
             stalled: watch::channel(false).0,
+            pubsub_held: watch::channel(false).0,
             refusing: AtomicBool::new(false),
             sent: Mutex::new(Vec::new()),
             pubsub_seen: AtomicBool::new(false),
@@ -98,7 +110,7 @@ impl LatencyProxy {
                 if accepting.refusing.load(Ordering::SeqCst) {
                     continue; // dropped: the client sees it close
                 }
-                let Ok(server) = TcpStream::connect(target).await else {
+                let Ok(server) = connect(target, recv_buffer_bytes).await else {
                     continue; // the client sees its connection end
                 };
                 let _ = client.set_nodelay(true);
@@ -151,6 +163,13 @@ impl LatencyProxy {
         self.shared.refusing.store(refusing, Ordering::SeqCst);
     }
 
+    /// Stops (or, with false, resumes) reading from Redis on the pub/sub
+    /// link, so that what Redis sends it piles up in Redis's output buffer
+    /// for that client once the sockets' buffers are full.
+    pub fn hold_pubsub(&self, held: bool) {
+        self.shared.pubsub_held.send_replace(held);
+    }
+
     /// Stops (or, with false, resumes) forwarding in both directions; the
     /// connections stay open and what was read is kept, in order.
     pub fn stall(&self, stalled: bool) {
@@ -162,6 +181,18 @@ impl Drop for LatencyProxy {
     fn drop(&mut self) {
         self.accept.abort();
     }
+}
+
+/// A connection to `target`, with the receive buffer asked for.
+async fn connect(target: SocketAddr, recv_buffer_bytes: Option<u32>) -> std::io::Result<TcpStream> {
+    let socket = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(bytes) = recv_buffer_bytes {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.connect(target).await
 }
 
 /// Forwards both directions of one connection, each through a timed queue.
@@ -183,7 +214,8 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
 
 /// One direction: a reader task queues chunks stamped with their due time,
 /// a writer task sends them in order once due and not stalled. The reader
-/// of the client's side marks the connection as pub/sub on `SUBSCRIBE`.
+/// of the client's side marks the connection as pub/sub on `SUBSCRIBE`;
+/// the reader of Redis's side of the pub/sub link waits while it is held.
 fn pipe(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
@@ -194,10 +226,17 @@ fn pipe(
 ) {
     let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let mut stalled = shared.stalled.subscribe();
+    let mut held = shared.pubsub_held.subscribe();
     tokio::spawn(async move {
         let mut chunk = vec![0u8; 16 * 1024];
         let mut requests = Vec::new();
         loop {
+            if !to_redis
+                && *link.borrow() == Link::PubSub
+                && held.wait_for(|held| !held).await.is_err()
+            {
+                return;
+            }
             let n = match from.read(&mut chunk).await {
                 Ok(0) | Err(_) => return, // the writer ends with the queue
                 Ok(n) => n,

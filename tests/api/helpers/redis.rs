@@ -3,6 +3,7 @@
 //! Without the binary those tests say so and skip, except in CI
 //! (`CI=true`), where they fail.
 
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -240,6 +241,12 @@ impl Redis {
         LatencyProxy::start(([127, 0, 0, 1], self.port).into()).await
     }
 
+    /// A proxy as [`Redis::proxy`] whose sockets to Redis have a receive
+    /// buffer of about `recv_buffer_bytes`.
+    pub async fn proxy_with_recv_buffer(&self, recv_buffer_bytes: u32) -> LatencyProxy {
+        LatencyProxy::start_with(([127, 0, 0, 1], self.port).into(), Some(recv_buffer_bytes)).await
+    }
+
     async fn node_at(&self, url: String, configure: impl FnOnce(&mut Config)) -> TestApp {
         let app = spawn_app_with(|c| {
             c.broker.kind = BrokerKind::Redis;
@@ -267,4 +274,34 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Redis's clients of `kind` (`normal`, `pubsub`), as `con` sees them: the
+/// fields of each (`omem`, its output buffer's bytes, and so on) by its
+/// id, from `CLIENT LIST`.
+pub async fn clients(
+    con: &mut redis::aio::MultiplexedConnection,
+    kind: &str,
+) -> HashMap<u64, HashMap<String, String>> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg(kind)
+        .query_async(con)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .map(|line| {
+            line.split(' ')
+                .filter_map(|field| field.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect::<HashMap<_, _>>()
+        })
+        .filter_map(|fields| Some((fields.get("id")?.parse().ok()?, fields)))
+        .collect()
+}
+
+/// The ids of Redis's clients of `kind`, as [`clients`].
+pub async fn client_ids(con: &mut redis::aio::MultiplexedConnection, kind: &str) -> HashSet<u64> {
+    clients(con, kind).await.into_keys().collect()
 }

@@ -2,10 +2,11 @@
 //! what it receives: the two sides of the Redis exactly-once tests. The
 //! publisher sends, in turn, broadcasts, messages to id `u1` and channel
 //! `room` (the client's), and to others; it records the seq of every
-//! message accepted (200) for the client, and the nodes that were
-//! subscribed when each was announced.
+//! message accepted (200), whether it was for the client, and the nodes
+//! that were subscribed when each was announced.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -26,10 +27,33 @@ pub const TARGETS: [(&str, &str, bool); 5] = [
 /// The client's session.
 pub const QUERY: &str = "id=u1&channel=room";
 
-/// Node B publishing at a steady rate until stopped; records the seqs it
-/// got a 200 for that target the client.
+/// The messages a [`Publisher`] got a 200 for, in the order accepted.
+#[derive(Default)]
+pub struct Accepted {
+    /// Each seq, and whether the message targets the client.
+    pub all: Vec<(u64, bool)>,
+}
+
+impl Accepted {
+    /// The seqs of the messages for the client.
+    pub fn for_client(&self) -> Vec<u64> {
+        self.all
+            .iter()
+            .filter(|(_, targeted)| *targeted)
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+
+    /// The seq of the last message accepted for the client.
+    pub fn last_for_client(&self) -> Option<u64> {
+        self.for_client().last().copied()
+    }
+}
+
+/// Node B publishing at a steady rate until stopped; records every seq it
+/// got a 200 for, and whether it targets the client.
 pub struct Publisher {
-    accepted: Rc<RefCell<Vec<u64>>>,
+    accepted: Rc<RefCell<Accepted>>,
     /// The fewest nodes any accepted publish was announced to.
     fewest_nodes: Rc<RefCell<Option<u64>>>,
     stop: Rc<RefCell<bool>>,
@@ -39,7 +63,7 @@ pub struct Publisher {
 impl Publisher {
     pub fn start(b: &TestApp) -> Self {
         let b = TestApp::at(b.port);
-        let accepted = Rc::new(RefCell::new(Vec::new()));
+        let accepted = Rc::new(RefCell::new(Accepted::default()));
         let stop = Rc::new(RefCell::new(false));
         let (finished, done) = tokio::sync::oneshot::channel();
         let fewest_nodes = Rc::new(RefCell::new(None));
@@ -62,9 +86,8 @@ impl Publisher {
                         let mut fewest = fewest.borrow_mut();
                         *fewest = Some(fewest.map_or(nodes, |f: u64| f.min(nodes)));
                     }
-                    if targeted {
-                        seqs.borrow_mut().push(body["seq"].as_u64().expect("seq"));
-                    }
+                    let seq = body["seq"].as_u64().expect("seq");
+                    seqs.borrow_mut().all.push((seq, targeted));
                 }
                 n += 1;
             }
@@ -83,8 +106,14 @@ impl Publisher {
         *self.fewest_nodes.borrow()
     }
 
+    /// How many messages for the client were accepted so far.
     pub fn accepted(&self) -> usize {
-        self.accepted.borrow().len()
+        let accepted = self.accepted.borrow();
+        accepted
+            .all
+            .iter()
+            .filter(|(_, targeted)| *targeted)
+            .count()
     }
 
     /// Waits until `more` further messages for the client were accepted.
@@ -98,8 +127,8 @@ impl Publisher {
         .await;
     }
 
-    /// Stops publishing; the seqs accepted for the client.
-    pub async fn stop(self) -> Vec<u64> {
+    /// Stops publishing; what was accepted.
+    pub async fn stop(self) -> Accepted {
         *self.stop.borrow_mut() = true;
         within("the publisher to stop", self.done).await.ok();
         self.accepted.take()
@@ -150,12 +179,52 @@ impl Received {
         }
     }
 
-    /// Lost, doubled and out-of-order counts against `accepted`.
-    pub fn tally(&self, accepted: &[u64]) -> (usize, usize, usize) {
-        let got: std::collections::HashSet<u64> = self.seqs.iter().copied().collect();
-        let lost = accepted.iter().filter(|seq| !got.contains(seq)).count();
-        let doubled = self.seqs.len() - got.len();
-        let disordered = self.seqs.windows(2).filter(|w| w[1] <= w[0]).count();
-        (lost, doubled, disordered)
+    /// What went wrong against `accepted`: none may be above 0.
+    pub fn tally(&self, accepted: &Accepted) -> Tally {
+        let got: HashSet<u64> = self.seqs.iter().copied().collect();
+        let wanted: HashSet<u64> = accepted.for_client().into_iter().collect();
+        Tally {
+            lost: wanted.iter().filter(|seq| !got.contains(seq)).count(),
+            doubled: self.seqs.len() - got.len(),
+            disordered: self.seqs.windows(2).filter(|w| w[1] <= w[0]).count(),
+            stray: self.seqs.iter().filter(|seq| !wanted.contains(seq)).count(),
+        }
+    }
+}
+
+/// The client's messages counted against what was accepted for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Accepted for the client, never received.
+    pub lost: usize,
+    /// Received more than once (each extra copy counts).
+    pub doubled: usize,
+    /// Received with a seq not above the one before.
+    pub disordered: usize,
+    /// Received but not accepted for the client: for another id or
+    /// channel, or never accepted at all.
+    pub stray: usize,
+}
+
+impl Tally {
+    /// Nothing lost, doubled, out of order or stray.
+    pub fn is_clean(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            lost,
+            doubled,
+            disordered,
+            stray,
+        } = self;
+        write!(
+            f,
+            "{lost} lost, {doubled} doubled, {disordered} out of order, \
+             {stray} not for the client"
+        )
     }
 }
