@@ -139,11 +139,16 @@ impl Redis {
     /// (Redis runs without persistence otherwise, and comes back empty.)
     pub async fn save(&self) {
         let mut con = self.connection().await;
-        let answer: String = redis::cmd("SAVE")
-            .query_async(&mut con)
-            .await
-            .expect("SAVE");
-        assert_eq!(answer, "OK");
+        // A save may be refused while another is under way: tried again.
+        let mut last = None;
+        for _ in 0..20 {
+            match redis::cmd("SAVE").query_async::<String>(&mut con).await {
+                Ok(answer) => return assert_eq!(answer, "OK"),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("SAVE failed: {last:?}");
     }
 
     /// Empties Redis while it keeps running, as an eviction or an operator
