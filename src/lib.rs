@@ -44,9 +44,10 @@
 //!    - [`broker`]: the `Broker` trait that numbers, keeps and announces
 //!      each publish: `MemoryBroker` (this process) or `RedisBroker`
 //!      (several nodes, in `broker/redis/`: its Lua scripts, standing in
-//!      the cluster, publish, replay, announcements, presence, health and
-//!      client, TLS included, one file each); it hands what it receives up through
-//!      `BrokerEvents`.
+//!      the cluster, publish, replay, announcements, the catch-up after a
+//!      gap in the subscription, presence, health and client, TLS
+//!      included, one file each); it hands what it receives up through
+//!      `BrokerEvents`, and what it missed and cannot hand up as `Missed`.
 //! 6. Settings:
 //!    - [`config`]: the typed settings, from file, environment and flags,
 //!      in `config/`: the tree, loading, validation, secrets, errors and
