@@ -54,6 +54,10 @@ pub enum BrokerError {
     /// Redis did not answer in time: the command may have run.
     #[error("the message broker (Redis) did not answer within {ms} ms")]
     TimedOut { ms: u64 },
+    /// The connection broke after the command may have been sent (a broken
+    /// pipe, a reset): the command may have run.
+    #[error("the connection to the message broker (Redis) broke before it answered: {0}")]
+    Interrupted(String),
 }
 
 impl BrokerError {
@@ -61,7 +65,7 @@ impl BrokerError {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "the message was not published",
-            Self::TimedOut { .. } => {
+            Self::TimedOut { .. } | Self::Interrupted(_) => {
                 "the message may or may not have been published: check before sending it again"
             }
         }

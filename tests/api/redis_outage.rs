@@ -12,6 +12,7 @@ use actix_web::http::{Method, StatusCode};
 use awc::ws::Frame;
 use serde_json::{json, Value};
 
+use crate::helpers::latency::{Delay, Link};
 use crate::helpers::redis::Redis;
 use crate::helpers::{message_seqs, read_replay, within, TestApp, WsClient};
 
@@ -262,4 +263,45 @@ async fn a_resume_while_redis_is_gone_is_asked_to_retry_then_replays_what_was_mi
         }
     }
     assert_eq!(replayed, missed);
+}
+
+#[actix_web::test]
+async fn a_publish_whose_connection_breaks_before_the_answer_is_not_said_unpublished() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let proxy = redis.proxy().await;
+    let a = redis
+        .node_through(&proxy, |c| c.broker.publish_timeout_ms = 10_000)
+        .await;
+    let b = redis.node(|_| {}).await;
+    let mut on_b = b.ws_registered("1").await;
+    // Redis knows the script (a first publish loads it).
+    let (status, _) = a
+        .publish_form(&[("message", "warm"), ("id", "nobody")])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A's commands reach Redis; their answers do not come back.
+    proxy.set_link_delay(
+        Link::Commands,
+        Delay {
+            to_redis: Duration::ZERO,
+            from_redis: Duration::from_secs(3600),
+        },
+    );
+    let port = a.port;
+    let publishing = actix_web::rt::spawn(async move {
+        TestApp::at(port)
+            .publish_form(&[("message", "ran"), ("id", "1")])
+            .await
+    });
+    // The script ran: B's client has the message.
+    assert_eq!(on_b.recv_json().await["data"], "ran");
+    // Then A's connection to Redis breaks.
+    proxy.cut();
+    let (status, body) = within("A's answer", publishing).await.expect("publisher");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("may or may not"), "{body}");
+    assert!(!error.contains("not published"), "{body}");
 }

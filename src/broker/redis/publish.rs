@@ -80,11 +80,19 @@ impl RedisBroker {
             };
             let outcome = answer.map_err(|_| timed_out()).and_then(|answer| {
                 answer.map_err(|e| {
-                    // The connection's own response timeout: sent, unanswered.
                     if e.is_timeout() {
+                        // The connection's own response timeout: sent,
+                        // unanswered.
                         timed_out()
-                    } else {
+                    } else if e.is_connection_refusal()
+                        || !(e.is_io_error() || e.is_connection_dropped())
+                    {
+                        // Never sent, or refused by Redis itself.
                         unavailable(e)
+                    } else {
+                        // The connection broke with the command perhaps
+                        // sent: Redis may have run it.
+                        BrokerError::Interrupted(e.to_string())
                     }
                 })
             });

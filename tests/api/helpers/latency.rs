@@ -58,6 +58,8 @@ struct Shared {
     pubsub_held: watch::Sender<bool>,
     /// While set, new connections are closed as soon as accepted.
     refusing: AtomicBool,
+    /// The tasks forwarding the open connections, to cut them.
+    relays: Mutex<Vec<tokio::task::AbortHandle>>,
     /// The name of every command sent to Redis on a command connection.
     sent: Mutex<Vec<String>>,
     /// Whether a connection has sent `SUBSCRIBE` (and so lags as
@@ -101,6 +103,7 @@ impl LatencyProxy {
             stalled: watch::channel(false).0,
             pubsub_held: watch::channel(false).0,
             refusing: AtomicBool::new(false),
+            relays: Mutex::new(Vec::new()),
             sent: Mutex::new(Vec::new()),
             pubsub_seen: AtomicBool::new(false),
         });
@@ -155,6 +158,14 @@ impl LatencyProxy {
     /// node's pub/sub link, to which a [`Link::PubSub`] delay applies.
     pub fn pubsub_seen(&self) -> bool {
         self.shared.pubsub_seen.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open connection through the proxy at once, both
+    /// sides, whatever is still queued: a connection that breaks.
+    pub fn cut(&self) {
+        for relay in self.shared.relays.lock().expect("relays lock").drain(..) {
+            relay.abort();
+        }
     }
 
     /// Closes (or, with false, forwards again) every new connection: a
@@ -227,7 +238,8 @@ fn pipe(
     let (queue, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let mut stalled = shared.stalled.subscribe();
     let mut held = shared.pubsub_held.subscribe();
-    tokio::spawn(async move {
+    let relays = shared.clone();
+    let reader = tokio::spawn(async move {
         let mut chunk = vec![0u8; 16 * 1024];
         let mut requests = Vec::new();
         loop {
@@ -265,7 +277,7 @@ fn pipe(
             }
         }
     });
-    tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         while let Some((at, bytes)) = due.recv().await {
             tokio::time::sleep_until(at).await;
             if stalled.wait_for(|stalled| !stalled).await.is_err() {
@@ -277,6 +289,11 @@ fn pipe(
         }
         let _ = to.shutdown().await;
     });
+    relays
+        .relays
+        .lock()
+        .expect("relays lock")
+        .extend([reader.abort_handle(), writer.abort_handle()]);
 }
 
 /// Removes the complete requests at the front of `buf` (RESP arrays of bulk
