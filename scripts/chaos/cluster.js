@@ -135,7 +135,8 @@ class Cluster {
     if (!withData) {
       const previous = this.generations[this.generations.length - 1];
       previous.end = killAt;
-      this.generations.push({ start: Date.now(), end: Infinity, epoch: null });
+      // Whatever ran after the kill ran on the new data set.
+      this.generations.push({ start: killAt, end: Infinity, epoch: null });
     }
   }
 

@@ -17,7 +17,8 @@
 // a frame herald sent again that herald.js dropped; out of order = a frame
 // below the client's position that it never had (herald.js drops it), or
 // an application-level seq that went back within an epoch; phantom = a
-// received message whose publish was answered "not published".
+// received message whose publish was answered "not published", or that
+// was not meant for this client.
 "use strict";
 
 // The data of the broadcasts that give every client a first position
