@@ -63,7 +63,10 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 async function main() {
   console.log("chaos: seed " + seed + " (CHAOS_SEED=" + seed + " replays the same faults and targets), " +
     secs + " s of faults, " + rate + " publishes/s, history_size " + history);
-  const rng = seeded(seed);
+  // One generator each, so that the publishers' pace cannot change the
+  // faults drawn, nor the faults' timing the publishes' nodes and targets.
+  const faultRng = seeded(seed);
+  const publishRng = seeded(seed ^ 0x5bd1e995);
   await cluster.ports();
   cluster.writeConfig(history);
   await cluster.startRedis();
@@ -101,9 +104,9 @@ async function main() {
   log(clients.length + " clients connected: " +
     clients.map((c) => c.name + "(" + (c.id || "-") + ";" + (c.channels.join(",") || "-") + ")").join(" "));
 
-  const publishers = new Publishers(cluster.nodePorts, rng, IDS, CHANNELS);
+  const publishers = new Publishers(cluster.nodePorts, publishRng, IDS, CHANNELS);
   publishers.start(rate);
-  const faults = new Faults(cluster, proxy, rng, log, extra);
+  const faults = new Faults(cluster, proxy, faultRng, log, extra);
   await faults.run(Date.now() + secs * 1000);
   proxy.setDelay(0, 0);
   await publishers.stop();

@@ -156,6 +156,8 @@ class Cluster {
     return gen.epoch;
   }
 
+  // Starts node `name` and waits for its /health; returns how many
+  // starts failed (exit 1, Redis unreachable) before it did.
   async startNode(name) {
     const port = this.nodePorts[name];
     const redisPort = name === "A" ? this.proxyPort : this.redisPort;
@@ -173,29 +175,38 @@ class Cluster {
       HERALD_BROKER__URL: "redis://127.0.0.1:" + redisPort,
       HERALD_BROKER__PREFIX: PREFIX,
     });
-    const log = fs.openSync(path.join(this.dir, "herald-" + name + ".log"), "a");
-    const child = spawn(this.heraldBin, [], { cwd: this.dir, env, stdio: ["ignore", log, log] });
-    fs.closeSync(log);
-    this.track(child, "herald");
-    this.nodes[name] = { port, child };
-    const up = await waitFor(async () => {
-      if (exited(child)) {
-        return false;
+    // A node that cannot reach Redis within its startup bound exits 1;
+    // like systemd's Restart=on-failure (2 s apart), start it again, up
+    // to three times.
+    for (let attempt = 1; ; attempt++) {
+      const log = fs.openSync(path.join(this.dir, "herald-" + name + ".log"), "a");
+      const child = spawn(this.heraldBin, [], { cwd: this.dir, env, stdio: ["ignore", log, log] });
+      fs.closeSync(log);
+      this.track(child, "herald");
+      this.nodes[name] = { port, child };
+      const up = await waitFor(async () => {
+        if (exited(child)) {
+          return true;
+        }
+        try {
+          const res = await fetch("http://127.0.0.1:" + port + "/health", { signal: AbortSignal.timeout(1000) });
+          return res.ok;
+        } catch (e) {
+          return false;
+        }
+      }, 15000);
+      if (up && !exited(child)) {
+        return attempt - 1;
       }
-      try {
-        const res = await fetch("http://127.0.0.1:" + port + "/health", { signal: AbortSignal.timeout(1000) });
-        return res.ok;
-      } catch (e) {
-        return false;
+      if (!(up && child.exitCode === 1 && attempt < 3)) {
+        throw new Error("herald node " + name + " did not start on port " + port + " (see herald-" + name + ".log)");
       }
-    }, 15000);
-    if (!up) {
-      throw new Error("herald node " + name + " did not start on port " + port + " (see herald-" + name + ".log)");
+      await sleep(2000);
     }
   }
 
   // SIGTERM (herald closes its sessions with 1001 and exits), then the same
-  // port again after `downMs`.
+  // port again after `downMs`. Returns how many starts failed first.
   async restartNode(name, downMs) {
     const { child } = this.nodes[name];
     child.kill("SIGTERM");
@@ -204,7 +215,7 @@ class Cluster {
       await waitExit(child, 5000);
     }
     await sleep(downMs);
-    await this.startNode(name);
+    return this.startNode(name);
   }
 
   writeConfig(historySize) {

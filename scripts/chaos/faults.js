@@ -119,8 +119,9 @@ class Faults {
       case "node-restart-A":
       case "node-restart-B": {
         const down = this.between(200, 2500);
-        await c.restartNode(kind.slice(-1), down);
-        return "(SIGTERM, down " + down + " ms)";
+        const failed = await c.restartNode(kind.slice(-1), down);
+        const again = failed ? "; exited at startup " + failed + " time(s) (Redis not reached), started again" : "";
+        return "(SIGTERM, down " + down + " ms" + again + ")";
       }
       default:
         throw new Error("unknown fault " + kind);
