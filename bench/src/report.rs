@@ -209,3 +209,50 @@ fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_to_the_ceiling_and_the_generator_cpu_is_shown() {
+        let dir = std::env::temp_dir().join(format!("herald-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |server: &str, rate: f64, cpu: f64, valid: bool| {
+            format!(
+                r#"{{"scenario":"broadcast","server":"{server}","clients":100,"deliveries_per_s":{rate},"p50_us":1000,"p99_us":2000,"p999_us":3000,"max_us":4000,"generator_cpu":{cpu},"valid":{valid}}}"#
+            )
+        };
+        let input = [
+            line("ceiling", 200.0, 0.40, true),
+            line("herald", 100.0, 0.30, true),
+            line("herald", 1.0, 0.95, false),
+            line("socketio", 50.0, 0.20, true),
+        ]
+        .join("\n");
+        std::fs::write(dir.join("results.jsonl"), input).unwrap();
+        write(
+            &dir.join("results.jsonl"),
+            &dir.join("summary.md"),
+            &dir.join("chart.svg"),
+        )
+        .unwrap();
+        let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+        let row = |server: &str| {
+            md.lines()
+                .find(|l| l.contains(&format!("| {server} |")))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(row("ceiling").contains("| 200 deliveries/s | – |"), "{md}");
+        // The invalid run is left out of the median but not of the CPU.
+        assert!(
+            row("herald").contains("| 1 (1) | 100 deliveries/s | 0.50× |"),
+            "{md}"
+        );
+        assert!(row("herald").ends_with("| 95 % |"), "{md}");
+        assert!(row("socketio").contains("| 0.25× |"), "{md}");
+        assert!(row("socketio").ends_with("| 20 % |"), "{md}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
