@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# The benchmark suite: herald, the reference server (tokio + tungstenite +
-# hyper, bench/src/bin/reference.rs) and Socket.IO 4 (bench/socketio), each
-# started fresh for every run and pinned to one core, with the load
-# generator pinned to the other. Writes JSON lines, a Markdown summary of
-# medians and a chart.
+# The benchmark suite: herald, the ceiling server (the same work with
+# nothing else: tokio + tungstenite + hyper, bench/src/bin/ceiling.rs) and
+# Socket.IO 4 (bench/socketio), each started fresh for every run and pinned
+# to SERVER_CPU (default CPU 0), with the load generator pinned to
+# GENERATOR_CPU (default CPU 1), where it runs on one thread.
+# Writes JSON lines, a Markdown summary of medians (each divided by the
+# ceiling's, with the generator's CPU share) and a chart.
 #
 #   bench/run.sh            full suite, 3 repeats (about 15 minutes)
 #   bench/run.sh quick      small sizes, 1 repeat (about a minute)
 #   REPEATS=5 bench/run.sh  more repeats
-#   SERVERS="herald reference" bench/run.sh
+#   SERVERS="herald ceiling" bench/run.sh
 #   SCENARIOS="broadcast paced" bench/run.sh   only these scenarios
+#
+# The ceiling speaks no channels, so it has no channel scenario (that row
+# has no ratio).
 #
 # Results go to bench/results/<date>/: results.jsonl, summary.md, chart.svg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-full}
-servers=${SERVERS:-herald reference socketio}
+servers=${SERVERS:-herald ceiling socketio}
 server_cpu=${SERVER_CPU:-0}
 generator_cpu=${GENERATOR_CPU:-1}
 port=${PORT:-8011}
@@ -36,8 +41,8 @@ start_server() {
   case $1 in
     herald) taskset -c "$server_cpu" target/release/herald --config bench/herald.toml --port "$port" \
               >>"$out/herald.log" 2>&1 & ;;
-    reference) taskset -c "$server_cpu" target/release/reference-server --port "$port" \
-              >>"$out/reference.log" 2>&1 & ;;
+    ceiling) PORT=$port taskset -c "$server_cpu" target/release/ceiling-server \
+              >>"$out/ceiling.log" 2>&1 & ;;
     socketio) taskset -c "$server_cpu" node bench/socketio/server.js --port "$port" \
               >>"$out/socketio.log" 2>&1 & ;;
   esac
@@ -62,8 +67,8 @@ scenarios=${SCENARIOS:-idle connect broadcast direct channel paced}
 run() {
   local server=$1; shift
   [[ " $scenarios " == *" $2 "* ]] || return 0
-  local flavor=herald
-  [ "$server" = socketio ] && flavor=socketio
+  [ "$server" = ceiling ] && [ "$2" = channel ] && return 0
+  local flavor=$server
   for _ in $(seq "$repeats"); do
     start_server "$server"
     if ! taskset -c "$generator_cpu" target/release/herald-bench run --addr "127.0.0.1:$port" \

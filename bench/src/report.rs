@@ -24,7 +24,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 struct Group {
     runs: Vec<Value>,
-    invalid: usize,
+    /// The invalid runs: counted, and read for the generator's CPU share.
+    rejected: Vec<Value>,
 }
 
 impl Group {
@@ -46,12 +47,12 @@ fn load(input: &Path) -> Result<BTreeMap<Key, Group>, String> {
         );
         let group = groups.entry(key).or_insert(Group {
             runs: Vec::new(),
-            invalid: 0,
+            rejected: Vec::new(),
         });
         if run["valid"].as_bool() == Some(true) {
             group.runs.push(run);
         } else {
-            group.invalid += 1;
+            group.rejected.push(run);
         }
     }
     Ok(groups)
@@ -77,38 +78,63 @@ fn fmt(v: f64) -> String {
     }
 }
 
+/// The server every other one is divided by.
+const CEILING: &str = "ceiling";
+
 pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> {
     let groups = load(input)?;
     let mut md = String::from(
-        "| scenario | clients | server | runs (invalid) | headline | p50 ms | p99 ms | p999 ms | max ms | vs reference |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | generator CPU |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((scenario, server, clients), group) in &groups {
         let (field, unit) = headline(scenario);
         let value = group.median(field);
-        let reference = groups
-            .get(&(scenario.clone(), "reference".into(), *clients))
+        let ceiling = groups
+            .get(&(scenario.clone(), CEILING.into(), *clients))
             .map(|g| g.median(field))
             .unwrap_or(f64::NAN);
-        let ratio = if server == "reference" || reference.is_nan() {
+        let ratio = if server == CEILING || ceiling.is_nan() || value.is_nan() {
             String::from("–")
         } else {
-            format!("{:.2}×", value / reference)
+            format!("{:.2}×", value / ceiling)
         };
         let ms = |f: &str| fmt(group.median(f) / 1000.0);
         md.push_str(&format!(
-            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {} | {} | {} | {} | {ratio} |\n",
+            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} |\n",
             group.runs.len(),
-            group.invalid,
+            group.rejected.len(),
             fmt(value),
             ms("p50_us"),
             ms("p99_us"),
             ms("p999_us"),
             ms("max_us"),
+            generator_cpu(group),
         ));
     }
+    md.push_str(
+        "\n÷ ceiling: the median headline over the ceiling server's (bench/src/bin/ceiling.rs) in the \
+         same scenario; for idle (bytes per connection) lower is better. generator CPU: the highest \
+         share of one core the load generator used over the measured phase, among all runs of the \
+         row (valid and invalid; a run above 90 % is invalid).\n",
+    );
     std::fs::write(markdown, md).map_err(|e| format!("{}: {e}", markdown.display()))?;
     draw(&groups, chart).map_err(|e| format!("{}: {e}", chart.display()))
+}
+
+/// The highest generator CPU share among a row's runs, as a percentage.
+fn generator_cpu(group: &Group) -> String {
+    let highest = group
+        .runs
+        .iter()
+        .chain(&group.rejected)
+        .filter_map(|r| r["generator_cpu"].as_f64())
+        .fold(f64::NAN, f64::max);
+    if highest.is_nan() {
+        String::from("–")
+    } else {
+        format!("{:.0} %", highest * 100.0)
+    }
 }
 
 fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::error::Error>> {
@@ -182,4 +208,51 @@ fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_to_the_ceiling_and_the_generator_cpu_is_shown() {
+        let dir = std::env::temp_dir().join(format!("herald-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |server: &str, rate: f64, cpu: f64, valid: bool| {
+            format!(
+                r#"{{"scenario":"broadcast","server":"{server}","clients":100,"deliveries_per_s":{rate},"p50_us":1000,"p99_us":2000,"p999_us":3000,"max_us":4000,"generator_cpu":{cpu},"valid":{valid}}}"#
+            )
+        };
+        let input = [
+            line("ceiling", 200.0, 0.40, true),
+            line("herald", 100.0, 0.30, true),
+            line("herald", 1.0, 0.95, false),
+            line("socketio", 50.0, 0.20, true),
+        ]
+        .join("\n");
+        std::fs::write(dir.join("results.jsonl"), input).unwrap();
+        write(
+            &dir.join("results.jsonl"),
+            &dir.join("summary.md"),
+            &dir.join("chart.svg"),
+        )
+        .unwrap();
+        let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+        let row = |server: &str| {
+            md.lines()
+                .find(|l| l.contains(&format!("| {server} |")))
+                .unwrap()
+                .to_owned()
+        };
+        assert!(row("ceiling").contains("| 200 deliveries/s | – |"), "{md}");
+        // The invalid run is left out of the median but not of the CPU.
+        assert!(
+            row("herald").contains("| 1 (1) | 100 deliveries/s | 0.50× |"),
+            "{md}"
+        );
+        assert!(row("herald").ends_with("| 95 % |"), "{md}");
+        assert!(row("socketio").contains("| 0.25× |"), "{md}");
+        assert!(row("socketio").ends_with("| 20 % |"), "{md}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

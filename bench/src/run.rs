@@ -7,25 +7,31 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rand::Rng;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::publish::Publisher;
-use crate::wire::{self, OP_CLOSE, OP_PING, OP_TEXT};
+
+mod client;
+
+use client::client;
 
 /// Which protocol the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Flavor {
-    /// herald's WebSocket protocol (also spoken by the reference server).
+    /// herald's WebSocket protocol.
     Herald,
+    /// The subset of herald's protocol the ceiling server speaks: the same
+    /// paths and frames, but a client registers by a `register` frame (the
+    /// `?id=` of the path registers it without an answer).
+    Ceiling,
     /// Engine.IO v4 / Socket.IO 4 over WebSocket.
     Socketio,
 }
@@ -102,6 +108,9 @@ struct Shared {
     plan: Plan,
     server: SocketAddr,
     flavor: Flavor,
+    /// The storm scenario: clients watch for the storm and keep their
+    /// position.
+    storming: bool,
     expected: u64,
     tally: RefCell<Tally>,
     ready: Cell<usize>,
@@ -122,8 +131,10 @@ impl Shared {
         self.base.elapsed().as_micros() as u64
     }
 
-    fn deliver(&self, client: usize, msg: u32, sent_us: u64) {
-        let now_us = self.now_us();
+    /// Counts message `msg` (sent at `sent_us`) as received by `client` at
+    /// `now` (microseconds since `base`, and the instant).
+    fn deliver(&self, client: usize, msg: u32, sent_us: u64, now: (u64, Instant)) {
+        let (now_us, now) = now;
         let mut tally = self.tally.borrow_mut();
         let Some(&target) = self.plan.messages.get(msg as usize) else {
             tally.misrouted += 1;
@@ -144,7 +155,7 @@ impl Shared {
         let _ = tally
             .latency_us
             .record(now_us.saturating_sub(sent_us).max(1));
-        tally.last_delivery = Some(Instant::now());
+        tally.last_delivery = Some(now);
         if tally.unique == self.expected {
             self.changed.notify_waiters();
         }
@@ -201,165 +212,6 @@ pub struct Options {
     /// For the idle scenario: how long to hold the connections before
     /// measuring memory.
     pub hold: Duration,
-}
-
-/// The path a client connects to.
-fn path(flavor: Flavor, client: usize, channel: Option<u32>) -> String {
-    let channel = channel
-        .map(|c| format!("&channel=ch{c}"))
-        .unwrap_or_default();
-    match flavor {
-        Flavor::Herald => format!("/ws?id=c{client}{channel}"),
-        Flavor::Socketio => format!("/socket.io/?EIO=4&transport=websocket&id=c{client}{channel}"),
-    }
-}
-
-/// Spreads clients over 127.0.0.x above ~25k connections, so each source
-/// address keeps within one ephemeral port range.
-fn source(client: usize, clients: usize) -> Option<IpAddr> {
-    (clients > 25_000).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (client / 25_000) as u8)))
-}
-
-async fn client(shared: Rc<Shared>, idx: usize, admission: Rc<Semaphore>) -> io::Result<()> {
-    let permit = admission.acquire().await.map_err(io::Error::other)?;
-    let mut permit = Some(permit);
-    // herald's position (epoch, seq), for reconnecting after a storm.
-    let mut position: Option<(String, u64)> = None;
-    let mut storms = shared.storms.get();
-    let mut attempt = 0u32;
-    let host = shared.server.to_string();
-    loop {
-        let mut path = path(shared.flavor, idx, shared.plan.channel_of(idx));
-        if let Some((epoch, seq)) = &position {
-            path.push_str(&format!("&since={seq}&epoch={epoch}"));
-        }
-        let mut buf = Vec::with_capacity(8 * 1024);
-        let opened = async {
-            let mut stream = wire::connect(source(idx, shared.plan.clients), shared.server).await?;
-            wire::handshake(&mut stream, &host, &path, &mut buf).await?;
-            Ok::<_, io::Error>(stream)
-        }
-        .await;
-        let mut stream = match opened {
-            Ok(stream) => stream,
-            Err(e) if position.is_none() => return Err(e),
-            Err(_) => {
-                // Refused or overloaded during a storm: back off and retry,
-                // as herald.js does.
-                shared.refused.set(shared.refused.get() + 1);
-                attempt += 1;
-                tokio::time::sleep(storm_backoff(attempt)).await;
-                continue;
-            }
-        };
-        if shared.flavor == Flavor::Socketio {
-            stream.write_all(&wire::frame(OP_TEXT, b"40")).await?;
-        }
-        loop {
-            while let Some(frame) = wire::parse(&buf) {
-                let payload = &buf[frame.start..frame.end];
-                match frame.opcode {
-                    OP_TEXT => {
-                        if let Some((msg, sent)) = wire::message_stamp(payload) {
-                            shared.deliver(idx, msg, sent);
-                            if let (Some(pos), Some(seq)) =
-                                (position.as_mut(), wire::frame_seq(payload))
-                            {
-                                pos.1 = seq;
-                            }
-                        } else if shared.flavor == Flavor::Socketio {
-                            if payload == b"2" {
-                                stream.write_all(&wire::frame(OP_TEXT, b"3")).await?;
-                            } else if wire::find(payload, b"registered").is_some()
-                                && permit.is_some()
-                            {
-                                permit = None;
-                                shared.ready.set(shared.ready.get() + 1);
-                                shared.changed.notify_waiters();
-                            }
-                        } else {
-                            control_frame(&shared, payload, &mut position, &mut permit);
-                        }
-                    }
-                    OP_PING => {
-                        let pong = wire::frame(0xA, payload);
-                        stream.write_all(&pong).await?;
-                    }
-                    OP_CLOSE => return Err(io::Error::other("server closed the connection")),
-                    _ => {}
-                }
-                buf.drain(..frame.end);
-            }
-            let storm = shared.storm.notified();
-            if shared.storms.get() != storms {
-                break;
-            }
-            tokio::select! {
-                read = wire::read_more(&mut stream, &mut buf) => {
-                    if read? == 0 {
-                        return Err(io::Error::other("connection ended"));
-                    }
-                }
-                _ = storm => break,
-            }
-        }
-        // A storm: every client drops its connection at once and comes back
-        // after a jittered delay, resuming from its position.
-        storms = shared.storms.get();
-        drop(stream);
-        attempt = 0;
-        tokio::time::sleep(storm_backoff(attempt)).await;
-    }
-}
-
-/// herald.js's reconnect delay: exponential from 500 ms, capped at 30 s,
-/// a random point in the upper half.
-fn storm_backoff(attempt: u32) -> Duration {
-    let window = (500u64 << attempt.min(6)).min(30_000);
-    Duration::from_millis(window / 2 + rand::thread_rng().gen_range(0..=window / 2))
-}
-
-/// Reads herald's control frames: readiness, the position, resume outcomes.
-fn control_frame(
-    shared: &Shared,
-    payload: &[u8],
-    position: &mut Option<(String, u64)>,
-    permit: &mut Option<tokio::sync::SemaphorePermit<'_>>,
-) {
-    let Ok(frame) = serde_json::from_slice::<serde_json::Value>(payload) else {
-        return;
-    };
-    let epoch = frame["epoch"].as_str().map(str::to_owned);
-    let seq = frame["seq"].as_u64();
-    match frame["type"].as_str() {
-        Some("registered") => {
-            if position.is_none() {
-                if let (Some(epoch), Some(seq)) = (epoch, seq) {
-                    *position = Some((epoch, seq));
-                }
-            }
-            if permit.take().is_some() {
-                shared.ready.set(shared.ready.get() + 1);
-                shared.changed.notify_waiters();
-            }
-        }
-        Some("resumed") => {
-            if let (Some(pos), Some(seq)) = (position.as_mut(), seq) {
-                pos.1 = pos.1.max(seq);
-            }
-            shared.resumed.set(shared.resumed.get() + 1);
-            shared.changed.notify_waiters();
-        }
-        Some("reset") => {
-            shared.resets.set(shared.resets.get() + 1);
-            if let (Some(epoch), Some(seq)) = (epoch, seq) {
-                *position = Some((epoch, seq));
-            }
-            shared.resumed.set(shared.resumed.get() + 1);
-            shared.changed.notify_waiters();
-        }
-        _ => {}
-    }
 }
 
 /// Reads a process's resident memory, in KiB.
@@ -436,6 +288,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         }),
         server: opts.server,
         flavor: opts.flavor,
+        storming: scenario == "storm",
         plan,
         ready: Cell::new(0),
         failed: Cell::new(0),

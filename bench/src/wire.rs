@@ -4,6 +4,9 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -62,7 +65,7 @@ pub async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
 }
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 /// One server frame found at the start of a buffer.
@@ -122,11 +125,15 @@ pub fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The searcher for a message's stamp, built once.
+static STAMP: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"data\":\"m"));
+
 /// Reads `"data":"m<msg>t<micros>"` out of a message frame: the message
-/// number and its send time. Works for herald's, the reference server's and
+/// number and its send time. Works for herald's, the ceiling server's and
 /// Socket.IO's frames alike.
 pub fn message_stamp(payload: &[u8]) -> Option<(u32, u64)> {
-    let at = find(payload, b"\"data\":\"m")? + 9;
+    let at = STAMP.find(payload)? + 9;
     let rest = &payload[at..];
     let t = rest.iter().position(|&b| b == b't')?;
     let msg = parse_u64(&rest[..t])? as u32;
@@ -165,6 +172,8 @@ mod tests {
         let herald = br#"{"type":"message","seq":9,"id":"c3","data":"m42t123456"}"#;
         assert_eq!(message_stamp(herald), Some((42, 123456)));
         let sio = br#"42["message",{"seq":9,"data":"m7t1"}]"#;
+        let ceiling = br#"{"type":"message","data":"m3t99"}"#;
+        assert_eq!(message_stamp(ceiling), Some((3, 99)));
         assert_eq!(message_stamp(sio), Some((7, 1)));
         assert_eq!(message_stamp(br#"{"type":"registered","id":"1"}"#), None);
     }
