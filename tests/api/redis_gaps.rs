@@ -30,6 +30,15 @@ async fn kill(con: &mut redis::aio::MultiplexedConnection, ids: &HashSet<u64>) {
     }
 }
 
+/// A WebSocket as id `u1` on `node`, resumed from `epoch`/`since` with
+/// nothing to replay.
+async fn resumed_u1(node: &crate::helpers::TestApp, epoch: &str, since: u64) -> WsClient {
+    let mut ws = node.ws(&format!("id=u1&since={since}&epoch={epoch}")).await;
+    assert_eq!(ws.recv_json().await["type"], "registered");
+    assert_eq!(ws.recv_json().await["type"], "resumed");
+    ws
+}
+
 /// Reads `ws` into `got` until `done`.
 async fn read(ws: &mut WsClient, got: &mut Received, done: impl Fn(&Received) -> bool) {
     while !done(got) {
@@ -171,9 +180,7 @@ async fn after_redis_restarts_empty_every_session_resumes_once_and_numbering_goe
     };
     let a = redis.node(|_| {}).await;
     let (epoch, start) = a.position().await;
-    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
-    assert_eq!(ws.recv_json().await["type"], "registered");
-    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut ws = resumed_u1(&a, &epoch, start).await;
     let mut newest = 0;
     for _ in 0..3 {
         let (status, body) = a.publish_form(&[("message", "m"), ("id", "u1")]).await;
@@ -297,9 +304,7 @@ async fn a_node_started_after_redis_lost_its_data_numbers_nothing_a_client_misse
     };
     let a = redis.node(|_| {}).await;
     let (epoch, start) = a.position().await;
-    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
-    assert_eq!(ws.recv_json().await["type"], "registered");
-    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut ws = resumed_u1(&a, &epoch, start).await;
     let mut last = start;
     for _ in 0..50 {
         last = to_u1(&a, "old").await;
@@ -355,9 +360,7 @@ async fn a_resume_that_finds_redis_emptied_tells_the_nodes_other_sessions_too() 
     };
     let a = redis.node(|_| {}).await;
     let (epoch, start) = a.position().await;
-    let mut live = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
-    assert_eq!(live.recv_json().await["type"], "registered");
-    assert_eq!(live.recv_json().await["type"], "resumed");
+    let mut live = resumed_u1(&a, &epoch, start).await;
     let sent = to_u1(&a, "before").await;
     assert_eq!(live.recv_json().await["seq"], sent);
 
@@ -381,9 +384,7 @@ async fn a_subscription_that_goes_silent_is_noticed_and_caught_up() {
     let a = redis.node_through(&proxy, |_| {}).await;
     let b = redis.node(|_| {}).await;
     let (epoch, start) = a.position().await;
-    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
-    assert_eq!(ws.recv_json().await["type"], "registered");
-    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut ws = resumed_u1(&a, &epoch, start).await;
 
     // A's subscription carries nothing more, and stays open.
     assert!(proxy.pubsub_seen(), "A's SUBSCRIBE not seen");
@@ -413,9 +414,7 @@ async fn redis_back_with_older_data_is_a_new_epoch_not_a_silent_skip() {
     };
     let a = redis.node(|_| {}).await;
     let (epoch, start) = a.position().await;
-    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
-    assert_eq!(ws.recv_json().await["type"], "registered");
-    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut ws = resumed_u1(&a, &epoch, start).await;
     let saved = to_u1(&a, "in the snapshot").await;
     redis.save().await;
     let mut newest = saved;
@@ -482,9 +481,7 @@ async fn seqs_past_ten_to_the_fourteenth_keep_their_digits() {
         .expect("SET");
     let a = redis.node(|_| {}).await;
     let (epoch, start) = a.position().await;
-    let mut ws = a.ws(&format!("id=u1&since={start}&epoch={epoch}")).await;
-    assert_eq!(ws.recv_json().await["type"], "registered");
-    assert_eq!(ws.recv_json().await["type"], "resumed");
+    let mut ws = resumed_u1(&a, &epoch, start).await;
     for want in [
         99_999_999_999_999u64,
         100_000_000_000_000,

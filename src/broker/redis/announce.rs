@@ -97,7 +97,7 @@ impl RedisBroker {
                                 // Redis lost its data, or came back with
                                 // older data, while this node stayed
                                 // subscribed: a new epoch.
-                                if epoch != standing.epoch()
+                                if !standing.is_epoch(&epoch)
                                     && moved_on(&standing, &mut commands).await.is_err()
                                 {
                                     break;

@@ -50,6 +50,12 @@ impl Standing {
         let _ = self.events.set(events);
     }
 
+    /// Whether `epoch` is the node's, without a copy (checked for every
+    /// announcement).
+    pub(super) fn is_epoch(&self, epoch: &Epoch) -> bool {
+        *self.epoch.read().unwrap_or_else(PoisonError::into_inner) == *epoch
+    }
+
     pub(super) fn epoch(&self) -> Epoch {
         // Nothing panics while the lock is held: a poisoned lock holds a
         // whole value.
