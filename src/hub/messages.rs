@@ -6,6 +6,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use super::backlog::Positioned;
+use super::mailbox::{self, Batch, MailboxSender, Taker};
 use crate::broker::{BrokerError, Missed, Presence, Publication};
 use crate::client_addr::ClientAddr;
 use crate::ids::{ChannelName, ClientId, Epoch, SessionId};
@@ -234,10 +235,9 @@ pub struct Counts {
 
 // ---- to a session --------------------------------------------------------
 
-/// Write this message frame to the client. The frame is shared: cloning it
-/// bumps a reference count.
-#[derive(Message)]
-#[rtype(result = "()")]
+/// A message frame for a session to write, as queued in its mailbox
+/// (`crate::hub::mailbox`). The frame is shared: cloning it bumps a
+/// reference count.
 pub struct Deliver {
     pub seq: u64,
     pub frame: ByteString,
@@ -254,26 +254,30 @@ pub struct Close {
     pub reason: DisconnectReason,
 }
 
-/// The two addresses of one session that `NotifyServer` keeps.
+/// Where `NotifyServer` reaches one session.
 #[derive(Clone)]
 pub struct SessionOutbox {
-    /// Fan-out goes here, with `try_send`, so a full queue is noticed.
-    pub deliver: Recipient<Deliver>,
+    /// Fan-out goes here, without waiting: a full queue is refused.
+    pub frames: MailboxSender,
     /// Control: always queued (`do_send`).
     pub close: Recipient<Close>,
 }
 
 impl SessionOutbox {
-    /// The outbox of the session actor at `addr`.
-    pub fn of<A>(addr: &Addr<A>) -> Self
+    /// Opens the fan-out mailbox of the session actor whose context is
+    /// `ctx`, holding at most `capacity` frames; the actor receives them
+    /// as [`Batch`]es. Also returns what takes the queued frames at once,
+    /// for a session about to close.
+    pub fn open<A>(ctx: &mut A::Context, capacity: usize) -> (Self, Taker)
     where
-        A: Actor + Handler<Deliver> + Handler<Close>,
-        A::Context: actix::dev::ToEnvelope<A, Deliver> + actix::dev::ToEnvelope<A, Close>,
+        A: Actor + StreamHandler<Batch> + Handler<Close>,
+        A::Context: AsyncContext<A> + actix::dev::ToEnvelope<A, Close>,
     {
-        Self {
-            deliver: addr.clone().recipient(),
-            close: addr.clone().recipient(),
-        }
+        let (frames, mailbox) = mailbox::channel(capacity);
+        let taker = mailbox.taker();
+        ctx.add_stream(mailbox);
+        let close = ctx.address().recipient();
+        (Self { frames, close }, taker)
     }
 }
 

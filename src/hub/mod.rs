@@ -9,7 +9,8 @@
 //!  Broker ──Publication(seq, stamped frame)──▶ NotifyServer
 //!            (memory: at once, as publish's answer; Redis: on every node,
 //!             via pub/sub, through `BrokerEvents`, which `NotifyServer` implements)
-//!  NotifyServer ──Deliver(seq, shared frame), try_send──▶ every target session
+//!  NotifyServer ──Deliver(seq, shared frame), pushed to its mailbox──▶ every target session
+//!       (one wake-up per burst; the session takes the burst as one Batch)
 //!  NotifyServer ──Close (slow consumer)──▶ a session whose queue is full
 //! ```
 //!
@@ -36,6 +37,7 @@
 
 pub mod admission;
 pub mod backlog;
+pub mod mailbox;
 pub mod messages;
 pub mod poll;
 pub mod server;

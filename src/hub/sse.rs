@@ -24,6 +24,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytes::Bytes;
@@ -33,9 +34,8 @@ use tokio::sync::oneshot;
 
 use super::admission::SessionStart;
 use super::backlog::{Backlog, SLICE_BYTES};
-use super::messages::{
-    Close, Deliver, Disconnect, DisconnectReason, NotJoined, SessionOutbox, Transport,
-};
+use super::mailbox::{Batch, Taker};
+use super::messages::{Close, Disconnect, DisconnectReason, NotJoined, SessionOutbox, Transport};
 use super::session::SessionSettings;
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
@@ -55,6 +55,9 @@ pub struct SseSession {
     events: mpsc::Sender<Outbound>,
     /// Whether `NotifyServer` knows this session.
     admitted: bool,
+    /// Takes the frames queued in the session's mailbox (open once
+    /// admitted) outside a wake-up, and takes back each batch's buffer.
+    mailbox: Option<Taker>,
     /// Tells the route how the join went, once.
     answered: Option<oneshot::Sender<Result<(), NotJoined>>>,
     end_reason: DisconnectReason,
@@ -92,6 +95,7 @@ impl SseSession {
             epoch: Epoch::default(),
             events,
             admitted: false,
+            mailbox: None,
             answered: Some(answered),
             end_reason: DisconnectReason::ConnectionLost,
         };
@@ -137,7 +141,9 @@ impl SseSession {
                 ctx.stop();
             });
         }
-        let outbox = SessionOutbox::of(&ctx.address());
+        let (outbox, mailbox) =
+            SessionOutbox::open::<Self>(ctx, self.settings.max_pending_messages);
+        self.mailbox = Some(mailbox);
         let connect = admitted.connect(self.session, Transport::EventStream, self.peer, outbox);
         self.admitted = true;
         self.server
@@ -169,7 +175,6 @@ impl Actor for SseSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         // Opens the stream at once, tells EventSource how soon to retry, and
         // the page how often to expect a ping.
         let every = self.settings.heartbeat_interval;
@@ -192,22 +197,44 @@ impl Actor for SseSession {
     }
 }
 
-impl Handler<Deliver> for SseSession {
-    type Result = ();
+impl SseSession {
+    /// Queues each frame `NotifyServer` queued as an event, oldest first.
+    fn write_batch(&mut self, mut batch: Batch, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for msg in batch.drain(..) {
+            let mut event = String::with_capacity(sse::event_capacity(&self.epoch, &msg.frame));
+            sse::write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
+            self.push(Outbound::Event(Bytes::from(event)), ctx);
+            let waited = now.saturating_duration_since(msg.routed_at);
+            self.settings
+                .metrics
+                .publish_to_write
+                .observe(waited.as_secs_f64());
+        }
+        if let Some(mailbox) = &self.mailbox {
+            mailbox.give_back(batch);
+        }
+    }
+}
 
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let mut event = String::with_capacity(sse::event_capacity(&self.epoch, &msg.frame));
-        sse::write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
-        self.push(Outbound::Event(Bytes::from(event)), ctx);
-        let waited = msg.routed_at.elapsed().as_secs_f64();
-        self.settings.metrics.publish_to_write.observe(waited);
+impl StreamHandler<Batch> for SseSession {
+    fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
+        self.write_batch(batch, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The mailbox never ends while the session holds it.
     }
 }
 
 impl Handler<Close> for SseSession {
     type Result = ();
 
+    /// Queues what was queued before the order, then ends.
     fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
+        if let Some(queued) = self.mailbox.as_ref().map(Taker::take) {
+            self.write_batch(queued, ctx);
+        }
         self.end_reason = msg.reason;
         ctx.stop();
     }

@@ -28,14 +28,14 @@ mod waiter;
 
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::Addr;
 
 pub use self::answer::PollAnswer;
 use self::answer::{Answer, State, Waiting};
 pub use self::waiter::PollWaiter;
 use super::admission::Admitted;
 use super::backlog::Backlog;
-use super::messages::{Disconnect, DisconnectReason, NotJoined, Resume, SessionOutbox, Transport};
+use super::messages::{Disconnect, DisconnectReason, NotJoined, Resume, Transport};
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
 use crate::ids::SessionId;
@@ -68,8 +68,7 @@ pub async fn answer(
     request: PollRequest,
     permit: ConnectionPermit,
 ) -> Result<PollAnswer, NotJoined> {
-    let (waiter, first) = PollWaiter::new();
-    let waiter = waiter.start();
+    let (outbox, first) = PollWaiter::start();
     let session = SessionId::next();
     let leave = Leave {
         server: server.clone(),
@@ -83,7 +82,6 @@ pub async fn answer(
     let wait = admitted
         .lifetime()
         .map_or(timeout, |left| left.min(timeout));
-    let outbox = SessionOutbox::of(&waiter);
     let joined = server
         .send(admitted.connect(session, Transport::LongPoll, peer, outbox))
         .await?;

@@ -6,22 +6,44 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 
-use crate::hub::messages::{Close, Deliver};
+use crate::hub::mailbox::{Batch, Taker};
+use crate::hub::messages::{Close, SessionOutbox};
+
+/// Frames a waiter's mailbox holds: it answers with the first and stops.
+const WAITER_CAPACITY: usize = 16;
 
 pub struct PollWaiter {
     answer: Option<oneshot::Sender<(u64, ByteString)>>,
+    mailbox: Taker,
 }
 
 impl PollWaiter {
-    /// A waiter and the receiving end of its one message.
-    pub fn new() -> (Self, oneshot::Receiver<(u64, ByteString)>) {
+    /// Starts a waiter; returns its outbox for `NotifyServer` (which keeps
+    /// it alive) and the receiving end of its one message.
+    pub fn start() -> (SessionOutbox, oneshot::Receiver<(u64, ByteString)>) {
         let (answer, receiver) = oneshot::channel();
-        (
+        let mut opened = None;
+        Self::create(|ctx| {
+            let (outbox, mailbox) = SessionOutbox::open::<Self>(ctx, WAITER_CAPACITY);
+            opened = Some(outbox);
             Self {
                 answer: Some(answer),
-            },
-            receiver,
-        )
+                mailbox,
+            }
+        });
+        let Some(outbox) = opened else {
+            unreachable!("Actor::create runs its closure before returning");
+        };
+        (outbox, receiver)
+    }
+
+    /// Hands the first of `batch` to the waiting request, and stops.
+    fn answer(&mut self, mut batch: Batch, ctx: &mut Context<Self>) {
+        if let (Some(answer), Some(first)) = (self.answer.take(), batch.pop_front()) {
+            // The request may be gone already; then there is nobody to tell.
+            let _ = answer.send((first.seq, first.frame));
+        }
+        ctx.stop();
     }
 }
 
@@ -29,22 +51,18 @@ impl Actor for PollWaiter {
     type Context = Context<Self>;
 }
 
-impl Handler<Deliver> for PollWaiter {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        if let Some(answer) = self.answer.take() {
-            // The request may be gone already; then there is nobody to tell.
-            let _ = answer.send((msg.seq, msg.frame));
-        }
-        ctx.stop();
+impl StreamHandler<Batch> for PollWaiter {
+    fn handle(&mut self, batch: Batch, ctx: &mut Context<Self>) {
+        self.answer(batch, ctx);
     }
 }
 
 impl Handler<Close> for PollWaiter {
     type Result = ();
 
+    /// Answers with a frame queued before the order, if any, and stops.
     fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
-        ctx.stop();
+        let queued = self.mailbox.take();
+        self.answer(queued, ctx);
     }
 }

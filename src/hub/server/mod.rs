@@ -399,7 +399,8 @@ mod tests {
     use super::*;
     use crate::broker::MemoryBroker;
     use crate::history::HistoryLimits;
-    use crate::hub::messages::{Deliver, Transport};
+    use crate::hub::mailbox::{self, Batch, Mailbox};
+    use crate::hub::messages::Transport;
     use crate::ids::{ChannelName, ClientId};
     use serde_json::value::RawValue;
     use std::sync::Mutex;
@@ -414,10 +415,12 @@ mod tests {
         type Context = Context<Self>;
     }
 
-    impl Handler<Deliver> for Probe {
-        type Result = ();
-        fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
-            self.seqs.lock().unwrap().push(msg.seq);
+    impl StreamHandler<Batch> for Probe {
+        fn handle(&mut self, batch: Batch, _: &mut Context<Self>) {
+            self.seqs
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|d| d.seq));
         }
     }
 
@@ -444,11 +447,24 @@ mod tests {
         pub(super) joined: Joined,
     }
 
-    pub(super) fn outbox<A>(addr: Addr<A>) -> SessionOutbox
-    where
-        A: Actor<Context = Context<A>> + Handler<Deliver> + Handler<Close>,
-    {
-        SessionOutbox::of(&addr)
+    /// A running probe's outbox, and the seqs it records.
+    pub(super) fn probe() -> (SessionOutbox, Arc<Mutex<Vec<u64>>>) {
+        let probe = Probe::default();
+        let seqs = probe.seqs.clone();
+        let mut opened = None;
+        Probe::create(|ctx| {
+            opened = Some(SessionOutbox::open::<Probe>(ctx, 16).0);
+            probe
+        });
+        (opened.unwrap(), seqs)
+    }
+
+    /// An outbox whose session never takes its frames (the mailbox is
+    /// returned, never polled), holding at most `capacity`.
+    pub(super) fn stuck(capacity: usize) -> (SessionOutbox, Mailbox) {
+        let (frames, mailbox) = mailbox::channel(capacity);
+        let close = Probe::default().start().recipient();
+        (SessionOutbox { frames, close }, mailbox)
     }
 
     pub(super) async fn connect(
@@ -457,15 +473,14 @@ mod tests {
         channels: &[&str],
         resume: Option<u64>,
     ) -> Started {
-        let probe = Probe::default();
-        let seqs = probe.seqs.clone();
+        let (outbox, seqs) = probe();
         let session = SessionId::next();
         let joined = server
             .send(Connect {
                 session,
                 transport: Transport::WebSocket,
                 peer: None,
-                outbox: outbox(probe.start()),
+                outbox,
                 id: id.map(|i| ClientId::parse(i).unwrap()),
                 channels: channels.iter().map(|c| channel(c)).collect(),
                 resume: resume.map(|since| Position::new(EPOCH.into(), since).unwrap()),
@@ -626,15 +641,15 @@ mod tests {
         let server = server();
         let healthy = connect(&server, None, &[], None).await;
 
-        // A session whose actor never runs: its mailbox fills and stays full.
-        let mut stuck: Context<Probe> = Context::new();
-        stuck.set_mailbox_capacity(1);
+        // A session that never takes its frames: its mailbox fills and
+        // stays full.
+        let (outbox, stuck) = stuck(1);
         server
             .send(Connect {
                 session: SessionId::next(),
                 transport: Transport::WebSocket,
                 peer: None,
-                outbox: outbox(stuck.address()),
+                outbox,
                 id: None,
                 channels: vec![],
                 resume: None,
@@ -656,20 +671,20 @@ mod tests {
     #[actix::test]
     async fn a_closed_mailbox_is_deregistered_on_delivery() {
         let server = server();
-        let ctx: Context<Probe> = Context::new();
+        let (outbox, mailbox) = stuck(4);
         server
             .send(Connect {
                 session: SessionId::next(),
                 transport: Transport::WebSocket,
                 peer: None,
-                outbox: outbox(ctx.address()),
+                outbox,
                 id: None,
                 channels: vec![],
                 resume: None,
             })
             .await
             .unwrap();
-        drop(ctx);
+        drop(mailbox);
         assert_eq!(broadcast(&server).await.delivered, Some(0));
         assert_eq!(counts(&server).await.sessions, 0);
     }

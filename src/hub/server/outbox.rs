@@ -5,10 +5,9 @@
 //! and a session: the session actor's mailbox ([`SessionOutbox`]) when
 //! herald runs, a plain queue in tests. `Registry` is generic over it
 //! rather than boxing it, so a delivery costs what the outbox's own send
-//! costs: for a mailbox, a reference-count bump and a queue push.
+//! costs: for a session, a reference-count bump and a queue push.
 
-use actix::dev::SendError;
-
+use crate::hub::mailbox::Refused;
 use crate::hub::messages::{Close, Deliver, DisconnectReason, SessionOutbox};
 use crate::protocol::close_code;
 
@@ -47,16 +46,16 @@ impl Failed {
     }
 }
 
-/// A session actor's mailbox: frames with `try_send`, so a full queue is
-/// noticed; the close order with `do_send`, so it always gets through.
+/// A session actor: frames pushed to its mailbox (`crate::hub::mailbox`),
+/// so a full queue is noticed; the close order with `do_send`, so it
+/// always gets through.
 impl Outbox for SessionOutbox {
     #[inline]
     fn deliver(&self, deliver: Deliver) -> Result<(), Failed> {
-        match self.deliver.try_send(deliver) {
-            Ok(()) => Ok(()),
-            Err(SendError::Full(_)) => Err(Failed::QueueFull),
-            Err(SendError::Closed(_)) => Err(Failed::Closed),
-        }
+        self.frames.push(deliver).map_err(|refused| match refused {
+            Refused::Full => Failed::QueueFull,
+            Refused::Closed => Failed::Closed,
+        })
     }
 
     fn close(&self, close: Close) {

@@ -283,8 +283,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::{
-        broadcast, channel, connect, counts, direct, frame, handled, outbox, replayed, server,
-        Probe, EPOCH,
+        broadcast, channel, connect, counts, direct, frame, handled, probe, replayed, server, EPOCH,
     };
     use super::super::NotifyServer;
     use super::*;
@@ -366,7 +365,7 @@ mod tests {
                 session,
                 transport: Transport::WebSocket,
                 peer: None,
-                outbox: outbox(Probe::default().start()),
+                outbox: probe().0,
                 id: None,
                 channels: vec![],
                 resume: Some(Position::new("other".into(), 1).unwrap()),

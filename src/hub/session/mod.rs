@@ -36,9 +36,9 @@ use self::machine::{Action, Actions, Machine};
 use self::wire::{close_frame, echoed, ClientMessages, Incoming};
 use super::admission::{Admission, Admitted, SessionStart};
 use super::backlog::Backlog;
+use super::mailbox::{Batch, Taker};
 use super::messages::{
-    Close, Deliver, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe, Transport,
-    Unsubscribe,
+    Close, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe, Transport, Unsubscribe,
 };
 use super::NotifyServer;
 use crate::client_addr::ClientAddr;
@@ -82,6 +82,9 @@ pub struct WsSession {
     end_reason: DisconnectReason,
     /// The close code herald sent, or the client's, for the log.
     end_code: Option<u16>,
+    /// Takes the frames queued in the session's mailbox (open once
+    /// admitted) outside a wake-up, and takes back each batch's buffer.
+    mailbox: Option<Taker>,
     /// Holds this connection's place under `max_connections`; freed when
     /// the session is dropped.
     _permit: ConnectionPermit,
@@ -109,6 +112,7 @@ impl WsSession {
             last_heard: now,
             end_reason: DisconnectReason::ConnectionLost,
             end_code: None,
+            mailbox: None,
             _permit: permit,
         }
     }
@@ -149,7 +153,8 @@ impl WsSession {
     /// nothing else until the answer is written, so the replay comes before
     /// any live message.
     fn join(&mut self, mut admitted: Admitted, ctx: &mut ws::WebsocketContext<Self>) {
-        let outbox = SessionOutbox::of(&ctx.address());
+        let (outbox, taker) = SessionOutbox::open::<Self>(ctx, self.settings.max_pending_messages);
+        self.mailbox = Some(taker);
         let connect = admitted.connect(self.session, Transport::WebSocket, self.peer, outbox);
         self.server
             .send(connect)
@@ -306,7 +311,6 @@ impl Actor for WsSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.settings.max_pending_messages);
         ctx.run_interval(self.settings.heartbeat_interval, Self::heartbeat);
         // A session that must bring a token, or asked to be admitted with its
         // first register frame, waits for that frame; the heartbeat ends the
@@ -367,20 +371,43 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     }
 }
 
-impl Handler<Deliver> for WsSession {
-    type Result = ();
+impl WsSession {
+    /// Writes the frames `NotifyServer` queued, oldest first: the context
+    /// encodes them into one chunk, written at once.
+    fn write_batch(&mut self, mut batch: Batch, ctx: &mut ws::WebsocketContext<Self>) {
+        let now = Instant::now();
+        for deliver in batch.drain(..) {
+            ctx.text(deliver.frame);
+            let waited = now.saturating_duration_since(deliver.routed_at);
+            self.settings
+                .metrics
+                .publish_to_write
+                .observe(waited.as_secs_f64());
+        }
+        if let Some(mailbox) = &self.mailbox {
+            mailbox.give_back(batch);
+        }
+    }
+}
 
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        ctx.text(msg.frame);
-        let waited = msg.routed_at.elapsed().as_secs_f64();
-        self.settings.metrics.publish_to_write.observe(waited);
+impl StreamHandler<Batch> for WsSession {
+    fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
+        self.write_batch(batch, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // The mailbox never ends while the session holds it.
     }
 }
 
 impl Handler<Close> for WsSession {
     type Result = ();
 
+    /// Writes what was queued before the order, then closes.
     fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
+        if let Some(queued) = self.mailbox.as_ref().map(Taker::take) {
+            self.write_batch(queued, ctx);
+        }
         self.close(ctx, msg.code, msg.reason);
     }
 }
