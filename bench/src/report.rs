@@ -84,8 +84,8 @@ const CEILING: &str = "ceiling";
 pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> {
     let groups = load(input)?;
     let mut md = String::from(
-        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | generator CPU |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | POST p50 ms | POST p99 ms | generator CPU |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((scenario, server, clients), group) in &groups {
         let (field, unit) = headline(scenario);
@@ -101,7 +101,7 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
         };
         let ms = |f: &str| fmt(group.median(f) / 1000.0);
         md.push_str(&format!(
-            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} |\n",
+            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} | {} | {} |\n",
             group.runs.len(),
             group.rejected.len(),
             fmt(value),
@@ -109,6 +109,8 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
             ms("p99_us"),
             ms("p999_us"),
             ms("max_us"),
+            ms("post_p50_us"),
+            ms("post_p99_us"),
             generator_cpu(group),
         ));
     }
@@ -116,7 +118,9 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
         "\n÷ ceiling: the median headline over the ceiling server's (bench/src/bin/ceiling.rs) in the \
          same scenario; for idle (bytes per connection) lower is better. generator CPU: the highest \
          share of one core the load generator used over the measured phase, among all runs of the \
-         row (valid and invalid; a run above 90 % is invalid).\n",
+         row (valid and invalid; a run above 90 % is invalid). POST: the publisher's round trip \
+         (request sent to answer read) while the server fans out; delivery latencies (p50 to max) \
+         are from the publish to the client's read.\n",
     );
     std::fs::write(markdown, md).map_err(|e| format!("{}: {e}", markdown.display()))?;
     draw(&groups, chart).map_err(|e| format!("{}: {e}", chart.display()))

@@ -185,6 +185,10 @@ pub struct Report {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// Publish round trips (POST sent to answer read), in microseconds:
+    /// how long a main site waits on the server while it fans out.
+    pub post_p50_us: u64,
+    pub post_p99_us: u64,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_connection_bytes: u64,
@@ -351,6 +355,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         phase_start = (cpu_time(), Instant::now());
         shared.tally.borrow_mut().first_publish = Some(Instant::now());
         let next = Rc::new(Cell::new(0usize));
+        let posts = Rc::new(RefCell::new(Histogram::<u64>::new(3).expect("histogram")));
         let publishers = opts.publishers.max(1);
         let interval =
             (opts.rate > 0.0).then(|| Duration::from_secs_f64(publishers as f64 / opts.rate));
@@ -358,6 +363,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         for _ in 0..publishers {
             let shared = shared.clone();
             let next = next.clone();
+            let posts = posts.clone();
             handles.push(tokio::task::spawn_local(async move {
                 let mut publisher = Publisher::connect(shared.server).await?;
                 let mut ticker = interval.map(tokio::time::interval);
@@ -371,7 +377,11 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
                         ticker.tick().await;
                     }
                     let body = shared.plan.body(n, shared.now_us());
+                    let sent = Instant::now();
                     publisher.post(&body).await?;
+                    let took = sent.elapsed().as_micros() as u64;
+                    // Saturated at an hour: a round trip is never longer.
+                    let _ = posts.borrow_mut().record(took.clamp(1, 3_600_000_000));
                 }
             }));
         }
@@ -405,6 +415,11 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
                 Ok(Err(e)) => report.note = format!("publisher: {e}"),
                 Err(e) => report.note = format!("publisher task: {e}"),
             }
+        }
+        let posts = posts.borrow();
+        if !posts.is_empty() {
+            report.post_p50_us = posts.value_at_quantile(0.50);
+            report.post_p99_us = posts.value_at_quantile(0.99);
         }
         wait_until(
             &shared,
