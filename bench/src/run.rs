@@ -416,10 +416,12 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
                 Err(e) => report.note = format!("publisher task: {e}"),
             }
         }
-        let posts = posts.borrow();
-        if !posts.is_empty() {
-            report.post_p50_us = posts.value_at_quantile(0.50);
-            report.post_p99_us = posts.value_at_quantile(0.99);
+        {
+            let posts = posts.borrow();
+            if !posts.is_empty() {
+                report.post_p50_us = posts.value_at_quantile(0.50);
+                report.post_p99_us = posts.value_at_quantile(0.99);
+            }
         }
         wait_until(
             &shared,
