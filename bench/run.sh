@@ -89,11 +89,12 @@ for server in $servers; do
   else
     run "$server" --scenario idle --clients 10000 --hold-secs 5
     run "$server" --scenario connect --clients 5000
-    for clients in 1000 2000 5000; do
+    for clients in 1000 5000 10000; do
       run "$server" --scenario broadcast --clients "$clients" --messages $((200000 / clients))
     done
     run "$server" --scenario direct --clients 1000 --messages 50000 --publishers 8
-    run "$server" --scenario channel --clients 5000 --channel-size 100 --messages 2000 --publishers 4
+    # 1,000 channels of 10 subscribers, publishes spread over them.
+    run "$server" --scenario channel --clients 10000 --channel-size 10 --messages 20000 --publishers 4
     run "$server" --scenario paced --clients 1000 --messages 100 --rate 10
   fi
 done

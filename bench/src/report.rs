@@ -84,8 +84,8 @@ const CEILING: &str = "ceiling";
 pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> {
     let groups = load(input)?;
     let mut md = String::from(
-        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | POST p50 ms | POST p99 ms | generator CPU |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | POST p50 ms | POST p99 ms | server CPU at idle | generator CPU |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((scenario, server, clients), group) in &groups {
         let (field, unit) = headline(scenario);
@@ -101,7 +101,7 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
         };
         let ms = |f: &str| fmt(group.median(f) / 1000.0);
         md.push_str(&format!(
-            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             group.runs.len(),
             group.rejected.len(),
             fmt(value),
@@ -111,6 +111,11 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
             ms("max_us"),
             ms("post_p50_us"),
             ms("post_p99_us"),
+            if scenario == "idle" {
+                format!("{:.1} %", group.median("server_idle_cpu") * 100.0)
+            } else {
+                String::from("–")
+            },
             generator_cpu(group),
         ));
     }
@@ -120,7 +125,8 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
          share of one core the load generator used over the measured phase, among all runs of the \
          row (valid and invalid; a run above 90 % is invalid). POST: the publisher's round trip \
          (request sent to answer read) while the server fans out; delivery latencies (p50 to max) \
-         are from the publish to the client's read.\n",
+         are from the publish to the client's read. server CPU at idle: the server's CPU over the idle \
+         hold, as a share of one core (heartbeats and timers only).\n",
     );
     std::fs::write(markdown, md).map_err(|e| format!("{}: {e}", markdown.display()))?;
     draw(&groups, chart).map_err(|e| format!("{}: {e}", chart.display()))

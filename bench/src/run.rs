@@ -192,6 +192,9 @@ pub struct Report {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_connection_bytes: u64,
+    /// Idle scenario: the server's CPU over the hold (share of one core),
+    /// all of it heartbeats and timers.
+    pub server_idle_cpu: f64,
     pub generator_cpu: f64,
     /// Storm scenario: seconds from the storm until every client was back
     /// and resumed; reconnections refused meanwhile; resumes that reset.
@@ -236,6 +239,18 @@ fn cpu_time() -> Duration {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time the server process has used, all threads (utime + stime from
+/// /proc/<pid>/stat, in USER_HZ ticks of 10 ms).
+pub fn server_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields count from after its ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Waits until `done` holds, or `timeout` passes without `progress` moving.
@@ -339,7 +354,14 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
     }
 
     if scenario == "idle" {
+        let before = opts.server_pid.and_then(server_cpu);
+        let held = Instant::now();
         tokio::time::sleep(opts.hold).await;
+        let after = opts.server_pid.and_then(server_cpu);
+        if let (Some(before), Some(after)) = (before, after) {
+            let used = after.saturating_sub(before).as_secs_f64();
+            report.server_idle_cpu = used / held.elapsed().as_secs_f64().max(1e-9);
+        }
     }
     report.rss_after_kib = opts.server_pid.map(rss_kib).unwrap_or(0);
     if n > 0 {
@@ -530,5 +552,20 @@ mod tests {
         assert!(plan.addressed(Target::Channel(2), 9));
         assert!(!plan.addressed(Target::Channel(2), 7));
         assert_eq!(plan.body(1, 77), "message=m1t77&id=c3");
+    }
+
+    #[test]
+    fn the_cpu_time_of_a_process_is_read_from_proc() {
+        let mine = server_cpu(std::process::id()).expect("our own /proc/<pid>/stat");
+        // Burn a little CPU: the figure moves.
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let later = server_cpu(std::process::id()).expect("our own /proc/<pid>/stat");
+        assert!(later > mine, "{later:?} after {mine:?}");
+        assert!(server_cpu(u32::MAX).is_none());
     }
 }
