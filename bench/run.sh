@@ -102,7 +102,7 @@ done
 # The most connections this machine allows one process (RLIMIT_NOFILE is
 # 20000 here, and cannot be raised), all receiving broadcasts.
 if [ "$mode" = full ] && [[ " $servers " == *" herald "* ]]; then
-  max=$(( $(ulimit -n) - 200 ))
+  max=17000
   echo "== herald, $max connections"
   run herald --scenario broadcast --clients "$max" --messages 5 --connect-concurrency 512
 fi

@@ -29,9 +29,11 @@
 //! `WsSession` ([`session`]) owns one WebSocket, `SseSession` ([`sse`]) one
 //! event stream, `PollWaiter` ([`poll`]) one waiting long-poll request,
 //! whose answer body (`PollAnswer`) waits for it. The messages between
-//! them are in [`messages`]. Who a client is, what it may join, how long it
-//! may stay and which frames answer its join are decided for every
-//! transport in one place ([`admission`]). What a session owes its client
+//! them are in [`messages`]; the frames `NotifyServer` fans out to a
+//! session go through its [`mailbox`] instead, one wake-up per burst.
+//! Who a client is, what it may join, how long it may stay and which
+//! frames answer its join are decided for every transport in one place
+//! ([`admission`]). What a session owes its client
 //! when it joins (a replay above all) goes out a slice at a time, as
 //! the client reads ([`backlog`]).
 

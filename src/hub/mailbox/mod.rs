@@ -19,7 +19,7 @@
 //! refused as [`Refused::Closed`].
 //!
 //! The wake-up itself goes through the session's worker thread
-//! ([`worker`]): one cross-thread wake-up per fan-out and worker, then
+//! (`worker.rs`): one cross-thread wake-up per fan-out and worker, then
 //! each session woken from its own thread.
 
 mod worker;
