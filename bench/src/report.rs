@@ -120,7 +120,9 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
          share of one core the load generator used over the measured phase, among all runs of the \
          row (valid and invalid; a run above 90 % is invalid). POST: the publisher's round trip \
          (request sent to answer read) while the server fans out; delivery latencies (p50 to max) \
-         are from the publish to the client's read.\n",
+         are from the publish to the client's read. herald-redis: two herald nodes on one Redis \
+         (all three on the server's core), clients spread over both, publishers on the first; its \
+         memory is the two nodes'.\n",
     );
     std::fs::write(markdown, md).map_err(|e| format!("{}: {e}", markdown.display()))?;
     draw(&groups, chart).map_err(|e| format!("{}: {e}", chart.display()))
