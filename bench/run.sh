@@ -4,13 +4,21 @@
 # Socket.IO 4 (bench/socketio), each started fresh for every run and pinned
 # to SERVER_CPU (default CPU 0), with the load generator pinned to
 # GENERATOR_CPU (default CPU 1), where it runs on one thread.
+# herald-redis (in the default list when redis-server is installed; about
+# a minute of the full suite): two herald nodes on one private
+# redis-server (REDIS_PORT, default 6391, no persistence), all three pinned
+# to SERVER_CPU, on PORT and PORT+1 (bench/herald-redis.toml); clients are
+# spread over both nodes and publishers POST to the first, so every message
+# goes through Redis and half the deliveries cross from one node to the
+# other. Its memory figures are the two nodes' (Redis's is not counted).
 # Writes JSON lines, a Markdown summary of medians (each divided by the
 # ceiling's, with the generator's CPU share) and a chart.
 #
-#   bench/run.sh            full suite, 3 repeats (about 15 minutes)
+#   bench/run.sh            full suite, 3 repeats (about 16 minutes)
 #   bench/run.sh quick      small sizes, 1 repeat (about a minute)
 #   REPEATS=5 bench/run.sh  more repeats
 #   SERVERS="herald ceiling" bench/run.sh
+#   SERVERS="herald herald-redis" bench/run.sh quick
 #   SCENARIOS="broadcast paced" bench/run.sh   only these scenarios
 #
 # The ceiling speaks no channels, so it has no channel scenario (that row
@@ -21,10 +29,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-full}
-servers=${SERVERS:-herald ceiling socketio}
+default_servers="herald ceiling socketio"
+if command -v redis-server >/dev/null; then
+  default_servers+=" herald-redis"
+elif [ -z "${SERVERS:-}" ]; then
+  echo "redis-server is not installed: herald-redis is left out" >&2
+fi
+servers=${SERVERS:-$default_servers}
 server_cpu=${SERVER_CPU:-0}
 generator_cpu=${GENERATOR_CPU:-1}
 port=${PORT:-8011}
+redis_port=${REDIS_PORT:-6391}
 if [ "$mode" = quick ]; then repeats=${REPEATS:-1}; else repeats=${REPEATS:-3}; fi
 
 cargo build --release -p herald -p herald-bench
@@ -36,9 +51,61 @@ out=bench/results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 echo "results: $out"
 
-server_pid=
+# Every process of the server under test; the generator is given the
+# addresses it answers on (clients round-robin, publishers on the first).
+server_pids=()
+addrs=()
+# Waits until GET /health on port $1 answers (and holds $2, if given).
+wait_health() {
+  local body
+  for _ in $(seq 100); do
+    if body=$(curl -sf "http://127.0.0.1:$1/health" 2>/dev/null) && [[ $body == *"${2:-}"* ]]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+redis_ping() { [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ]; }
+
+start_redis_nodes() {
+  if redis_ping; then
+    echo "a Redis already answers on port $redis_port: set REDIS_PORT" >&2
+    return 1
+  fi
+  taskset -c "$server_cpu" redis-server --port "$redis_port" --bind 127.0.0.1 \
+    --save "" --appendonly no --dir "$out" >>"$out/redis.log" 2>&1 &
+  server_pids=($!)
+  local tries=0
+  until redis_ping; do
+    if ((++tries > 100)); then
+      echo "redis-server did not start on port $redis_port" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  local node
+  for node in "$port" "$((port + 1))"; do
+    HERALD_BROKER__URL=redis://127.0.0.1:$redis_port taskset -c "$server_cpu" \
+      target/release/herald --config bench/herald-redis.toml --port "$node" \
+      >>"$out/herald-redis.log" 2>&1 &
+    server_pids+=($!)
+    addrs+=(--addr "127.0.0.1:$node" --server-pid "$!")
+  done
+  for node in "$port" "$((port + 1))"; do
+    if ! wait_health "$node" '"broker_connected":true'; then
+      echo "herald-redis node on $node did not start" >&2
+      return 1
+    fi
+  done
+}
+
 start_server() {
+  server_pids=()
+  addrs=()
   case $1 in
+    herald-redis) start_redis_nodes; return ;;
     herald) taskset -c "$server_cpu" target/release/herald --config bench/herald.toml --port "$port" \
               >>"$out/herald.log" 2>&1 & ;;
     ceiling) PORT=$port taskset -c "$server_cpu" target/release/ceiling-server \
@@ -46,18 +113,21 @@ start_server() {
     socketio) taskset -c "$server_cpu" node bench/socketio/server.js --port "$port" \
               >>"$out/socketio.log" 2>&1 & ;;
   esac
-  server_pid=$!
-  for _ in $(seq 100); do
-    if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then return 0; fi
-    sleep 0.1
-  done
+  server_pids=($!)
+  addrs=(--addr "127.0.0.1:$port" --server-pid "$!")
+  if wait_health "$port"; then return 0; fi
   echo "$1 did not start" >&2
   return 1
 }
 
+# Stops the herald nodes before their Redis, so none of them sees it go.
 stop_server() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  local i
+  for ((i = ${#server_pids[@]} - 1; i >= 0; i--)); do
+    kill "${server_pids[i]}" 2>/dev/null || true
+    wait "${server_pids[i]}" 2>/dev/null || true
+  done
+  server_pids=()
 }
 trap stop_server EXIT
 
@@ -68,11 +138,16 @@ run() {
   local server=$1; shift
   [[ " $scenarios " == *" $2 "* ]] || return 0
   [ "$server" = ceiling ] && [ "$2" = channel ] && return 0
-  local flavor=$server
+  # On Redis: the scenarios that publish, and broadcast to 1000 clients.
+  if [ "$server" = herald-redis ]; then
+    case $2 in idle | connect) return 0 ;; esac
+    [ "$mode" = full ] && [ "$2" = broadcast ] && [ "$4" != 1000 ] && return 0
+  fi
+  local flavor=${server%-redis}
   for _ in $(seq "$repeats"); do
     start_server "$server"
-    if ! taskset -c "$generator_cpu" target/release/herald-bench run --addr "127.0.0.1:$port" \
-         --flavor "$flavor" --label "$server" --server-pid "$server_pid" "$@" >>"$out/results.jsonl"; then
+    if ! taskset -c "$generator_cpu" target/release/herald-bench run "${addrs[@]}" \
+         --flavor "$flavor" --label "$server" "$@" >>"$out/results.jsonl"; then
       echo "invalid run: $server $*" >&2
     fi
     stop_server

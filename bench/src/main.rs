@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! herald-bench run --addr 127.0.0.1:8001 --scenario broadcast --clients 1000 --messages 200
+//! herald-bench run --addr 127.0.0.1:8101 --addr 127.0.0.1:8102 --scenario direct --messages 5000
 //! herald-bench report --input results.jsonl --markdown summary.md --chart chart.svg
 //! ```
 
@@ -45,9 +46,11 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The server's address.
-    #[arg(long, default_value = "127.0.0.1:8001")]
-    addr: SocketAddr,
+    /// The server's address. Given more than once (the nodes of one
+    /// cluster, such as herald nodes on one Redis), clients are spread
+    /// round-robin over the addresses and publishers POST to the first only.
+    #[arg(long = "addr", value_name = "ADDR", default_value = "127.0.0.1:8001", action = clap::ArgAction::Append)]
+    addrs: Vec<SocketAddr>,
     /// The protocol it speaks.
     #[arg(long, value_enum, default_value = "herald")]
     flavor: Flavor,
@@ -71,9 +74,11 @@ struct RunArgs {
     /// Messages per second (paced scenario).
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
-    /// The server's process id, to read its memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's process id, to read its memory. Given more than once
+    /// (one per node), the report sums their memory (`rss_processes` says
+    /// over how many).
+    #[arg(long, action = clap::ArgAction::Append)]
+    server_pid: Vec<u32>,
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 256)]
     connect_concurrency: usize,
@@ -113,30 +118,38 @@ struct SoakArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => on_one_thread(async move {
-            let rate = if matches!(args.scenario.as_str(), "paced" | "storm") {
-                args.rate
-            } else {
-                0.0
+        Command::Run(args) => {
+            let Some((&server, more_nodes)) = args.addrs.split_first() else {
+                eprintln!("herald-bench: no --addr");
+                return ExitCode::FAILURE;
             };
-            let plan = run::plan(
-                &args.scenario,
-                args.clients,
-                args.messages,
-                args.channel_size,
-            );
-            let opts = run::Options {
-                server: args.addr,
-                flavor: args.flavor,
-                server_pid: args.server_pid,
-                connect_concurrency: args.connect_concurrency,
-                publishers: args.publishers,
-                rate,
-                drain: Duration::from_secs(10),
-                hold: Duration::from_secs(args.hold_secs),
-            };
-            run::run(&args.scenario, &args.label, plan, opts).await
-        }),
+            let more_nodes = more_nodes.to_vec();
+            on_one_thread(async move {
+                let rate = if matches!(args.scenario.as_str(), "paced" | "storm") {
+                    args.rate
+                } else {
+                    0.0
+                };
+                let plan = run::plan(
+                    &args.scenario,
+                    args.clients,
+                    args.messages,
+                    args.channel_size,
+                );
+                let opts = run::Options {
+                    server,
+                    more_nodes,
+                    flavor: args.flavor,
+                    server_pids: args.server_pid,
+                    connect_concurrency: args.connect_concurrency,
+                    publishers: args.publishers,
+                    rate,
+                    drain: Duration::from_secs(10),
+                    hold: Duration::from_secs(args.hold_secs),
+                };
+                run::run(&args.scenario, &args.label, plan, opts).await
+            })
+        }
         Command::Soak(args) => {
             let options = soak::SoakOptions {
                 server: args.addr,

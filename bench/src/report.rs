@@ -126,7 +126,9 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
          row (valid and invalid; a run above 90 % is invalid). POST: the publisher's round trip \
          (request sent to answer read) while the server fans out; delivery latencies (p50 to max) \
          are from the publish to the client's read. server CPU at idle: the server's CPU over the idle \
-         hold, as a share of one core (heartbeats and timers only).\n",
+         hold, as a share of one core (heartbeats and timers only). herald-redis: two herald nodes \
+         on one Redis (all three on the server's core), clients spread over both, publishers on the \
+         first; its memory is the two nodes'.\n",
     );
     std::fs::write(markdown, md).map_err(|e| format!("{}: {e}", markdown.display()))?;
     draw(&groups, chart).map_err(|e| format!("{}: {e}", chart.display()))

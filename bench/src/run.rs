@@ -106,7 +106,11 @@ struct Tally {
 struct Shared {
     base: Instant,
     plan: Plan,
-    server: SocketAddr,
+    /// The nodes clients connect to, round-robin; publishers POST to the
+    /// first.
+    nodes: Vec<SocketAddr>,
+    /// Clients registered on each node.
+    per_node: Vec<Cell<usize>>,
     flavor: Flavor,
     /// The storm scenario: clients watch for the storm and keep their
     /// position.
@@ -129,6 +133,19 @@ struct Shared {
 impl Shared {
     fn now_us(&self) -> u64 {
         self.base.elapsed().as_micros() as u64
+    }
+
+    /// The node client `client` connects to.
+    fn node_of(&self, client: usize) -> SocketAddr {
+        self.nodes[client % self.nodes.len()]
+    }
+
+    /// Counts client `client` as registered.
+    fn registered(&self, client: usize) {
+        self.ready.set(self.ready.get() + 1);
+        let node = &self.per_node[client % self.nodes.len()];
+        node.set(node.get() + 1);
+        self.changed.notify_waiters();
     }
 
     /// Counts message `msg` (sent at `sent_us`) as received by `client` at
@@ -171,6 +188,10 @@ pub struct Report {
     pub messages: usize,
     pub publishers: usize,
     pub channel_size: usize,
+    /// Nodes the clients were spread over, and how many registered on each
+    /// (in the order of `--addr`; publishers POST to the first).
+    pub nodes: usize,
+    pub clients_per_node: Vec<usize>,
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
@@ -189,8 +210,11 @@ pub struct Report {
     /// how long a main site waits on the server while it fans out.
     pub post_p50_us: u64,
     pub post_p99_us: u64,
+    /// Resident memory summed over every server process given
+    /// (`rss_processes` of them: one per node).
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    pub rss_processes: usize,
     pub rss_per_connection_bytes: u64,
     /// Idle scenario: the server's CPU over the hold (share of one core),
     /// all of it heartbeats and timers.
@@ -207,9 +231,14 @@ pub struct Report {
 
 /// Settings of one run.
 pub struct Options {
+    /// Where publishers POST, and the first node clients connect to.
     pub server: SocketAddr,
+    /// Further nodes of the same cluster: clients are spread round-robin
+    /// over `server` and these.
+    pub more_nodes: Vec<SocketAddr>,
     pub flavor: Flavor,
-    pub server_pid: Option<u32>,
+    /// The server's processes (one per node), whose memory is summed.
+    pub server_pids: Vec<u32>,
     pub connect_concurrency: usize,
     pub publishers: usize,
     /// Messages per second for the paced scenario; 0: as fast as possible.
@@ -229,6 +258,11 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Resident memory summed over processes, in KiB.
+fn total_rss_kib(pids: &[u32]) -> u64 {
+    pids.iter().map(|&pid| rss_kib(pid)).sum()
 }
 
 /// CPU time used by this process so far.
@@ -288,6 +322,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         messages: plan.messages.len(),
         publishers: opts.publishers,
         channel_size: plan.channel_size,
+        rss_processes: opts.server_pids.len(),
         ..Report::default()
     };
     let words = plan.messages.len().div_ceil(64).max(1);
@@ -305,7 +340,10 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
             latency_us: Histogram::new(3).expect("histogram"),
             seen: vec![vec![0u64; words]; plan.clients],
         }),
-        server: opts.server,
+        nodes: std::iter::once(opts.server)
+            .chain(opts.more_nodes.iter().copied())
+            .collect(),
+        per_node: (0..=opts.more_nodes.len()).map(|_| Cell::new(0)).collect(),
         flavor: opts.flavor,
         storming: scenario == "storm",
         plan,
@@ -318,7 +356,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         resumed: Cell::new(0),
         resets: Cell::new(0),
     });
-    report.rss_before_kib = opts.server_pid.map(rss_kib).unwrap_or(0);
+    report.rss_before_kib = total_rss_kib(&opts.server_pids);
     let cpu_start = cpu_time();
     let wall_start = Instant::now();
 
@@ -354,16 +392,24 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
     }
 
     if scenario == "idle" {
-        let before = opts.server_pid.and_then(server_cpu);
+        // Summed over every server process (both nodes of a cluster).
+        let cpu = |pids: &[u32]| {
+            pids.iter()
+                .map(|&p| server_cpu(p))
+                .sum::<Option<Duration>>()
+        };
+        let before = cpu(&opts.server_pids);
         let held = Instant::now();
         tokio::time::sleep(opts.hold).await;
-        let after = opts.server_pid.and_then(server_cpu);
-        if let (Some(before), Some(after)) = (before, after) {
+        let after = cpu(&opts.server_pids);
+        if let (Some(before), Some(after)) =
+            (before.filter(|_| !opts.server_pids.is_empty()), after)
+        {
             let used = after.saturating_sub(before).as_secs_f64();
             report.server_idle_cpu = used / held.elapsed().as_secs_f64().max(1e-9);
         }
     }
-    report.rss_after_kib = opts.server_pid.map(rss_kib).unwrap_or(0);
+    report.rss_after_kib = total_rss_kib(&opts.server_pids);
     if n > 0 {
         let grown = report.rss_after_kib.saturating_sub(report.rss_before_kib) * 1024;
         report.rss_per_connection_bytes = grown / n as u64;
@@ -387,7 +433,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
             let next = next.clone();
             let posts = posts.clone();
             handles.push(tokio::task::spawn_local(async move {
-                let mut publisher = Publisher::connect(shared.server).await?;
+                let mut publisher = Publisher::connect(shared.nodes[0]).await?;
                 let mut ticker = interval.map(tokio::time::interval);
                 loop {
                     let n = next.get();
@@ -463,6 +509,8 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
     let cpu = cpu_time().saturating_sub(phase_start.0);
     report.generator_cpu = cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
     report.failed_clients = shared.failed.get();
+    report.nodes = shared.nodes.len();
+    report.clients_per_node = shared.per_node.iter().map(Cell::get).collect();
     for task in tasks {
         task.abort();
     }

@@ -15,8 +15,9 @@ use herald_bench::wire::{self, OP_TEXT};
 fn options(server: SocketAddr, flavor: Flavor) -> Options {
     Options {
         server,
+        more_nodes: Vec::new(),
         flavor,
-        server_pid: None,
+        server_pids: Vec::new(),
         connect_concurrency: 64,
         publishers: 2,
         rate: 0.0,

@@ -47,7 +47,8 @@ pub(super) async fn client(
     let mut position: Option<(String, u64)> = None;
     let mut storms = shared.storms.get();
     let mut attempt = 0u32;
-    let host = shared.server.to_string();
+    let node = shared.node_of(idx);
+    let host = node.to_string();
     // Pongs and other answers, written once per batch of frames.
     let mut replies = Vec::new();
     loop {
@@ -57,7 +58,7 @@ pub(super) async fn client(
         }
         let mut buf = Vec::with_capacity(8 * 1024);
         let opened = async {
-            let mut stream = wire::connect(source(idx, shared.plan.clients), shared.server).await?;
+            let mut stream = wire::connect(source(idx, shared.plan.clients), node).await?;
             wire::handshake(&mut stream, &host, &path, &mut buf).await?;
             Ok::<_, io::Error>(stream)
         }
@@ -156,11 +157,10 @@ fn take_frames(
                     } else if wire::find(payload, b"registered").is_some()
                         && permit.take().is_some()
                     {
-                        shared.ready.set(shared.ready.get() + 1);
-                        shared.changed.notify_waiters();
+                        shared.registered(idx);
                     }
                 } else {
-                    control_frame(shared, payload, position, permit);
+                    control_frame(shared, idx, payload, position, permit);
                 }
             }
             OP_PING => replies.extend_from_slice(&wire::frame(0xA, payload)),
@@ -181,6 +181,7 @@ fn storm_backoff(attempt: u32) -> Duration {
 /// Reads herald's control frames: readiness, the position, resume outcomes.
 fn control_frame(
     shared: &Shared,
+    idx: usize,
     payload: &[u8],
     position: &mut Option<(String, u64)>,
     permit: &mut Option<tokio::sync::SemaphorePermit<'_>>,
@@ -198,8 +199,7 @@ fn control_frame(
                 }
             }
             if permit.take().is_some() {
-                shared.ready.set(shared.ready.get() + 1);
-                shared.changed.notify_waiters();
+                shared.registered(idx);
             }
         }
         Some("resumed") => {
