@@ -1,7 +1,8 @@
 //! `NotifyServer`: the one owner of routing state.
 //!
 //! It knows every open session and the id and channels each one holds
-//! (`registry`). A publish goes to its [`Broker`], which numbers it
+//! (`registry`, whose indexes keep the sessions of an id or channel in a
+//! `session_set`). A publish goes to its [`Broker`], which numbers it
 //! (`seq`), stamps the number into the already-encoded frame and keeps it;
 //! the numbered frame comes back as a [`Publication`] (at once from the
 //! memory broker, through the subscription from Redis, via
@@ -22,6 +23,7 @@ mod outbox;
 mod registry;
 mod report;
 mod resume;
+mod session_set;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

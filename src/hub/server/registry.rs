@@ -16,6 +16,7 @@ use bytestring::ByteString;
 use super::outbox::{Failed, Outbox};
 use super::report;
 use super::resume::Streams;
+use super::session_set::SessionSet;
 use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
 use crate::hub::messages::{Close, Deliver, DisconnectReason, Transport};
@@ -37,9 +38,9 @@ pub struct Registry<O> {
     /// Every open session, registered or not.
     sessions: HashMap<SessionId, SessionEntry<O>>,
     /// Registered id → its sessions (one per tab). Never holds an empty set.
-    ids: HashMap<ClientId, HashSet<SessionId>>,
+    ids: HashMap<ClientId, SessionSet>,
     /// Channel → its subscribers. Never holds an empty set.
-    channels: HashMap<ChannelName, HashSet<SessionId>>,
+    channels: HashMap<ChannelName, SessionSet>,
     /// Changes whenever a key is added to or removed from `ids`, so the
     /// presence report resends the ids only when they changed.
     ids_generation: u64,
@@ -408,7 +409,7 @@ fn deliver<O: Outbox>(
 /// empties, so no id or channel outlives its last session. True when the
 /// key went.
 fn remove_from<K: std::hash::Hash + Eq>(
-    index: &mut HashMap<K, HashSet<SessionId>>,
+    index: &mut HashMap<K, SessionSet>,
     key: &K,
     session: SessionId,
 ) -> bool {
