@@ -171,6 +171,7 @@ fn draw(groups: &BTreeMap<Key, Group>, chart: &Path) -> Result<(), Box<dyn std::
         RGBColor(200, 60, 40),
         RGBColor(40, 90, 200),
         RGBColor(40, 150, 70),
+        RGBColor(150, 90, 170),
     ];
 
     let mut rate_chart = ChartBuilder::on(&left)
