@@ -202,6 +202,9 @@ impl SseSession {
     fn write_batch(&mut self, mut batch: Batch, ctx: &mut Context<Self>) {
         let now = Instant::now();
         for msg in batch.drain(..) {
+            if ctx.state() != ActorState::Running {
+                break; // ended by a frame before (a full stream): once is enough
+            }
             let mut event = String::with_capacity(sse::event_capacity(&self.epoch, &msg.frame));
             sse::write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
             self.push(Outbound::Event(Bytes::from(event)), ctx);
