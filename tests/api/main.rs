@@ -21,6 +21,7 @@ mod layers;
 mod lifecycle;
 mod logs;
 mod loopback;
+mod mailbox;
 mod poll;
 mod protocol_errors;
 mod proxies;

@@ -1,0 +1,43 @@
+//! Per-session fan-out mailboxes: what a session leaves behind once it is
+//! done, measured from outside on herald as a child process.
+
+use crate::helpers::process::HeraldProcess;
+
+/// Polls answered at once, each by a poll session of its own.
+const POLLS: u64 = 16_000;
+/// Growth allowed for all of them: the allocator's slack and the
+/// connection's buffers, far below one KiB per poll.
+const BOUND_KIB: u64 = 4 * 1024;
+
+#[actix_web::test]
+async fn long_polls_answered_at_once_leave_nothing_behind() {
+    let herald = HeraldProcess::start("port = 0\nworkers = 1\n", &[]).await;
+    let app = herald.app();
+    assert!(app.publish_seq(&[("message", "m")]).await >= 1);
+    let epoch = app.position().await.0;
+    // One keep-alive connection for every poll; each is answered at once
+    // with the replay of the one message.
+    let client = awc::Client::default();
+    let url = app.url(&format!("/poll?since=0&epoch={epoch}"));
+    let poll = || async {
+        let mut resp = client.get(&url).send().await.expect("GET /poll");
+        assert!(resp.status().is_success());
+        let body = resp.body().await.expect("poll answer");
+        assert!(body.starts_with(b"{\"messages\":[{"), "{body:?}");
+    };
+    for _ in 0..1_000 {
+        poll().await;
+    }
+    let before = herald.rss_kib();
+    for _ in 0..POLLS {
+        poll().await;
+    }
+    let after = herald.rss_kib();
+    let grown = after.saturating_sub(before);
+    eprintln!("{POLLS} polls: RSS {before} KiB -> {after} KiB (+{grown} KiB)");
+    assert!(
+        grown <= BOUND_KIB,
+        "herald grew by {grown} KiB over {POLLS} answered polls (bound {BOUND_KIB} KiB): \
+         something of each poll outlives it"
+    );
+}
