@@ -41,3 +41,42 @@ async fn long_polls_answered_at_once_leave_nothing_behind() {
          something of each poll outlives it"
     );
 }
+
+/// A message fanned out before a `register` frame was read is written
+/// before its answer, whose position (`seq`) covers it: herald.js takes
+/// `registered`'s position and drops any message at or below it.
+#[actix_web::test]
+async fn messages_queued_before_a_register_frame_come_before_registered() {
+    use crate::helpers::{spawn_app, RawWs, FIN, OP_TEXT};
+    let app = spawn_app().await;
+    let mut ws = RawWs::attempt_with_buffer(app.port, "", &[], Some(4096))
+        .await
+        .expect("upgrade");
+    assert_eq!(ws.recv_json().await["type"], "connected");
+    // The client stops reading: big broadcasts fill the socket's buffers,
+    // so the session is not run until it reads again.
+    let big = "x".repeat(60_000);
+    for _ in 0..150 {
+        app.publish_form(&[("message", &big)]).await;
+    }
+    let marker = app.publish_seq(&[("message", "marker")]).await;
+    ws.send_frame(FIN | OP_TEXT, br#"{"type":"register","id":"r"}"#, true)
+        .await;
+    let mut seen = Vec::new();
+    let registered = loop {
+        let frame = ws.recv_json().await;
+        match frame["type"].as_str() {
+            Some("message") => seen.push(frame["seq"].as_u64().expect("seq")),
+            Some("registered") => break frame,
+            _ => {}
+        }
+    };
+    let position = registered["seq"].as_u64().expect("seq");
+    assert!(position >= marker, "{registered}");
+    assert!(
+        seen.contains(&marker),
+        "registered (seq {position}) came before message {marker}, which it covers \
+         ({} messages before it)",
+        seen.len()
+    );
+}
