@@ -26,6 +26,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
@@ -57,6 +58,7 @@ pub fn channel(capacity: usize) -> (MailboxSender, Mailbox) {
         waker: AtomicWaker::new(),
         capacity: capacity.max(1),
         worker: Worker::current(),
+        senders: AtomicUsize::new(1),
     });
     (
         MailboxSender {
@@ -73,6 +75,10 @@ struct Shared {
     capacity: usize,
     /// The worker of the session's thread; none outside an arbiter.
     worker: Option<Arc<Worker>>,
+    /// `MailboxSender`s alive: at 0, `NotifyServer` has let the session go
+    /// and the stream ends once empty, so an actor that does not stop by
+    /// itself (a long-poll's waiter) stops then, as with an actix mailbox.
+    senders: AtomicUsize,
 }
 
 impl Wake for Shared {
@@ -99,9 +105,26 @@ impl Shared {
 }
 
 /// `NotifyServer`'s end of a session's mailbox.
-#[derive(Clone)]
 pub struct MailboxSender {
     shared: Arc<Shared>,
+}
+
+impl Clone for MailboxSender {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::SeqCst);
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for MailboxSender {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last one: the stream may end now.
+            self.shared.waker.wake();
+        }
+    }
 }
 
 impl MailboxSender {
@@ -129,9 +152,9 @@ impl MailboxSender {
     }
 }
 
-/// The session's end of its mailbox: a stream of [`Batch`]es that never
-/// ends by itself (the session ends it by stopping). Dropping it closes
-/// the mailbox.
+/// The session's end of its mailbox: a stream of [`Batch`]es that ends
+/// when every [`MailboxSender`] is gone and nothing is left to take (the
+/// session no longer routed to). Dropping it closes the mailbox.
 pub struct Mailbox {
     shared: Arc<Shared>,
 }
@@ -155,6 +178,9 @@ impl Stream for Mailbox {
         self.shared.waker.register(cx.waker());
         let mut queue = self.shared.lock();
         if queue.frames.is_empty() {
+            if self.shared.senders.load(Ordering::SeqCst) == 0 {
+                return Poll::Ready(None);
+            }
             return Poll::Pending;
         }
         let spare = std::mem::take(&mut queue.spare);
@@ -321,6 +347,24 @@ mod tests {
             0,
             "a big buffer is freed"
         );
+    }
+
+    #[test]
+    fn the_stream_ends_once_every_sender_is_gone_and_it_is_empty() {
+        let (sender, mut mailbox) = channel(4);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let second = sender.clone();
+        sender.push(frame(1)).unwrap();
+        drop(sender);
+        assert_eq!(seqs(poll(&mut mailbox, &waker)), [1]);
+        assert!(poll(&mut mailbox, &waker).is_pending(), "a sender is left");
+        drop(second);
+        assert!(
+            count.0.load(Ordering::SeqCst) >= 1,
+            "the last sender's drop wakes"
+        );
+        assert!(matches!(poll(&mut mailbox, &waker), Poll::Ready(None)));
     }
 
     #[test]

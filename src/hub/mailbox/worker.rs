@@ -140,8 +140,14 @@ async fn wake_due(guard: Gone) {
             }
         }
         due.clear();
+        // A fan-out to many sessions grew the list; an idle worker keeps
+        // little of it.
+        due.shrink_to(KEPT_WAKES);
     }
 }
+
+/// The most wake-up slots a worker keeps between fan-outs.
+const KEPT_WAKES: usize = 1024;
 
 /// Sessions woken per turn of the worker's task.
 const WAKES_PER_TURN: usize = 32;

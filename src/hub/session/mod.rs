@@ -220,6 +220,8 @@ impl WsSession {
     /// frame carries a fixed reason; the details, which may quote what the
     /// client sent, go in an `error` frame just before it.
     fn close(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: u16, reason: DisconnectReason) {
+        // What was fanned out before the close goes out before it.
+        self.flush_mailbox(ctx);
         if let Some(detail) = reason.detail() {
             Self::send_error(ctx, detail);
         }
@@ -356,6 +358,9 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             Err(error) => return self.incoming(ClientMessages::error(&error), ctx),
         };
         self.last_heard = Instant::now();
+        // Messages fanned out before this frame was read go out before
+        // anything it answers.
+        self.flush_mailbox(ctx);
         let counted = !matches!(msg, ws::Message::Close(_) | ws::Message::Nop);
         if counted && !self.within_rate(ctx) {
             return;
@@ -390,6 +395,21 @@ impl WsSession {
     }
 }
 
+impl WsSession {
+    /// Writes what is queued in the mailbox now, without waiting for its
+    /// wake-up: before acting on a client frame (whose answer, a
+    /// `registered` above all, must come after every message fanned out
+    /// before it), and before a close.
+    fn flush_mailbox(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(queued) = self.mailbox.as_ref().map(Taker::take) else {
+            return;
+        };
+        if !queued.is_empty() {
+            self.write_batch(queued, ctx);
+        }
+    }
+}
+
 impl StreamHandler<Batch> for WsSession {
     fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
         self.write_batch(batch, ctx);
@@ -405,9 +425,6 @@ impl Handler<Close> for WsSession {
 
     /// Writes what was queued before the order, then closes.
     fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
-        if let Some(queued) = self.mailbox.as_ref().map(Taker::take) {
-            self.write_batch(queued, ctx);
-        }
         self.close(ctx, msg.code, msg.reason);
     }
 }
