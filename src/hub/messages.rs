@@ -245,6 +245,13 @@ pub struct Deliver {
     pub routed_at: std::time::Instant,
 }
 
+impl Deliver {
+    /// Seconds from routing to `now`, when it is written.
+    pub fn waited(&self, now: std::time::Instant) -> f64 {
+        now.saturating_duration_since(self.routed_at).as_secs_f64()
+    }
+}
+
 /// Close the session with this WebSocket close code.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -208,11 +208,8 @@ impl SseSession {
             let mut event = String::with_capacity(sse::event_capacity(&self.epoch, &msg.frame));
             sse::write_event(&mut event, &self.epoch, Some(msg.seq), &msg.frame);
             self.push(Outbound::Event(Bytes::from(event)), ctx);
-            let waited = now.saturating_duration_since(msg.routed_at);
-            self.settings
-                .metrics
-                .publish_to_write
-                .observe(waited.as_secs_f64());
+            let waited = msg.waited(now);
+            self.settings.metrics.publish_to_write.observe(waited);
         }
         if let Some(mailbox) = &self.mailbox {
             mailbox.give_back(batch);

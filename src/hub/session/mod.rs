@@ -382,12 +382,9 @@ impl WsSession {
     fn write_batch(&mut self, mut batch: Batch, ctx: &mut ws::WebsocketContext<Self>) {
         let now = Instant::now();
         for deliver in batch.drain(..) {
+            let waited = deliver.waited(now);
             ctx.text(deliver.frame);
-            let waited = now.saturating_duration_since(deliver.routed_at);
-            self.settings
-                .metrics
-                .publish_to_write
-                .observe(waited.as_secs_f64());
+            self.settings.metrics.publish_to_write.observe(waited);
         }
         if let Some(mailbox) = &self.mailbox {
             mailbox.give_back(batch);
