@@ -180,7 +180,13 @@ async function main() {
     }, heraldPort);
     assert(preflighted[0] === "200 reset", "a GET with Last-Event-ID goes through: " + preflighted[0]);
     assert(preflighted[1] === "TypeError", "a GET with another header is refused: " + preflighted[1]);
-    const preflights = [...sse.answers.values()].filter((a) => a.method === "OPTIONS" && a.url.includes("/poll"));
+    // The browser reports each answer to the test on its own time: the
+    // page may see its fetch refused before the 403 is reported here.
+    const preflightsOf = () =>
+      [...sse.answers.values()].filter((a) => a.method === "OPTIONS" && a.url.includes("/poll"));
+    await until("both preflights' answers reported", async () =>
+      preflightsOf().length >= 2 && preflightsOf().every((a) => a.status));
+    const preflights = preflightsOf();
     assert(JSON.stringify(preflights.map((a) => a.status)) === "[204,403]",
       "herald answered both preflights: " + JSON.stringify(preflights));
     console.log("ok: preflights for Last-Event-ID are answered, others refused");
