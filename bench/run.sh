@@ -14,7 +14,7 @@
 # Writes JSON lines, a Markdown summary of medians (each divided by the
 # ceiling's, with the generator's CPU share) and a chart.
 #
-#   bench/run.sh            full suite, 3 repeats (about 16 minutes)
+#   bench/run.sh            full suite, 3 repeats (about 12 minutes)
 #   bench/run.sh quick      small sizes, 1 repeat (about a minute)
 #   REPEATS=5 bench/run.sh  more repeats
 #   SERVERS="herald ceiling" bench/run.sh

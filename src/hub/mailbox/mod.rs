@@ -2,16 +2,15 @@
 //! numbered frames of one session, and where that session takes them, all
 //! of them at once.
 //!
-//! `NotifyServer` runs on its own thread, a session on an actix-web
-//! worker. Were each frame an actix message, every delivery would cost a
-//! boxed envelope, a queue node and a wake-up of the session, and the
-//! session would write each frame as it came: one socket write per frame.
-//! Here a delivery is a push onto the session's queue (an uncontended lock
-//! and a reference-count bump; the session gives each batch's buffer back
-//! for the next), and only the
-//! push that finds the queue empty wakes the session. When the session
-//! runs, it takes everything queued since ([`Batch`]) and writes it as one
-//! chunk: a burst of N frames costs one wake-up and one write.
+//! Were each frame an actix message, every delivery would cost a boxed
+//! envelope, a queue node and a wake-up of the session, and the session
+//! would write each frame as it came: one socket write per frame. Here a
+//! delivery is a push onto the session's queue (an uncontended lock and a
+//! reference-count bump; the session gives each batch's buffer back for
+//! the next), and only the push that finds the queue empty wakes the
+//! session. When the session runs, it takes everything queued since
+//! ([`Batch`]) and writes it as one chunk: a burst of N frames costs one
+//! wake-up and one write.
 //!
 //! The queue holds at most `capacity` frames (`max_pending_messages`). A
 //! push beyond that is refused ([`Refused::Full`]) and `NotifyServer`'s
@@ -19,8 +18,8 @@
 //! refused as [`Refused::Closed`].
 //!
 //! The wake-up itself goes through the session's worker thread
-//! (`worker.rs`): one cross-thread wake-up per fan-out and worker, then
-//! each session woken from its own thread.
+//! (`worker.rs`), which gives wake-ups out a turn at a time so the next
+//! publish is read while a fan-out is written.
 
 mod worker;
 

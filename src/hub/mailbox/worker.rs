@@ -1,20 +1,18 @@
-//! Wake-ups grouped per worker thread.
+//! Wake-ups grouped per worker thread, given out a turn at a time.
 //!
-//! A session runs on an actix-web worker; `NotifyServer` on its own thread.
-//! A session woken straight from `NotifyServer`'s thread lands in its
-//! worker's queue of tasks woken from elsewhere, in line with everything
-//! else woken from elsewhere, among them the connection of the next
-//! `POST /`, found readable meanwhile: a publisher then waits for the
-//! whole fan-out of its previous message to be written before its next
-//! one is even read, and each session is written one frame at a time.
+//! A worker thread runs its tasks in the order they were woken. Woken
+//! straight from `NotifyServer`, every session of a fan-out is queued
+//! ahead of the connection of the next `POST /`, found readable
+//! meanwhile: the publisher's next message is read only once the whole
+//! fan-out has been written, so each session writes one frame at a time
+//! (measured: one `sendto` per delivery).
 //!
 //! Instead, each worker thread runs one task ([`Worker`]) that takes the
-//! sessions to wake in one list, woken once per fan-out, and wakes them
-//! from the worker itself: they go to the worker's own queue, which it
-//! interleaves with what is woken from elsewhere, so the next publish is
-//! read while the fan-out is being written, and sessions not written yet
-//! take both frames in one write. It also turns a thousand cross-thread
-//! wake-ups per fan-out into one.
+//! sessions due in one list and wakes them from the worker itself, 32 per
+//! turn, yielding between turns: what was woken meanwhile (the next
+//! publish above all) runs between two turns, and the sessions not yet
+//! written by then take both frames in one write. A fan-out also costs
+//! one wake-up of the worker's task instead of one per session.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
