@@ -20,6 +20,7 @@
 //! history remembers the newest seq of any stream it forgot entirely.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -69,7 +70,7 @@ pub struct History {
     retained: usize,
     /// Stream by the seq of its newest message, to forget the least
     /// recently published stream first.
-    by_activity: BTreeMap<u64, StreamKey>,
+    by_activity: BTreeMap<u64, Arc<StreamKey>>,
     /// Bytes counted against `max_bytes`.
     bytes: usize,
     /// Newest seq of any stream forgotten entirely: a position older than
@@ -79,6 +80,9 @@ pub struct History {
 }
 
 struct Stream {
+    /// The stream's key, shared by its references in the global order and
+    /// the activity index: an append copies no name.
+    key: Arc<StreamKey>,
     entries: VecDeque<Entry>,
     /// Newest seq this stream dropped (0: none).
     dropped_up_to: u64,
@@ -94,7 +98,7 @@ struct Entry {
 struct OrderRef {
     seq: u64,
     at: Instant,
-    key: StreamKey,
+    key: Arc<StreamKey>,
 }
 
 /// What the history holds now, for `/health` and `/stats`.
@@ -123,27 +127,26 @@ impl History {
     }
 
     /// Records a message. `seq` must exceed every seq recorded before.
-    pub fn append(&mut self, key: StreamKey, seq: u64, frame: ByteString, now: Instant) {
-        if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
-            self.forget_least_recent();
+    pub fn append(&mut self, key: &StreamKey, seq: u64, frame: ByteString, now: Instant) {
+        if !self.streams.contains_key(key) {
+            self.open(key);
         }
+        let Some(stream) = self.streams.get_mut(key) else {
+            return;
+        };
         let size = frame.len() + ENTRY_OVERHEAD_BYTES;
-        // A stream new to the history may be one it forgot: it inherits the
-        // forgotten mark, so a position from before stays a gap.
-        let forgotten_up_to = self.forgotten_up_to;
-        let stream = self.streams.entry(key.clone()).or_insert(Stream {
-            entries: VecDeque::new(),
-            dropped_up_to: forgotten_up_to,
-            last_seq: 0,
-        });
         self.by_activity.remove(&stream.last_seq);
         stream.last_seq = seq;
-        self.by_activity.insert(seq, key.clone());
+        self.by_activity.insert(seq, stream.key.clone());
         if self.limits.per_stream > 0 {
             stream.entries.push_back(Entry { seq, frame });
             self.bytes += size;
             self.retained += 1;
-            self.order.push_back(OrderRef { seq, at: now, key });
+            self.order.push_back(OrderRef {
+                seq,
+                at: now,
+                key: stream.key.clone(),
+            });
             if stream.entries.len() > self.limits.per_stream {
                 if let Some(old) = stream.entries.pop_front() {
                     stream.dropped_up_to = old.seq;
@@ -158,6 +161,23 @@ impl History {
         self.compact();
     }
 
+    /// Starts remembering `key`, forgetting the least recently published
+    /// stream first when at `history_max_streams`. A stream new to the
+    /// history may be one it forgot: it inherits the forgotten mark, so a
+    /// position from before stays a gap.
+    fn open(&mut self, key: &StreamKey) {
+        if self.streams.len() >= self.limits.max_streams {
+            self.forget_least_recent();
+        }
+        let stream = Stream {
+            key: Arc::new(key.clone()),
+            entries: VecDeque::new(),
+            dropped_up_to: self.forgotten_up_to,
+            last_seq: 0,
+        };
+        self.streams.insert(key.clone(), stream);
+    }
+
     /// Drops messages past their age, then the oldest ones while over the
     /// byte budget.
     pub fn expire(&mut self, now: Instant) {
@@ -169,7 +189,7 @@ impl History {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            let Some(stream) = self.streams.get_mut(&oldest.key) else {
+            let Some(stream) = self.streams.get_mut(&*oldest.key) else {
                 continue;
             };
             if stream.entries.front().is_some_and(|e| e.seq == oldest.seq) {
@@ -192,7 +212,7 @@ impl History {
         let streams = &self.streams;
         self.order.retain(|r| {
             streams
-                .get(&r.key)
+                .get(&*r.key)
                 .is_some_and(|s| s.entries.binary_search_by_key(&r.seq, |e| e.seq).is_ok())
         });
     }
@@ -201,7 +221,7 @@ impl History {
         let Some((_, key)) = self.by_activity.pop_first() else {
             return;
         };
-        if let Some(stream) = self.streams.remove(&key) {
+        if let Some(stream) = self.streams.remove(&*key) {
             self.forgotten_up_to = self.forgotten_up_to.max(stream.last_seq);
             for entry in &stream.entries {
                 self.bytes -= entry.frame.len() + ENTRY_OVERHEAD_BYTES;
@@ -298,11 +318,11 @@ mod tests {
     fn replays_the_streams_asked_for_merged_in_order() {
         let now = Instant::now();
         let mut h = History::new(limits());
-        h.append(StreamKey::Broadcast, 1, frame(1), now);
-        h.append(id("a"), 2, frame(2), now);
-        h.append(id("b"), 3, frame(3), now);
-        h.append(StreamKey::Broadcast, 4, frame(4), now);
-        h.append(id("a"), 5, frame(5), now);
+        h.append(&StreamKey::Broadcast, 1, frame(1), now);
+        h.append(&id("a"), 2, frame(2), now);
+        h.append(&id("b"), 3, frame(3), now);
+        h.append(&StreamKey::Broadcast, 4, frame(4), now);
+        h.append(&id("a"), 5, frame(5), now);
         let asked = [(&StreamKey::Broadcast, 5), (&id("a"), 5)];
         assert_eq!(
             seqs(h.replay(asked, 1, now, &mut budget()).unwrap()),
@@ -321,7 +341,7 @@ mod tests {
         let now = Instant::now();
         let mut h = History::new(limits());
         for seq in 1..=5 {
-            h.append(id("a"), seq, frame(seq), now);
+            h.append(&id("a"), seq, frame(seq), now);
         }
         let asked = [(&id("a"), 5)];
         assert_eq!(
@@ -341,9 +361,9 @@ mod tests {
     fn old_messages_expire_and_leave_a_gap_marker() {
         let start = Instant::now();
         let mut h = History::new(limits());
-        h.append(id("a"), 1, frame(1), start);
+        h.append(&id("a"), 1, frame(1), start);
         let later = start + Duration::from_secs(61);
-        h.append(id("b"), 2, frame(2), later);
+        h.append(&id("b"), 2, frame(2), later);
         assert_eq!(h.usage().messages, 1);
         assert!(h.replay([(&id("a"), 2)], 0, later, &mut budget()).is_err());
         assert!(h
@@ -361,7 +381,7 @@ mod tests {
         });
         for seq in 1..=5 {
             h.append(
-                StreamKey::Channel(ChannelName::parse(format!("c{seq}")).unwrap()),
+                &StreamKey::Channel(ChannelName::parse(format!("c{seq}")).unwrap()),
                 seq,
                 frame(seq),
                 now,
@@ -385,10 +405,10 @@ mod tests {
             max_streams: 2,
             ..limits()
         });
-        h.append(id("a"), 1, frame(1), now);
-        h.append(id("b"), 2, frame(2), now);
-        h.append(id("a"), 3, frame(3), now);
-        h.append(id("c"), 4, frame(4), now); // forgets "b", last published at 2
+        h.append(&id("a"), 1, frame(1), now);
+        h.append(&id("b"), 2, frame(2), now);
+        h.append(&id("a"), 3, frame(3), now);
+        h.append(&id("c"), 4, frame(4), now); // forgets "b", last published at 2
         assert_eq!(h.usage().streams, 2);
         assert!(h.replay([(&id("b"), 4)], 1, now, &mut budget()).is_err());
         // A position past everything "b" ever had is still complete.
@@ -401,7 +421,7 @@ mod tests {
             [1, 3]
         );
         // "b" comes back: what it lost before is still a gap.
-        h.append(id("b"), 5, frame(5), now);
+        h.append(&id("b"), 5, frame(5), now);
         assert!(h.replay([(&id("b"), 5)], 0, now, &mut budget()).is_err());
         assert_eq!(
             seqs(h.replay([(&id("b"), 5)], 4, now, &mut budget()).unwrap()),
@@ -414,10 +434,10 @@ mod tests {
         let now = Instant::now();
         let mut h = History::new(limits());
         for seq in 1..=3 {
-            h.append(StreamKey::Broadcast, seq, frame(seq), now);
+            h.append(&StreamKey::Broadcast, seq, frame(seq), now);
         }
         for seq in 11..=13 {
-            h.append(id("a"), seq, frame(seq), now);
+            h.append(&id("a"), seq, frame(seq), now);
         }
         let asked = [(&StreamKey::Broadcast, 13), (&id("a"), 13)];
         // Frames "m1".."m3" are 2 bytes, "m11".."m13" 3 bytes.
@@ -444,7 +464,7 @@ mod tests {
         let mut h = History::new(limits());
         for seq in 1..=100_000u64 {
             let key = id(&format!("user{}", seq % 7));
-            h.append(key, seq, frame(seq), now);
+            h.append(&key, seq, frame(seq), now);
         }
         let HistoryUsage {
             messages: retained,

@@ -63,7 +63,7 @@ impl Broker for MemoryBroker {
         let bytes = frame.stamp(seq);
         state
             .history
-            .append(key.clone(), seq, bytes.clone(), Instant::now());
+            .append(&key, seq, bytes.clone(), Instant::now());
         Publishing::Here(Publication {
             key,
             seq,
