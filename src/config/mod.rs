@@ -39,10 +39,15 @@ pub struct Config {
     pub port: u16,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// How often the server pings each WebSocket client.
+    /// How often the server pings each WebSocket client (and writes a
+    /// keep-alive on each event stream). 25 s by default: each ping costs
+    /// the server a write, a read and a timer per connection (BENCHMARKS.md,
+    /// "Scale"), and 25 s stays under common proxies' 60 s idle timeouts.
     pub heartbeat_interval_ms: u64,
     /// A client that sends nothing (not even a pong) for this long is
-    /// dropped. Must exceed `heartbeat_interval_ms`.
+    /// dropped, at the next ping time. Must exceed `heartbeat_interval_ms`;
+    /// the default, 45 s, closes a vanished client at the second ping after
+    /// it went silent (about 50 s).
     pub client_timeout_ms: u64,
     /// Largest `POST /` body accepted; larger ones get 413.
     pub max_message_bytes: usize,
@@ -175,8 +180,8 @@ impl Default for Config {
             host: "127.0.0.1".into(),
             port: 8001,
             workers: 0,
-            heartbeat_interval_ms: 5_000,
-            client_timeout_ms: 15_000,
+            heartbeat_interval_ms: 25_000,
+            client_timeout_ms: 45_000,
             max_message_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
             max_pending_messages: 256,
