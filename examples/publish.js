@@ -3,24 +3,39 @@
 //
 //   node examples/publish.js "Order 17 is ready" --id 63
 //   HERALD_KEY=... node examples/publish.js '{"event":"order","id":17}' --json
+//
+// HERALD_URL names herald (default http://127.0.0.1:8001/),
+// HERALD_RETRY_BASE_MS the first wait before a retry (default 200).
 "use strict";
 
-async function notify(message, { id, channel, url = "http://127.0.0.1:8001/" } = {}) {
-  const headers = { "Content-Type": "application/json" };
-  if (process.env.HERALD_KEY) {
-    headers.Authorization = `Bearer ${process.env.HERALD_KEY}`;
+const { randomUUID } = require("node:crypto");
+const { setTimeout: sleep } = require("node:timers/promises");
+
+const RETRY = [503, 504]; // 503: not published; 504: perhaps, so only with the same key
+
+// Publishes once: every attempt carries the same Idempotency-Key, so a
+// retry after a 504 or a lost connection is never delivered twice.
+async function notify(message, { id, channel, url = "http://127.0.0.1:8001/",
+                                 attempts = 5, baseDelayMs = 200 } = {}) {
+  const headers = { "Content-Type": "application/json", "Idempotency-Key": randomUUID() };
+  if (process.env.HERALD_KEY) headers.Authorization = `Bearer ${process.env.HERALD_KEY}`;
+  const body = JSON.stringify({ message, id, channel });
+  for (let attempt = 1; ; attempt++) {
+    let res;
+    try {
+      res = await fetch(url, { method: "POST", headers, body, signal: AbortSignal.timeout(5000) });
+    } catch (error) { // refused, reset or timed out: retry with the same key
+      if (attempt === attempts) throw error;
+    }
+    if (res?.ok) return res.json(); // { delivered: N or null, seq: S, ... }
+    const text = await res?.text();
+    if (res && (!RETRY.includes(res.status) || attempt === attempts)) {
+      throw new Error(`herald: ${res.status} ${text}`);
+    }
+    const after = res?.headers.get("Retry-After");
+    const delay = Math.min(baseDelayMs * 2 ** (attempt - 1), 5000);
+    await sleep(/^\d+$/.test(after) ? after * 1000 : delay / 2 + (Math.random() * delay) / 2);
   }
-  const response = await fetch(url, {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ message, id, channel }),
-    signal: AbortSignal.timeout(2000),
-  });
-  const reply = await response.json();
-  if (!response.ok) {
-    throw new Error(`herald refused (${response.status}): ${reply.error}`);
-  }
-  return reply;
 }
 
 if (require.main === module) {
@@ -31,10 +46,15 @@ if (require.main === module) {
   };
   const text = args[0];
   const message = args.includes("--json") ? JSON.parse(text) : text;
-  notify(message, { id: option("--id"), channel: option("--channel"), url: process.env.HERALD_URL })
-    .then((reply) => console.log(reply))
+  notify(message, {
+    id: option("--id"),
+    channel: option("--channel"),
+    url: process.env.HERALD_URL,
+    baseDelayMs: Number(process.env.HERALD_RETRY_BASE_MS ?? 200),
+  })
+    .then((reply) => console.log(JSON.stringify(reply)))
     .catch((error) => {
-      console.error(error.message);
+      console.error(error.cause ? `${error.message}: ${error.cause.message}` : error.message);
       process.exit(1);
     });
 }

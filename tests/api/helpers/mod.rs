@@ -11,7 +11,10 @@
 //! - `token.rs`: signed identity;
 //! - `process.rs`: the `herald` binary as a child process;
 //! - `redis.rs`: a private `redis-server` per test;
-//! - `latency.rs`: a TCP proxy adding latency between a node and Redis.
+//! - `latency.rs`: a TCP proxy adding latency between a node and Redis;
+//! - `stub.rs`: a scripted stand-in for herald's `POST /`;
+//! - `publisher.rs`: herald's own publish scripts and snippets as child
+//!   processes, and the retry checks they must pass.
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,11 +25,13 @@ mod http;
 pub mod latency;
 mod poll;
 pub mod process;
+pub mod publisher;
 mod raw;
 mod raw_http;
 pub mod redis;
 mod sse;
 pub mod steady;
+pub mod stub;
 pub mod tcp;
 mod token;
 mod ws;
