@@ -80,3 +80,78 @@ async fn messages_queued_before_a_register_frame_come_before_registered() {
         seen.len()
     );
 }
+
+/// A `register` answered while broadcasts are being routed: those that
+/// `NotifyServer` routed before it took the register (so at or below the
+/// position `registered` gives) reach the client before `registered`, never
+/// after it. herald.js would drop one written after as already shown.
+#[actix_web::test]
+async fn no_message_a_registered_position_covers_comes_after_it() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use crate::helpers::{spawn_app, RawWs, TestApp, FIN, OP_TEXT};
+    // Under `max_client_frames_per_sec` (50), which a burst may reach.
+    const REGISTERS: usize = 40;
+    const PUBLISHERS: usize = 4;
+    let app = spawn_app().await;
+    let mut ws = RawWs::connect(app.port, "").await;
+    assert_eq!(ws.recv_json().await["type"], "connected");
+    let stop = Rc::new(Cell::new(false));
+    let mut publishers = Vec::new();
+    for p in 0..PUBLISHERS {
+        let (stop, port) = (stop.clone(), app.port);
+        publishers.push(actix_web::rt::spawn(async move {
+            let app = TestApp::at(port);
+            let mut sent = 0u64;
+            while !stop.get() {
+                app.publish_seq(&[("message", &format!("p{p}-{sent}"))])
+                    .await;
+                sent += 1;
+            }
+            sent
+        }));
+    }
+    // Every message seq seen so far, and each registered position with the
+    // messages seen before it.
+    let mut late = Vec::new();
+    let mut covered_by: Option<u64> = None;
+    let mut messages = 0u64;
+    for i in 0..REGISTERS {
+        let register = format!(r#"{{"type":"register","id":"r{i}"}}"#);
+        ws.send_frame(FIN | OP_TEXT, register.as_bytes(), true)
+            .await;
+        loop {
+            let frame = ws.recv_json().await;
+            match frame["type"].as_str() {
+                Some("message") => {
+                    let seq = frame["seq"].as_u64().expect("seq");
+                    messages += 1;
+                    if covered_by.is_some_and(|position| seq <= position) {
+                        late.push((seq, covered_by));
+                    }
+                }
+                Some("registered") => {
+                    covered_by = frame["seq"].as_u64();
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    stop.set(true);
+    let mut published = 0;
+    for publisher in publishers {
+        published += publisher.await.expect("publisher");
+    }
+    assert!(
+        messages > 0 && published > 0,
+        "no broadcast was routed during the registers"
+    );
+    assert!(
+        late.is_empty(),
+        "{} messages came after a registered position covering them (seq, position): {:?}",
+        late.len(),
+        &late[..late.len().min(10)]
+    );
+}

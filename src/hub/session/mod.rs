@@ -194,6 +194,10 @@ impl WsSession {
                 if let Some(why) = joined.retry_later() {
                     return act.resume_later(why, ctx);
                 }
+                // Messages `NotifyServer` routed here before it took the
+                // register are at or below the position the answer gives:
+                // they go out before it.
+                act.flush_mailbox(ctx);
                 act.write_backlog(Backlog::new(joined.frames(Some(&id), &[])), ctx);
             })
             .wait(ctx);
@@ -394,9 +398,9 @@ impl WsSession {
 
 impl WsSession {
     /// Writes what is queued in the mailbox now, without waiting for its
-    /// wake-up: before acting on a client frame (whose answer, a
-    /// `registered` above all, must come after every message fanned out
-    /// before it), and before a close.
+    /// wake-up: before acting on a client frame and before writing a
+    /// `registered` (which must come after every message fanned out before
+    /// it: its position covers them), and before a close.
     fn flush_mailbox(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         let Some(queued) = self.mailbox.as_ref().map(Taker::take) else {
             return;
