@@ -296,13 +296,20 @@ pub enum Transport {
     LongPoll,
 }
 
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Transport {
+    /// Its name in log lines and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::WebSocket => "ws",
             Self::EventStream => "sse",
             Self::LongPoll => "poll",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -81,7 +81,7 @@ impl<O: Outbox> Registry<O> {
         report::log_connected(session, transport, peer);
         self.metrics
             .sessions
-            .with_label_values(&[&transport.to_string()])
+            .with_label_values(&[transport.as_str()])
             .inc();
         let entry = SessionEntry {
             outbox,
@@ -160,7 +160,7 @@ impl<O: Outbox> Registry<O> {
         }
         self.metrics
             .sessions
-            .with_label_values(&[&entry.transport.to_string()])
+            .with_label_values(&[entry.transport.as_str()])
             .dec();
         self.update_gauges();
         report::log_disconnected(
