@@ -240,6 +240,7 @@ mod tests {
             ApiError::ServerFull,
             ApiError::Unavailable,
             ApiError::Broker(BrokerError::Unavailable("down".into())),
+            ApiError::Broker(BrokerError::TimedOut { ms: 1000 }),
             ApiError::BrokerDisconnected("down".into()),
             ApiError::ResumeLater,
             ApiError::ShuttingDown,

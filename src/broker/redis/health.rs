@@ -66,17 +66,15 @@ impl Health {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Why a publish is refused without being sent, if it is: the
-    /// subscription is down, or Redis does not answer PINGs.
+    /// Why a publish is refused without being sent, if it is: Redis does
+    /// not answer PINGs (named first: a hung Redis takes the subscription
+    /// down too), or the subscription is down.
     pub(super) fn refusal(&self) -> Option<String> {
         let state = self.state();
-        if !state.subscribed {
-            Some("this node is not connected to Redis".into())
-        } else {
-            state
-                .unanswered
-                .as_ref()
-                .map(|why| format!("Redis is not answering this node ({why})"))
+        match (&state.unanswered, state.subscribed) {
+            (Some(why), _) => Some(format!("Redis is not answering this node ({why})")),
+            (None, false) => Some("this node is not connected to Redis".into()),
+            (None, true) => None,
         }
     }
 
@@ -203,6 +201,10 @@ mod tests {
         assert!(!health.connected());
         assert!(health.refusal().unwrap().contains("within 500 ms"));
         assert!(health.error().unwrap().contains("within 500 ms"));
+        // The subscription going down with it: the PING is still the news.
+        health.set_subscribed(false);
+        assert!(health.refusal().unwrap().contains("within 500 ms"));
+        health.set_subscribed(true);
         // A write that succeeds meanwhile does not clear it: only an answer.
         health.write_succeeded();
         assert!(!health.connected());
