@@ -95,11 +95,11 @@ impl Application {
         let local = listener.local_addr().map_err(bind_error)?;
         let tokens = state::token_verifier(&config)?;
 
-        let broker = broker::from_config(&config)
+        let metrics = Arc::new(Metrics::new());
+        let broker = broker::from_config(&config, metrics.idempotency_evictions.clone())
             .await
             .map_err(StartError::Broker)?;
         notices::broker(&config, broker.kind());
-        let metrics = Arc::new(Metrics::new());
         // Validated with the config.
         let proxies = TrustedProxies::parse(&config.trusted_proxies).map_err(|e| {
             StartError::Config(crate::config::ConfigError::Invalid {

@@ -235,6 +235,32 @@ impl KeyAuth {
     }
 }
 
+/// The scope of idempotency keys when no publish keys are configured:
+/// every (loopback) publisher shares it.
+const SHARED_SCOPE: &str = "-";
+
+impl KeyAuth {
+    /// The scope a publisher's idempotency keys are remembered in, for a
+    /// request [`KeyAuth::check`] let through: with keys configured, a
+    /// name for the key it presented (16 hex digits of a SHA-256 of the
+    /// key with a label of its own: neither the key nor the digest `check`
+    /// compares, and the same whatever the order or number of configured
+    /// keys, so it survives config edits); without keys, one scope shared
+    /// by every publisher.
+    pub fn scope(&self, headers: &HeaderMap) -> String {
+        match bearer_token(headers) {
+            Some(key) if !self.key_digests.is_empty() => {
+                let mut hasher = Sha256::new();
+                hasher.update(b"herald idempotency scope\n");
+                hasher.update(key.as_bytes());
+                let digest = hasher.finalize();
+                digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+            }
+            _ => SHARED_SCOPE.into(),
+        }
+    }
+}
+
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
@@ -328,6 +354,22 @@ mod tests {
         let proxied = headers(&[("x-forwarded-for", "203.0.113.9")]);
         assert!(auth.check(&proxied, ip("127.0.0.1")).is_err());
         assert!(auth.check(&headers(&[]), None).is_err());
+    }
+
+    #[test]
+    fn idempotency_scopes_name_the_key_used_without_holding_it() {
+        let (one, two) = ("publisher-one-0123456789", "publisher-two-0123456789");
+        let auth = PublisherAuth::publishers(&[Secret::new(one), Secret::new(two)], true);
+        let with = |key: &str| headers(&[("authorization", &format!("Bearer {key}"))]);
+        let (scope_one, scope_two) = (auth.scope(&with(one)), auth.scope(&with(two)));
+        assert_ne!(scope_one, scope_two);
+        assert_eq!(scope_one.len(), 16);
+        assert!(!scope_one.contains("publisher"), "{scope_one}");
+        // The same key gives the same scope whatever else is configured.
+        let alone = PublisherAuth::publishers(&[Secret::new(one)], true);
+        assert_eq!(alone.scope(&with(one)), scope_one);
+        let keyless = PublisherAuth::publishers(&[], true);
+        assert_eq!(keyless.scope(&headers(&[])), SHARED_SCOPE);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum ApiError {
     InvalidChannel(ChannelError),
     #[error("give at most one of `id` and `channel`")]
     TargetConflict,
+    /// An idempotency key that is malformed, or given twice differently.
+    #[error("{0}")]
+    BadIdempotencyKey(String),
     #[error("{0}")]
     MalformedBody(String),
     #[error("body is larger than max_message_bytes ({limit} bytes)")]
@@ -69,6 +72,9 @@ pub enum ApiError {
     /// `GET /ready` from the first stop signal until exit.
     #[error("not ready: shutting down")]
     ShuttingDown,
+    /// A publish the broker did not take: 503 `broker_unavailable` when it
+    /// is known not to be published, 504 `broker_timeout` with
+    /// `"published": "unknown"` when it may have been.
     #[error("{0}; {outcome}", outcome = .0.outcome())]
     Broker(BrokerError),
 }
@@ -81,6 +87,7 @@ impl ApiError {
             Self::InvalidId(_) => "invalid_id",
             Self::InvalidChannel(_) => "invalid_channel",
             Self::TargetConflict => "target_conflict",
+            Self::BadIdempotencyKey(_) => "bad_idempotency_key",
             Self::MalformedBody(_) => "malformed_body",
             Self::TooLarge { .. } => "body_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -96,6 +103,7 @@ impl ApiError {
             Self::TooManyConnectionsFromIp => "too_many_connections",
             Self::ServerFull => "server_full",
             Self::Unavailable => "unavailable",
+            Self::Broker(e) if e.outcome_unknown() => "broker_timeout",
             Self::Broker(_) | Self::ResumeLater => "broker_unavailable",
             Self::BrokerDisconnected(_) => "broker_disconnected",
             Self::ShuttingDown => "shutting_down",
@@ -111,6 +119,9 @@ impl ApiError {
             // for a closed tab to have freed one.
             Self::TooManyConnectionsFromIp => Some(10),
             Self::ServerFull => Some(10),
+            // A publish whose outcome is unknown (504) is retried at once,
+            // with its idempotency key.
+            Self::Broker(e) if e.outcome_unknown() => None,
             // The Redis connection is retried with a backoff that tops out
             // at 5 s.
             Self::Broker(_)
@@ -128,6 +139,9 @@ impl ApiError {
 struct ErrorBody<'a> {
     error: String,
     code: &'a str,
+    /// `"unknown"` when the message may or may not have been published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    published: Option<&'static str>,
 }
 
 impl ResponseError for ApiError {
@@ -137,6 +151,7 @@ impl ResponseError for ApiError {
             | Self::InvalidId(_)
             | Self::InvalidChannel(_)
             | Self::TargetConflict
+            | Self::BadIdempotencyKey(_)
             | Self::MalformedBody(_)
             | Self::InvalidQuery(_)
             | Self::TooManyChannels(_)
@@ -149,6 +164,7 @@ impl ResponseError for ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnectionsFromIp => StatusCode::TOO_MANY_REQUESTS,
+            Self::Broker(e) if e.outcome_unknown() => StatusCode::GATEWAY_TIMEOUT,
             Self::ServerFull
             | Self::Unavailable
             | Self::Broker(_)
@@ -166,9 +182,14 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs() {
             response.insert_header((header::RETRY_AFTER, secs));
         }
+        let published = match self {
+            Self::Broker(e) if e.outcome_unknown() => Some("unknown"),
+            _ => None,
+        };
         response.json(ErrorBody {
             error: self.to_string(),
             code: self.code(),
+            published,
         })
     }
 }
@@ -219,6 +240,7 @@ mod tests {
             ApiError::ServerFull,
             ApiError::Unavailable,
             ApiError::Broker(BrokerError::Unavailable("down".into())),
+            ApiError::Broker(BrokerError::TimedOut { ms: 1000 }),
             ApiError::BrokerDisconnected("down".into()),
             ApiError::ResumeLater,
             ApiError::ShuttingDown,
@@ -244,6 +266,29 @@ mod tests {
             } else {
                 assert!(retry.is_none(), "{error:?}: Retry-After on {status}");
             }
+        }
+    }
+
+    #[test]
+    fn a_publish_is_503_only_when_known_unpublished_and_504_when_unknown() {
+        let answer = |error: BrokerError| {
+            let error = ApiError::Broker(error);
+            let status = error.error_response().status().as_u16();
+            (status, error.code(), error.to_string())
+        };
+        let (status, code, text) = answer(BrokerError::Unavailable("refused".into()));
+        assert_eq!((status, code), (503, "broker_unavailable"));
+        assert!(text.ends_with("the message was not published"), "{text}");
+        for error in [
+            BrokerError::TimedOut { ms: 200 },
+            BrokerError::Interrupted("reset".into()),
+        ] {
+            let (status, code, text) = answer(error);
+            assert_eq!((status, code), (504, "broker_timeout"));
+            assert!(
+                text.contains("retry with the same idempotency key"),
+                "{text}"
+            );
         }
     }
 

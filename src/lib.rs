@@ -60,6 +60,8 @@
 //! 8. Plain parts that use no other module:
 //!    - [`ids`]: validated client ids, channel names, session ids and
 //!      history epochs.
+//!    - [`idempotency`]: a publisher's idempotency key, checked, and
+//!      scoped by the publisher that sent it.
 //!    - [`origin`]: a web origin (`scheme://host:port`), parsed and compared.
 //!    - [`host`]: the `Host` names herald answers to (against DNS
 //!      rebinding).
@@ -85,6 +87,7 @@ pub mod form;
 pub mod history;
 pub mod host;
 pub mod hub;
+pub mod idempotency;
 pub mod ids;
 pub mod limits;
 pub mod logging;

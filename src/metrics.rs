@@ -36,6 +36,15 @@ pub struct Metrics {
     /// TCP connections closed at accept, by the cap they hit
     /// (`max_tcp_connections`, `max_tcp_connections_per_ip`).
     pub tcp_refused: IntCounterVec,
+    /// Publishes answered as duplicates of an earlier one with the same
+    /// idempotency key (delivered to nobody), by this node.
+    pub idempotent_duplicates: IntCounter,
+    /// Idempotency keys remembered now (with Redis: by the cluster), read
+    /// from the broker at each scrape.
+    pub idempotency_keys: IntGauge,
+    /// Idempotency keys forgotten before their window ended, to stay
+    /// within `idempotency_max_keys` (with Redis: by this node's publishes).
+    pub idempotency_evictions: IntCounter,
 }
 
 impl Default for Metrics {
@@ -102,6 +111,18 @@ impl Metrics {
             ),
             &["limit"],
         )?;
+        let idempotent_duplicates = IntCounter::new(
+            "herald_idempotent_duplicates_total",
+            "Publishes answered as duplicates of an earlier one with the same idempotency key",
+        )?;
+        let idempotency_keys = IntGauge::new(
+            "herald_idempotency_keys",
+            "Idempotency keys remembered now (with Redis: by the cluster)",
+        )?;
+        let idempotency_evictions = IntCounter::new(
+            "herald_idempotency_evictions_total",
+            "Idempotency keys forgotten before their window ended (idempotency_max_keys)",
+        )?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(ids.clone()))?;
         registry.register(Box::new(channels.clone()))?;
@@ -113,6 +134,9 @@ impl Metrics {
         registry.register(Box::new(broker_up.clone()))?;
         registry.register(Box::new(tcp_connections.clone()))?;
         registry.register(Box::new(tcp_refused.clone()))?;
+        registry.register(Box::new(idempotent_duplicates.clone()))?;
+        registry.register(Box::new(idempotency_keys.clone()))?;
+        registry.register(Box::new(idempotency_evictions.clone()))?;
         for limit in ["max_tcp_connections", "max_tcp_connections_per_ip"] {
             tcp_refused.with_label_values(&[limit]).reset();
         }
@@ -133,6 +157,9 @@ impl Metrics {
             broker_up,
             tcp_connections,
             tcp_refused,
+            idempotent_duplicates,
+            idempotency_keys,
+            idempotency_evictions,
         })
     }
 

@@ -5,8 +5,9 @@
 //             covered by a `reset` that client got;
 //   rejected  an answer saying it was not published (503 and the like), or
 //             the connection refused: must reach nobody;
-//   maybe     a 503 saying the outcome is unknown (the Redis call timed
-//             out), or the request lost with no answer: either is fine.
+//   maybe     a 504 with "published":"unknown" (the Redis call timed out,
+//             or its connection broke before the answer), or the request
+//             lost with no answer: either is fine.
 "use strict";
 
 class Publishers {
@@ -89,7 +90,13 @@ class Publishers {
       return;
     }
     rec.detail = res.status + " " + text.slice(0, 200);
-    rec.outcome = text.includes("may or may not") ? "maybe" : "rejected";
+    let published;
+    try {
+      published = JSON.parse(text).published;
+    } catch (e) {
+      published = undefined;
+    }
+    rec.outcome = published === "unknown" ? "maybe" : "rejected";
   }
 
   async stop() {

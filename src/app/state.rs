@@ -59,6 +59,7 @@ pub(super) fn shared(
     Shared {
         console_page,
         max_message_bytes: config.max_message_bytes,
+        remember_idempotency_keys: config.idempotency_limits().enabled(),
         session_settings: Arc::new(SessionSettings {
             heartbeat_interval: config.heartbeat_interval(),
             client_timeout: config.client_timeout(),

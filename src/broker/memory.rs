@@ -3,9 +3,13 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::{Broker, Publication, Publishing, Refused, Replaying};
+use futures_util::future::BoxFuture;
+
+use super::remembered::Remembered;
+use super::{Broker, Publication, Publishing, Refused, Remembering, Replaying};
 use crate::config::BrokerKind;
 use crate::history::{History, HistoryLimits, HistoryUsage, StreamKey};
+use crate::idempotency::ScopedKey;
 use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
 use crate::replay::{HistoryKeeper, ReplayBudget, ResetReason};
@@ -24,6 +28,8 @@ struct State {
     /// The latest seq handed out.
     seq: u64,
     history: History,
+    /// Idempotency keys and the seq each was first published as.
+    remembered: Remembered,
 }
 
 impl MemoryBroker {
@@ -36,8 +42,16 @@ impl MemoryBroker {
             state: Mutex::new(State {
                 seq: 0,
                 history: History::new(limits),
+                remembered: Remembered::off(),
             }),
         }
+    }
+
+    /// The same broker, remembering idempotency keys as `remembering` says
+    /// (without this, it remembers none).
+    pub fn remembering(self, remembering: Remembering) -> Self {
+        self.state().remembered = Remembered::new(remembering);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -56,14 +70,24 @@ impl Broker for MemoryBroker {
         self.epoch.clone()
     }
 
-    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
+    fn publish(
+        &self,
+        key: StreamKey,
+        frame: &PendingFrame,
+        idempotency: Option<&ScopedKey>,
+    ) -> Publishing {
         let mut state = self.state();
+        let now = Instant::now();
+        if let Some(first) = idempotency.and_then(|k| state.remembered.recall(k, now)) {
+            return Publishing::Duplicate { seq: first };
+        }
         state.seq += 1;
         let seq = state.seq;
+        if let Some(idempotency) = idempotency {
+            state.remembered.remember(idempotency.clone(), seq, now);
+        }
         let bytes = frame.stamp(seq);
-        state
-            .history
-            .append(&key, seq, bytes.clone(), Instant::now());
+        state.history.append(&key, seq, bytes.clone(), now);
         Publishing::Here(Publication {
             key,
             seq,
@@ -98,7 +122,14 @@ impl Broker for MemoryBroker {
     }
 
     fn expire(&self, now: Instant) {
-        self.state().history.expire(now);
+        let mut state = self.state();
+        state.history.expire(now);
+        state.remembered.expire(now);
+    }
+
+    fn remembered_keys(&self) -> BoxFuture<'static, Option<usize>> {
+        let held = self.state().remembered.len();
+        Box::pin(std::future::ready(Some(held)))
     }
 
     fn usage(&self) -> HistoryUsage {

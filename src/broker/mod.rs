@@ -22,6 +22,14 @@
 //! then [`BrokerEvents::publication`]). Positions are `seq` numbers under an
 //! epoch, the same in both.
 //!
+//! A publish may carry an idempotency key ([`ScopedKey`]): the broker
+//! remembers it for `idempotency_window_secs`, at most
+//! `idempotency_max_keys` of them, oldest forgotten first, and a publish
+//! whose key it remembers is answered with the first one's seq and
+//! delivered to nobody ([`Publishing::Duplicate`], [`Announced::duplicate`]).
+//! The check and the publish are one step: in the memory broker under its
+//! lock (`remembered.rs`), on Redis in the publish script.
+//!
 //! The broker sits below the hub: it names no hub type and no actix type,
 //! and reaches `NotifyServer` only through [`BrokerEvents`], which the hub
 //! implements. Its settings, `[broker]`, are the config's
@@ -29,17 +37,20 @@
 
 mod memory;
 mod redis;
+mod remembered;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;
+use prometheus::IntCounter;
 
 pub use self::memory::MemoryBroker;
 pub use self::redis::RedisBroker;
 use crate::config::{BrokerKind, Config};
 use crate::history::{HistoryUsage, StreamKey};
+use crate::idempotency::{IdempotencyLimits, ScopedKey};
 use crate::ids::{ClientId, Epoch};
 use crate::protocol::{PendingFrame, Position};
 use crate::replay::ResetReason;
@@ -61,13 +72,20 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// Whether the message may have been published: the command reached, or
+    /// may have reached, Redis, and no answer came.
+    pub fn outcome_unknown(&self) -> bool {
+        !matches!(self, Self::Unavailable(_))
+    }
+
     /// What became of the message, for the publisher.
     pub fn outcome(&self) -> &'static str {
-        match self {
-            Self::Unavailable(_) => "the message was not published",
-            Self::TimedOut { .. } | Self::Interrupted(_) => {
-                "the message may or may not have been published: check before sending it again"
-            }
+        if self.outcome_unknown() {
+            "the message may or may not have been published: retry with the same \
+             idempotency key, which publishes it only if it was not (a retry without \
+             one may deliver it twice)"
+        } else {
+            "the message was not published"
         }
     }
 }
@@ -157,14 +175,21 @@ pub enum Publishing {
     /// comes back to every node, this one included, as a [`Publication`]
     /// through [`BrokerEvents::publication`].
     Sent(BoxFuture<'static, Result<Announced, BrokerError>>),
+    /// Its idempotency key was used within the window by the publish
+    /// numbered `seq`: nothing is kept or delivered.
+    Duplicate { seq: u64 },
 }
 
 /// A publish the cluster took.
 #[derive(Debug, Clone, Copy)]
 pub struct Announced {
     pub seq: u64,
-    /// Nodes subscribed when it was announced (each fans out locally).
+    /// Nodes subscribed when it was announced (each fans out locally); 0
+    /// for a duplicate.
     pub nodes: u64,
+    /// Its idempotency key was used within the window by the publish
+    /// numbered `seq`: nothing was kept or announced.
+    pub duplicate: bool,
 }
 
 /// What a resume gets: every kept message it asked for, or why that
@@ -270,8 +295,16 @@ pub trait Broker: Send + Sync {
     }
 
     /// Numbers (the next `seq`), keeps and announces one message. Its order
-    /// among publishes is the order of the calls.
-    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing;
+    /// among publishes is the order of the calls. With an `idempotency`
+    /// key remembered from an earlier publish within the window, does none
+    /// of that and answers that publish's seq as a duplicate; otherwise
+    /// remembers the key with the message's seq, in the same step.
+    fn publish(
+        &self,
+        key: StreamKey,
+        frame: &PendingFrame,
+        idempotency: Option<&ScopedKey>,
+    ) -> Publishing;
 
     /// Every kept message of `streams` after `from` (`since < seq`); with
     /// each stream comes its `has_from`, the seq from which the session
@@ -307,6 +340,12 @@ pub trait Broker: Send + Sync {
         None
     }
 
+    /// Idempotency keys remembered now and not yet expired (on Redis, by the
+    /// whole cluster), for `/metrics`; `None` when that cannot be read now.
+    fn remembered_keys(&self) -> BoxFuture<'static, Option<usize>> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// The cluster's counts; `None` without a cluster. The inner `None`:
     /// unknown, because the broker cannot be read now or this node's own
     /// report could not be written.
@@ -322,14 +361,22 @@ fn new_epoch() -> Epoch {
 
 /// The broker the config asks for; connects to Redis, and fails if it
 /// cannot be reached now.
-pub async fn from_config(config: &Config) -> Result<Arc<dyn Broker>, BrokerError> {
+/// Idempotency keys the broker forgot before their window ended, to make
+/// room (`idempotency_max_keys`), are counted in `evictions`.
+pub async fn from_config(
+    config: &Config,
+    evictions: IntCounter,
+) -> Result<Arc<dyn Broker>, BrokerError> {
     let epoch = new_epoch();
+    let idempotency = Remembering {
+        limits: config.idempotency_limits(),
+        evictions,
+    };
     Ok(match config.broker.kind {
-        BrokerKind::Memory => Arc::new(MemoryBroker::new(
-            epoch,
-            config.history_limits(),
-            config.max_replay_bytes,
-        )),
+        BrokerKind::Memory => Arc::new(
+            MemoryBroker::new(epoch, config.history_limits(), config.max_replay_bytes)
+                .remembering(idempotency),
+        ),
         BrokerKind::Redis => Arc::new(
             RedisBroker::connect(
                 &config.broker,
@@ -337,8 +384,17 @@ pub async fn from_config(config: &Config) -> Result<Arc<dyn Broker>, BrokerError
                 config.history_limits().ttl,
                 config.max_replay_bytes,
                 &epoch,
+                idempotency,
             )
             .await?,
         ),
     })
+}
+
+/// How a broker remembers idempotency keys: its limits, and where it
+/// counts the keys it forgot early.
+#[derive(Clone)]
+pub struct Remembering {
+    pub limits: IdempotencyLimits,
+    pub evictions: IntCounter,
 }

@@ -6,7 +6,8 @@
 //! [`BrokerConfig::redis_target`] reads. With `kind = "memory"` the other
 //! settings do nothing, and [`BrokerConfig::unused_settings`] names them
 //! for a startup warning. `publish_timeout_ms` bounds how long a publish
-//! waits for Redis (see `broker/redis/publish.rs`).
+//! waits for Redis (see `broker/redis/publish.rs`), and a PING
+//! (`broker/redis/probe.rs`).
 //!
 //! For `rediss://` the host name of the URL must match the server's
 //! certificate; `#insecure` (no check) is refused. `ca_file` names the CA
@@ -41,8 +42,10 @@ pub struct BrokerConfig {
     /// The private key of `client_cert_file` (PEM).
     pub client_key_file: PathBuf,
     /// The longest a publish waits for Redis, in ms: past it the publisher
-    /// is answered 503 (the outcome unknown) and herald sends nothing more
-    /// for it. Within [`PUBLISH_TIMEOUT_MS`].
+    /// is answered 504 (the outcome unknown) and herald sends nothing more
+    /// for it. Also how long the node waits for the answer to its PING
+    /// before it takes Redis for unresponsive. Within
+    /// [`PUBLISH_TIMEOUT_MS`].
     pub publish_timeout_ms: u64,
 }
 

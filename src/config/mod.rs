@@ -140,6 +140,14 @@ pub struct Config {
     /// by its session until the client has read it, so this bounds what one
     /// resuming client can pin; a resume needing more gets `reset`.
     pub max_replay_bytes: usize,
+    /// How long a publish's idempotency key is remembered, in seconds: a
+    /// publish with a key already used in this window is answered with the
+    /// first one's seq and delivered to nobody. 0: keys are checked but not
+    /// remembered.
+    pub idempotency_window_secs: u64,
+    /// Most idempotency keys remembered at once (on Redis: by the whole
+    /// cluster); past it the oldest are forgotten first.
+    pub idempotency_max_keys: usize,
     /// How long `GET /poll` waits for a message before answering empty.
     pub poll_timeout_secs: u64,
     /// On SIGTERM or Ctrl-C: how long herald waits for connections to close
@@ -212,6 +220,8 @@ impl Default for Config {
             history_max_bytes: 64 * 1024 * 1024,
             history_max_streams: 100_000,
             max_replay_bytes: 4 * 1024 * 1024,
+            idempotency_window_secs: 300,
+            idempotency_max_keys: 100_000,
             poll_timeout_secs: 25,
             shutdown_timeout_secs: 10,
             shutdown_drain_ms: 0,
@@ -257,6 +267,13 @@ impl Config {
             ttl: Duration::from_secs(self.history_ttl_secs),
             max_bytes: self.history_max_bytes,
             max_streams: self.history_max_streams,
+        }
+    }
+
+    pub fn idempotency_limits(&self) -> crate::idempotency::IdempotencyLimits {
+        crate::idempotency::IdempotencyLimits {
+            window: Duration::from_secs(self.idempotency_window_secs),
+            max_keys: self.idempotency_max_keys,
         }
     }
 }

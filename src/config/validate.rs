@@ -219,7 +219,25 @@ impl Config {
                 );
             }
         }
-        Ok(())
+        self.validate_idempotency()
+    }
+
+    fn validate_idempotency(&self) -> Result<(), ConfigError> {
+        use crate::idempotency::{MAX_IDEMPOTENCY_KEYS, MAX_IDEMPOTENCY_WINDOW_SECS};
+        let (key, reason) = if self.idempotency_window_secs > MAX_IDEMPOTENCY_WINDOW_SECS {
+            (
+                "idempotency_window_secs",
+                format!("must be at most {MAX_IDEMPOTENCY_WINDOW_SECS} (a day), in seconds"),
+            )
+        } else if !(1..=MAX_IDEMPOTENCY_KEYS).contains(&self.idempotency_max_keys) {
+            (
+                "idempotency_max_keys",
+                format!("must be between 1 and {MAX_IDEMPOTENCY_KEYS}"),
+            )
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::Invalid { key, reason })
     }
 }
 

@@ -9,6 +9,7 @@ use super::backlog::Positioned;
 use super::mailbox::{self, Batch, MailboxSender, Taker};
 use crate::broker::{BrokerError, Missed, Presence, Publication};
 use crate::client_addr::ClientAddr;
+use crate::idempotency::ScopedKey;
 use crate::ids::{ChannelName, ClientId, Epoch, SessionId};
 use crate::protocol::join;
 pub use crate::protocol::join::Resume;
@@ -78,6 +79,9 @@ pub struct Unsubscribe {
 pub struct Broadcast {
     /// Encoded once by the publisher; `NotifyServer` only stamps the seq in.
     pub frame: PendingFrame,
+    /// The publisher's idempotency key, if it gave one (see
+    /// [`crate::broker::Broker::publish`]).
+    pub idempotency: Option<ScopedKey>,
 }
 
 /// Publish to every session registered as `id` (and keep it for the id's
@@ -87,6 +91,7 @@ pub struct Broadcast {
 pub struct Direct {
     pub id: ClientId,
     pub frame: PendingFrame,
+    pub idempotency: Option<ScopedKey>,
 }
 
 /// Publish to every subscriber of `channel`.
@@ -95,6 +100,7 @@ pub struct Direct {
 pub struct ToChannel {
     pub channel: ChannelName,
     pub frame: PendingFrame,
+    pub idempotency: Option<ScopedKey>,
 }
 
 /// A message numbered and kept by the broker ([`Publication`]), to fan out
@@ -170,6 +176,9 @@ pub struct Published {
     pub seq: u64,
     /// With a cluster: the nodes it was announced to.
     pub nodes: Option<u64>,
+    /// Its idempotency key was used within the window: `seq` is the first
+    /// publish's, and nothing was delivered.
+    pub duplicate: bool,
 }
 
 /// The answer to [`Connect`] and [`Register`]: the server's position at

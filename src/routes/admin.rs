@@ -11,6 +11,9 @@ use crate::hub::messages::GetStats;
 /// Channels listed in `/stats`.
 const TOP_CHANNELS: usize = 10;
 
+/// How long `/metrics` waits for the broker's count of idempotency keys.
+const KEYS_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -18,6 +21,11 @@ pub async fn metrics(
     state.admins.check(req.headers(), state.direct_peer(&req))?;
     let broker_up = state.broker.connected().unwrap_or(true);
     state.metrics.broker_up.set(i64::from(broker_up));
+    // Read briefly: with Redis away the gauge keeps its last value.
+    let keys = actix_web::rt::time::timeout(KEYS_READ_TIMEOUT, state.broker.remembered_keys());
+    if let Ok(Some(keys)) = keys.await {
+        state.metrics.idempotency_keys.set(keys as i64);
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render()))

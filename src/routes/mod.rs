@@ -69,6 +69,9 @@ pub struct Shared {
     pub console_page: Option<Bytes>,
     /// Largest `POST /` body, in bytes.
     pub max_message_bytes: usize,
+    /// Whether publishes' idempotency keys are remembered
+    /// (`idempotency_window_secs` above 0).
+    pub remember_idempotency_keys: bool,
     /// Rules every session enforces, whatever its transport.
     pub session_settings: Arc<SessionSettings>,
     /// Who may publish.

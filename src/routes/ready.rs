@@ -8,8 +8,9 @@
 //!   `shutdown_drain_ms` wait in which herald still serves everything
 //!   else, so the node leaves the load balancer before its sockets close;
 //! - `broker_disconnected`: the Redis broker cannot take publishes (its
-//!   subscription is down, or its last write to Redis failed: publishing
-//!   answers 503), with the broker's error;
+//!   subscription is down, Redis does not answer its PINGs, or its last
+//!   write to Redis failed: publishing answers 503 or 504), with the
+//!   broker's error;
 //! - `unavailable`: the routing actor is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};

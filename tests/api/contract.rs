@@ -21,7 +21,7 @@ pub enum Backend {
 impl Backend {
     /// A node on this back end, with `configure` applied to its config;
     /// returns once it can take publishes.
-    async fn node(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
+    pub async fn node(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         match self {
             Self::Memory => spawn_app_with(configure).await,
             Self::Redis(redis) => redis.node(configure).await,
@@ -30,7 +30,7 @@ impl Backend {
 }
 
 /// Runs each listed test once per back end: `memory::<name>` and
-/// `redis::<name>`.
+/// `redis::<name>`. The module that invokes it names `Backend` (this one).
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -53,6 +53,8 @@ macro_rules! contract {
         }
     };
 }
+
+pub(crate) use contract;
 
 contract!(
     each_publish_takes_the_next_seq_and_reaches_its_targets_once,

@@ -1,5 +1,7 @@
 //! The Redis broker while Redis is unavailable: a publish answers 503
-//! within `publish_timeout_ms`; `/health` and `/ready` say the node cannot
+//! `broker_unavailable` when it was not sent, 504 `broker_timeout` with
+//! `"published":"unknown"` when it was and no answer came, within
+//! `publish_timeout_ms`; `/health` and `/ready` say the node cannot
 //! publish whenever that is so (subscription down, a write Redis refused)
 //! and why, and recover on the next successful write; a resume that cannot
 //! read the history is asked to come back later (WebSocket close 1013,
@@ -30,11 +32,26 @@ async fn a_publish_while_redis_is_gone_answers_503_within_publish_timeout_ms() {
     };
     let app = redis.node(|c| c.broker.publish_timeout_ms = 200).await;
     redis.kill();
-    // At once, whether or not the node has noticed yet.
+    // At once, whether or not the node has noticed yet. Until it has, the
+    // publish may be written to the connection Redis's end closed, and a
+    // broken connection cannot tell whether Redis ran it: 504, unknown.
     let (status, body, took) = timed_publish(&app, "lost?").await;
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => assert_eq!(body["code"], "broker_unavailable"),
+        StatusCode::GATEWAY_TIMEOUT => assert_eq!(body["published"], "unknown", "{body}"),
+        _ => panic!("{status}: {body}"),
+    }
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    // Once it has, nothing is sent: known not published.
+    app.wait_for_health("the node to see Redis gone", |h| {
+        h["broker_connected"] == false
+    })
+    .await;
+    let (status, body, took) = timed_publish(&app, "lost").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "broker_unavailable", "{body}");
-    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert!(body.get("published").is_none(), "{body}");
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
 }
 
 #[actix_web::test]
@@ -55,7 +72,9 @@ async fn a_publish_redis_does_not_answer_ends_at_the_configured_bound() {
     long.stall(true);
 
     let (status, body, took) = timed_publish(&quick, "stalled").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["code"], "broker_timeout", "{body}");
+    assert_eq!(body["published"], "unknown", "{body}");
     let error = body["error"].as_str().expect("error");
     assert!(error.contains("within 200 ms"), "{body}");
     assert!(
@@ -70,7 +89,7 @@ async fn a_publish_redis_does_not_answer_ends_at_the_configured_bound() {
     assert!(health["broker_error"].is_string(), "{health}");
 
     let (status, body, took) = timed_publish(&patient, "stalled").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("within 3000 ms"),
         "{body}"
@@ -300,7 +319,9 @@ async fn a_publish_whose_connection_breaks_before_the_answer_is_not_said_unpubli
     // Then A's connection to Redis breaks.
     proxy.cut();
     let (status, body) = within("A's answer", publishing).await.expect("publisher");
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["code"], "broker_timeout", "{body}");
+    assert_eq!(body["published"], "unknown", "{body}");
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("may or may not"), "{body}");
     assert!(!error.contains("not published"), "{body}");

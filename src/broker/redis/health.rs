@@ -1,16 +1,20 @@
 //! Whether this node can publish through Redis now, and why not: the one
 //! place `/health` (`broker_connected`, `broker_error`, `cluster`) and
-//! `/ready` read.
+//! `/ready` read, and where a publish learns whether to try at all.
 //!
 //! The node is connected while its subscription is up (announcements reach
-//! it; the subscription loop says so) and neither its last publish nor its
-//! last presence report (every 2 s) failed. A write Redis refused (OOM
+//! it; the subscription loop says so), Redis answers its PINGs (the probe,
+//! `probe.rs`: a Redis that is hung, stopped or overloaded keeps its
+//! connections open and answers nothing), and neither its last publish nor
+//! its last presence report (every 2 s) failed. A write Redis refused (OOM
 //! under `maxmemory`, a read-only replica, ...), could not be sent, or did
 //! not answer in time marks the node down with that error; the next
 //! publish or presence report that succeeds clears it. While the
-//! subscription is down, publishes are refused without reaching Redis, and
-//! the subscription loop logs its own changes of state; this file logs the
-//! others, each once: a warning going down, a notice coming back.
+//! subscription is down or a PING is unanswered past its bound, publishes
+//! are refused without reaching Redis ([`Health::refusal`]): herald then
+//! knows they were not published. The subscription loop logs its own
+//! changes of state; this file logs the others, each once: a warning going
+//! down, a notice coming back.
 //!
 //! The error is kept as text, with the Redis URL and its password hidden.
 
@@ -28,6 +32,9 @@ pub(super) struct Health {
 
 struct State {
     subscribed: bool,
+    /// Why Redis is taken for unresponsive: a PING not answered within its
+    /// bound, or failed; `None` once one is answered.
+    unanswered: Option<String>,
     /// Why the last write (a publish or a presence report) failed; `None`
     /// once one succeeded.
     fault: Option<String>,
@@ -43,6 +50,7 @@ impl Health {
         Self {
             state: Mutex::new(State {
                 subscribed: false,
+                unanswered: None,
                 fault: None,
                 presence_written: false,
             }),
@@ -58,10 +66,35 @@ impl Health {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the subscription is up: while it is not, a publish is
-    /// refused without being sent.
-    pub(super) fn subscribed(&self) -> bool {
-        self.state().subscribed
+    /// Why a publish is refused without being sent, if it is: Redis does
+    /// not answer PINGs (named first: a hung Redis takes the subscription
+    /// down too), or the subscription is down.
+    pub(super) fn refusal(&self) -> Option<String> {
+        let state = self.state();
+        match (&state.unanswered, state.subscribed) {
+            (Some(why), _) => Some(format!("Redis is not answering this node ({why})")),
+            (None, false) => Some("this node is not connected to Redis".into()),
+            (None, true) => None,
+        }
+    }
+
+    /// A PING went unanswered within its bound, or failed, for `why`.
+    pub(super) fn ping_unanswered(&self, why: &str) {
+        let text = self.scrub(why);
+        let mut state = self.state();
+        if state.unanswered.is_none() {
+            log::warn!(
+                "broker: {text}; not ready, and publishes refused, until Redis answers again"
+            );
+        }
+        state.unanswered = Some(text);
+    }
+
+    /// A PING was answered.
+    pub(super) fn ping_answered(&self) {
+        if self.state().unanswered.take().is_some() {
+            log::info!("broker: Redis answers PINGs again");
+        }
     }
 
     /// The subscription came up, or went down.
@@ -102,16 +135,19 @@ impl Health {
     /// Whether publishes can go through now.
     pub(super) fn connected(&self) -> bool {
         let state = self.state();
-        state.subscribed && state.fault.is_none()
+        state.subscribed && state.unanswered.is_none() && state.fault.is_none()
     }
 
     /// Why publishes cannot go through now; `None` while they can.
     pub(super) fn error(&self) -> Option<String> {
         let state = self.state();
-        match (&state.fault, state.subscribed) {
-            (Some(fault), _) => Some(fault.clone()),
-            (None, false) => Some("not subscribed to Redis's announcements (reconnecting)".into()),
-            (None, true) => None,
+        match (&state.unanswered, &state.fault, state.subscribed) {
+            (Some(unanswered), _, _) => Some(unanswered.clone()),
+            (None, Some(fault), _) => Some(fault.clone()),
+            (None, None, false) => {
+                Some("not subscribed to Redis's announcements (reconnecting)".into())
+            }
+            (None, None, true) => None,
         }
     }
 
@@ -152,6 +188,36 @@ mod tests {
         assert!(
             error.contains("10.0.0.5") && !error.contains("hunter2"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_ping_refuses_publishes_until_one_is_answered() {
+        let health = Health::new("redis://10.0.0.5:6379", None);
+        assert!(health.refusal().unwrap().contains("not connected"));
+        health.set_subscribed(true);
+        assert_eq!(health.refusal(), None);
+        health.ping_unanswered("no answer to PING within 500 ms");
+        assert!(!health.connected());
+        assert!(health.refusal().unwrap().contains("within 500 ms"));
+        assert!(health.error().unwrap().contains("within 500 ms"));
+        // The subscription going down with it: the PING is still the news.
+        health.set_subscribed(false);
+        assert!(health.refusal().unwrap().contains("within 500 ms"));
+        health.set_subscribed(true);
+        // A write that succeeds meanwhile does not clear it: only an answer.
+        health.write_succeeded();
+        assert!(!health.connected());
+        health.ping_answered();
+        assert_eq!((health.connected(), health.refusal()), (true, None));
+        // Nor does an answered PING clear a refused write.
+        health.write_failed("a publish failed", "OOM");
+        health.ping_answered();
+        assert!(!health.connected());
+        assert_eq!(
+            health.refusal(),
+            None,
+            "writes Redis refuses are still tried"
         );
     }
 }

@@ -43,8 +43,17 @@
 //! its subscription; `publish.rs` and `replay.rs` a publish and a
 //! resume; `announce.rs` the pub/sub announcements and the subscription;
 //! `presence.rs` the presence reports and `/health`'s cluster counts;
-//! `health.rs` whether the node can publish now, and why not; `expiry.rs` how long Redis keeps what herald writes; `client.rs` the
-//! Redis client from `[broker]`.
+//! `health.rs` whether the node can publish now, and why not; `probe.rs`
+//! the PING that tells whether Redis answers at all; `expiry.rs` how long
+//! Redis keeps what herald writes; `client.rs` the Redis client from
+//! `[broker]`.
+//!
+//! Idempotency keys live in Redis, so that a retry on any node finds the
+//! first publish: `<prefix>:idempotency:<scope>:<key>` holds its seq and
+//! expires after `idempotency_window_secs`; the sorted set
+//! `<prefix>:idempotency` indexes them by expiry and holds them to
+//! `idempotency_max_keys`, forgetting the oldest first (see
+//! [`scripts::PUBLISH`]).
 
 mod announce;
 mod catch_up;
@@ -52,6 +61,7 @@ mod client;
 mod expiry;
 mod health;
 mod presence;
+mod probe;
 mod publish;
 mod replay;
 mod scripts;
@@ -67,10 +77,11 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use self::expiry::Expiry;
 use self::health::Health;
 use self::standing::Standing;
-use super::{Broker, BrokerError, BrokerEvents, ClusterCounts};
+use super::{Broker, BrokerError, BrokerEvents, ClusterCounts, Remembering};
 use super::{Publishing, Replaying};
 use crate::config::{BrokerConfig, BrokerKind};
 use crate::history::StreamKey;
+use crate::idempotency::ScopedKey;
 use crate::ids::Epoch;
 use crate::protocol::{PendingFrame, Position};
 
@@ -95,8 +106,11 @@ pub struct RedisBroker {
     /// `/ready`; while its subscription is down, a publish is refused at
     /// once.
     health: Arc<Health>,
-    /// `publish_timeout_ms`: the longest a publish waits for Redis.
+    /// `publish_timeout_ms`: the longest a publish waits for Redis, and
+    /// the longest the probe waits for a PING's answer.
     publish_timeout: Duration,
+    /// How idempotency keys are remembered.
+    remembering: Remembering,
 }
 
 /// How much longer than a publish the connection waits for any answer
@@ -109,13 +123,15 @@ impl RedisBroker {
     /// first node); fails if Redis cannot be reached now. Streams keep
     /// `history_size` messages and expire after `history_ttl` without a
     /// publish (see the module's header); a resume reads at most
-    /// `max_replay_bytes`.
+    /// `max_replay_bytes`; idempotency keys are remembered as `remembering`
+    /// says.
     pub async fn connect(
         config: &BrokerConfig,
         history_size: usize,
         history_ttl: Duration,
         max_replay_bytes: usize,
         candidate: &Epoch,
+        remembering: Remembering,
     ) -> Result<Self, BrokerError> {
         let client = client::client(config).map_err(|e| {
             BrokerError::Unavailable(format!("invalid setting `{}`: {}", e.key, e.reason))
@@ -179,6 +195,7 @@ impl RedisBroker {
             node: format!("{:016x}", rand::random::<u64>()),
             health,
             publish_timeout,
+            remembering,
         })
     }
 
@@ -196,6 +213,16 @@ impl RedisBroker {
     /// The node log: the stream of each seq (see [`scripts::CATCH_UP`]).
     fn log_key(&self) -> String {
         format!("{}:log", self.prefix)
+    }
+
+    /// The index of remembered idempotency keys (see the module's header).
+    fn idempotency_index(&self) -> String {
+        format!("{}:idempotency", self.prefix)
+    }
+
+    /// What each remembered idempotency key's own Redis key starts with.
+    fn idempotency_prefix(&self) -> String {
+        format!("{}:idempotency:", self.prefix)
     }
 
     /// The clock and the expired mark (see the module's header).
@@ -221,8 +248,13 @@ impl Broker for RedisBroker {
     }
 
     /// See [`RedisBroker::publish_frame`].
-    fn publish(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
-        self.publish_frame(key, frame)
+    fn publish(
+        &self,
+        key: StreamKey,
+        frame: &PendingFrame,
+        idempotency: Option<&ScopedKey>,
+    ) -> Publishing {
+        self.publish_frame(key, frame, idempotency)
     }
 
     /// See [`RedisBroker::read_replay`].
@@ -234,16 +266,37 @@ impl Broker for RedisBroker {
         self.standing.start(events.clone());
         self.subscribe(events.clone());
         self.report_presence(events);
+        self.probe();
     }
 
-    /// Subscribed, and the last write (publish or presence report) did not
-    /// fail (see `health.rs`).
+    /// Subscribed, answering PINGs, and the last write (publish or
+    /// presence report) did not fail (see `health.rs`).
     fn connected(&self) -> Option<bool> {
         Some(self.health.connected())
     }
 
     fn error(&self) -> Option<String> {
         self.health.error()
+    }
+
+    /// The unexpired members of the index, by this node's clock (close to
+    /// Redis's: the count is a gauge, not a bound).
+    fn remembered_keys(&self) -> BoxFuture<'static, Option<usize>> {
+        let mut con = self.commands.clone();
+        let index = self.idempotency_index();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Box::pin(async move {
+            redis::cmd("ZCOUNT")
+                .arg(index)
+                .arg(format!("({now}"))
+                .arg("+inf")
+                .query_async::<usize>(&mut con)
+                .await
+                .ok()
+        })
     }
 
     /// The nodes that reported in the last

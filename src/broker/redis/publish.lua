@@ -5,6 +5,15 @@
 local function int(n)
   return string.format('%d', n)
 end
+-- With an idempotency key (KEYS[9]) already used in its window: that
+-- publish's seq, and nothing else is done.
+local keyed = KEYS[9] ~= nil
+if keyed then
+  local first = redis.call('GET', KEYS[9])
+  if first then
+    return {tonumber(first), 0, 1, 0}
+  end
+end
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[5])
 local epoch = redis.call('GET', KEYS[7])
@@ -68,5 +77,23 @@ if size > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], keep)
 end
+local evicted = 0
+if keyed then
+  -- Remembered for the window; the index (score: when the key expires)
+  -- drops expired members and keeps at most ARGV[12], oldest out first.
+  local window = tonumber(ARGV[11])
+  redis.call('SET', KEYS[9], id, 'PX', window)
+  redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', int(now))
+  redis.call('ZADD', KEYS[10], int(now + window), ARGV[13])
+  local over = redis.call('ZCARD', KEYS[10]) - tonumber(ARGV[12])
+  if over > 0 then
+    for _, member in ipairs(redis.call('ZRANGE', KEYS[10], 0, over - 1)) do
+      redis.call('DEL', ARGV[14] .. member)
+    end
+    redis.call('ZREMRANGEBYRANK', KEYS[10], 0, over - 1)
+    evicted = over
+  end
+  redis.call('PEXPIRE', KEYS[10], window)
+end
 local nodes = redis.call('PUBLISH', KEYS[3], epoch .. '\n' .. ARGV[4] .. '\n' .. id .. '\n' .. frame)
-return {seq, nodes}
+return {seq, nodes, 0, evicted}

@@ -1,7 +1,8 @@
 //! A publish on Redis: numbered, kept and announced by one run of
 //! [`scripts::PUBLISH`](super::scripts::PUBLISH), within
-//! `publish_timeout_ms`. Each outcome goes to the node's health: a publish
-//! that failed marks the node down, one that succeeded up.
+//! `publish_timeout_ms`, its idempotency key checked and remembered in
+//! that same run. Each outcome goes to the node's health: a publish that
+//! failed marks the node down, one that succeeded up.
 
 use std::sync::atomic::Ordering;
 
@@ -10,25 +11,35 @@ use super::scripts::LOG_ENTRIES;
 use super::RedisBroker;
 use crate::broker::{Announced, BrokerError, Publishing};
 use crate::history::StreamKey;
+use crate::idempotency::ScopedKey;
 use crate::protocol::{PendingFrame, MESSAGE_FRAME_HEAD};
 
 impl RedisBroker {
     /// Refused at once, without sending anything, while the node's
-    /// subscription is down (Redis is known to be unreachable); otherwise
+    /// subscription is down or Redis does not answer its PINGs (see
+    /// `health.rs`): the publisher is told 503, not published. Otherwise
     /// runs the publish script, waiting at most `publish_timeout_ms`: after
-    /// it, the publisher is told 503 with the outcome unknown (the script
-    /// may have run), and herald sends nothing more for it. Without this
+    /// it, the publisher is told 504 with the outcome unknown (the script
+    /// may have run; a retry with the same idempotency key is safe), and
+    /// herald sends nothing more for it. Without this
     /// bound the connection manager's reconnection attempts could hold a
     /// publish for several seconds, and send it once Redis came back, long
     /// after the publisher gave up. The connection's response timeout is
     /// longer (`RESPONSE_TIMEOUT_MARGIN`), so that a publish Redis took but
     /// did not answer always ends here, as `TimedOut`.
-    pub(super) fn publish_frame(&self, key: StreamKey, frame: &PendingFrame) -> Publishing {
-        if !self.health.subscribed() {
+    pub(super) fn publish_frame(
+        &self,
+        key: StreamKey,
+        frame: &PendingFrame,
+        idempotency: Option<&ScopedKey>,
+    ) -> Publishing {
+        if let Some(why) = self.health.refusal() {
             return Publishing::Sent(Box::pin(std::future::ready(Err(BrokerError::Unavailable(
-                "this node is not connected to Redis".into(),
+                why,
             )))));
         }
+        let remembered = idempotency.map(|scoped| self.idempotency_keys(scoped));
+        let evictions = self.remembering.evictions.clone();
         let name = encode_key(&key);
         let counter = format!("{}:seq", self.prefix);
         let stream = format!("{}:stream:{name}", self.prefix);
@@ -72,9 +83,19 @@ impl RedisBroker {
                 .arg(LOG_ENTRIES)
                 .arg(candidate.as_str())
                 .arg(node_epoch.as_str());
+            if let Some(keys) = remembered {
+                invocation
+                    .key(keys.own)
+                    .key(keys.index)
+                    .arg(keys.window_ms)
+                    .arg(keys.max_keys)
+                    .arg(keys.member)
+                    .arg(keys.prefix);
+            }
             // Dropped on time out: not sent later if it was not sent yet.
             let answer =
-                tokio::time::timeout(bound, invocation.invoke_async::<(u64, u64)>(&mut con)).await;
+                tokio::time::timeout(bound, invocation.invoke_async::<PublishReply>(&mut con))
+                    .await;
             let timed_out = || BrokerError::TimedOut {
                 ms: bound.as_millis() as u64,
             };
@@ -96,7 +117,7 @@ impl RedisBroker {
                     }
                 })
             });
-            let (seq, nodes) = match outcome {
+            let (seq, nodes, duplicate, evicted) = match outcome {
                 Ok(answer) => answer,
                 Err(e) => {
                     health.write_failed("a publish failed", &e.to_string());
@@ -105,9 +126,42 @@ impl RedisBroker {
             };
             health.write_succeeded();
             standing.seen.fetch_max(seq, Ordering::Relaxed);
-            Ok(Announced { seq, nodes })
+            evictions.inc_by(evicted);
+            Ok(Announced {
+                seq,
+                nodes,
+                duplicate: duplicate == 1,
+            })
         }))
     }
+
+    /// What the publish script takes for `scoped` (see
+    /// [`scripts::PUBLISH`](super::scripts::PUBLISH)).
+    fn idempotency_keys(&self, scoped: &ScopedKey) -> IdempotencyArgs {
+        let prefix = self.idempotency_prefix();
+        IdempotencyArgs {
+            own: format!("{prefix}{}", scoped.as_str()),
+            index: self.idempotency_index(),
+            window_ms: self.remembering.limits.window.as_millis() as u64,
+            max_keys: self.remembering.limits.max_keys,
+            member: scoped.as_str().to_owned(),
+            prefix,
+        }
+    }
+}
+
+/// What [`scripts::PUBLISH`](super::scripts::PUBLISH) answers: seq, nodes,
+/// 1 for a duplicate, idempotency keys evicted.
+type PublishReply = (u64, u64, u64, u64);
+
+/// The KEYS and ARGV a publish with an idempotency key adds.
+struct IdempotencyArgs {
+    own: String,
+    index: String,
+    window_ms: u64,
+    max_keys: usize,
+    member: String,
+    prefix: String,
 }
 
 fn unavailable(e: redis::RedisError) -> BrokerError {

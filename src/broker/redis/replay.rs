@@ -34,12 +34,12 @@ impl RedisBroker {
     /// script; when the epoch differed, the node joins the cluster again
     /// first, which gives Redis an epoch if it lost its own.
     /// [`NotReplayed::Unavailable`] at once while the node's subscription
-    /// is down, and when Redis cannot run the script or answer it within
+    /// is down or Redis does not answer its PINGs, and when Redis cannot run the script or answer it within
     /// the connection's response timeout.
     pub(super) fn read_replay(&self, streams: &[(StreamKey, u64)], from: &Position) -> Replaying {
-        if !self.health.subscribed() {
+        if let Some(why) = self.health.refusal() {
             return Replaying::Fetching(Box::pin(std::future::ready(Err(
-                NotReplayed::Unavailable("this node is not connected to Redis".into()),
+                NotReplayed::Unavailable(why),
             ))));
         }
         let bound = self.response_timeout();

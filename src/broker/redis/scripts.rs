@@ -31,9 +31,25 @@ pub(super) const JOIN: &str = include_str!("join.lua");
 /// cluster has none (Redis lost its data) or if the counter is below the
 /// floor in the node's own epoch (Redis came back with older data; as in
 /// [`JOIN`]), its base then the seq before this one, and the node's
-/// epoch. Answers `{seq,
-/// nodes}`: the message's seq and the nodes subscribed when it was
-/// announced.
+/// epoch. Answers `{seq, nodes, 0, evicted}`: the message's seq, the
+/// nodes subscribed when it was announced, and how many idempotency keys
+/// were forgotten to make room (below).
+///
+/// With an idempotency key, two more KEYS: the key's own
+/// (`<prefix>:idempotency:<scope>:<key>`, holding the seq of the publish
+/// that used it first) and the index of remembered keys
+/// (`<prefix>:idempotency`, a sorted set: member `<scope>:<key>`, score
+/// the instant it expires, in Redis's time, ms); and four more ARGV: the
+/// window (ms), the most keys remembered, the member, and the prefix of
+/// the keys' own (`<prefix>:idempotency:`). If the key's own is there
+/// (unexpired), the script does nothing else and answers `{first, 0, 1,
+/// 0}`: `first` the seq it holds. Otherwise, after the publish, it sets
+/// the key's own to the new seq, expiring after the window, and adds it to
+/// the index, which drops its expired members and, past the most keys, its
+/// oldest (deleting their keys: `evicted`), and expires with the last
+/// key. So the check and the publish are one atomic step on every node,
+/// each key goes by itself, and the keys held never exceed the bound.
+/// Without a key the script touches none of this.
 ///
 /// The frame is the head, the seq, then the rest, so the wire bytes are
 /// those [`crate::protocol::PendingFrame::stamp`] builds. The stream keeps

@@ -42,6 +42,7 @@ use crate::broker::{
     Replaying, Snapshot,
 };
 use crate::history::StreamKey;
+use crate::idempotency::ScopedKey;
 use crate::ids::SessionId;
 use crate::metrics::Metrics;
 use crate::protocol::{close_code, PendingFrame, Position};
@@ -102,9 +103,15 @@ impl NotifyServer {
     }
 
     /// Sends a message to the broker; fans it out now if the broker hands
-    /// it straight back, or answers once the cluster took it.
-    fn publish(&mut self, key: StreamKey, frame: &PendingFrame) -> PublishResult {
-        match self.broker.publish(key, frame) {
+    /// it straight back, or answers once the cluster took it. A duplicate
+    /// (its idempotency key already used) is delivered to nobody.
+    fn publish(
+        &mut self,
+        key: StreamKey,
+        frame: &PendingFrame,
+        idempotency: Option<&ScopedKey>,
+    ) -> PublishResult {
+        match self.broker.publish(key, frame, idempotency) {
             Publishing::Here(publication) => {
                 let seq = publication.seq;
                 let delivered = self.fan_out(publication);
@@ -112,14 +119,22 @@ impl NotifyServer {
                     delivered: Some(delivered),
                     seq,
                     nodes: None,
+                    duplicate: false,
                 }))
             }
+            Publishing::Duplicate { seq } => ActorResponse::reply(Ok(Published {
+                delivered: Some(0),
+                seq,
+                nodes: None,
+                duplicate: true,
+            })),
             Publishing::Sent(announcing) => {
                 ActorResponse::r#async(announcing.into_actor(self).map(|announced, _, _| {
                     announced.map(|a| Published {
-                        delivered: None,
+                        delivered: if a.duplicate { Some(0) } else { None },
                         seq: a.seq,
-                        nodes: Some(a.nodes),
+                        nodes: (!a.duplicate).then_some(a.nodes),
+                        duplicate: a.duplicate,
                     })
                 }))
             }
@@ -281,7 +296,7 @@ impl Handler<Broadcast> for NotifyServer {
     type Result = PublishResult;
 
     fn handle(&mut self, msg: Broadcast, _: &mut Context<Self>) -> PublishResult {
-        self.publish(StreamKey::Broadcast, &msg.frame)
+        self.publish(StreamKey::Broadcast, &msg.frame, msg.idempotency.as_ref())
     }
 }
 
@@ -289,7 +304,7 @@ impl Handler<Direct> for NotifyServer {
     type Result = PublishResult;
 
     fn handle(&mut self, msg: Direct, _: &mut Context<Self>) -> PublishResult {
-        self.publish(StreamKey::Id(msg.id), &msg.frame)
+        self.publish(StreamKey::Id(msg.id), &msg.frame, msg.idempotency.as_ref())
     }
 }
 
@@ -297,7 +312,11 @@ impl Handler<ToChannel> for NotifyServer {
     type Result = PublishResult;
 
     fn handle(&mut self, msg: ToChannel, _: &mut Context<Self>) -> PublishResult {
-        self.publish(StreamKey::Channel(msg.channel), &msg.frame)
+        self.publish(
+            StreamKey::Channel(msg.channel),
+            &msg.frame,
+            msg.idempotency.as_ref(),
+        )
     }
 }
 
@@ -507,7 +526,10 @@ mod tests {
 
     pub(super) async fn broadcast(server: &Addr<NotifyServer>) -> Published {
         server
-            .send(Broadcast { frame: frame("b") })
+            .send(Broadcast {
+                frame: frame("b"),
+                idempotency: None,
+            })
             .await
             .unwrap()
             .unwrap()
@@ -519,6 +541,7 @@ mod tests {
             .send(Direct {
                 id,
                 frame: frame("d"),
+                idempotency: None,
             })
             .await
             .unwrap()
@@ -562,6 +585,7 @@ mod tests {
                 delivered: Some(3),
                 seq: 1,
                 nodes: None,
+                duplicate: false,
             }
         );
         assert_eq!(
@@ -570,6 +594,7 @@ mod tests {
                 delivered: Some(2),
                 seq: 2,
                 nodes: None,
+                duplicate: false,
             }
         );
         assert_eq!(
@@ -578,11 +603,13 @@ mod tests {
                 delivered: Some(0),
                 seq: 3,
                 nodes: None,
+                duplicate: false,
             }
         );
         let to_news = ToChannel {
             channel: channel("news"),
             frame: frame("n"),
+            idempotency: None,
         };
         assert_eq!(
             server.send(to_news).await.unwrap().unwrap(),
@@ -590,6 +617,7 @@ mod tests {
                 delivered: Some(1),
                 seq: 4,
                 nodes: None,
+                duplicate: false,
             }
         );
         assert_eq!(handled(&tab1.seqs, 2).await, [1, 2]);

@@ -294,6 +294,7 @@ mod tests {
     use crate::hub::messages::{
         Connect, Disconnect, DisconnectReason, Register, ToChannel, Transport,
     };
+    use crate::idempotency::ScopedKey;
     use crate::ids::SessionId;
     use crate::protocol::{PendingFrame, Position};
     use crate::replay::{HistoryKeeper, ResetReason};
@@ -317,6 +318,7 @@ mod tests {
         let to_news = ToChannel {
             channel: channel("news"),
             frame: frame("n"),
+            idempotency: None,
         };
         server.send(to_news).await.unwrap().unwrap(); // 4
 
@@ -399,7 +401,7 @@ mod tests {
             EPOCH.into()
         }
 
-        fn publish(&self, _: StreamKey, _: &PendingFrame) -> Publishing {
+        fn publish(&self, _: StreamKey, _: &PendingFrame, _: Option<&ScopedKey>) -> Publishing {
             Publishing::Sent(Box::pin(async {
                 Err(BrokerError::Unavailable("not in this test".into()))
             }))
@@ -435,7 +437,7 @@ mod tests {
             40
         }
 
-        fn publish(&self, _: StreamKey, _: &PendingFrame) -> Publishing {
+        fn publish(&self, _: StreamKey, _: &PendingFrame, _: Option<&ScopedKey>) -> Publishing {
             Publishing::Sent(Box::pin(async {
                 Err(BrokerError::Unavailable("not in this test".into()))
             }))

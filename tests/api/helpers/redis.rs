@@ -127,6 +127,16 @@ impl Redis {
         self.child.as_ref().map(|child| child.id())
     }
 
+    /// Stops the server with `SIGSTOP`, as a hung or overloaded Redis or a
+    /// stalled network path: its connections stay open and nothing
+    /// answers. It goes on (`SIGCONT`) when the guard is dropped, whatever
+    /// the test did meanwhile (and [`Redis`]'s own drop kills it anyway).
+    pub fn stop(&self) -> Stopped {
+        let pid = self.pid().expect("redis-server runs");
+        assert!(signal(pid, "-STOP"), "kill -STOP {pid} failed");
+        Stopped { pid }
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -273,6 +283,27 @@ impl Redis {
             Some(tls) => format!("rediss://:{}@127.0.0.1:{}", tls.password, self.port),
         }
     }
+}
+
+/// A Redis stopped by [`Redis::stop`]: dropping it lets it go on.
+pub struct Stopped {
+    pid: u32,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // Never panics (a drop may run while a test fails).
+        signal(self.pid, "-CONT");
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`; whether it was sent.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 impl Drop for Redis {

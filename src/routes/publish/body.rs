@@ -1,32 +1,18 @@
-//! `POST /`: a main site publishes a notification.
-//!
-//! Form (`message=…[&id=…|&channel=…]`) or JSON
-//! (`{"message": <any JSON>, "id": "…"}` / `"channel": "…"`). No target →
-//! every session; `id` → every session registered as it; `channel` → every
-//! subscriber. The frame is encoded here, once, and `NotifyServer` shares it
-//! among the recipients, after stamping the message's `seq` in. Answer:
-//! `{"delivered": N, "seq": S}`: the number of sessions it was handed to,
-//! and its position.
-//!
-//! Before the body is read: a foreign `Origin` is refused (403), then the
-//! publisher is checked (key, or loopback when no keys are configured).
-//!
-//! Unknown fields are refused rather than ignored: a misspelt target must not
-//! turn a private message into a broadcast.
+//! A `POST /` body, form or JSON, read into a [`Publish`]: the message, its
+//! target and the idempotency key given in the body, each checked. Unknown
+//! fields are refused rather than ignored: a misspelt target must not turn
+//! a private message into a broadcast.
 
 use actix_web::http::header;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use bytes::BytesMut;
-use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use actix_web::{HttpMessage, HttpRequest};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::AppState;
 use crate::error::ApiError;
 use crate::form::parse_pairs;
-use crate::hub::messages::{Broadcast, Direct, ToChannel};
+use crate::idempotency::IdempotencyKey;
 use crate::ids::{ChannelName, ClientId};
-use crate::protocol::{minify_json, PendingFrame};
+use crate::protocol::minify_json;
 
 /// A validated publish request.
 #[derive(Debug)]
@@ -35,6 +21,9 @@ pub struct Publish {
     pub message: Box<RawValue>,
     /// Who gets it.
     pub target: Target,
+    /// The `idempotency_key` field, if given (the `Idempotency-Key` header
+    /// is read by the handler).
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 /// The recipients of a publish.
@@ -67,6 +56,9 @@ struct JsonBody {
     /// Absent means no channel; `null` is refused, as for `id`.
     #[serde(default, deserialize_with = "present")]
     channel: Option<ChannelName>,
+    /// A string; anything else (`null` included) is refused.
+    #[serde(default, deserialize_with = "present")]
+    idempotency_key: Option<Box<RawValue>>,
 }
 
 /// A field that, when present, must hold a value (`null` is an error).
@@ -78,19 +70,6 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-#[derive(Serialize)]
-struct Reply {
-    /// Sessions the message was handed to. `null` with the redis broker:
-    /// each node hands it to its own sessions, and counting them would mean
-    /// waiting on every node.
-    delivered: Option<usize>,
-    /// The message's position.
-    seq: u64,
-    /// With the redis broker: the nodes it was announced to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    nodes: Option<u64>,
-}
-
 /// The body formats `POST /` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -99,7 +78,7 @@ pub enum BodyKind {
 }
 
 impl BodyKind {
-    fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+    pub(super) fn of(req: &HttpRequest) -> Result<Self, ApiError> {
         let unsupported = || {
             let given = req
                 .headers()
@@ -136,12 +115,13 @@ impl Publish {
 
     fn from_form(body: &[u8]) -> Result<Self, ApiError> {
         let malformed = |e: String| ApiError::MalformedBody(format!("invalid form body: {e}"));
-        let (mut message, mut id, mut channel) = (None, None, None);
+        let (mut message, mut id, mut channel, mut key) = (None, None, None, None);
         for (name, value) in parse_pairs(body).map_err(malformed)? {
             let slot = match name.as_str() {
                 "message" => &mut message,
                 "id" => &mut id,
                 "channel" => &mut channel,
+                "idempotency_key" => &mut key,
                 _ => return Err(malformed(format!("unknown field `{name}`"))),
             };
             if slot.replace(value).is_some() {
@@ -161,9 +141,14 @@ impl Publish {
             .map(ChannelName::parse)
             .transpose()
             .map_err(ApiError::InvalidChannel)?;
+        let idempotency_key = key
+            .map(|key| IdempotencyKey::parse(&key))
+            .transpose()
+            .map_err(|e| ApiError::BadIdempotencyKey(e.to_string()))?;
         Ok(Self {
             message,
             target: Target::from_parts(id, channel)?,
+            idempotency_key,
         })
     }
 
@@ -194,9 +179,19 @@ impl Publish {
         // Stored and sent compact, on one line (SSE frames data by line).
         let message = RawValue::from_string(minify_json(message.get()))
             .map_err(|e| ApiError::MalformedBody(format!("invalid message: {e}")))?;
+        let idempotency_key = json
+            .idempotency_key
+            .map(|raw| {
+                let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+                    ApiError::BadIdempotencyKey("idempotency_key must be a string".into())
+                })?;
+                IdempotencyKey::parse(&text).map_err(|e| ApiError::BadIdempotencyKey(e.to_string()))
+            })
+            .transpose()?;
         Ok(Self {
             message,
             target: Target::from_parts(json.id, json.channel)?,
+            idempotency_key,
         })
     }
 }
@@ -247,88 +242,6 @@ impl<'de> serde::de::Visitor<'de> for NumbersInRange {
         {}
         Ok(self)
     }
-}
-
-/// Reads the whole body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<BytesMut, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::TooLarge { limit });
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-pub async fn publish(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let metrics = state.metrics.clone();
-    match accept(req, payload, state).await {
-        Ok((target, reply)) => {
-            metrics.published.with_label_values(&[target]).inc();
-            Ok(reply)
-        }
-        Err(e) => {
-            metrics.rejected.with_label_values(&[e.code()]).inc();
-            Err(e)
-        }
-    }
-}
-
-async fn accept(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<(&'static str, HttpResponse), ApiError> {
-    state.origins.check(req.headers())?;
-    state
-        .publishers
-        .check(req.headers(), state.direct_peer(&req))?;
-    let kind = BodyKind::of(&req)?;
-    let body = read_body(&req, payload, state.max_message_bytes).await?;
-    let publish = Publish::parse(kind, &body)?;
-    let (id, channel) = match &publish.target {
-        Target::Everyone => (None, None),
-        Target::Id(id) => (Some(id), None),
-        Target::Channel(channel) => (None, Some(channel)),
-    };
-    let frame =
-        PendingFrame::message(id, channel, &publish.message).map_err(ApiError::MalformedBody)?;
-    let label = match &publish.target {
-        Target::Everyone => "broadcast",
-        Target::Id(_) => "direct",
-        Target::Channel(_) => "channel",
-    };
-    let published = match publish.target {
-        Target::Everyone => state.server.send(Broadcast { frame }).await?,
-        Target::Id(id) => state.server.send(Direct { id, frame }).await?,
-        Target::Channel(channel) => state.server.send(ToChannel { channel, frame }).await?,
-    }
-    .map_err(ApiError::Broker)?;
-    let reply = HttpResponse::Ok().json(Reply {
-        delivered: published.delivered,
-        seq: published.seq,
-        nodes: published.nodes,
-    });
-    Ok((label, reply))
 }
 
 #[cfg(test)]
@@ -433,5 +346,38 @@ mod tests {
         assert!(err.to_string().contains("control character"), "{err}");
         let err = Publish::parse(BodyKind::Json, br#"{"message":"a","id":"a\nb"}"#).unwrap_err();
         assert!(err.to_string().contains("control character"), "{err}");
+    }
+
+    #[test]
+    fn an_idempotency_key_field_is_checked_in_either_format() {
+        let p = Publish::parse(BodyKind::Form, b"message=a&idempotency_key=order-17").unwrap();
+        assert_eq!(p.idempotency_key.unwrap().as_str(), "order-17");
+        let p =
+            Publish::parse(BodyKind::Json, br#"{"message":"a","idempotency_key":"k"}"#).unwrap();
+        assert_eq!(p.idempotency_key.unwrap().as_str(), "k");
+        assert!(Publish::parse(BodyKind::Form, b"message=a")
+            .unwrap()
+            .idempotency_key
+            .is_none());
+        for (kind, body) in [
+            (BodyKind::Form, &b"message=a&idempotency_key="[..]),
+            (BodyKind::Form, b"message=a&idempotency_key=a%01b"),
+            (BodyKind::Form, b"message=a&idempotency_key=a+b"),
+            (BodyKind::Json, br#"{"message":"a","idempotency_key":null}"#),
+            (BodyKind::Json, br#"{"message":"a","idempotency_key":17}"#),
+            (
+                BodyKind::Json,
+                br#"{"message":"a","idempotency_key":"a\tb"}"#,
+            ),
+        ] {
+            let err = Publish::parse(kind, body).unwrap_err();
+            assert_eq!(err.code(), "bad_idempotency_key", "{body:?}: {err}");
+        }
+        let err = Publish::parse(
+            BodyKind::Form,
+            b"message=a&idempotency_key=a&idempotency_key=a",
+        )
+        .unwrap_err();
+        assert!(matches!(err, ApiError::MalformedBody(_)), "{err}");
     }
 }
