@@ -167,3 +167,57 @@ async fn a_refused_connection_answers_503_and_nothing_is_delivered_after_redis_r
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["duplicate"], false, "{body}");
 }
+
+/// The probe's verdict is logged once each way: one warning while Redis
+/// stays hung past several PINGs (each unanswered PING ends with the
+/// connection's response timeout, publish_timeout_ms + 1 s, and the next
+/// is sent), and one notice once it answers again.
+#[actix_web::test]
+async fn a_hung_redis_is_logged_once_going_down_and_once_coming_back() {
+    use crate::helpers::process::HeraldProcess;
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let config = format!(
+        "port = 0\n[broker]\nkind = \"redis\"\nurl = \"{}\"\npublish_timeout_ms = 100\n",
+        redis.url()
+    );
+    let mut herald = HeraldProcess::start(&config, &[]).await;
+    let app = herald.app();
+    app.wait_for_health("the node to join", |h| h["broker_connected"] == true)
+        .await;
+    let down = "publishes refused, until Redis answers again";
+    let up = "Redis answers PINGs again";
+
+    let stopped = redis.stop();
+    let mut lines = vec![herald.log_line(down).await];
+    app.wait_for_health("the unanswered PING", |h| h["broker_connected"] == false)
+        .await;
+    // Held past three response timeouts (1.1 s each), so several PINGs go
+    // unanswered; the node stays down all along.
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_millis(3_500) {
+        let health = app.health().await;
+        assert_eq!(health["broker_connected"], false, "{health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stopped);
+    app.wait_for_health("the node to be back", |h| h["broker_connected"] == true)
+        .await;
+    // Everything logged meanwhile, up to the notice.
+    let collect = async {
+        while let Some(line) = herald.lines.next_line().await.expect("log") {
+            let last = line.contains(up);
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), collect)
+        .await
+        .expect("the notice that Redis answers again");
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(down), 1, "{lines:#?}");
+    assert_eq!(count(up), 1, "{lines:#?}");
+}
