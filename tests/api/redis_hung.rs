@@ -221,3 +221,53 @@ async fn a_hung_redis_is_logged_once_going_down_and_once_coming_back() {
     assert_eq!(count(down), 1, "{lines:#?}");
     assert_eq!(count(up), 1, "{lines:#?}");
 }
+
+/// A Redis that answers, but later than `publish_timeout_ms`, keeps the
+/// node down: its late PING answers do not make it ready again (each would
+/// let through publishes that then time out, 504 with an unknown outcome),
+/// so publishes get a clean 503 all along. Once Redis answers in time
+/// again, the node is back.
+#[actix_web::test]
+async fn a_redis_slower_than_the_bound_keeps_the_node_down_without_flapping() {
+    use crate::helpers::latency::{Delay, Link};
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let proxy = redis.proxy().await;
+    let app = redis
+        .node_through(&proxy, |c| c.broker.publish_timeout_ms = 200)
+        .await;
+    app.wait_for_health("the node to join", |h| h["broker_connected"] == true)
+        .await;
+    // A 300 ms round trip on the command connection, over the 200 ms bound.
+    proxy.set_link_delay(Link::Commands, Delay::both(Duration::from_millis(150)));
+    app.wait_for_health("the late PING", |h| {
+        h["broker_connected"] == false
+            && h["broker_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PING"))
+    })
+    .await;
+    // Past three probes, each answered late: down all along, and every
+    // publish refused unsent.
+    let held = Instant::now();
+    let mut refused = 0;
+    while held.elapsed() < Duration::from_millis(3_500) {
+        let health = app.health().await;
+        assert_eq!(health["broker_connected"], false, "{health}");
+        let key = format!("slow-{refused}");
+        let (status, body) = app
+            .publish_form_with(&[("Idempotency-Key", &key)], &[("message", "slow")])
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["code"], "broker_unavailable", "{body}");
+        refused += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused > 0);
+    proxy.set_link_delay(Link::Commands, Delay::default());
+    app.wait_for_health("the node to be back", |h| h["broker_connected"] == true)
+        .await;
+    let (status, body) = app.publish_form(&[("message", "in time")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -115,6 +115,10 @@ async fn a_redis_refusing_writes_makes_health_say_so_until_a_write_succeeds() {
     assert_eq!(health["broker_connected"], true);
     assert!(health.get("broker_error").is_none(), "{health}");
 
+    let used = [("Idempotency-Key", "before-oom")];
+    let (status, body) = app.publish_form_with(&used, &[("message", "kept")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // With the default noeviction policy, Redis refuses every write.
     let mut con = redis.connection().await;
     let config_set = |value: &'static str| {
@@ -151,6 +155,14 @@ async fn a_redis_refusing_writes_makes_health_say_so_until_a_write_succeeds() {
     // Publishing is refused all along.
     let (status, _) = app.publish_form(&[("message", "refused")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // A retry of a publish Redis already has is answered (it writes
+    // nothing), but says nothing of writes: the node stays down.
+    let (status, body) = app.publish_form_with(&used, &[("message", "kept")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicate"], true, "{body}");
+    let health = app.health().await;
+    assert_eq!(health["broker_connected"], false, "{health}");
+    assert_eq!(app.ready().await.0, StatusCode::SERVICE_UNAVAILABLE);
 
     let _: () = config_set("0").query_async(&mut con).await.expect("CONFIG");
     within("a publish to succeed again", async {

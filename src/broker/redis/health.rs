@@ -38,6 +38,10 @@ struct State {
     /// Why the last write (a publish or a presence report) failed; `None`
     /// once one succeeded.
     fault: Option<String>,
+    /// Whether the fault's warning was logged (it is not while the
+    /// subscription is down: that loop logs its own), so that its end is
+    /// logged only then.
+    fault_logged: bool,
     /// Whether this node's last presence report was written. Until it is,
     /// the cluster's counts leave this node out, so they are unknown.
     presence_written: bool,
@@ -52,6 +56,7 @@ impl Health {
                 subscribed: false,
                 unanswered: None,
                 fault: None,
+                fault_logged: false,
                 presence_written: false,
             }),
             url: url.to_owned(),
@@ -103,23 +108,29 @@ impl Health {
     }
 
     /// A write to Redis failed: `what` (a publish, a presence report)
-    /// because of `error`.
-    pub(super) fn write_failed(&self, what: &str, error: &str) {
+    /// because of `error`. True when this logged a warning.
+    pub(super) fn write_failed(&self, what: &str, error: &str) -> bool {
         let text = self.scrub(&format!("{what}: {error}"));
         let mut state = self.state();
-        if state.fault.is_none() && state.subscribed {
+        let warn = state.fault.is_none() && state.subscribed;
+        if warn {
             log::warn!("broker: {text}; not ready until a write to Redis succeeds");
+            state.fault_logged = true;
         }
         state.fault = Some(text);
+        warn
     }
 
     /// A write to Redis succeeded: the node takes publishes again (if its
-    /// subscription is up).
-    pub(super) fn write_succeeded(&self) {
+    /// subscription is up). True when this logged the end of a fault, which
+    /// it does only for a fault whose warning was logged.
+    pub(super) fn write_succeeded(&self) -> bool {
         let mut state = self.state();
-        if state.fault.take().is_some() && state.subscribed {
+        let notice = state.fault.take().is_some() && std::mem::take(&mut state.fault_logged);
+        if notice {
             log::info!("broker: writes to Redis succeed again");
         }
+        notice
     }
 
     /// Whether this node's presence report was just written.
@@ -219,5 +230,20 @@ mod tests {
             None,
             "writes Redis refuses are still tried"
         );
+    }
+
+    #[test]
+    fn the_end_of_a_fault_is_logged_only_when_its_start_was() {
+        let health = Health::new("redis://10.0.0.5:6379", None);
+        // Down with the subscription: the subscription loop says so; a
+        // failed write is not logged, nor is its end.
+        assert!(!health.write_failed("a presence report failed", "broken pipe"));
+        health.set_subscribed(true);
+        assert!(!health.write_succeeded());
+        // Subscribed: a warning, then its notice, once each.
+        assert!(health.write_failed("a publish failed", "OOM"));
+        assert!(!health.write_failed("a publish failed", "OOM"));
+        assert!(health.write_succeeded());
+        assert!(!health.write_succeeded());
     }
 }

@@ -58,8 +58,12 @@ impl RedisBroker {
                     let replies: Result<Vec<redis::Value>, _> = pipe.query_async(&mut con).await;
                     health.set_presence_written(replies.is_ok());
                     match &replies {
-                        Ok(_) => health.write_succeeded(),
-                        Err(e) => health.write_failed("a presence report failed", &e.to_string()),
+                        Ok(_) => {
+                            health.write_succeeded();
+                        }
+                        Err(e) => {
+                            health.write_failed("a presence report failed", &e.to_string());
+                        }
                     }
                     // The ids are rewritten on the next report if this one
                     // failed or found them gone (Redis restarted empty).

@@ -7,12 +7,17 @@
 //! `publish_timeout_ms`, the wait a publish would get, or the PING fails.
 //! That goes to the node's health (`health.rs`): `/health` says
 //! `broker_connected: false` with the reason, `/ready` answers 503, and
-//! publishes are refused without being sent, until a PING is answered,
-//! which clears it at once.
+//! publishes are refused without being sent, until a PING is answered
+//! within the bound, which clears it at once. A late answer does not: a
+//! Redis slower than `publish_timeout_ms` would time out most publishes
+//! (504, outcome unknown), so the node stays down, refusing them with a
+//! clean 503, rather than flapping at each late answer.
 //!
 //! One PING at most is in flight: after its bound the probe keeps waiting
-//! for that same answer (or the connection's response timeout) before it
-//! sends the next, so a hung Redis finds no pile of PINGs when it wakes.
+//! for that same answer, or the connection's response timeout
+//! (`publish_timeout_ms` + 1 s), before it sends the next. A Redis stopped
+//! for a long time thus finds one PING per response timeout queued when
+//! it goes on.
 
 use std::time::Duration;
 
@@ -41,12 +46,11 @@ impl RedisBroker {
                     Ok(Err(e)) => health.ping_unanswered(&format!("a PING to Redis failed: {e}")),
                     Err(_) => {
                         health.ping_unanswered(&format!(
-                            "Redis did not answer a PING within {} ms (stopped, hung or overloaded)",
+                            "Redis did not answer a PING within {} ms (stopped, hung, overloaded or unreachable)",
                             bound.as_millis()
                         ));
-                        if ping.await.is_ok() {
-                            health.ping_answered();
-                        }
+                        // Late or never: not an answer within the bound.
+                        let _ = ping.await;
                     }
                 }
             }

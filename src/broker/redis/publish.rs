@@ -124,7 +124,11 @@ impl RedisBroker {
                     return Err(e);
                 }
             };
-            health.write_succeeded();
+            // A duplicate wrote nothing (under OOM, Redis still answers
+            // it): it says nothing of whether writes go through.
+            if duplicate != 1 {
+                health.write_succeeded();
+            }
             standing.seen.fetch_max(seq, Ordering::Relaxed);
             evictions.inc_by(evicted);
             Ok(Announced {
