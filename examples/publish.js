@@ -5,7 +5,9 @@
 //   HERALD_KEY=... node examples/publish.js '{"event":"order","id":17}' --json
 //
 // HERALD_URL names herald (default http://127.0.0.1:8001/),
-// HERALD_RETRY_BASE_MS the first wait before a retry (default 200).
+// HERALD_RETRY_BASE_MS the first wait before a retry (default 200); the
+// waits double up to 25 times it (5 s), the longest any wait may be, a
+// Retry-After's included.
 "use strict";
 
 const { randomUUID } = require("node:crypto");
@@ -33,8 +35,10 @@ async function notify(message, { id, channel, url = "http://127.0.0.1:8001/",
       throw new Error(`herald: ${res.status} ${text}`);
     }
     const after = res?.headers.get("Retry-After");
-    const delay = Math.min(baseDelayMs * 2 ** (attempt - 1), 5000);
-    await sleep(/^\d+$/.test(after) ? after * 1000 : delay / 2 + (Math.random() * delay) / 2);
+    const capMs = 25 * baseDelayMs; // 5 s: the longest wait, even when Retry-After asks more
+    const delay = Math.min(baseDelayMs * 2 ** (attempt - 1), capMs);
+    await sleep(/^\d+$/.test(after) ? Math.min(after * 1000, capMs)
+                                    : delay / 2 + (Math.random() * delay) / 2);
   }
 }
 

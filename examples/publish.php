@@ -4,7 +4,9 @@
 //   php examples/publish.php "Order 17 is ready" 63
 //
 // HERALD_URL names herald (default http://127.0.0.1:8001/),
-// HERALD_RETRY_BASE_MS the first wait before a retry (default 200).
+// HERALD_RETRY_BASE_MS the first wait before a retry (default 200); the
+// waits double up to 25 times it (5 s), the longest any wait may be, a
+// Retry-After's included.
 
 // Publishes once: every attempt carries the same Idempotency-Key, so a
 // retry after a 504 or a lost connection is never delivered twice.
@@ -39,8 +41,9 @@ function herald_notify($message, $id = null, $channel = null,
         if (!in_array($status, [0, 503, 504], true) || $attempt >= $attempts) {
             throw new RuntimeException($status ? "herald: $status $reply" : "herald: $error");
         }
-        $delay = min($base_ms * 2 ** ($attempt - 1), 5000);
-        $wait_ms = $retry_after !== null ? 1000 * $retry_after
+        $cap_ms = 25 * $base_ms; // 5 s: the longest wait, even when Retry-After asks more
+        $delay = min($base_ms * 2 ** ($attempt - 1), $cap_ms);
+        $wait_ms = $retry_after !== null ? min(1000 * $retry_after, $cap_ms)
                                          : intdiv($delay, 2) + random_int(0, intdiv($delay, 2));
         usleep(1000 * $wait_ms);
     }

@@ -5,7 +5,8 @@
     HERALD_KEY=... python3 examples/publish.py '{"event": "order", "id": 17}' --json
 
 HERALD_URL names herald (default http://127.0.0.1:8001/), HERALD_RETRY_BASE_MS
-the first wait before a retry (default 200).
+the first wait before a retry (default 200); the waits double up to 25 times
+it (5 s), the longest any wait may be, a Retry-After's included.
 """
 import argparse
 import json
@@ -45,8 +46,9 @@ def notify(message, user_id=None, channel=None, url="http://127.0.0.1:8001/",
         except OSError:  # refused, reset or timed out: retry with the same key
             if attempt == attempts:
                 raise
-        delay = min(base_delay * 2 ** (attempt - 1), 5)
-        time.sleep(wait if wait is not None else random.uniform(delay / 2, delay))
+        cap = 25 * base_delay  # 5 s: the longest wait, even when Retry-After asks more
+        delay = min(base_delay * 2 ** (attempt - 1), cap)
+        time.sleep(min(wait, cap) if wait is not None else random.uniform(delay / 2, delay))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@
 # after a 504 or a lost connection is never delivered twice. 503, 504 and
 # no answer at all are retried, up to 5 attempts, after Retry-After or
 # 0.2 s, 0.4 s, 0.8 s... (the first wait: HERALD_RETRY_BASE_MS) with
-# jitter; any other answer is final. Exits 0 once herald took the message.
+# jitter; no wait is longer than 25 times the first (5 s), even when
+# Retry-After asks more. Any other answer is final. Exits 0 once herald
+# took the message.
 url=${HERALD_URL:-http://127.0.0.1:8001/}
 wait_ms=${HERALD_RETRY_BASE_MS:-200}
+cap_ms=$((wait_ms * 25))
 auth=
 [ -n "$HERALD_KEY" ] && auth="Authorization: Bearer $HERALD_KEY"
 key=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
@@ -35,13 +38,16 @@ while :; do
     *) break ;;
   esac
   after=$(sed -n 's/^[Rr]etry-[Aa]fter: *\([0-9][0-9]*\).*/\1/p' "$reply.head")
-  if [ -z "$after" ]; then
+  if [ -n "$after" ]; then
+    after=$(awk -v s="$after" -v cap="$cap_ms" \
+      'BEGIN { print (s * 1000 > cap ? cap : s * 1000) / 1000 }')
+  else
     # Half the backoff, plus a random part of the other half.
     after=$(awk -v ms="$wait_ms" -v r="$(od -An -N2 -tu2 /dev/urandom)" \
       'BEGIN { print (ms / 2 + ms / 2 * r / 65535) / 1000 }')
   fi
   sleep "$after"
-  wait_ms=$((wait_ms * 2 > 5000 ? 5000 : wait_ms * 2))
+  wait_ms=$((wait_ms * 2 > cap_ms ? cap_ms : wait_ms * 2))
   attempt=$((attempt + 1))
 done
 [ "$status" = 000 ] || echo "herald answered $status: $(cat "$reply")" >&2

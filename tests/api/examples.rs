@@ -2,15 +2,16 @@
 //! against herald, a publish reaches a connected client once; against a
 //! stand-in answering 504, 503 or nothing at all, a script retries with
 //! the one Idempotency-Key of its message until the 200; a 400 ends it
-//! after one attempt. A script whose interpreter is missing is skipped
+//! after one attempt; a `Retry-After` of over a day is waited no longer
+//! than the script's cap (25 × `HERALD_RETRY_BASE_MS`). A script whose interpreter is missing is skipped
 //! with a `SKIPPED` line, and fails the test in CI.
 
 use serde_json::Value;
 use tokio::process::Command;
 
 use crate::helpers::publisher::{
-    assert_a_key_per_message, assert_one_attempt_on_a_400, assert_retries_until_published,
-    installed, publisher, run, source_file,
+    assert_a_huge_retry_after_is_capped, assert_a_key_per_message, assert_one_attempt_on_a_400,
+    assert_retries_until_published, installed, publisher, run, source_file,
 };
 use crate::helpers::spawn_app;
 
@@ -102,5 +103,15 @@ async fn each_example_stops_at_a_400_after_one_attempt() {
 async fn each_example_gives_every_message_its_own_key() {
     for example in runnable() {
         assert_a_key_per_message(example.file, |url, message| example.publish(url, message)).await;
+    }
+}
+
+#[actix_web::test]
+async fn each_example_waits_a_huge_retry_after_no_longer_than_its_cap() {
+    for example in runnable() {
+        assert_a_huge_retry_after_is_capped(example.file, |url, message| {
+            example.publish(url, message)
+        })
+        .await;
     }
 }

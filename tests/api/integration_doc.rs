@@ -3,14 +3,15 @@
 //! retry and with what key; the Python, Node and PHP helpers are, word for
 //! word, the functions of the `examples/` scripts (run in `examples.rs`);
 //! the curl commands and the Ruby and Go helpers run here against a
-//! stand-in for herald. One whose program is missing is skipped with a
-//! `SKIPPED` line, and fails the test in CI.
+//! stand-in for herald, which also never answers or asks, with
+//! `Retry-After`, for a wait of over a day. One whose program is missing is
+//! skipped with a `SKIPPED` line, and fails the test in CI.
 
 use tokio::process::Command;
 
 use crate::helpers::publisher::{
-    assert_a_key_per_message, assert_one_attempt_on_a_400, assert_retries_until_published,
-    installed, publisher, run, source_file,
+    assert_a_huge_retry_after_is_capped, assert_a_key_per_message, assert_one_attempt_on_a_400,
+    assert_retries_until_published, installed, publisher, run, source_file,
 };
 use crate::helpers::stub::{Answer, Stub};
 
@@ -23,6 +24,11 @@ fn publishing_section() -> String {
         .map_or(page.len(), |len| start + len);
     page[start..end].to_owned()
 }
+
+/// How every curl command of the page starts: a 10 s bound on each attempt
+/// (so a hung server is a timeout, retried), and a 60 s bound on retrying
+/// (so a huge `Retry-After` ends the retries rather than holding curl).
+const CURL: &str = "curl -m 10 --retry 4 --retry-all-errors --retry-max-time 60 ";
 
 /// The one fenced block of `lang` in the *Publishing* section.
 fn snippet(lang: &str) -> String {
@@ -45,9 +51,9 @@ fn every_publishing_snippet_sends_a_key_and_retries_503_and_504() {
     let commands = curl.matches("curl ").count();
     assert!(commands > 0);
     assert_eq!(
-        curl.matches("curl --retry 4 --retry-all-errors ").count(),
+        curl.matches(CURL).count(),
         commands,
-        "every curl command retries: {curl}"
+        "every curl command bounds its attempts and retries: {curl}"
     );
     assert_eq!(
         curl.matches("Idempotency-Key: $(openssl rand -hex 16)")
@@ -102,8 +108,10 @@ fn the_python_node_and_php_helpers_are_the_examples_functions() {
     }
 }
 
-#[actix_web::test]
-async fn the_curl_commands_retry_with_one_key_per_message_and_stop_at_a_400() {
+/// The page's curl commands as one `sh` script publishing to `stub`, each
+/// attempt bounded to 1 s instead of 10 (the test's wait for a hung
+/// server).
+fn curl_commands(stub: &Stub) -> Option<Command> {
     let what = "the curl commands of docs/integration.md";
     let needs: &[(&str, &[&str])] = &[
         ("sh", &["-c", "true"]),
@@ -111,22 +119,34 @@ async fn the_curl_commands_retry_with_one_key_per_message_and_stop_at_a_400() {
         ("openssl", &["version"]),
     ];
     if !installed(what, needs) {
-        return;
+        return None;
     }
-    // Everyone: no answer, 504, 200. User 63: 400. The channel: 503, 200.
+    let commands = snippet("sh")
+        .replace("http://herald.internal:8001/", &stub.url())
+        .replace(CURL, &CURL.replace("-m 10 ", "-m 1 "));
+    let mut sh = publisher("sh", &stub.url());
+    sh.env("HERALD_KEY", "publish-key").arg("-c").arg(&commands);
+    Some(sh)
+}
+
+#[actix_web::test]
+async fn the_curl_commands_retry_with_one_key_per_message_and_stop_at_a_400() {
+    // Everyone: no answer at all (timed out by -m), 504, 200. User 63: 400.
+    // The channel: connection closed unanswered, 503, 200.
     let stub = Stub::start([
-        Answer::Hangup,
+        Answer::Silent,
         Answer::TimedOut,
         Answer::Published,
         Answer::BadRequest,
+        Answer::Hangup,
         Answer::Unavailable,
         Answer::Published,
     ])
     .await;
-    let commands = snippet("sh").replace("http://herald.internal:8001/", &stub.url());
-    let mut sh = publisher("sh", &stub.url());
-    sh.env("HERALD_KEY", "publish-key").arg("-c").arg(&commands);
-    let ran = run(what, &mut sh).await;
+    let Some(mut sh) = curl_commands(&stub) else {
+        return;
+    };
+    let ran = run("the curl commands", &mut sh).await;
     assert!(ran.success, "{ran:?}");
 
     let requests = stub.requests();
@@ -138,6 +158,7 @@ async fn the_curl_commands_retry_with_one_key_per_message_and_stop_at_a_400() {
             "message=Ping",
             "message=Ping",
             r#"{"message": {"event": "order", "id": 17}, "id": "63"}"#,
+            "message=Goal&channel=sport",
             "message=Goal&channel=sport",
             "message=Goal&channel=sport",
         ],
@@ -152,19 +173,43 @@ async fn the_curl_commands_retry_with_one_key_per_message_and_stop_at_a_400() {
         })
         .collect();
     assert!(keys[0] == keys[1] && keys[1] == keys[2], "{keys:?}");
-    assert_eq!(keys[4], keys[5], "{keys:?}");
+    assert!(keys[4] == keys[5] && keys[5] == keys[6], "{keys:?}");
     assert!(
         keys[2] != keys[3] && keys[3] != keys[4] && keys[2] != keys[4],
         "a key per message: {keys:?}"
     );
 }
 
+#[actix_web::test]
+async fn the_curl_commands_give_up_at_once_on_a_retry_after_past_their_retry_max_time() {
+    // Each command: 503 with Retry-After: 100000, over --retry-max-time 60.
+    let stub = Stub::start([Answer::UnavailableForADay; 3]).await;
+    let Some(mut sh) = curl_commands(&stub) else {
+        return;
+    };
+    let ran = run("the curl commands", &mut sh).await;
+    assert!(ran.success, "curl printed the 503 and exited 0: {ran:?}");
+    assert_eq!(
+        ran.stdout.matches("broker_unavailable").count(),
+        3,
+        "{ran:?}"
+    );
+    let requests = stub.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "one attempt per command, none after the wait it was asked for: {requests:?}"
+    );
+}
+
 /// Ends the Ruby helper into a script: `ruby <script> <message>` publishes
-/// the message to id 63 through herald at `HERALD_URL` and prints the
-/// reply, or the error and exits 1.
+/// the message to id 63 through herald at `HERALD_URL`, with a first retry
+/// wait of `HERALD_RETRY_BASE_MS`, and prints the reply, or the error and
+/// exits 1.
 const RUBY_MAIN: &str = r#"
 begin
-  puts herald_notify(ARGV[0], id: "63", url: ENV.fetch("HERALD_URL")).to_json
+  base_delay = Integer(ENV.fetch("HERALD_RETRY_BASE_MS")) / 1000.0
+  puts herald_notify(ARGV[0], id: "63", url: ENV.fetch("HERALD_URL"), base_delay: base_delay).to_json
 rescue RuntimeError, SystemCallError, IOError, Timeout::Error => e
   warn e.message
   exit 1
@@ -172,7 +217,7 @@ end
 "#;
 
 #[actix_web::test]
-async fn the_ruby_helper_retries_with_one_key_and_stops_at_a_400() {
+async fn the_ruby_helper_retries_with_one_key_stops_at_a_400_and_caps_retry_after() {
     let what = "the Ruby helper of docs/integration.md";
     if !installed(what, &[("ruby", &["--version"])]) {
         return;
@@ -188,13 +233,18 @@ async fn the_ruby_helper_retries_with_one_key_and_stops_at_a_400() {
     assert_retries_until_published(what, publish).await;
     assert_one_attempt_on_a_400(what, publish).await;
     assert_a_key_per_message(what, publish).await;
+    assert_a_huge_retry_after_is_capped(what, publish).await;
 }
 
 /// Ends the Go helper into a program: `notify <message>` publishes the
-/// message to id 63 through herald at `HERALD_URL` and prints the reply,
-/// or the error and exits 1.
+/// message to id 63 through herald at `HERALD_URL`, with a first retry
+/// wait of `HERALD_RETRY_BASE_MS`, and prints the reply, or the error and
+/// exits 1.
 const GO_MAIN: &str = r#"
 func main() {
+	if ms, err := strconv.Atoi(os.Getenv("HERALD_RETRY_BASE_MS")); err == nil {
+		retryBase = time.Duration(ms) * time.Millisecond
+	}
 	reply, err := notify(os.Getenv("HERALD_URL"), map[string]any{"message": os.Args[1], "id": "63"})
 	if err == nil {
 		var out []byte
@@ -209,7 +259,7 @@ func main() {
 "#;
 
 #[actix_web::test]
-async fn the_go_helper_retries_with_one_key_and_stops_at_a_400() {
+async fn the_go_helper_retries_with_one_key_stops_at_a_400_and_caps_retry_after() {
     let what = "the Go helper of docs/integration.md";
     if !installed(what, &[("go", &["version"])]) {
         return;
@@ -237,4 +287,5 @@ async fn the_go_helper_retries_with_one_key_and_stops_at_a_400() {
     assert_retries_until_published(what, publish).await;
     assert_one_attempt_on_a_400(what, publish).await;
     assert_a_key_per_message(what, publish).await;
+    assert_a_huge_retry_after_is_capped(what, publish).await;
 }

@@ -2,14 +2,15 @@
 //! `docs/integration.md`) as child processes: whether the programs they
 //! need are installed, running one to its end, and the checks every one of
 //! them must pass against a [`Stub`]: retries with one key until the 200,
-//! one attempt on a 400, a new key for the next message. Each check takes
+//! one attempt on a 400, a new key for the next message, a huge
+//! `Retry-After` waited no longer than the publisher's cap. Each check takes
 //! `publish`, which makes the command that publishes one message (its
 //! second argument) to herald at a URL (its first).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 
@@ -55,8 +56,8 @@ pub fn source_file(path: &str) -> PathBuf {
 }
 
 /// `program` run from the source tree as a publisher of herald at `url`:
-/// `HERALD_URL` set, a first retry wait of 10 ms (`HERALD_RETRY_BASE_MS`),
-/// no `HERALD_KEY`.
+/// `HERALD_URL` set, a first retry wait of 10 ms (`HERALD_RETRY_BASE_MS`,
+/// so no wait is longer than its 25 times, 250 ms), no `HERALD_KEY`.
 pub fn publisher(program: impl AsRef<OsStr>, url: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -115,6 +116,27 @@ pub async fn assert_retries_until_published(what: &str, publish: impl Fn(&str, &
             .all(|r| r.body == requests[0].body && r.body.contains("retried")),
         "{what} (key {key}): the same message every attempt: {requests:?}"
     );
+}
+
+/// Against a 503 whose `Retry-After` asks for over a day, then a 200,
+/// `what` waits no longer than its cap (25 × `HERALD_RETRY_BASE_MS`, 250 ms
+/// here; checked against a generous 10 s) and retries with the same key.
+pub async fn assert_a_huge_retry_after_is_capped(
+    what: &str,
+    publish: impl Fn(&str, &str) -> Command,
+) {
+    let stub = Stub::start([Answer::UnavailableForADay, Answer::Published]).await;
+    let started = Instant::now();
+    let ran = run(what, &mut publish(&stub.url(), "capped")).await;
+    let took = started.elapsed();
+    assert!(ran.success, "{what}: {ran:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "{what} waited out Retry-After: 100000 for {took:?}"
+    );
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 2, "{what}: {requests:?}");
+    one_key(what, &requests);
 }
 
 /// Answered 400, `what` fails, says so, and makes no second attempt.

@@ -1,11 +1,12 @@
 //! A scripted stand-in for herald's `POST /`, for the retry tests of
 //! herald's own publishers: each request gets the next answer of the
-//! script (a status with herald's error body, or a connection closed with
-//! no answer at all). A request is recorded before its answer goes out, so
-//! once a publisher has exited, every attempt it made is in
-//! [`Stub::requests`].
+//! script (a status with herald's error body, a connection closed with no
+//! answer at all, or no answer while the connection stays open). A request
+//! is recorded before its answer goes out, so once a publisher has exited,
+//! every attempt it made is in [`Stub::requests`].
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::rt::task::JoinHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,23 +19,36 @@ pub enum Answer {
     Published,
     /// 503 `broker_unavailable` (not published), with `Retry-After: 0`.
     Unavailable,
+    /// 503 with `Retry-After: 100000` (over a day), as a proxy in front of
+    /// herald may send.
+    UnavailableForADay,
     /// 504 `broker_timeout` (`"published":"unknown"`).
     TimedOut,
     /// 400 `missing_message`.
     BadRequest,
     /// The connection is closed once the request is read, with no answer.
     Hangup,
+    /// Nothing is answered; the connection stays open until the publisher
+    /// closes it (or [`SILENCE_LIMIT`] passes), as a hung server's would.
+    Silent,
 }
 
+/// How long a [`Answer::Silent`] connection is held at most: past any
+/// publisher's wait in these tests.
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
 impl Answer {
-    /// The whole HTTP answer, or `None` for [`Answer::Hangup`].
+    /// The whole HTTP answer, or `None` for [`Answer::Hangup`] and
+    /// [`Answer::Silent`].
     fn http(self) -> Option<String> {
+        const UNAVAILABLE: &str = r#"{"error":"the message broker (Redis) is unavailable: connection refused; the message was not published","code":"broker_unavailable"}"#;
         let (status, extra, body) = match self {
             Self::Published => ("200 OK", "", r#"{"delivered":1,"seq":7}"#),
-            Self::Unavailable => (
+            Self::Unavailable => ("503 Service Unavailable", "Retry-After: 0\r\n", UNAVAILABLE),
+            Self::UnavailableForADay => (
                 "503 Service Unavailable",
-                "Retry-After: 0\r\n",
-                r#"{"error":"the message broker (Redis) is unavailable: connection refused; the message was not published","code":"broker_unavailable"}"#,
+                "Retry-After: 100000\r\n",
+                UNAVAILABLE,
             ),
             Self::TimedOut => (
                 "504 Gateway Timeout",
@@ -46,7 +60,7 @@ impl Answer {
                 "",
                 r#"{"error":"message is missing","code":"missing_message"}"#,
             ),
-            Self::Hangup => return None,
+            Self::Hangup | Self::Silent => return None,
         };
         Some(format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}\
@@ -87,6 +101,12 @@ impl Stub {
                 };
                 seen.lock().expect("not poisoned").push(request);
                 let answer = match script.next() {
+                    Some(Answer::Silent) => {
+                        let mut rest = Vec::new();
+                        let _ = tokio::time::timeout(SILENCE_LIMIT, stream.read_to_end(&mut rest))
+                            .await;
+                        None
+                    }
                     Some(answer) => answer.http(),
                     None => Some(
                         "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\
