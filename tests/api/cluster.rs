@@ -114,6 +114,12 @@ async fn without_redis_publishing_answers_503_sessions_resume_and_delivery_comes
     }
 
     redis.kill();
+    // Once the node knows: before, a publish written to the broken
+    // connection has an unknown outcome (504, see `redis_outage.rs`).
+    a.wait_for_health("node A to see Redis gone", |h| {
+        h["broker_connected"] == false
+    })
+    .await;
     let (status, body) = a.publish_form(&[("message", "lost?")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "broker_unavailable");

@@ -37,8 +37,14 @@ async fn without_redis_the_node_is_not_ready_but_alive_and_ready_again_after() {
     app.wait_for_ready(StatusCode::OK).await;
 
     redis.kill();
-    // A publish: 503, with Retry-After too. (The Redis client may take a
-    // few seconds to give up: a longer wait than the usual.)
+    // Once the node knows (before, a publish written to the broken
+    // connection has an unknown outcome: 504), a publish: 503, with
+    // Retry-After too. (The Redis client may take a few seconds to give
+    // up: a longer wait than the usual.)
+    app.wait_for_health("the node to see Redis gone", |h| {
+        h["broker_connected"] == false
+    })
+    .await;
     let resp = awc::Client::builder()
         .timeout(WAIT * 3)
         .finish()
