@@ -219,6 +219,10 @@ pub struct Report {
     /// Idle scenario: the server's CPU over the hold (share of one core),
     /// all of it heartbeats and timers.
     pub server_idle_cpu: f64,
+    /// The server's CPU over the measured phase (the publishes, or the
+    /// connects when nothing is published), as a share of one core summed
+    /// over its processes: near 1.0 the server is what bounds the run.
+    pub server_cpu: f64,
     pub generator_cpu: f64,
     /// Storm scenario: seconds from the storm until every client was back
     /// and resumed; reconnections refused meanwhile; resumes that reset.
@@ -357,6 +361,14 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         resets: Cell::new(0),
     });
     report.rss_before_kib = total_rss_kib(&opts.server_pids);
+    // Summed over every server process (both nodes of a cluster).
+    let servers_cpu = |pids: &[u32]| {
+        pids.iter()
+            .map(|&p| server_cpu(p))
+            .sum::<Option<Duration>>()
+            .filter(|_| !pids.is_empty())
+    };
+    let server_cpu_start = servers_cpu(&opts.server_pids);
     let cpu_start = cpu_time();
     let wall_start = Instant::now();
 
@@ -392,19 +404,11 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
     }
 
     if scenario == "idle" {
-        // Summed over every server process (both nodes of a cluster).
-        let cpu = |pids: &[u32]| {
-            pids.iter()
-                .map(|&p| server_cpu(p))
-                .sum::<Option<Duration>>()
-        };
-        let before = cpu(&opts.server_pids);
+        let before = servers_cpu(&opts.server_pids);
         let held = Instant::now();
         tokio::time::sleep(opts.hold).await;
-        let after = cpu(&opts.server_pids);
-        if let (Some(before), Some(after)) =
-            (before.filter(|_| !opts.server_pids.is_empty()), after)
-        {
+        let after = servers_cpu(&opts.server_pids);
+        if let (Some(before), Some(after)) = (before, after) {
             let used = after.saturating_sub(before).as_secs_f64();
             report.server_idle_cpu = used / held.elapsed().as_secs_f64().max(1e-9);
         }
@@ -419,7 +423,9 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
     // there is one: it is where the figures come from.
     let total = shared.plan.messages.len();
     let mut phase_start = (cpu_start, wall_start);
+    let mut server_phase_start = server_cpu_start;
     if total > 0 && shared.failed.get() == 0 {
+        server_phase_start = servers_cpu(&opts.server_pids);
         phase_start = (cpu_time(), Instant::now());
         shared.tally.borrow_mut().first_publish = Some(Instant::now());
         let next = Rc::new(Cell::new(0usize));
@@ -508,6 +514,12 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
     let wall = phase_end.saturating_duration_since(phase_start.1);
     let cpu = cpu_time().saturating_sub(phase_start.0);
     report.generator_cpu = cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    if let (Some(before), Some(after)) = (server_phase_start, servers_cpu(&opts.server_pids)) {
+        // Read now, a moment after the phase's end: CPU time is counted in
+        // 10 ms ticks, far coarser than that moment.
+        report.server_cpu =
+            after.saturating_sub(before).as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    }
     report.failed_clients = shared.failed.get();
     report.nodes = shared.nodes.len();
     report.clients_per_node = shared.per_node.iter().map(Cell::get).collect();
