@@ -11,6 +11,7 @@
 # spread over both nodes and publishers POST to the first, so every message
 # goes through Redis and half the deliveries cross from one node to the
 # other. Its memory figures are the two nodes' (Redis's is not counted).
+# Within a row of the table the servers take turns, one run each per round.
 # Writes JSON lines, a Markdown summary of medians (each divided by the
 # ceiling's, with the generator's CPU share) and a chart.
 #
@@ -133,46 +134,58 @@ trap stop_server EXIT
 
 scenarios=${SCENARIOS:-idle connect broadcast direct channel paced}
 
-# run <server> --scenario <name> <more generator arguments...>
-run() {
+# Whether <server> takes part in a row: run <server> --scenario <name> ...
+takes_part() {
   local server=$1; shift
-  [[ " $scenarios " == *" $2 "* ]] || return 0
-  [ "$server" = ceiling ] && [ "$2" = channel ] && return 0
+  [[ " $servers " == *" $server "* ]] || return 1
+  [[ " $scenarios " == *" $2 "* ]] || return 1
+  [ "$server" = ceiling ] && [ "$2" = channel ] && return 1
   # On Redis: the scenarios that publish, and broadcast to 1000 clients.
   if [ "$server" = herald-redis ]; then
-    case $2 in idle | connect) return 0 ;; esac
-    [ "$mode" = full ] && [ "$2" = broadcast ] && [ "$4" != 1000 ] && return 0
+    case $2 in idle | connect) return 1 ;; esac
+    [ "$mode" = full ] && [ "$2" = broadcast ] && [ "$4" != 1000 ] && return 1
   fi
-  local flavor=${server%-redis}
-  for _ in $(seq "$repeats"); do
-    start_server "$server"
-    if ! taskset -c "$generator_cpu" target/release/herald-bench run "${addrs[@]}" \
-         --flavor "$flavor" --label "$server" "$@" >>"$out/results.jsonl"; then
-      echo "invalid run: $server $*" >&2
-    fi
-    stop_server
+  return 0
+}
+
+# row [--only "<servers>"] --scenario <name> <more generator arguments...>:
+# one row of the table, `repeats` rounds of every server taking part in
+# turn (herald, the ceiling, ...), so that whatever else the machine does
+# over the minutes of a row weighs on every server alike.
+row() {
+  local only=$servers
+  if [ "$1" = --only ]; then only=$2; shift 2; fi
+  local server round
+  echo "== $*"
+  for ((round = 1; round <= repeats; round++)); do
+    for server in $only; do
+      takes_part "$server" "$@" || continue
+      start_server "$server"
+      if ! taskset -c "$generator_cpu" target/release/herald-bench run "${addrs[@]}" \
+           --flavor "${server%-redis}" --label "$server" "$@" >>"$out/results.jsonl"; then
+        echo "invalid run: $server $*" >&2
+      fi
+      stop_server
+    done
   done
 }
 
-for server in $servers; do
-  echo "== $server"
-  if [ "$mode" = quick ]; then
-    run "$server" --scenario idle --clients 1000 --hold-secs 1
-    run "$server" --scenario broadcast --clients 200 --messages 50
-    run "$server" --scenario direct --clients 200 --messages 2000 --publishers 4
-    run "$server" --scenario paced --clients 200 --messages 20 --rate 20
-  else
-    run "$server" --scenario idle --clients 10000 --hold-secs 5
-    run "$server" --scenario connect --clients 5000
-    for clients in 1000 5000 10000; do
-      run "$server" --scenario broadcast --clients "$clients" --messages $((200000 / clients))
-    done
-    run "$server" --scenario direct --clients 1000 --messages 50000 --publishers 8
-    # 1,000 channels of 10 subscribers, publishes spread over them.
-    run "$server" --scenario channel --clients 10000 --channel-size 10 --messages 20000 --publishers 4
-    run "$server" --scenario paced --clients 1000 --messages 100 --rate 10
-  fi
-done
+if [ "$mode" = quick ]; then
+  row --scenario idle --clients 1000 --hold-secs 1
+  row --scenario broadcast --clients 200 --messages 50
+  row --scenario direct --clients 200 --messages 2000 --publishers 4
+  row --scenario paced --clients 200 --messages 20 --rate 20
+else
+  row --scenario idle --clients 10000 --hold-secs 5
+  row --scenario connect --clients 5000
+  for clients in 1000 5000 10000; do
+    row --scenario broadcast --clients "$clients" --messages $((200000 / clients))
+  done
+  row --scenario direct --clients 1000 --messages 50000 --publishers 8
+  # 1,000 channels of 10 subscribers, publishes spread over them.
+  row --scenario channel --clients 10000 --channel-size 10 --messages 20000 --publishers 4
+  row --scenario paced --clients 1000 --messages 100 --rate 10
+fi
 
 # The most connections this machine allows (RLIMIT_NOFILE is 20000 here and
 # cannot be raised; herald keeps some descriptors for itself and fits its
@@ -182,12 +195,9 @@ done
 # generator, whose one core reads 17,000 sockets).
 if [ "$mode" = full ]; then
   max=17000
-  for server in herald ceiling; do
-    [[ " $servers " == *" $server "* ]] || continue
-    echo "== $server, $max connections"
-    run "$server" --scenario idle --clients "$max" --hold-secs 30 --connect-concurrency 512
-    run "$server" --scenario paced --clients "$max" --messages 20 --rate 2 --connect-concurrency 512
-  done
+  echo "== $max connections"
+  row --only "herald ceiling" --scenario idle --clients "$max" --hold-secs 30 --connect-concurrency 512
+  row --only "herald ceiling" --scenario paced --clients "$max" --messages 20 --rate 2 --connect-concurrency 512
 fi
 
 target/release/herald-bench report --input "$out/results.jsonl" \
