@@ -26,15 +26,18 @@ pub fn parse_pairs(input: &[u8]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// `+` as a space and `%XX` escapes decoded, in one buffer (the only
+/// allocation per field); escapes split by a `+` stay literal, as
+/// `percent_decode` leaves any malformed escape.
 fn decode(raw: &[u8]) -> Result<String, &'static str> {
-    let plus_as_space: Vec<u8> = raw
-        .iter()
-        .map(|&b| if b == b'+' { b' ' } else { b })
-        .collect();
-    percent_decode(&plus_as_space)
-        .decode_utf8()
-        .map(|text| text.into_owned())
-        .map_err(|_| "is not valid UTF-8")
+    let mut bytes = Vec::with_capacity(raw.len());
+    for (i, piece) in raw.split(|&b| b == b'+').enumerate() {
+        if i > 0 {
+            bytes.push(b' ');
+        }
+        bytes.extend(percent_decode(piece));
+    }
+    String::from_utf8(bytes).map_err(|_| "is not valid UTF-8")
 }
 
 #[cfg(test)]
@@ -57,6 +60,17 @@ mod tests {
             ]
         );
         assert_eq!(pairs("a=%F0%9F%94%94"), vec![("a".into(), "🔔".into())]);
+        // A `+` is a space, an encoded one a plus; a malformed escape, or
+        // one cut by a `+`, stays as written.
+        assert_eq!(
+            pairs("a=1%2B1+=+2&b=%2&c=%+41&d=%zz%"),
+            vec![
+                ("a".into(), "1+1 = 2".into()),
+                ("b".into(), "%2".into()),
+                ("c".into(), "% 41".into()),
+                ("d".into(), "%zz%".into()),
+            ]
+        );
         assert!(pairs("").is_empty());
     }
 

@@ -36,7 +36,8 @@ use crate::idempotency::IdempotencyKey;
 use crate::protocol::PendingFrame;
 
 /// The header a publisher may send its idempotency key in.
-const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+const IDEMPOTENCY_KEY_HEADER: header::HeaderName =
+    header::HeaderName::from_static("idempotency-key");
 
 #[derive(Serialize)]
 struct Reply {
@@ -83,7 +84,7 @@ async fn read_body(
 
 /// The `Idempotency-Key` header, checked; more than one is refused.
 fn header_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
-    let mut values = req.headers().get_all(IDEMPOTENCY_KEY_HEADER);
+    let mut values = req.headers().get_all(&IDEMPOTENCY_KEY_HEADER);
     let Some(value) = values.next() else {
         return Ok(None);
     };
@@ -197,12 +198,15 @@ async fn accept(
         }
     }
     .map_err(ApiError::Broker)?;
-    let reply = HttpResponse::Ok().json(Reply {
-        delivered: published.delivered,
-        seq: published.seq,
-        nodes: published.nodes,
-        duplicate: keyed.then_some(published.duplicate),
-    });
+    // A static content type: `json` alone would build it anew each time.
+    let reply = HttpResponse::Ok()
+        .content_type(header::HeaderValue::from_static("application/json"))
+        .json(Reply {
+            delivered: published.delivered,
+            seq: published.seq,
+            nodes: published.nodes,
+            duplicate: keyed.then_some(published.duplicate),
+        });
     Ok((
         label,
         Answered {
