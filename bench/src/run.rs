@@ -219,10 +219,14 @@ pub struct Report {
     /// Idle scenario: the server's CPU over the hold (share of one core),
     /// all of it heartbeats and timers.
     pub server_idle_cpu: f64,
-    /// The server's CPU over the measured phase (the publishes, or the
-    /// connects when nothing is published), as a share of one core summed
-    /// over its processes: near 1.0 the server is what bounds the run.
+    /// The server's CPU over the measured phase, the same span as
+    /// `generator_cpu` (the publishes; the connects when nothing is
+    /// published, and in the idle scenario the hold after them too), as a
+    /// share of one core summed over its processes: near 1.0 the server is
+    /// what bounds the run.
     pub server_cpu: f64,
+    /// The generator's own CPU over the measured phase (`getrusage`), as a
+    /// share of its one core; above 0.9 the run is invalid.
     pub generator_cpu: f64,
     /// Storm scenario: seconds from the storm until every client was back
     /// and resumed; reconnections refused meanwhile; resumes that reset.
