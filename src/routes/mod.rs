@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -118,77 +119,81 @@ impl Shared {
 pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         if echo {
-            cfg.service(web::resource("/echo").route(web::get().to(ws::echo)));
+            cfg.service(web::resource("/echo").route(on(GET).to(ws::echo)));
         }
         cfg.service(
             web::resource("/")
-                .route(post().to(publish::publish))
-                .route(get_or_head().to(console::page))
+                .route(on(POST).to(publish::publish))
+                .route(on(GET_OR_HEAD).to(console::page))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/ws")
-                .route(web::get().to(ws::upgrade))
+                .route(on(GET).to(ws::upgrade))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/events")
-                .route(web::get().to(sse::events))
+                .route(on(GET).to(sse::events))
                 .default_service(web::to(method_not_allowed))
                 .wrap(from_fn(cors::cross_origin)),
         )
         .service(
             web::resource("/poll")
-                .route(web::get().to(poll::poll))
+                .route(on(GET).to(poll::poll))
                 .default_service(web::to(method_not_allowed))
                 .wrap(from_fn(cors::cross_origin)),
         )
         .service(
             web::resource("/metrics")
-                .route(web::get().to(admin::metrics))
+                .route(on(GET).to(admin::metrics))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/stats")
-                .route(web::get().to(admin::stats))
+                .route(on(GET).to(admin::stats))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/health")
-                .route(get_or_head().to(health::health))
+                .route(on(GET_OR_HEAD).to(health::health))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(
             web::resource("/ready")
-                .route(get_or_head().to(ready::ready))
+                .route(on(GET_OR_HEAD).to(ready::ready))
                 .default_service(web::to(method_not_allowed)),
         );
         match static_dir {
             Some(dir) => cfg.service(actix_files::Files::new("/static", dir)),
             None => cfg.service(
-                web::resource("/static/{name}").route(get_or_head().to(crate::assets::serve)),
+                web::resource("/static/{name}").route(on(GET_OR_HEAD).to(crate::assets::serve)),
             ),
         };
     }
 }
 
-/// `POST`, tested first on `/`: every publish takes this route. Unlike
-/// actix-web's method guards, which note each method they test in the
-/// request's extensions (for an `Allow` header herald does not send:
-/// its 405 is [`method_not_allowed`]), a test that allocates nothing.
-fn post() -> actix_web::Route {
-    web::route().guard(guard::fn_guard(|ctx| {
-        ctx.head().method == actix_web::http::Method::POST
+/// A route for any of `methods`. actix-web's own method guards
+/// (`web::get()` and the like) note every method they test in the
+/// request's extensions, a `Vec` and a map entry per request, for an
+/// `Allow` header herald does not send (its 405 is [`method_not_allowed`]);
+/// this test allocates nothing, and every route here uses it.
+fn on(methods: &'static [Method]) -> actix_web::Route {
+    web::route().guard(guard::fn_guard(move |ctx| {
+        methods.contains(&ctx.head().method)
     }))
 }
+
+const GET: &[Method] = &[Method::GET];
+
+/// `POST`, tested first on `/`: every publish takes this route.
+const POST: &[Method] = &[Method::POST];
 
 /// `GET`, and `HEAD` with the same head and no body (actix-web leaves the
 /// body out), for the routes a monitor or a load balancer may probe with
 /// `HEAD`: the console page, `/health`, `/ready` and the static files.
 /// Not `/events` or `/poll`, whose `GET` opens a session.
-fn get_or_head() -> actix_web::Route {
-    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
-}
+const GET_OR_HEAD: &[Method] = &[Method::GET, Method::HEAD];
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)

@@ -1,6 +1,6 @@
 //! `POST /`: broadcast, direct, JSON bodies, and every way to get it wrong.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -272,4 +272,32 @@ async fn unknown_routes_and_methods_get_json_errors() {
         resp.json::<Value>().await.unwrap()["code"],
         "method_not_allowed"
     );
+    // Every route answers only its own methods.
+    let routes = [
+        "/", "/ws", "/events", "/poll", "/metrics", "/stats", "/health", "/ready",
+    ];
+    for path in routes {
+        let mut wrong = vec![Method::DELETE, Method::PATCH, Method::PUT];
+        if path != "/" {
+            wrong.push(Method::POST);
+        }
+        for method in wrong {
+            let mut resp = app
+                .http
+                .request(method.clone(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(
+                resp.json::<Value>().await.unwrap()["code"],
+                "method_not_allowed",
+                "{method} {path}"
+            );
+        }
+    }
 }
