@@ -18,7 +18,8 @@
 //!      shutdown; `app/`: the socket, the shared state, the startup notices
 //!      and the shutdown, one file each.
 //!    - [`cli`]: the command line: run, check-config, print-config, token.
-//!    - [`logging`]: log lines as text or JSON (`log_format`).
+//!    - [`logging`]: log lines as text or JSON (`log_format`), written to
+//!      stderr a batch at a time.
 //! 2. The HTTP surface:
 //!    - [`routes`]: console page, publish, `/ws`, `/events`, `/poll`,
 //!      `/health`, `/ready`, `/metrics`, `/stats`; `routes::cors`: who may

@@ -18,7 +18,9 @@ fn main() -> ExitCode {
     };
     herald::logging::init(config.log_format);
     if let Some(command) = &cli.command {
-        return run_command(command, &config);
+        let code = run_command(command, &config);
+        herald::logging::flush();
+        return code;
     }
 
     let result = actix_web::rt::System::new().block_on(async move {
@@ -27,11 +29,13 @@ fn main() -> ExitCode {
             .await
             .map_err(herald::app::StartError::Serve)
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    herald::logging::flush();
+    code
 }

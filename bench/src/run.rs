@@ -123,6 +123,9 @@ struct Shared {
     /// Storms so far, and the signal that starts one.
     storms: Cell<u32>,
     storm: Notify,
+    /// The second octet of this run's loopback source network (see
+    /// `client::source`).
+    source_net: u8,
     /// Reconnections refused or failed during a storm.
     refused: Cell<u64>,
     /// Clients back with `resumed` (or `reset`) after a storm.
@@ -360,6 +363,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         changed: Notify::new(),
         storms: Cell::new(0),
         storm: Notify::new(),
+        source_net: rand::thread_rng().gen_range(1..=254),
         refused: Cell::new(0),
         resumed: Cell::new(0),
         resets: Cell::new(0),

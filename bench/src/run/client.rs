@@ -8,7 +8,7 @@
 //! answers.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -30,10 +30,17 @@ fn path(flavor: Flavor, client: usize, channel: Option<u32>) -> String {
     }
 }
 
-/// Spreads clients over 127.0.0.x above ~25k connections, so each source
-/// address keeps within one ephemeral port range.
-fn source(client: usize, clients: usize) -> Option<IpAddr> {
-    (clients > 25_000).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (client / 25_000) as u8)))
+/// The address client `client` connects from, when the server is on IPv4
+/// loopback: 127.`net`.x.1, with `net` drawn for each run and one address
+/// per 25,000 clients, so each keeps within one ephemeral port range. A
+/// run that connected from 127.0.0.1 like the one before it found that
+/// run's ports still in TIME_WAIT toward the same server address, and the
+/// kernel searched for a free port on every connect: connect runs came out
+/// at a third of their rate, for every server alike, with the generator's
+/// core busy in that search.
+fn source(client: usize, net: u8, server: SocketAddr) -> Option<IpAddr> {
+    let loopback = matches!(server.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    loopback.then(|| IpAddr::V4(Ipv4Addr::new(127, net, (client / 25_000) as u8, 1)))
 }
 
 pub(super) async fn client(
@@ -58,7 +65,7 @@ pub(super) async fn client(
         }
         let mut buf = Vec::with_capacity(8 * 1024);
         let opened = async {
-            let mut stream = wire::connect(source(idx, shared.plan.clients), node).await?;
+            let mut stream = wire::connect(source(idx, shared.source_net, node), node).await?;
             wire::handshake(&mut stream, &host, &path, &mut buf).await?;
             Ok::<_, io::Error>(stream)
         }

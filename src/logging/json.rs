@@ -1,50 +1,9 @@
-//! Log lines on stderr, as text for a terminal or as one JSON object per line
-//! for a log collector (`log_format`). `RUST_LOG` chooses what is logged
-//! (default `info`) in both.
-//!
-//! Events that concern a session carry structured fields (`session`,
-//! `transport`, `peer`, `id`, `reason`, `close_code`, ...) as `log`
-//! key-values: in text they are already part of the message; in JSON each
-//! is a member of the line's object beside `time`, `level`, `target` and
-//! `message`. Client-derived text reaches a log line only through
-//! [`crate::hub::messages::LogSafe`] or a validated id, and JSON escapes
-//! every control character, so one event is always one line. Secrets and
-//! tokens are never logged.
+//! A log line as one JSON object (`log_format = "json"`): `time`, `level`,
+//! `target`, `message`, then the event's key-values as members of their own.
 
 use std::io::{self, Write};
 
 use log::kv::{self, Key, Value, VisitSource, VisitValue};
-
-use crate::config::LogFormat;
-
-/// Installs the logger for the whole process. Called once, by `main`, after
-/// the configuration is read; a second call is ignored.
-pub fn init(format: LogFormat) {
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if format == LogFormat::Json {
-        builder.format(|buf, record| {
-            let time = buf.timestamp_millis().to_string();
-            write_json_line(buf, &time, record)
-        });
-    }
-    if builder.try_init().is_ok() && format == LogFormat::Json {
-        // A panic is one JSON line too, not the default hook's text, and is
-        // written whatever RUST_LOG filters, as the default hook would.
-        std::panic::set_hook(Box::new(|info| {
-            let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-            let _ = write_json_line(
-                &mut io::stderr().lock(),
-                &time,
-                &log::Record::builder()
-                    .args(format_args!("{info}"))
-                    .level(log::Level::Error)
-                    .target("panic")
-                    .build(),
-            );
-        }));
-    }
-}
 
 /// Writes `record` as one JSON object and a newline.
 pub fn write_json_line(out: &mut impl Write, time: &str, record: &log::Record) -> io::Result<()> {

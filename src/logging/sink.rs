@@ -1,0 +1,190 @@
+//! Where log lines go: standard error, a batch at a time.
+//!
+//! The thread that logs a line appends it to a buffer in memory; a thread of
+//! the sink's own writes what has gathered once it has waited [`LINGER`], so
+//! that a crowd of clients connecting (a session line or two each, thousands
+//! a second) costs one `write` per batch instead of a system call per line
+//! on the worker that serves them. A warning or an error is written at once
+//! by the thread that logs it, after every line before it
+//! ([`Sink::flush`]), as are the lines still waiting when herald exits or
+//! panics. No line is dropped: past [`MAX_PENDING_BYTES`] the logging
+//! thread writes the batch itself. What a `SIGKILL` leaves unwritten is at
+//! most the last [`LINGER`] of `info` and `debug` lines.
+
+use std::io::{self, Write};
+use std::sync::{Condvar, Mutex, MutexGuard, Once, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+/// How long the sink's thread lets lines gather after the first of a batch.
+pub const LINGER: Duration = Duration::from_millis(20);
+
+/// The most bytes waiting in memory; the line that reaches it is written
+/// with its batch by the thread that logs it.
+pub const MAX_PENDING_BYTES: usize = 256 * 1024;
+
+/// Log lines on their way to standard error.
+pub struct Sink {
+    pending: Mutex<Vec<u8>>,
+    /// Signalled when `pending` stops being empty.
+    gathered: Condvar,
+    /// Held while a batch is written, so that batches leave in the order
+    /// they were taken.
+    writing: Mutex<()>,
+    started: Once,
+    /// Writes a batch (standard error, but for tests).
+    out: fn(&[u8]),
+}
+
+/// The process's one sink.
+pub static SINK: Sink = Sink::new(to_stderr);
+
+/// A failed write (standard error closed) loses that batch: there is
+/// nowhere left to say so.
+fn to_stderr(batch: &[u8]) {
+    let mut stderr = io::stderr().lock();
+    let _ = stderr.write_all(batch).and_then(|()| stderr.flush());
+}
+
+impl Sink {
+    const fn new(out: fn(&[u8])) -> Self {
+        Self {
+            pending: Mutex::new(Vec::new()),
+            gathered: Condvar::new(),
+            writing: Mutex::new(()),
+            started: Once::new(),
+            out,
+        }
+    }
+
+    /// Starts the thread that writes batches (once; later calls do
+    /// nothing). Until it runs, or if it cannot be started, every line is
+    /// written as it is logged.
+    pub fn start(&'static self) {
+        self.started.call_once(|| {
+            let spawned = thread::Builder::new()
+                .name("herald-log".into())
+                .spawn(move || self.run());
+            if spawned.is_err() {
+                eprintln!("warning: no thread for the log; each line is written as it is logged");
+            }
+        });
+    }
+
+    /// Appends `bytes` (whole lines) to the batch being gathered.
+    pub fn append(&self, bytes: &[u8]) {
+        let mut pending = lock(&self.pending);
+        let first = pending.is_empty();
+        pending.extend_from_slice(bytes);
+        let full = pending.len() >= MAX_PENDING_BYTES;
+        drop(pending);
+        if full || !self.started.is_completed() {
+            self.flush();
+        } else if first {
+            self.gathered.notify_one();
+        }
+    }
+
+    /// Writes every line gathered so far, now.
+    pub fn flush(&self) {
+        let _writing = lock(&self.writing);
+        let batch = std::mem::take(&mut *lock(&self.pending));
+        if !batch.is_empty() {
+            (self.out)(&batch);
+        }
+    }
+
+    fn run(&self) {
+        loop {
+            let mut pending = lock(&self.pending);
+            while pending.is_empty() {
+                pending = self
+                    .gathered
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            drop(pending);
+            thread::sleep(LINGER);
+            self.flush();
+        }
+    }
+}
+
+/// A poisoned lock still holds whole lines: a panic while appending or
+/// writing leaves nothing half-done that matters here.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What env_logger writes to: each formatted line goes to [`SINK`].
+pub struct ToSink;
+
+impl Write for ToSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        SINK.append(buf);
+        Ok(buf.len())
+    }
+
+    /// Nothing: the sink decides when lines are written.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static WRITTEN: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    fn to_memory(batch: &[u8]) {
+        lock(&WRITTEN).extend_from_slice(batch);
+    }
+
+    #[test]
+    fn lines_wait_for_a_flush_in_order_unless_the_sink_is_not_started_or_full() {
+        let sink: &'static Sink = Box::leak(Box::new(Sink::new(to_memory)));
+        // Not started: each line is written as it comes.
+        sink.append(b"one\n");
+        assert_eq!(*lock(&WRITTEN), b"one\n");
+        assert!(lock(&sink.pending).is_empty());
+
+        // Started (without its thread here): lines wait for a flush, in the
+        // order they came, and a flush writes each once.
+        sink.started.call_once(|| {});
+        sink.append(b"two\n");
+        sink.append(b"three\n");
+        assert_eq!(*lock(&WRITTEN), b"one\n");
+        sink.flush();
+        sink.flush();
+        assert_eq!(*lock(&WRITTEN), b"one\ntwo\nthree\n");
+
+        // Full: the line that reaches the limit is written with its batch.
+        lock(&WRITTEN).clear();
+        let line = [b'x'; 1024];
+        for _ in 0..MAX_PENDING_BYTES / 1024 - 1 {
+            sink.append(&line);
+        }
+        assert!(lock(&WRITTEN).is_empty());
+        sink.append(&line);
+        assert_eq!(lock(&WRITTEN).len(), MAX_PENDING_BYTES);
+        assert!(lock(&sink.pending).is_empty());
+    }
+
+    #[test]
+    fn the_thread_writes_what_gathered_after_lingering() {
+        static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+        fn out(batch: &[u8]) {
+            lock(&OUT).extend_from_slice(batch);
+        }
+        let sink: &'static Sink = Box::leak(Box::new(Sink::new(out)));
+        sink.start();
+        sink.append(b"a\n");
+        sink.append(b"b\n");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while lock(&OUT).as_slice() != b"a\nb\n" {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
