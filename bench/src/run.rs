@@ -363,7 +363,7 @@ pub async fn run(scenario: &str, label: &str, plan: Plan, opts: Options) -> Repo
         changed: Notify::new(),
         storms: Cell::new(0),
         storm: Notify::new(),
-        source_net: rand::thread_rng().gen_range(1..=254),
+        source_net: client::source_net(),
         refused: Cell::new(0),
         resumed: Cell::new(0),
         resets: Cell::new(0),

@@ -20,7 +20,8 @@ pub const OP_PING: u8 = 0x9;
 pub async fn connect(source: Option<IpAddr>, server: SocketAddr) -> io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if let Some(ip) = source {
-        socket.bind(SocketAddr::new(ip, 0))?;
+        // Where only 127.0.0.1 exists (not Linux), the kernel chooses.
+        let _ = socket.bind(SocketAddr::new(ip, 0));
     }
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;

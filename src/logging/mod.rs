@@ -18,7 +18,7 @@
 mod json;
 mod sink;
 
-use std::io::{self, IsTerminal};
+use std::io;
 
 pub use json::write_json_line;
 use sink::{ToSink, SINK};
@@ -31,10 +31,19 @@ pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     builder.target(env_logger::Target::Pipe(Box::new(ToSink)));
-    if std::env::var_os("RUST_LOG_STYLE").is_none() && io::stderr().is_terminal() {
-        // Lines reach the terminal through the sink, which env_logger
-        // cannot see is one.
-        builder.write_style(env_logger::WriteStyle::Always);
+    let style = std::env::var("RUST_LOG_STYLE");
+    if style.as_deref().map_or(true, |s| s == "auto") {
+        // Lines reach stderr through the sink, which env_logger cannot see
+        // is a terminal: ask as env_logger would (a terminal, and neither
+        // NO_COLOR, CLICOLOR=0 nor TERM=dumb).
+        builder.write_style(match anstream::AutoStream::choice(&io::stderr()) {
+            anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi => {
+                env_logger::WriteStyle::Always
+            }
+            anstream::ColorChoice::Never | anstream::ColorChoice::Auto => {
+                env_logger::WriteStyle::Never
+            }
+        });
     }
     if format == LogFormat::Json {
         builder.format(|buf, record| {

@@ -12,6 +12,7 @@
 //! most the last [`LINGER`] of `info` and `debug` lines.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -23,6 +24,11 @@ pub const LINGER: Duration = Duration::from_millis(20);
 /// with its batch by the thread that logs it.
 pub const MAX_PENDING_BYTES: usize = 256 * 1024;
 
+/// The most bytes one `write` carries: what a pipe keeps whole when other
+/// processes write to the same one (`PIPE_BUF` on Linux), so that lines from
+/// herald and from a neighbour sharing its stderr never cut into each other.
+pub const MAX_WRITE_BYTES: usize = 4096;
+
 /// Log lines on their way to standard error.
 pub struct Sink {
     pending: Mutex<Vec<u8>>,
@@ -32,6 +38,9 @@ pub struct Sink {
     /// they were taken.
     writing: Mutex<()>,
     started: Once,
+    /// Whether the sink's thread runs; until it does, lines are written as
+    /// they are logged.
+    running: AtomicBool,
     /// Writes a batch (standard error, but for tests).
     out: fn(&[u8]),
 }
@@ -39,11 +48,39 @@ pub struct Sink {
 /// The process's one sink.
 pub static SINK: Sink = Sink::new(to_stderr);
 
-/// A failed write (standard error closed) loses that batch: there is
-/// nowhere left to say so.
+/// Writes `batch` a few whole lines at a time ([`pieces`]). A failed write
+/// (standard error closed) loses the rest of that batch: there is nowhere
+/// left to say so.
 fn to_stderr(batch: &[u8]) {
     let mut stderr = io::stderr().lock();
-    let _ = stderr.write_all(batch).and_then(|()| stderr.flush());
+    for piece in pieces(batch) {
+        if stderr.write_all(piece).is_err() {
+            return;
+        }
+    }
+}
+
+/// `batch` cut at line ends into pieces of at most [`MAX_WRITE_BYTES`]; a
+/// line longer than that is a piece of its own.
+fn pieces(mut batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if batch.is_empty() {
+            return None;
+        }
+        let window = &batch[..batch.len().min(MAX_WRITE_BYTES)];
+        let end = match window.iter().rposition(|&b| b == b'\n') {
+            Some(last) if window.len() < batch.len() => last + 1,
+            _ if window.len() == batch.len() => batch.len(),
+            // One line longer than a piece: all of it, up to its end.
+            _ => batch
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(batch.len(), |end| end + 1),
+        };
+        let (piece, rest) = batch.split_at(end);
+        batch = rest;
+        Some(piece)
+    })
 }
 
 impl Sink {
@@ -53,6 +90,7 @@ impl Sink {
             gathered: Condvar::new(),
             writing: Mutex::new(()),
             started: Once::new(),
+            running: AtomicBool::new(false),
             out,
         }
     }
@@ -65,8 +103,13 @@ impl Sink {
             let spawned = thread::Builder::new()
                 .name("herald-log".into())
                 .spawn(move || self.run());
-            if spawned.is_err() {
-                eprintln!("warning: no thread for the log; each line is written as it is logged");
+            match spawned {
+                Ok(_) => self.running.store(true, Ordering::Release),
+                Err(_) => {
+                    eprintln!(
+                        "warning: no thread for the log; each line is written as it is logged"
+                    );
+                }
             }
         });
     }
@@ -78,7 +121,7 @@ impl Sink {
         pending.extend_from_slice(bytes);
         let full = pending.len() >= MAX_PENDING_BYTES;
         drop(pending);
-        if full || !self.started.is_completed() {
+        if full || !self.running.load(Ordering::Acquire) {
             self.flush();
         } else if first {
             self.gathered.notify_one();
@@ -151,7 +194,7 @@ mod tests {
 
         // Started (without its thread here): lines wait for a flush, in the
         // order they came, and a flush writes each once.
-        sink.started.call_once(|| {});
+        sink.running.store(true, Ordering::Release);
         sink.append(b"two\n");
         sink.append(b"three\n");
         assert_eq!(*lock(&WRITTEN), b"one\n");
@@ -169,6 +212,25 @@ mod tests {
         sink.append(&line);
         assert_eq!(lock(&WRITTEN).len(), MAX_PENDING_BYTES);
         assert!(lock(&sink.pending).is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_written_in_whole_lines_of_at_most_one_pipe_write_each() {
+        let line = |n: usize| {
+            let mut line = vec![b'x'; n - 1];
+            line.push(b'\n');
+            line
+        };
+        let mut batch = Vec::new();
+        for n in [100, 3000, 2000, 4096, 10_000, 7] {
+            batch.extend(line(n));
+        }
+        batch.extend(b"no end");
+        let cut: Vec<&[u8]> = pieces(&batch).collect();
+        let sizes: Vec<usize> = cut.iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, [3100, 2000, 4096, 10_000, 13]);
+        assert_eq!(cut.concat(), batch);
+        assert!(pieces(b"").next().is_none());
     }
 
     #[test]
