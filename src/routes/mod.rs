@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{guard, web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
 
 use crate::auth::{KeyAuth, OriginPolicy, PublisherAuth};
@@ -125,44 +126,44 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
             web::resource("/")
                 .route(on(POST).to(publish::publish))
                 .route(on(GET_OR_HEAD).to(console::page))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET, HEAD, POST")),
         )
         .service(
             web::resource("/ws")
                 .route(on(GET).to(ws::upgrade))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/events")
                 .route(on(GET).to(sse::events))
-                .default_service(web::to(method_not_allowed))
+                .default_service(not_allowed("GET"))
                 .wrap(from_fn(cors::cross_origin)),
         )
         .service(
             web::resource("/poll")
                 .route(on(GET).to(poll::poll))
-                .default_service(web::to(method_not_allowed))
+                .default_service(not_allowed("GET"))
                 .wrap(from_fn(cors::cross_origin)),
         )
         .service(
             web::resource("/metrics")
                 .route(on(GET).to(admin::metrics))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/stats")
                 .route(on(GET).to(admin::stats))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET")),
         )
         .service(
             web::resource("/health")
                 .route(on(GET_OR_HEAD).to(health::health))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET, HEAD")),
         )
         .service(
             web::resource("/ready")
                 .route(on(GET_OR_HEAD).to(ready::ready))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(not_allowed("GET, HEAD")),
         );
         match static_dir {
             Some(dir) => cfg.service(actix_files::Files::new("/static", dir)),
@@ -176,8 +177,8 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
 /// A route for any of `methods`. actix-web's own method guards
 /// (`web::get()` and the like) note every method they test in the
 /// request's extensions, a `Vec` and a map entry per request, for an
-/// `Allow` header herald does not send (its 405 is [`method_not_allowed`]);
-/// this test allocates nothing, and every route here uses it.
+/// `Allow` header they would build; this test allocates nothing, and every
+/// route here uses it, with [`not_allowed`] naming the resource's methods.
 fn on(methods: &'static [Method]) -> actix_web::Route {
     web::route().guard(guard::fn_guard(move |ctx| {
         methods.contains(&ctx.head().method)
@@ -195,8 +196,17 @@ const POST: &[Method] = &[Method::POST];
 /// Not `/events` or `/poll`, whose `GET` opens a session.
 const GET_OR_HEAD: &[Method] = &[Method::GET, Method::HEAD];
 
-async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// The answer to a method a resource does not serve: 405
+/// `method_not_allowed`, with the `Allow` header a 405 must carry (RFC 9110)
+/// listing `allow`, the methods its routes take.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        let mut response = ApiError::MethodNotAllowed.error_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        response
+    })
 }
 
 /// Answers every path no route claims.

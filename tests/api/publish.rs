@@ -272,11 +272,18 @@ async fn unknown_routes_and_methods_get_json_errors() {
         resp.json::<Value>().await.unwrap()["code"],
         "method_not_allowed"
     );
-    // Every route answers only its own methods.
+    // Every route answers only its own methods, and names them in `Allow`.
     let routes = [
-        "/", "/ws", "/events", "/poll", "/metrics", "/stats", "/health", "/ready",
+        ("/", "GET, HEAD, POST"),
+        ("/ws", "GET"),
+        ("/events", "GET"),
+        ("/poll", "GET"),
+        ("/metrics", "GET"),
+        ("/stats", "GET"),
+        ("/health", "GET, HEAD"),
+        ("/ready", "GET, HEAD"),
     ];
-    for path in routes {
+    for (path, allow) in routes {
         let mut wrong = vec![Method::DELETE, Method::PATCH, Method::PUT];
         if path != "/" {
             wrong.push(Method::POST);
@@ -291,6 +298,11 @@ async fn unknown_routes_and_methods_get_json_errors() {
             assert_eq!(
                 resp.status(),
                 StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(
+                resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+                Some(allow),
                 "{method} {path}"
             );
             assert_eq!(
