@@ -400,13 +400,17 @@ impl DisconnectReason {
     }
 }
 
-/// Longest client-derived text written into one log line, in characters.
+/// Longest client-derived text written into one log line, in characters
+/// as written (an escape counts as the characters it is written with).
+/// With UTF-8 at 4 bytes a character at most, the two copies a session
+/// line can hold (its message and `detail`) keep the whole line within one
+/// 4 KiB write of the log sink.
 const MAX_LOGGED_DETAIL_CHARS: usize = 200;
 
 /// `text` fit for one log line: control, format and line-separator
 /// characters escaped (`\n`, `\u{202e}`), anything shaped like a JWT (a
 /// client's token quoted back in a parse error) replaced by `<token>`, cut
-/// at [`MAX_LOGGED_DETAIL_CHARS`].
+/// at [`MAX_LOGGED_DETAIL_CHARS`] written characters.
 pub struct LogSafe<'a>(pub &'a str);
 
 /// A JWT's header is base64url of `{"`: `eyJ`. A run of base64url and dots
@@ -418,28 +422,34 @@ impl fmt::Display for LogSafe<'_> {
         let mut rest = self.0;
         let mut written = 0;
         while let Some(c) = rest.chars().next() {
-            if written >= MAX_LOGGED_DETAIL_CHARS {
-                return f.write_str("…");
-            }
             if rest.starts_with("eyJ") {
                 let run = rest
                     .bytes()
                     .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
                     .count();
                 if run >= MIN_REDACTED_TOKEN_CHARS {
-                    f.write_str("<token>")?;
+                    const TOKEN: &str = "<token>";
+                    if written + TOKEN.len() > MAX_LOGGED_DETAIL_CHARS {
+                        return f.write_str("…");
+                    }
+                    f.write_str(TOKEN)?;
                     rest = &rest[run..];
-                    written += 1;
+                    written += TOKEN.len();
                     continue;
                 }
             }
-            if c == '\\' || c.is_control() || crate::ids::is_invisible(c) {
+            let escaped = c == '\\' || c.is_control() || crate::ids::is_invisible(c);
+            let width = if escaped { c.escape_default().len() } else { 1 };
+            if written + width > MAX_LOGGED_DETAIL_CHARS {
+                return f.write_str("…");
+            }
+            if escaped {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;
             }
             rest = &rest[c.len_utf8()..];
-            written += 1;
+            written += width;
         }
         Ok(())
     }
@@ -482,5 +492,13 @@ mod tests {
         let logged = LogSafe(&long).to_string();
         assert_eq!(logged.chars().count(), super::MAX_LOGGED_DETAIL_CHARS + 1);
         assert!(logged.ends_with('…'));
+        // Escapes count as written: a run of private-use characters, each
+        // written `\u{10fffd}`, is cut at the same length.
+        let escaped = LogSafe(&"\u{10fffd}".repeat(400)).to_string();
+        assert!(escaped.starts_with("\\u{10fffd}"), "{escaped}");
+        assert!(escaped.chars().count() <= super::MAX_LOGGED_DETAIL_CHARS + 1);
+        assert!(escaped.ends_with('…'));
+        let tokens = LogSafe(&"eyJhbGciOiJIUzI1NiJ9.e30 ".repeat(100)).to_string();
+        assert!(tokens.chars().count() <= super::MAX_LOGGED_DETAIL_CHARS + 1);
     }
 }

@@ -120,7 +120,11 @@ impl Shared {
 pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         if echo {
-            cfg.service(web::resource("/echo").route(on(GET).to(ws::echo)));
+            cfg.service(
+                web::resource("/echo")
+                    .route(on(GET).to(ws::echo))
+                    .default_service(not_allowed("GET")),
+            );
         }
         cfg.service(
             web::resource("/")
@@ -168,7 +172,9 @@ pub fn configure(static_dir: Option<PathBuf>, echo: bool) -> impl FnOnce(&mut we
         match static_dir {
             Some(dir) => cfg.service(actix_files::Files::new("/static", dir)),
             None => cfg.service(
-                web::resource("/static/{name}").route(on(GET_OR_HEAD).to(crate::assets::serve)),
+                web::resource("/static/{name}")
+                    .route(on(GET_OR_HEAD).to(crate::assets::serve))
+                    .default_service(not_allowed("GET, HEAD")),
             ),
         };
     }

@@ -144,6 +144,20 @@ async fn json_log_lines_carry_session_fields_escape_client_text_and_hold_no_secr
         assert!(!detail.contains(raw_char), "{raw_char:?} in {detail:?}");
     }
 
+    // Text that grows when escaped (each private-use character is written
+    // `\u{10fffd}`) is cut as written, so the line stays within one write
+    // of the log sink, which no other process's output can cut into.
+    let mut raw = RawWs::connect(herald.port, "").await;
+    let wide = format!("{{\"type\":\"{}\"}}", "\u{10fffd}".repeat(400));
+    raw.send_frame(FIN | OP_TEXT, wide.as_bytes(), true).await;
+    raw.expect_close().await;
+    let cut = event(&mut herald, &mut seen, "refused").await;
+    let cut_detail = cut["detail"].as_str().expect("a detail");
+    assert!(cut_detail.contains("\\u{10fffd}"), "{cut}");
+    assert!(cut_detail.chars().count() < 300, "{cut}");
+    let longest = seen.iter().map(String::len).max().unwrap_or(0);
+    assert!(longest <= 4096, "a log line of {longest} bytes");
+
     // Every line up to a clean exit parses, and none holds a secret.
     sigterm(herald.pid()).await;
     let mut rest = Vec::new();

@@ -282,6 +282,8 @@ async fn unknown_routes_and_methods_get_json_errors() {
         ("/stats", "GET"),
         ("/health", "GET, HEAD"),
         ("/ready", "GET, HEAD"),
+        ("/static/herald.js", "GET, HEAD"),
+        ("/static/nope", "GET, HEAD"),
     ];
     for (path, allow) in routes {
         let mut wrong = vec![Method::DELETE, Method::PATCH, Method::PUT];
