@@ -67,15 +67,18 @@ fn pieces(mut batch: &[u8]) -> impl Iterator<Item = &[u8]> {
         if batch.is_empty() {
             return None;
         }
-        let window = &batch[..batch.len().min(MAX_WRITE_BYTES)];
-        let end = match window.iter().rposition(|&b| b == b'\n') {
-            Some(last) if window.len() < batch.len() => last + 1,
-            _ if window.len() == batch.len() => batch.len(),
-            // One line longer than a piece: all of it, up to its end.
-            _ => batch
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(batch.len(), |end| end + 1),
+        let end = if batch.len() <= MAX_WRITE_BYTES {
+            batch.len()
+        } else {
+            let newline = |b: &u8| *b == b'\n';
+            match batch[..MAX_WRITE_BYTES].iter().rposition(newline) {
+                Some(last) => last + 1,
+                // One line longer than a piece: all of it, up to its end.
+                None => batch
+                    .iter()
+                    .position(newline)
+                    .map_or(batch.len(), |end| end + 1),
+            }
         };
         let (piece, rest) = batch.split_at(end);
         batch = rest;

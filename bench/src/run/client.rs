@@ -30,14 +30,6 @@ fn path(flavor: Flavor, client: usize, channel: Option<u32>) -> String {
     }
 }
 
-/// The address client `client` connects from, when the server is on IPv4
-/// loopback: 127.`net`.x.1, with `net` from [`source_net`] and one address
-/// per 25,000 clients, so each keeps within one ephemeral port range. A
-/// run that connected from 127.0.0.1 like the one before it found that
-/// run's ports still in TIME_WAIT toward the same server address, and the
-/// kernel searched for a free port on every connect: connect runs came out
-/// at a third of their rate, for every server alike, with the generator's
-/// core busy in that search.
 /// The second octet of a run's source network, from the clock's seconds:
 /// runs started less than 254 s apart (longer than TIME_WAIT lasts) never
 /// share one.
@@ -48,6 +40,14 @@ pub(super) fn source_net() -> u8 {
     1 + (secs % 254) as u8
 }
 
+/// The address client `client` connects from, when the server is on IPv4
+/// loopback: 127.`net`.x.1, with `net` from [`source_net`] and one address
+/// per 25,000 clients, so each keeps within one ephemeral port range. A
+/// run that connected from 127.0.0.1 like the one before it found that
+/// run's ports still in TIME_WAIT toward the same server address, and the
+/// kernel searched for a free port on every connect: connect runs came out
+/// at a third of their rate, for every server alike, with the generator's
+/// core busy in that search.
 fn source(client: usize, net: u8, server: SocketAddr) -> Option<IpAddr> {
     let loopback = matches!(server.ip(), IpAddr::V4(ip) if ip.is_loopback());
     loopback.then(|| IpAddr::V4(Ipv4Addr::new(127, net, (client / 25_000) as u8, 1)))
