@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 
 use self::shutdown::StopSignals;
@@ -142,7 +142,7 @@ impl Application {
             proxies.clone(),
             metrics.clone(),
         );
-        let hosts = web::Data::new(HostPolicy::new(&config.allowed_hosts));
+        let hosts = Arc::new(HostPolicy::new(&config.allowed_hosts));
         let mut server = HttpServer::new(move || {
             let server = notify_server
                 .get_or_init(|| {
@@ -159,12 +159,11 @@ impl Application {
             });
             App::new()
                 .app_data(state)
-                .app_data(hosts.clone())
                 .configure(routes::configure(static_dir.clone(), echo_route))
                 .default_service(web::to(routes::not_found))
                 // Around every route: no route, file or upgrade runs for a Host
                 // herald does not answer to.
-                .wrap(from_fn(routes::host::check_host))
+                .wrap(routes::host::CheckHost::new(hosts.clone()))
                 // Outermost of all, refusals included: every answer is
                 // exactly what its Content-Type says, so a browser never
                 // sniffs a JSON error or a client file into something it

@@ -5,12 +5,18 @@
 //! not UTF-8 is an error, never silently turned into U+FFFD: an id or channel
 //! name must be exactly what the sender meant, or refused.
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode;
+
+/// One decoded field: borrowed from the input unless it held an escape or
+/// a `+`.
+pub type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// Decodes `input` into (name, value) pairs, in order, repeats kept.
 /// Empty segments (`a=1&&b=2`) are skipped; a segment without `=` is a name
-/// with an empty value.
-pub fn parse_pairs(input: &[u8]) -> Result<Vec<(String, String)>, String> {
+/// with an empty value. A field that does not decode is an error naming it.
+pub fn parse_pairs(input: &[u8]) -> Result<Vec<Pair<'_>>, String> {
     input
         .split(|&b| b == b'&')
         .filter(|segment| !segment.is_empty())
@@ -26,10 +32,16 @@ pub fn parse_pairs(input: &[u8]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// `+` as a space and `%XX` escapes decoded, in one buffer (the only
-/// allocation per field); escapes split by a `+` stay literal, as
-/// `percent_decode` leaves any malformed escape.
-fn decode(raw: &[u8]) -> Result<String, &'static str> {
+/// `+` as a space and `%XX` escapes decoded; escapes split by a `+` stay
+/// literal, as `percent_decode` leaves any malformed escape. Text with
+/// neither is the input itself, checked, not copied.
+fn decode(raw: &[u8]) -> Result<Cow<'_, str>, &'static str> {
+    const NOT_UTF8: &str = "is not valid UTF-8";
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| NOT_UTF8);
+    }
     let mut bytes = Vec::with_capacity(raw.len());
     for (i, piece) in raw.split(|&b| b == b'+').enumerate() {
         if i > 0 {
@@ -37,7 +49,9 @@ fn decode(raw: &[u8]) -> Result<String, &'static str> {
         }
         bytes.extend(percent_decode(piece));
     }
-    String::from_utf8(bytes).map_err(|_| "is not valid UTF-8")
+    String::from_utf8(bytes)
+        .map(Cow::Owned)
+        .map_err(|_| NOT_UTF8)
 }
 
 #[cfg(test)]
@@ -45,7 +59,15 @@ mod tests {
     use super::*;
 
     fn pairs(input: &str) -> Vec<(String, String)> {
-        parse_pairs(input.as_bytes()).unwrap()
+        parse_pairs(input.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect()
+    }
+
+    fn error(input: &[u8]) -> String {
+        parse_pairs(input).unwrap_err()
     }
 
     #[test]
@@ -75,12 +97,22 @@ mod tests {
     }
 
     #[test]
+    fn plain_fields_are_borrowed_and_escaped_ones_decoded() {
+        let pairs = parse_pairs(b"message=hi&id=a%20b").unwrap();
+        assert!(matches!(pairs[0].0, Cow::Borrowed("message")));
+        assert!(matches!(pairs[0].1, Cow::Borrowed("hi")));
+        assert!(matches!(&pairs[1].1, Cow::Owned(value) if value == "a b"));
+    }
+
+    #[test]
     fn invalid_utf8_is_an_error_naming_the_field() {
-        let err = parse_pairs(b"id=a%FFb").unwrap_err();
+        let err = error(b"id=a%FFb");
         assert!(err.contains("`id`") && err.contains("UTF-8"), "{err}");
-        let err = parse_pairs(b"x%C3=1").unwrap_err();
+        let err = error(b"x%C3=1");
         assert!(err.contains("name"), "{err}");
-        // Raw (not percent-encoded) invalid bytes too.
-        assert!(parse_pairs(b"id=\xff").is_err());
+        // Raw (not percent-encoded) invalid bytes too, with or without an
+        // escape beside them.
+        assert!(error(b"id=\xff").contains("`id`"));
+        assert!(error(b"id=%41\xff").contains("`id`"));
     }
 }

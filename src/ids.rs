@@ -64,6 +64,12 @@ impl ClientId {
 /// and the default-ignorable code points of other categories (Hangul
 /// fillers, variation selectors, the combining grapheme joiner).
 pub fn is_invisible(c: char) -> bool {
+    // Printable ASCII, space included, is letters, digits, punctuation,
+    // symbols and Zs: none of the below, and no table lookup needed.
+    !(' '..='~').contains(&c) && invisible_by_category(c)
+}
+
+fn invisible_by_category(c: char) -> bool {
     use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
     matches!(
         c.general_category(),
@@ -316,6 +322,14 @@ impl Serialize for Epoch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printable_ascii_shortcut_agrees_with_the_categories() {
+        for c in (0u8..=0x7f).map(char::from) {
+            assert_eq!(is_invisible(c), invisible_by_category(c), "{c:?}");
+        }
+        assert!(is_invisible('\u{7f}') && is_invisible('\t') && !is_invisible(' '));
+    }
 
     #[test]
     fn accepts_printable_ids_up_to_the_limit() {

@@ -62,7 +62,7 @@ impl PendingFrame {
         let fields = self.fields();
         let mut frame = String::with_capacity(MESSAGE_FRAME_HEAD.len() + 21 + self.tail.len());
         frame.push_str(MESSAGE_FRAME_HEAD);
-        frame.push_str(&seq.to_string());
+        frame.push_str(itoa::Buffer::new().format(seq));
         frame.push(',');
         frame.push_str(fields);
         ByteString::from(frame)

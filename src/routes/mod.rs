@@ -14,7 +14,7 @@
 //! | `GET /static/*`| [`crate::assets::serve`], or files from `static_dir` |
 //! | `GET /echo`    | [`ws::echo`], only with `echo_route = true` |
 //!
-//! The `Host` check ([`host::check_host`]) wraps the whole app, in `app`.
+//! The `Host` check ([`host::CheckHost`]) wraps the whole app, in `app`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -38,11 +38,11 @@ impl ClientQuery {
         let (mut since, mut epoch) = (None, None);
         for (key, value) in pairs {
             let twice = || ApiError::InvalidQuery(format!("`{key}` given twice"));
-            match key.as_str() {
+            match key.as_ref() {
                 "id" if parsed.id.is_some() => return Err(twice()),
                 "id" => parsed.id = Some(ClientId::parse(value).map_err(ApiError::InvalidId)?),
                 "token" if parsed.token.is_some() => return Err(twice()),
-                "token" => parsed.token = Some(value),
+                "token" => parsed.token = Some(value.into_owned()),
                 "channel" => {
                     let channel = ChannelName::parse(value).map_err(ApiError::InvalidChannel)?;
                     if seen.contains(&channel) {
@@ -62,8 +62,8 @@ impl ClientQuery {
                     since = Some(seq);
                 }
                 "epoch" if epoch.is_some() => return Err(twice()),
-                "epoch" => epoch = Some(value),
-                "await_register" => parsed.await_register = matches!(value.as_str(), "1" | "true"),
+                "epoch" => epoch = Some(value.into_owned()),
+                "await_register" => parsed.await_register = matches!(value.as_ref(), "1" | "true"),
                 _ => {}
             }
         }

@@ -238,6 +238,34 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
 }
 
 #[actix_web::test]
+async fn a_body_in_several_chunks_is_read_whole() {
+    let app = spawn_app().await;
+    let mut client = app.ws_registered("63").await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let mut request = String::from(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for piece in ["mess", "age=Hel", "lo+there&i", "d=63"] {
+        request.push_str(&format!("{:x}\r\n{piece}\r\n", piece.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    within("the reply", stream.read_to_end(&mut reply))
+        .await
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains(r#""delivered":1"#), "{reply}");
+    let frame = client.recv_json().await;
+    assert_eq!(frame["data"], "Hello there", "{frame}");
+    assert_eq!(frame["id"], "63", "{frame}");
+}
+
+#[actix_web::test]
 async fn an_unsupported_content_type_is_a_415() {
     let app = spawn_app().await;
     let reply = app

@@ -17,9 +17,12 @@
 //! slow-consumer policy takes over; a push to a session that has ended is
 //! refused as [`Refused::Closed`].
 //!
-//! The wake-up itself goes through the session's worker thread
+//! The wake-up of a fan-out's sessions goes through their worker thread
 //! (`worker.rs`), which gives wake-ups out a turn at a time so the next
-//! publish is read while a fan-out is written.
+//! publish is read while a fan-out is written. A frame for one session
+//! alone (a direct message to a one-tab id) wakes that session at once:
+//! there is no fan-out to take turns with, and it saves a turn of the
+//! worker's task per message.
 
 mod worker;
 
@@ -37,6 +40,16 @@ use crate::hub::messages::Deliver;
 
 /// Every frame queued for a session since it last took them, oldest first.
 pub type Batch = VecDeque<Deliver>;
+
+/// How a push that finds the queue empty wakes the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeUp {
+    /// Through the session's worker, a turn at a time with the other
+    /// sessions of the same fan-out.
+    InTurn,
+    /// At once: the frame goes to this session alone.
+    Now,
+}
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,10 +140,10 @@ impl Drop for MailboxSender {
 }
 
 impl MailboxSender {
-    /// Queues `deliver` without waiting, waking the session when it is the
-    /// first frame since the session last took its queue.
+    /// Queues `deliver` without waiting, waking the session as `wake` says
+    /// when it is the first frame since the session last took its queue.
     #[inline]
-    pub fn push(&self, deliver: Deliver) -> Result<(), Refused> {
+    pub fn push(&self, deliver: Deliver, wake: WakeUp) -> Result<(), Refused> {
         let mut queue = self.shared.lock();
         if queue.closed {
             return Err(Refused::Closed);
@@ -142,9 +155,9 @@ impl MailboxSender {
         queue.frames.push_back(deliver);
         drop(queue);
         if first {
-            match &self.shared.worker {
-                Some(worker) => worker.schedule(self.shared.clone()),
-                None => self.shared.waker.wake(),
+            match (&self.shared.worker, wake) {
+                (Some(worker), WakeUp::InTurn) => worker.schedule(self.shared.clone()),
+                _ => self.shared.waker.wake(),
             }
         }
         Ok(())
@@ -274,12 +287,12 @@ mod tests {
         let waker = Waker::from(count.clone());
         assert!(poll(&mut mailbox, &waker).is_pending());
         for seq in 1..=3 {
-            sender.push(frame(seq)).unwrap();
+            sender.push(frame(seq), WakeUp::InTurn).unwrap();
         }
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake-up per burst");
         assert_eq!(seqs(poll(&mut mailbox, &waker)), [1, 2, 3]);
         assert!(poll(&mut mailbox, &waker).is_pending());
-        sender.push(frame(4)).unwrap();
+        sender.push(frame(4), WakeUp::InTurn).unwrap();
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             2,
@@ -292,20 +305,20 @@ mod tests {
     fn a_full_queue_refuses_until_taken() {
         let (sender, mut mailbox) = channel(2);
         let waker = Waker::from(Arc::new(Count::default()));
-        sender.push(frame(1)).unwrap();
-        sender.push(frame(2)).unwrap();
-        assert_eq!(sender.push(frame(3)), Err(Refused::Full));
+        sender.push(frame(1), WakeUp::InTurn).unwrap();
+        sender.push(frame(2), WakeUp::InTurn).unwrap();
+        assert_eq!(sender.push(frame(3), WakeUp::InTurn), Err(Refused::Full));
         assert_eq!(seqs(poll(&mut mailbox, &waker)), [1, 2]);
-        sender.push(frame(3)).unwrap();
+        sender.push(frame(3), WakeUp::InTurn).unwrap();
     }
 
     #[test]
     fn a_dropped_mailbox_refuses_as_closed_and_frees_its_frames() {
         let (sender, mailbox) = channel(4);
-        sender.push(frame(1)).unwrap();
+        sender.push(frame(1), WakeUp::InTurn).unwrap();
         let taker = mailbox.taker();
         drop(mailbox);
-        assert_eq!(sender.push(frame(2)), Err(Refused::Closed));
+        assert_eq!(sender.push(frame(2), WakeUp::InTurn), Err(Refused::Closed));
         assert!(taker.take().is_empty());
     }
 
@@ -314,27 +327,27 @@ mod tests {
         let (sender, mut mailbox) = channel(64);
         let waker = Waker::from(Arc::new(Count::default()));
         let taker = mailbox.taker();
-        sender.push(frame(1)).unwrap();
+        sender.push(frame(1), WakeUp::InTurn).unwrap();
         let Poll::Ready(Some(batch)) = poll(&mut mailbox, &waker) else {
             panic!("expected a batch");
         };
         let buffer = batch.as_slices().0.as_ptr();
         taker.give_back(batch);
-        sender.push(frame(2)).unwrap();
-        assert!(sender.push(frame(3)).is_ok());
+        sender.push(frame(2), WakeUp::InTurn).unwrap();
+        assert!(sender.push(frame(3), WakeUp::InTurn).is_ok());
         let Poll::Ready(Some(batch)) = poll(&mut mailbox, &waker) else {
             panic!("expected a batch");
         };
         assert_eq!(batch.iter().map(|d| d.seq).collect::<Vec<_>>(), [2, 3]);
         taker.give_back(batch);
         // The first batch's buffer, given back, took the fourth frame.
-        sender.push(frame(4)).unwrap();
+        sender.push(frame(4), WakeUp::InTurn).unwrap();
         let Poll::Ready(Some(batch)) = poll(&mut mailbox, &waker) else {
             panic!("expected a batch");
         };
         assert_eq!(batch.as_slices().0.as_ptr(), buffer);
         for seq in 5..=40 {
-            sender.push(frame(seq)).unwrap();
+            sender.push(frame(seq), WakeUp::InTurn).unwrap();
         }
         let Poll::Ready(Some(big)) = poll(&mut mailbox, &waker) else {
             panic!("expected a batch");
@@ -354,7 +367,7 @@ mod tests {
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let second = sender.clone();
-        sender.push(frame(1)).unwrap();
+        sender.push(frame(1), WakeUp::InTurn).unwrap();
         drop(sender);
         assert_eq!(seqs(poll(&mut mailbox, &waker)), [1]);
         assert!(poll(&mut mailbox, &waker).is_pending(), "a sender is left");
@@ -366,11 +379,36 @@ mod tests {
         assert!(matches!(poll(&mut mailbox, &waker), Poll::Ready(None)));
     }
 
+    #[actix::test]
+    async fn a_fan_out_wakes_in_the_workers_turn_and_a_lone_frame_at_once() {
+        // Made on an arbiter: the mailbox has a worker.
+        let (sender, mut mailbox) = channel(8);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        assert!(poll(&mut mailbox, &waker).is_pending());
+        sender.push(frame(1), WakeUp::InTurn).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "not woken by the push");
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the worker never woke it");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(seqs(poll(&mut mailbox, &waker)), [1]);
+        assert!(poll(&mut mailbox, &waker).is_pending());
+        sender.push(frame(2), WakeUp::Now).unwrap();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "woken by the push itself"
+        );
+        assert_eq!(seqs(poll(&mut mailbox, &waker)), [2]);
+    }
+
     #[test]
     fn the_taker_takes_what_is_queued_without_a_wake_up() {
         let (sender, mailbox) = channel(4);
-        sender.push(frame(1)).unwrap();
-        sender.push(frame(2)).unwrap();
+        sender.push(frame(1), WakeUp::InTurn).unwrap();
+        sender.push(frame(2), WakeUp::InTurn).unwrap();
         let taken: Vec<u64> = mailbox.taker().take().iter().map(|d| d.seq).collect();
         assert_eq!(taken, [1, 2]);
         assert!(mailbox.taker().take().is_empty());

@@ -7,15 +7,15 @@
 //! rather than boxing it, so a delivery costs what the outbox's own send
 //! costs: for a session, a reference-count bump and a queue push.
 
-use crate::hub::mailbox::Refused;
+use crate::hub::mailbox::{Refused, WakeUp};
 use crate::hub::messages::{Close, Deliver, DisconnectReason, SessionOutbox};
 use crate::protocol::close_code;
 
 /// Where a session's frames and its close order go.
 pub trait Outbox {
-    /// Queues a frame without waiting; refused when the session's queue is
-    /// full or the session is gone.
-    fn deliver(&self, deliver: Deliver) -> Result<(), Failed>;
+    /// Queues a frame without waiting, waking the session as `wake` says;
+    /// refused when the session's queue is full or the session is gone.
+    fn deliver(&self, deliver: Deliver, wake: WakeUp) -> Result<(), Failed>;
     /// Queues a close order, however full the queue is.
     fn close(&self, close: Close);
 }
@@ -51,11 +51,13 @@ impl Failed {
 /// always gets through.
 impl Outbox for SessionOutbox {
     #[inline]
-    fn deliver(&self, deliver: Deliver) -> Result<(), Failed> {
-        self.frames.push(deliver).map_err(|refused| match refused {
-            Refused::Full => Failed::QueueFull,
-            Refused::Closed => Failed::Closed,
-        })
+    fn deliver(&self, deliver: Deliver, wake: WakeUp) -> Result<(), Failed> {
+        self.frames
+            .push(deliver, wake)
+            .map_err(|refused| match refused {
+                Refused::Full => Failed::QueueFull,
+                Refused::Closed => Failed::Closed,
+            })
     }
 
     fn close(&self, close: Close) {

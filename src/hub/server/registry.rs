@@ -19,6 +19,7 @@ use super::resume::Streams;
 use super::session_set::SessionSet;
 use crate::client_addr::ClientAddr;
 use crate::history::StreamKey;
+use crate::hub::mailbox::WakeUp;
 use crate::hub::messages::{Close, Deliver, DisconnectReason, Transport};
 use crate::ids::{ChannelName, ClientId, SessionId};
 use crate::metrics::Metrics;
@@ -182,26 +183,35 @@ impl<O: Outbox> Registry<O> {
         let mut failed = Vec::new();
         let now = Instant::now();
         let mut delivered = 0;
-        let mut offer = |session: &SessionId, entry: &mut SessionEntry<O>| {
-            delivered += usize::from(deliver(session, entry, seq, frame, now, &mut failed));
+        let mut offer = |session: &SessionId, entry: &mut SessionEntry<O>, wake| {
+            delivered += usize::from(deliver(session, entry, seq, frame, now, wake, &mut failed));
+        };
+        // A fan-out's sessions are woken a turn at a time; a lone one at once.
+        let wake = |targets: &SessionSet| match targets.len() {
+            1 => WakeUp::Now,
+            _ => WakeUp::InTurn,
         };
         match key {
             StreamKey::Broadcast => {
                 for (session, entry) in &mut self.sessions {
-                    offer(session, entry);
+                    offer(session, entry, WakeUp::InTurn);
                 }
             }
             StreamKey::Id(id) => {
-                for session in self.ids.get(id).into_iter().flatten() {
-                    if let Some(entry) = self.sessions.get_mut(session) {
-                        offer(session, entry);
+                if let Some(targets) = self.ids.get(id) {
+                    for session in targets {
+                        if let Some(entry) = self.sessions.get_mut(session) {
+                            offer(session, entry, wake(targets));
+                        }
                     }
                 }
             }
             StreamKey::Channel(channel) => {
-                for session in self.channels.get(channel).into_iter().flatten() {
-                    if let Some(entry) = self.sessions.get_mut(session) {
-                        offer(session, entry);
+                if let Some(targets) = self.channels.get(channel) {
+                    for session in targets {
+                        if let Some(entry) = self.sessions.get_mut(session) {
+                            offer(session, entry, wake(targets));
+                        }
                     }
                 }
             }
@@ -267,8 +277,10 @@ impl<O: Outbox> Registry<O> {
         };
         let held = entry.streams.release(replayed_from, reached);
         let mut failed = Vec::new();
+        // For this session alone: woken at once.
         for (seq, frame) in held {
-            deliver(&session, entry, seq, &frame, Instant::now(), &mut failed);
+            let now = Instant::now();
+            deliver(&session, entry, seq, &frame, now, WakeUp::Now, &mut failed);
             if !failed.is_empty() {
                 break;
             }
@@ -383,6 +395,7 @@ fn deliver<O: Outbox>(
     seq: u64,
     frame: &ByteString,
     routed_at: Instant,
+    wake: WakeUp,
     failed: &mut Vec<(SessionId, Failed)>,
 ) -> bool {
     if !entry.streams.due(seq) {
@@ -393,7 +406,7 @@ fn deliver<O: Outbox>(
         frame: frame.clone(),
         routed_at,
     };
-    match entry.outbox.deliver(deliver) {
+    match entry.outbox.deliver(deliver, wake) {
         Ok(()) => {
             entry.streams.delivered(seq);
             true
@@ -450,7 +463,7 @@ pub(super) mod tests {
     }
 
     impl Outbox for Queue {
-        fn deliver(&self, deliver: Deliver) -> Result<(), Failed> {
+        fn deliver(&self, deliver: Deliver, _: WakeUp) -> Result<(), Failed> {
             if self.gone {
                 return Err(Failed::Closed);
             }

@@ -87,6 +87,17 @@ impl BodyKind {
                 .unwrap_or("none");
             ApiError::UnsupportedMediaType(given.chars().take(100).collect())
         };
+        // The two a main site sends, as it usually spells them: known
+        // without parsing (and allocating) a media type.
+        if let Some(value) = req.headers().get(header::CONTENT_TYPE) {
+            let value = value.as_bytes();
+            if value.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+                return Ok(Self::Form);
+            }
+            if value.eq_ignore_ascii_case(b"application/json") {
+                return Ok(Self::Json);
+            }
+        }
         let mime = req
             .mime_type()
             .map_err(|_| unsupported())?
@@ -117,7 +128,7 @@ impl Publish {
         let malformed = |e: String| ApiError::MalformedBody(format!("invalid form body: {e}"));
         let (mut message, mut id, mut channel, mut key) = (None, None, None, None);
         for (name, value) in parse_pairs(body).map_err(malformed)? {
-            let slot = match name.as_str() {
+            let slot = match name.as_ref() {
                 "message" => &mut message,
                 "id" => &mut id,
                 "channel" => &mut channel,
@@ -246,7 +257,38 @@ impl<'de> serde::de::Visitor<'de> for NumbersInRange {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::test::TestRequest;
+
     use super::*;
+
+    #[test]
+    fn content_types_read_with_and_without_parsing_agree() {
+        let kind = |value: Option<&str>| {
+            let mut req = TestRequest::post();
+            if let Some(value) = value {
+                req = req.insert_header((header::CONTENT_TYPE, value));
+            }
+            BodyKind::of(&req.to_http_request()).ok()
+        };
+        for (value, expected) in [
+            ("application/x-www-form-urlencoded", Some(BodyKind::Form)),
+            ("Application/X-WWW-Form-Urlencoded", Some(BodyKind::Form)),
+            (
+                "application/x-www-form-urlencoded; charset=utf-8",
+                Some(BodyKind::Form),
+            ),
+            ("application/json", Some(BodyKind::Json)),
+            ("APPLICATION/JSON", Some(BodyKind::Json)),
+            ("application/json;charset=UTF-8", Some(BodyKind::Json)),
+            ("application/ld+json", Some(BodyKind::Json)),
+            ("application/jsonx", None),
+            ("text/plain", None),
+            ("application/", None),
+        ] {
+            assert_eq!(kind(Some(value)), expected, "{value}");
+        }
+        assert_eq!(kind(None), None);
+    }
 
     #[test]
     fn form_text_becomes_a_json_string() {

@@ -24,7 +24,7 @@ mod body;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -57,11 +57,14 @@ struct Reply {
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes.
+/// A body that came in one chunk (the usual case) is that chunk, not a
+/// copy; it shares the connection's read buffer, so the caller drops it
+/// before waiting on anything.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<BytesMut, ApiError> {
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -70,16 +73,27 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::TooLarge { limit });
     }
-    let mut body = BytesMut::new();
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
+        let read = joined.as_ref().map_or(first.len(), BytesMut::len);
+        if read + chunk.len() > limit {
             return Err(ApiError::TooLarge { limit });
         }
-        body.extend_from_slice(&chunk);
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&chunk),
+            None if first.is_empty() => first = chunk,
+            None => {
+                let mut both = BytesMut::with_capacity(first.len() + chunk.len());
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&chunk);
+                joined = Some(both);
+            }
+        }
     }
-    Ok(body)
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 /// The `Idempotency-Key` header, checked; more than one is refused.
@@ -154,8 +168,10 @@ async fn accept(
         .check(req.headers(), state.direct_peer(&req))?;
     let from_header = header_key(&req)?;
     let kind = BodyKind::of(&req)?;
-    let body = read_body(&req, payload, state.max_message_bytes).await?;
-    let mut publish = Publish::parse(kind, &body)?;
+    let mut publish = {
+        let body = read_body(&req, payload, state.max_message_bytes).await?;
+        Publish::parse(kind, &body)?
+    };
     let key = idempotency_key(from_header, publish.idempotency_key.take())?;
     // Without a window, a key is checked but not remembered.
     let idempotency = key
