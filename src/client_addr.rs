@@ -223,20 +223,45 @@ impl ClientAddr {
         self.via_proxy.then_some(self.peer)
     }
 
-    /// The client alone, for a log field: the peer with its port when
-    /// direct; through a proxy, the address it named (or its own).
-    pub fn client(&self) -> String {
-        match (self.via_proxy, self.forwarded) {
-            (false, _) => self.peer.to_string(),
-            (true, client) => client.unwrap_or_else(|| self.peer.ip()).to_string(),
-        }
-    }
-
     /// The peer's address when it is not a proxy: the only address that
     /// may earn keyless loopback trust. `None` for a trusted proxy, whose
     /// requests come from elsewhere whatever its own address.
     pub fn direct_peer(&self) -> Option<IpAddr> {
         (!self.via_proxy).then(|| self.peer.ip())
+    }
+}
+
+/// A session's address after `peer=` in a log line's text ([`ClientAddr`]'s
+/// `Display`), or `unknown`; written only when the line is.
+pub struct PeerLabel(pub Option<ClientAddr>);
+
+impl fmt::Display for PeerLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The client alone, for a log line's `peer` field: the peer with its port
+/// when direct; through a proxy, the address it named (or the proxy's own);
+/// `unknown` when not known. Written only when the line is.
+pub struct ClientLabel(pub Option<ClientAddr>);
+
+impl fmt::Display for ClientLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("unknown"),
+            Some(ClientAddr {
+                peer,
+                via_proxy: false,
+                ..
+            }) => peer.fmt(f),
+            Some(ClientAddr {
+                peer, forwarded, ..
+            }) => forwarded.unwrap_or_else(|| peer.ip()).fmt(f),
+        }
     }
 }
 

@@ -11,17 +11,20 @@
 //! every control character, so one event is always one line. Secrets and
 //! tokens are never logged.
 //!
+//! - `text`: a line as text, in colour on a terminal.
 //! - `json`: a line as a JSON object.
 //! - `sink`: lines reach stderr a batch at a time; warnings and errors at
 //!   once.
 
 mod json;
 mod sink;
+mod text;
 
 use std::io;
 
 pub use json::write_json_line;
 use sink::{ToSink, SINK};
+use text::write_text_line;
 
 use crate::config::LogFormat;
 
@@ -30,27 +33,29 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    builder.target(env_logger::Target::Pipe(Box::new(ToSink)));
-    let style = std::env::var("RUST_LOG_STYLE");
-    if style.as_deref().map_or(true, |s| s == "auto") {
-        // Lines reach stderr through the sink, which env_logger cannot see
-        // is a terminal: ask as env_logger would (a terminal, and neither
-        // NO_COLOR, CLICOLOR=0 nor TERM=dumb).
-        builder.write_style(match anstream::AutoStream::choice(&io::stderr()) {
-            anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi => {
-                env_logger::WriteStyle::Always
-            }
-            anstream::ColorChoice::Never | anstream::ColorChoice::Auto => {
-                env_logger::WriteStyle::Never
-            }
-        });
-    }
-    if format == LogFormat::Json {
-        builder.format(|buf, record| {
+    // Colours as env_logger would choose them (RUST_LOG_STYLE, then a
+    // terminal and neither NO_COLOR, CLICOLOR=0 nor TERM=dumb), asked here:
+    // lines reach stderr through the sink, which env_logger cannot see is
+    // a terminal.
+    let colour = match std::env::var("RUST_LOG_STYLE").as_deref() {
+        Ok("always") => true,
+        Ok("never") => false,
+        _ => matches!(
+            anstream::AutoStream::choice(&io::stderr()),
+            anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi
+        ),
+    };
+    builder.target(env_logger::Target::Pipe(Box::new(ToSink::new(colour))));
+    // The formats below write colours only when wanted: env_logger passes
+    // lines through as written.
+    builder.write_style(env_logger::WriteStyle::Always);
+    match format {
+        LogFormat::Json => builder.format(|buf, record| {
             let time = buf.timestamp_millis().to_string();
             write_json_line(buf, &time, record)
-        });
-    }
+        }),
+        LogFormat::Text => builder.format(move |buf, record| write_text_line(buf, record, colour)),
+    };
     let inner = builder.build();
     let max_level = inner.filter();
     if log::set_boxed_logger(Box::new(Logger { inner })).is_err() {

@@ -163,11 +163,33 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// What env_logger writes to: each formatted line goes to [`SINK`].
-pub struct ToSink;
+pub struct ToSink {
+    sink: &'static Sink,
+    /// Whether lines are in colour; if not, an escape sequence that reached
+    /// a line anyway (text from a library) is stripped.
+    colour: bool,
+}
+
+impl ToSink {
+    pub fn new(colour: bool) -> Self {
+        Self {
+            sink: &SINK,
+            colour,
+        }
+    }
+}
 
 impl Write for ToSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        SINK.append(buf);
+        if !self.colour && buf.contains(&ESC) {
+            let stripped: Vec<u8> = anstream::adapter::strip_bytes(buf)
+                .flatten()
+                .copied()
+                .collect();
+            self.sink.append(&stripped);
+        } else {
+            self.sink.append(buf);
+        }
         Ok(buf.len())
     }
 
@@ -177,6 +199,9 @@ impl Write for ToSink {
     }
 }
 
+/// The byte that starts a terminal escape sequence.
+const ESC: u8 = 0x1b;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +210,29 @@ mod tests {
 
     fn to_memory(batch: &[u8]) {
         lock(&WRITTEN).extend_from_slice(batch);
+    }
+
+    static STRIPPED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    fn to_stripped(batch: &[u8]) {
+        lock(&STRIPPED).extend_from_slice(batch);
+    }
+
+    #[test]
+    fn without_colours_an_escape_sequence_in_a_line_is_stripped() {
+        let sink: &'static Sink = Box::leak(Box::new(Sink::new(to_stripped)));
+        ToSink {
+            sink,
+            colour: false,
+        }
+        .write_all(b"a\x1b[31mred\x1b[0m b\n")
+        .unwrap();
+        assert_eq!(*lock(&STRIPPED), b"ared b\n");
+        lock(&STRIPPED).clear();
+        ToSink { sink, colour: true }
+            .write_all(b"\x1b[32mINFO\x1b[0m\n")
+            .unwrap();
+        assert_eq!(*lock(&STRIPPED), b"\x1b[32mINFO\x1b[0m\n");
     }
 
     #[test]

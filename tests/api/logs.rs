@@ -1,6 +1,7 @@
 //! `log_format = "json"` in the real binary: every line is one JSON object a
 //! collector can parse, session events carry their fields, and neither a
-//! key, the client secret nor a token reaches the log.
+//! key, the client secret nor a token reaches the log. Text lines keep
+//! env_logger's layout, in colour only when asked.
 
 use serde_json::Value;
 
@@ -40,6 +41,39 @@ async fn event(herald: &mut HeraldProcess, seen: &mut Vec<String>, event: &str) 
         }
     })
     .await
+}
+
+/// `[<RFC 3339 time> INFO  herald::app] herald listening on http://…`.
+fn assert_listening_layout(line: &str) {
+    let time = line.get(1..21).unwrap_or_default();
+    assert!(line.starts_with('['), "{line:?}");
+    assert!(humantime::parse_rfc3339(time).is_ok(), "{line:?}");
+    assert!(
+        line[21..].starts_with(" INFO  herald::app] herald listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
+}
+
+#[actix_web::test]
+async fn text_lines_keep_env_loggers_layout_in_colour_only_when_asked() {
+    let config = "port = 0\nworkers = 1\n";
+    // stderr is a pipe here: no colours, whatever RUST_LOG_STYLE says
+    // short of `always` (an unknown value counts as `auto`, as in
+    // env_logger).
+    for style in ["auto", "never", "bogus"] {
+        let herald = HeraldProcess::start(config, &[("RUST_LOG_STYLE", style)]).await;
+        for line in &herald.startup {
+            assert!(!line.contains('\u{1b}'), "{style}: {line:?}");
+        }
+        assert_listening_layout(&herald.listening);
+        sigterm(herald.pid()).await;
+    }
+    let herald = HeraldProcess::start(config, &[("RUST_LOG_STYLE", "always")]).await;
+    let line = &herald.listening;
+    assert!(line.contains("\u{1b}[32mINFO \u{1b}[0m"), "{line:?}");
+    let stripped: String = anstream::adapter::strip_str(line).to_string();
+    assert_listening_layout(&stripped);
+    sigterm(herald.pid()).await;
 }
 
 #[actix_web::test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::registry::Registry;
 use crate::broker::Presence;
-use crate::client_addr::ClientAddr;
+use crate::client_addr::{ClientAddr, ClientLabel, PeerLabel};
 use crate::history::HistoryUsage;
 use crate::hub::messages::{ChannelCount, Counts, DisconnectReason, Stats, Transport};
 use crate::ids::{ClientId, SessionId};
@@ -18,14 +18,14 @@ pub const LOG_TARGET: &str = "herald::hub::server";
 
 /// Logs a session's arrival.
 pub fn log_connected(session: SessionId, transport: Transport, peer: Option<ClientAddr>) {
-    let (client_peer, proxy) = peer_fields(peer);
-    let peer = peer_label(peer);
+    let (client_peer, proxy) = (ClientLabel(peer), proxy_field(peer));
+    let peer = PeerLabel(peer);
     log::log!(target: LOG_TARGET,
         session_log_level(transport),
         event = "connected",
         session:% = session,
         transport:% = transport,
-        peer = client_peer,
+        peer:% = client_peer,
         proxy = proxy;
         "session {session} connected: transport={transport} peer={peer}"
     );
@@ -38,14 +38,14 @@ pub fn log_registered(
     peer: Option<ClientAddr>,
     id: &ClientId,
 ) {
-    let (client_peer, proxy) = peer_fields(peer);
-    let peer = peer_label(peer);
+    let (client_peer, proxy) = (ClientLabel(peer), proxy_field(peer));
+    let peer = PeerLabel(peer);
     log::log!(target: LOG_TARGET,
         session_log_level(transport),
         event = "registered",
         session:% = session,
         transport:% = transport,
-        peer = client_peer,
+        peer:% = client_peer,
         proxy = proxy,
         id = id.as_str();
         "session {session} registered: transport={transport} peer={peer} id={id:?}"
@@ -61,8 +61,8 @@ pub fn log_disconnected(
     reason: &DisconnectReason,
     close_code: Option<u16>,
 ) {
-    let (client_peer, proxy) = peer_fields(peer);
-    let peer = peer_label(peer);
+    let (client_peer, proxy) = (ClientLabel(peer), proxy_field(peer));
+    let peer = PeerLabel(peer);
     let client = id.map(ClientId::as_str);
     let id = id_label(id);
     log::log!(target: LOG_TARGET,
@@ -70,7 +70,7 @@ pub fn log_disconnected(
         event = "disconnected",
         session:% = session,
         transport:% = transport,
-        peer = client_peer,
+        peer:% = client_peer,
         proxy = proxy,
         id = client,
         reason = reason.close_text(),
@@ -136,17 +136,10 @@ pub fn presence<O>(registry: &Registry<O>, known: Option<u64>) -> Presence {
     }
 }
 
-fn peer_label(peer: Option<ClientAddr>) -> String {
-    peer.map_or_else(|| "unknown".into(), |p| p.to_string())
-}
-
-/// The `peer` and `proxy` fields of a session event: the client's address,
-/// and the trusted proxy it came through.
-fn peer_fields(peer: Option<ClientAddr>) -> (String, Option<String>) {
-    peer.map_or_else(
-        || ("unknown".into(), None),
-        |p| (p.client(), p.proxy().map(|proxy| proxy.to_string())),
-    )
+/// The `proxy` field of a session event: the trusted proxy the client
+/// came through.
+fn proxy_field(peer: Option<ClientAddr>) -> Option<String> {
+    peer.and_then(|p| p.proxy()).map(|proxy| proxy.to_string())
 }
 
 fn id_label(id: Option<&ClientId>) -> String {
@@ -218,8 +211,9 @@ mod tests {
     fn long_polls_log_at_debug_and_labels_name_what_is_missing() {
         assert_eq!(session_log_level(Transport::LongPoll), log::Level::Debug);
         assert_eq!(session_log_level(Transport::WebSocket), log::Level::Info);
-        assert_eq!(peer_label(None), "unknown");
-        assert_eq!(peer_fields(None), ("unknown".into(), None));
+        assert_eq!(PeerLabel(None).to_string(), "unknown");
+        assert_eq!(ClientLabel(None).to_string(), "unknown");
+        assert_eq!(proxy_field(None), None);
         assert_eq!(id_label(None), "-");
         assert_eq!(id_label(Some(&id("63"))), "\"63\"");
     }

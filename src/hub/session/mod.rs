@@ -41,7 +41,7 @@ use super::messages::{
     Close, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe, Transport, Unsubscribe,
 };
 use super::NotifyServer;
-use crate::client_addr::ClientAddr;
+use crate::client_addr::{ClientAddr, ClientLabel, PeerLabel};
 use crate::ids::{ClientId, SessionId};
 use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
 use crate::protocol::{close_code, Position, ServerFrame};
@@ -334,17 +334,15 @@ impl Actor for WsSession {
             });
         } else {
             // Never admitted, so `NotifyServer` never heard of it: log here.
-            let peer = self
-                .peer
-                .map_or_else(|| "unknown".into(), |p| p.to_string());
+            let peer = PeerLabel(self.peer);
             let (session, reason) = (self.session, &self.end_reason);
-            let client_peer = self.peer.map_or_else(|| "unknown".into(), |p| p.client());
+            let client_peer = ClientLabel(self.peer);
             let proxy = self.peer.and_then(|p| p.proxy()).map(|p| p.to_string());
             log::info!(
                 event = "refused",
                 session:% = session,
                 transport = "ws",
-                peer = client_peer,
+                peer:% = client_peer,
                 proxy = proxy,
                 reason = reason.close_text(),
                 detail:% = reason,
