@@ -165,8 +165,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What env_logger writes to: each formatted line goes to [`SINK`].
 pub struct ToSink {
     sink: &'static Sink,
-    /// Whether lines are in colour; if not, an escape sequence that reached
-    /// a line anyway (text from a library) is stripped.
+    /// Whether lines are in colour; if not, an escape sequence or a control
+    /// character that reached a line anyway (text from a library, a reply
+    /// from Redis) is stripped, as env_logger would.
     colour: bool,
 }
 
@@ -181,7 +182,7 @@ impl ToSink {
 
 impl Write for ToSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.colour && buf.contains(&ESC) {
+        if !self.colour && buf.iter().copied().any(strippable) {
             let stripped: Vec<u8> = anstream::adapter::strip_bytes(buf)
                 .flatten()
                 .copied()
@@ -199,8 +200,13 @@ impl Write for ToSink {
     }
 }
 
-/// The byte that starts a terminal escape sequence.
-const ESC: u8 = 0x1b;
+/// A byte env_logger's filter would change without colours: a control
+/// character other than whitespace (the escape character among them, which
+/// starts an escape sequence), or DEL. A line with none passes through it
+/// unchanged, so only a line with one is filtered.
+fn strippable(byte: u8) -> bool {
+    (byte < 0x20 && !byte.is_ascii_whitespace()) || byte == 0x7f
+}
 
 #[cfg(test)]
 mod tests {
@@ -219,20 +225,41 @@ mod tests {
     }
 
     #[test]
-    fn without_colours_an_escape_sequence_in_a_line_is_stripped() {
+    fn without_colours_escape_sequences_and_control_characters_are_stripped() {
         let sink: &'static Sink = Box::leak(Box::new(Sink::new(to_stripped)));
-        ToSink {
+        let plain = || ToSink {
             sink,
             colour: false,
-        }
-        .write_all(b"a\x1b[31mred\x1b[0m b\n")
-        .unwrap();
+        };
+        plain().write_all(b"a\x1b[31mred\x1b[0m b\n").unwrap();
         assert_eq!(*lock(&STRIPPED), b"ared b\n");
+        lock(&STRIPPED).clear();
+        plain().write_all(b"bad\x07\x08\x7f\x0e tail\tx\n").unwrap();
+        assert_eq!(*lock(&STRIPPED), b"bad tail\tx\n");
         lock(&STRIPPED).clear();
         ToSink { sink, colour: true }
             .write_all(b"\x1b[32mINFO\x1b[0m\n")
             .unwrap();
         assert_eq!(*lock(&STRIPPED), b"\x1b[32mINFO\x1b[0m\n");
+    }
+
+    #[test]
+    fn a_line_without_strippable_bytes_is_what_the_filter_would_leave() {
+        for byte in (0..0x80u8).filter(|&b| !strippable(b)) {
+            let line = [b'a', byte, b'\n'];
+            let filtered: Vec<u8> = anstream::adapter::strip_bytes(&line)
+                .flatten()
+                .copied()
+                .collect();
+            assert_eq!(filtered, line, "{byte:#x}");
+        }
+        let text = "ü € 🔔 \u{9b}31m\n".as_bytes();
+        assert!(!text.iter().copied().any(strippable));
+        let filtered: Vec<u8> = anstream::adapter::strip_bytes(text)
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(filtered, text);
     }
 
     #[test]
