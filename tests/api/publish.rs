@@ -4,7 +4,7 @@ use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{spawn_app, spawn_app_with, within};
+use crate::helpers::{spawn_app, spawn_app_with, within, TestApp};
 
 #[actix_web::test]
 async fn broadcast_reaches_every_session() {
@@ -213,9 +213,9 @@ async fn a_body_over_max_message_bytes_is_a_413() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[actix_web::test]
-async fn a_chunked_body_is_cut_off_at_the_limit() {
-    let app = spawn_app_with(|c| c.max_message_bytes = 1024).await;
+/// Sends a form `POST /` in chunked transfer encoding, one chunk per
+/// piece, and reads the whole reply.
+async fn post_chunked(app: &TestApp, pieces: &[&str]) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
         .await
         .unwrap();
@@ -223,32 +223,7 @@ async fn a_chunked_body_is_cut_off_at_the_limit() {
         "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
     );
-    for _ in 0..3 {
-        request.push_str(&format!("200\r\nmessage={}\r\n", "y".repeat(0x200 - 8)));
-    }
-    request.push_str("0\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut reply = Vec::new();
-    within("the 413 reply", stream.read_to_end(&mut reply))
-        .await
-        .unwrap();
-    let reply = String::from_utf8_lossy(&reply);
-    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
-    assert!(reply.contains("body_too_large"), "{reply}");
-}
-
-#[actix_web::test]
-async fn a_body_in_several_chunks_is_read_whole() {
-    let app = spawn_app().await;
-    let mut client = app.ws_registered("63").await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
-    let mut request = String::from(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-    );
-    for piece in ["mess", "age=Hel", "lo+there&i", "d=63"] {
+    for piece in pieces {
         request.push_str(&format!("{:x}\r\n{piece}\r\n", piece.len()));
     }
     request.push_str("0\r\n\r\n");
@@ -257,7 +232,23 @@ async fn a_body_in_several_chunks_is_read_whole() {
     within("the reply", stream.read_to_end(&mut reply))
         .await
         .unwrap();
-    let reply = String::from_utf8_lossy(&reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[actix_web::test]
+async fn a_chunked_body_is_cut_off_at_the_limit() {
+    let app = spawn_app_with(|c| c.max_message_bytes = 1024).await;
+    let piece = format!("message={}", "y".repeat(0x200 - 8));
+    let reply = post_chunked(&app, &[&piece, &piece, &piece]).await;
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("body_too_large"), "{reply}");
+}
+
+#[actix_web::test]
+async fn a_body_in_several_chunks_is_read_whole() {
+    let app = spawn_app().await;
+    let mut client = app.ws_registered("63").await;
+    let reply = post_chunked(&app, &["mess", "age=Hel", "lo+there&i", "d=63"]).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains(r#""delivered":1"#), "{reply}");
     let frame = client.recv_json().await;
