@@ -265,6 +265,12 @@ impl fmt::Display for ClientLabel {
     }
 }
 
+/// The `proxy` field of a session's log line: the trusted proxy the client
+/// came through, if any.
+pub fn proxy_label(peer: Option<ClientAddr>) -> Option<String> {
+    peer.and_then(|p| p.proxy()).map(|proxy| proxy.to_string())
+}
+
 /// For log lines, after `peer=`: the peer with its port when direct;
 /// through a proxy, the client's address and ` proxy=<peer>`.
 impl fmt::Display for ClientAddr {

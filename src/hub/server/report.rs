@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::registry::Registry;
 use crate::broker::Presence;
-use crate::client_addr::{ClientAddr, ClientLabel, PeerLabel};
+use crate::client_addr::{proxy_label, ClientAddr, ClientLabel, PeerLabel};
 use crate::history::HistoryUsage;
 use crate::hub::messages::{ChannelCount, Counts, DisconnectReason, Stats, Transport};
 use crate::ids::{ClientId, SessionId};
@@ -18,7 +18,7 @@ pub const LOG_TARGET: &str = "herald::hub::server";
 
 /// Logs a session's arrival.
 pub fn log_connected(session: SessionId, transport: Transport, peer: Option<ClientAddr>) {
-    let (client_peer, proxy) = (ClientLabel(peer), proxy_field(peer));
+    let (client_peer, proxy) = (ClientLabel(peer), proxy_label(peer));
     let peer = PeerLabel(peer);
     log::log!(target: LOG_TARGET,
         session_log_level(transport),
@@ -38,7 +38,7 @@ pub fn log_registered(
     peer: Option<ClientAddr>,
     id: &ClientId,
 ) {
-    let (client_peer, proxy) = (ClientLabel(peer), proxy_field(peer));
+    let (client_peer, proxy) = (ClientLabel(peer), proxy_label(peer));
     let peer = PeerLabel(peer);
     log::log!(target: LOG_TARGET,
         session_log_level(transport),
@@ -61,7 +61,7 @@ pub fn log_disconnected(
     reason: &DisconnectReason,
     close_code: Option<u16>,
 ) {
-    let (client_peer, proxy) = (ClientLabel(peer), proxy_field(peer));
+    let (client_peer, proxy) = (ClientLabel(peer), proxy_label(peer));
     let peer = PeerLabel(peer);
     let client = id.map(ClientId::as_str);
     let id = id_label(id);
@@ -136,12 +136,6 @@ pub fn presence<O>(registry: &Registry<O>, known: Option<u64>) -> Presence {
     }
 }
 
-/// The `proxy` field of a session event: the trusted proxy the client
-/// came through.
-fn proxy_field(peer: Option<ClientAddr>) -> Option<String> {
-    peer.and_then(|p| p.proxy()).map(|proxy| proxy.to_string())
-}
-
 fn id_label(id: Option<&ClientId>) -> String {
     id.map_or_else(|| "-".into(), |id| format!("{id:?}"))
 }
@@ -213,7 +207,7 @@ mod tests {
         assert_eq!(session_log_level(Transport::WebSocket), log::Level::Info);
         assert_eq!(PeerLabel(None).to_string(), "unknown");
         assert_eq!(ClientLabel(None).to_string(), "unknown");
-        assert_eq!(proxy_field(None), None);
+        assert_eq!(proxy_label(None), None);
         assert_eq!(id_label(None), "-");
         assert_eq!(id_label(Some(&id("63"))), "\"63\"");
     }

@@ -41,7 +41,7 @@ use super::messages::{
     Close, Disconnect, DisconnectReason, Register, SessionOutbox, Subscribe, Transport, Unsubscribe,
 };
 use super::NotifyServer;
-use crate::client_addr::{ClientAddr, ClientLabel, PeerLabel};
+use crate::client_addr::{proxy_label, ClientAddr, ClientLabel, PeerLabel};
 use crate::ids::{ClientId, SessionId};
 use crate::limits::{ConnectionPermit, FrameRateLimiter, RateVerdict};
 use crate::protocol::{close_code, Position, ServerFrame};
@@ -337,7 +337,7 @@ impl Actor for WsSession {
             let peer = PeerLabel(self.peer);
             let (session, reason) = (self.session, &self.end_reason);
             let client_peer = ClientLabel(self.peer);
-            let proxy = self.peer.and_then(|p| p.proxy()).map(|p| p.to_string());
+            let proxy = proxy_label(self.peer);
             log::info!(
                 event = "refused",
                 session:% = session,
