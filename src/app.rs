@@ -1,14 +1,18 @@
 //! Builds and binds herald: one `NotifyServer`, then the HTTP server around it.
 //!
 //! Files: this one builds and runs the server; `listen.rs` the socket and
-//! the descriptors; `state.rs` what every worker shares; `notices.rs` what
-//! herald logs about its settings at startup; `shutdown.rs` the stop
-//! signals and the graceful shutdown.
+//! the descriptors; `http.rs` the HTTP server on it; `upgraded.rs` the
+//! connections that upgraded (WebSockets) once the HTTP server hands them
+//! over; `state.rs` what every worker shares; `notices.rs` what herald logs
+//! about its settings at startup; `shutdown.rs` the stop signals and the
+//! graceful shutdown.
 
+mod http;
 mod listen;
 mod notices;
 mod shutdown;
 mod state;
+mod upgraded;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -17,7 +21,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use self::shutdown::StopSignals;
 use crate::broker;
@@ -143,7 +147,7 @@ impl Application {
             metrics.clone(),
         );
         let hosts = Arc::new(HostPolicy::new(&config.allowed_hosts));
-        let mut server = HttpServer::new(move || {
+        let make_app = move || {
             let server = notify_server
                 .get_or_init(|| {
                     let notify_server = NotifyServer::new(broker.clone())
@@ -169,25 +173,17 @@ impl Application {
                 // sniffs a JSON error or a client file into something it
                 // would run.
                 .wrap(DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")))
-        })
-        // Every accepted connection counts against the TCP caps, and is
-        // shut down at once over them.
-        .on_connect(move |io, extensions| admission.on_connect(io, extensions))
-        // Not-yet-upgraded connections: the first request's head must come
-        // within this, and an idle keep-alive connection closes after this.
-        .client_request_timeout(config.request_head_timeout())
-        .keep_alive(config.keep_alive_timeout())
-        // Accepting stops before the descriptors run out (fd_limit).
-        .max_connections(descriptors.accept_limit_per_worker)
-        .listen(listener)
-        .map_err(bind_error)?;
-        if config.workers > 0 {
-            server = server.workers(config.workers);
-        }
-        // herald handles the signals itself, to say goodbye to clients first.
-        server = server
-            .disable_signals()
-            .shutdown_timeout(config.shutdown_timeout_secs);
+        };
+        let settings = http::HttpSettings {
+            workers: config.workers,
+            // Accepting stops before the descriptors run out (fd_limit).
+            max_connections_per_worker: descriptors.accept_limit_per_worker,
+            request_head_timeout: config.request_head_timeout(),
+            keep_alive: config.keep_alive_timeout(),
+            shutdown_timeout_secs: config.shutdown_timeout_secs,
+        };
+        let server =
+            http::server(listener, make_app, Arc::new(admission), &settings).map_err(bind_error)?;
         notices::exposure(&config, &proxies);
         log::info!("herald listening on http://{local}");
         notices::publishing(&config);
@@ -195,7 +191,7 @@ impl Application {
         Ok(Self {
             port: local.port(),
             signals,
-            server: server.run(),
+            server,
             notify_server: app_notify_server,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             shutdown_drain: config.shutdown_drain(),

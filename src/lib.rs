@@ -15,7 +15,8 @@
 //! 1. What `main` runs:
 //!    - [`app`]: binds, builds the HTTP server (whose first worker starts
 //!      the one `NotifyServer` and hands it to the broker), handles graceful
-//!      shutdown; `app/`: the socket, the shared state, the startup notices
+//!      shutdown; `app/`: the socket, the HTTP server, the upgraded
+//!      connections it hands over, the shared state, the startup notices
 //!      and the shutdown, one file each.
 //!    - [`cli`]: the command line: run, check-config, print-config, token.
 //!    - [`logging`]: log lines as text or JSON (`log_format`), written to

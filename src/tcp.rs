@@ -80,7 +80,7 @@ impl TcpAdmission {
         }
     }
 
-    /// For `HttpServer::on_connect`: runs once per accepted connection,
+    /// For the HTTP server's `on_connect`: runs once per accepted connection,
     /// before the HTTP server reads from it.
     pub fn on_connect(&self, io: &dyn Any, extensions: &mut Extensions) {
         let Some(tcp) = io.downcast_ref::<TcpStream>() else {

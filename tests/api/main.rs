@@ -46,4 +46,5 @@ mod security;
 mod slow;
 mod sse;
 mod tokens;
+mod upgraded;
 mod ws;

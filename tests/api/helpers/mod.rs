@@ -38,7 +38,8 @@ mod ws;
 
 pub use poll::message_seqs;
 pub use raw::{
-    parse_server_frame, RawWs, FIN, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RSV1,
+    client_frame, parse_server_frame, upgrade_request_to, RawWs, FIN, OP_BINARY, OP_CLOSE, OP_CONT,
+    OP_PING, OP_PONG, OP_TEXT, RSV1,
 };
 pub use raw_http::RawHttp;
 pub use sse::SseEvent;

@@ -129,12 +129,31 @@ impl RawWs {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
         }
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let mut stream = socket.connect(addr).await.expect("TCP connect");
+        let stream = socket.connect(addr).await.expect("TCP connect");
         let request = upgrade_request_to(target, &format!("127.0.0.1:{port}"), headers);
-        stream
-            .write_all(request.as_bytes())
+        Self::handshake(stream, request.into_bytes()).await
+    }
+
+    /// Connects to `target` and sends the opening handshake and `frames`
+    /// in one write, as a client that does not wait for the answer.
+    pub async fn connect_sending(port: u16, target: &str, frames: &[u8]) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port))
             .await
-            .expect("write handshake");
+            .expect("TCP connect");
+        let mut bytes = upgrade_request_to(target, &format!("127.0.0.1:{port}"), &[]).into_bytes();
+        bytes.extend_from_slice(frames);
+        match Self::handshake(stream, bytes).await {
+            Ok(raw) => raw,
+            Err((status, body)) => panic!("handshake refused: {status} {body}"),
+        }
+    }
+
+    /// Writes `request` and reads the answer to it.
+    async fn handshake(
+        mut stream: TcpStream,
+        request: Vec<u8>,
+    ) -> Result<Self, (StatusCode, Value)> {
+        stream.write_all(&request).await.expect("write handshake");
         let mut raw = Self {
             stream,
             buf: Vec::new(),
@@ -196,29 +215,12 @@ impl RawWs {
     /// Writes one frame: `first` is FIN | RSV | opcode. Client frames are
     /// masked unless `masked` is false.
     pub async fn send_frame(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut frame = vec![first];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => frame.push(mask_bit | n as u8),
-            n if n <= 0xFFFF => {
-                frame.push(mask_bit | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(mask_bit | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            let key = [0x12, 0x34, 0x56, 0x78];
-            frame.extend_from_slice(&key);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            frame.extend_from_slice(payload);
-        }
         // The server may already have closed; a failed write shows up as the
         // close frame or end of stream the caller reads next.
-        let _ = self.stream.write_all(&frame).await;
+        let _ = self
+            .stream
+            .write_all(&client_frame(first, payload, masked))
+            .await;
     }
 
     /// The connection and any bytes already read past the handshake, for a
@@ -307,6 +309,32 @@ impl JsonFrames for RawWs {
     fn next_json_frame(&mut self) -> impl Future<Output = Value> {
         self.recv_json()
     }
+}
+
+/// One client frame: `first` is FIN | RSV | opcode; the payload masked
+/// unless `masked` is false.
+pub fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut frame = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => frame.push(mask_bit | n as u8),
+        n if n <= 0xFFFF => {
+            frame.push(mask_bit | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(mask_bit | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
 }
 
 /// Parses one unmasked server frame from the start of `buf`.

@@ -1,0 +1,317 @@
+//! Connections that ask to upgrade (`Connection: upgrade`: WebSocket
+//! handshakes), once actix-http's HTTP/1 dispatcher hands them over.
+//!
+//! The request still runs through the whole app (Host check, routes,
+//! refusals, the upgrade itself); what herald serves here is the socket
+//! after it. The dispatcher would keep its two 8 KiB buffers for the
+//! connection's whole life, though a WebSocket needs neither: the session's
+//! frames go from its context to the socket as they are (one vectored write
+//! per burst, nothing copied), and what the client sends is read on the stack
+//! and handed on at its size. An idle WebSocket holds no buffer at all.
+//!
+//! An answer other than `101` (a refusal) is written with the request's
+//! codec, and the connection is closed after it, as `Connection: close`
+//! says.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_codec::{Encoder, Framed};
+use actix_http::body::{BoxBody, MessageBody};
+use actix_http::error::PayloadError;
+use actix_http::h1::{self, Codec};
+use actix_http::{ConnectionType, Payload, Request, Response, StatusCode};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::rt::net::TcpStream;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_channel::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The most one read takes from the socket (a stack buffer, copied out at
+/// the size read).
+const READ_CHUNK_BYTES: usize = 8 * 1024;
+
+/// Chunks read from the client and not yet taken by the request's reader
+/// (the session); past these, herald stops reading the socket and TCP
+/// holds the client back.
+const READ_AHEAD_CHUNKS: usize = 2;
+
+/// Bytes of the answer queued for the socket past which herald stops taking
+/// more from the body until the socket has taken some: actix-http's own
+/// default (`h1_write_buffer_size`), so a session's context is drained at
+/// the pace it was.
+const WRITE_QUEUE_BYTES: usize = 32 * 1024;
+
+/// Buffers one vectored write takes at most.
+const WRITE_SLICES: usize = 64;
+
+/// After herald's last byte, how long the client has to close its side (its
+/// close frame, its unread request body) before the socket is dropped: the
+/// HTTP server's `client_disconnect_timeout`.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Serves one handed-over connection: `req` through `app`, then its answer
+/// and, for a `101`, the upgraded stream in both directions until the body
+/// (the session) ends.
+///
+/// Errors of the transport end the connection and are logged at debug: a
+/// client that goes away is not a server error.
+pub(super) async fn serve<S, B>(
+    app: Rc<S>,
+    req: Request,
+    framed: Framed<TcpStream, Codec>,
+) -> Result<(), actix_web::Error>
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    let parts = framed.into_parts();
+    let mut io = parts.io;
+    let mut codec = parts.codec;
+    // What the client sent after the request's head (a WebSocket client may
+    // send frames before the 101 comes), copied out so the dispatcher's
+    // buffers go now.
+    let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
+    drop(parts.read_buf);
+    drop(parts.write_buf);
+
+    let mut req = req;
+    // The connection's extensions (its place under the TCP caps) live as
+    // long as the connection.
+    let _connection = req.take_conn_data();
+    let (mut inbound, payload) = mpsc::channel::<Result<Bytes, PayloadError>>(READ_AHEAD_CHUNKS);
+    if let Some(early) = early {
+        // The channel has room for its first chunks.
+        let _ = inbound.try_send(Ok(early));
+    }
+    let payload: actix_http::BoxedPayloadStream = Box::pin(payload);
+    let (req, _) = req.replace_payload(Payload::from(payload));
+
+    let mut inbound = Some(inbound);
+    let mut call = Some(Box::pin(app.call(req)));
+    let mut answer: Option<Answer> = None;
+    poll_fn(|cx| {
+        read_client(&mut io, &mut inbound, cx);
+        if let Some(pending) = call.as_mut() {
+            let Poll::Ready(result) = pending.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            call = None;
+            match Answer::start(result, &mut codec) {
+                Ok(started) => answer = Some(started),
+                Err(e) => {
+                    log::debug!("cannot encode the answer to an upgrade request: {e}");
+                    return Poll::Ready(());
+                }
+            }
+        }
+        match answer.as_mut() {
+            Some(answer) => answer.poll_write(&mut io, &mut codec, cx),
+            None => Poll::Ready(()),
+        }
+    })
+    .await;
+    // Nothing more for the request's reader: it sees the end of its stream.
+    drop(inbound);
+    drop(answer);
+    let _ = poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
+    let _ = tokio::time::timeout(LINGER, drain(&mut io)).await;
+    Ok(())
+}
+
+/// Moves what the client sent into the request's payload while its reader
+/// has room; once the reader is gone, reads on only to see the client
+/// close. Sets `inbound` to `None` at the end of the client's stream.
+fn read_client(
+    io: &mut TcpStream,
+    inbound: &mut Option<mpsc::Sender<Result<Bytes, PayloadError>>>,
+    cx: &mut Context<'_>,
+) {
+    while let Some(sender) = inbound.as_mut() {
+        let reader_gone = match sender.poll_ready(cx) {
+            Poll::Pending => return,
+            Poll::Ready(Ok(())) => false,
+            Poll::Ready(Err(_)) => true,
+        };
+        let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK_BYTES];
+        let mut read = ReadBuf::uninit(&mut buf);
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Pending => return,
+            Poll::Ready(Ok(())) if read.filled().is_empty() => *inbound = None,
+            Poll::Ready(Ok(())) => {
+                if !reader_gone {
+                    let _ = sender.try_send(Ok(Bytes::copy_from_slice(read.filled())));
+                }
+            }
+            Poll::Ready(Err(e)) => {
+                if !reader_gone {
+                    let _ = sender.try_send(Err(PayloadError::Io(e)));
+                }
+                *inbound = None;
+            }
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, until it closes.
+async fn drain(io: &mut TcpStream) {
+    poll_fn(|cx| loop {
+        let mut buf = [MaybeUninit::<u8>::uninit(); READ_CHUNK_BYTES];
+        let mut read = ReadBuf::uninit(&mut buf);
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(())) if !read.filled().is_empty() => continue,
+            Poll::Ready(_) => return Poll::Ready(()),
+        }
+    })
+    .await;
+}
+
+/// The answer on its way to the socket.
+struct Answer {
+    body: BoxBody,
+    /// A `101`: the body's bytes are the upgraded stream, written as they
+    /// are; otherwise each chunk goes through the codec.
+    upgraded: bool,
+    /// The body has ended (or failed): what is queued is the last of it.
+    body_done: bool,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+}
+
+impl Answer {
+    /// Queues the head of the app's answer to `result`.
+    fn start(
+        result: Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error>,
+        codec: &mut Codec,
+    ) -> io::Result<Self> {
+        let response: Response<BoxBody> = match result {
+            Ok(answer) => answer.into_parts().1.map_into_boxed_body().into(),
+            Err(e) => e.error_response().into(),
+        };
+        let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let (mut head, body) = response.into_parts();
+        if !upgraded {
+            head.head_mut().set_connection_type(ConnectionType::Close);
+        }
+        let mut encoded = BytesMut::new();
+        codec.encode(h1::Message::Item((head, body.size())), &mut encoded)?;
+        let mut answer = Self {
+            body,
+            upgraded,
+            body_done: false,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+        };
+        answer.push(encoded.freeze());
+        Ok(answer)
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.queued_bytes += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Takes what the body has ready, up to [`WRITE_QUEUE_BYTES`]; `true`
+    /// if it stopped because the body has nothing more now.
+    fn fill(&mut self, codec: &mut Codec, cx: &mut Context<'_>) -> io::Result<bool> {
+        while !self.body_done && self.queued_bytes < WRITE_QUEUE_BYTES {
+            match Pin::new(&mut self.body).poll_next(cx) {
+                Poll::Pending => return Ok(true),
+                Poll::Ready(Some(Ok(chunk))) if self.upgraded => self.push(chunk),
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let mut encoded = BytesMut::new();
+                    codec.encode(h1::Message::Chunk(Some(chunk)), &mut encoded)?;
+                    self.push(encoded.freeze());
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    log::debug!("an upgraded connection's body failed: {e}");
+                    self.body_done = true;
+                }
+                Poll::Ready(None) => {
+                    self.body_done = true;
+                    if !self.upgraded {
+                        let mut encoded = BytesMut::new();
+                        codec.encode(h1::Message::Chunk(None), &mut encoded)?;
+                        self.push(encoded.freeze());
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes the answer as the body yields it; ready when all of it is
+    /// written, or the socket failed.
+    fn poll_write(
+        &mut self,
+        io: &mut TcpStream,
+        codec: &mut Codec,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            let body_waiting = match self.fill(codec, cx) {
+                Ok(waiting) => waiting,
+                Err(e) => {
+                    log::debug!("cannot encode an upgraded connection's answer: {e}");
+                    return Poll::Ready(());
+                }
+            };
+            match self.flush(io, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    log::debug!("an upgraded connection's socket failed: {e}");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(())) if self.body_done => return Poll::Ready(()),
+                Poll::Ready(Ok(())) if body_waiting => return Poll::Pending,
+                // Stopped at the queue's limit, now written: take more.
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+    }
+
+    /// Writes the queue out, as many buffers per call as the socket takes.
+    fn flush(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let mut count = 0;
+            for (slice, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+                *slice = IoSlice::new(bytes);
+                count += 1;
+            }
+            let written = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(written)) => written,
+            };
+            self.consume(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Drops `written` bytes from the front of the queue.
+    fn consume(&mut self, mut written: usize) {
+        self.queued_bytes -= written;
+        while written > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if written < front.len() {
+                front.advance(written);
+                return;
+            }
+            written -= front.len();
+            self.queue.pop_front();
+        }
+    }
+}
