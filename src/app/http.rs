@@ -4,9 +4,7 @@
 //! connections asking to upgrade are handed over to [`super::upgraded`]
 //! rather than kept in the dispatcher for their whole life.
 
-use std::future::Future;
 use std::net::TcpListener;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,10 +83,12 @@ where
             let upgrade = fn_factory(move || {
                 let app = upgrade_app().into_factory().new_service(config());
                 async move {
+                    // Shared by the service's clones.
                     let app = Rc::new(app.await?);
                     Ok::<_, ()>(fn_service(move |(req, framed)| {
-                        Box::pin(upgraded::serve(app.clone(), req, framed))
-                            as Pin<Box<dyn Future<Output = Result<(), actix_web::Error>>>>
+                        // Boxed: inline, it would size every connection's
+                        // task, upgraded or not.
+                        Box::pin(upgraded::serve(app.as_ref(), req, framed))
                     }))
                 }
             });

@@ -2,9 +2,9 @@
 //! (no live message, no client frame) until the response has taken that
 //! slice; then the next.
 //!
-//! A WebSocket session's context runs only when actix-web pulls the next
-//! chunk of the response, and actix-web pulls only while its write buffer
-//! has room (`h1_write_buffer_size`, 32 KiB). So a client that stops
+//! A WebSocket session's context runs only when the connection's writer
+//! pulls the next chunk of the response, and it pulls only while less than
+//! 32 KiB waits for the socket (`app/upgraded.rs`). So a client that stops
 //! reading stops its replay where it is: what waits is the rest of the
 //! backlog, frames shared with the history, never an encoded copy of it.
 //! Live messages wait meanwhile in the session's mailbox, bounded by
@@ -66,7 +66,8 @@ impl Future for NextPull {
             return Poll::Ready(());
         }
         self.polled = true;
-        // Ask to be polled again: actix-web decides when, by its buffer.
+        // Ask to be polled again: the connection's writer decides when, by
+        // what waits for the socket.
         cx.waker().wake_by_ref();
         Poll::Pending
     }
