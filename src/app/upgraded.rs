@@ -11,7 +11,10 @@
 //!
 //! An answer other than `101` (a refusal) is written with the request's
 //! codec, and the connection is closed after it, as `Connection: close`
-//! says.
+//! says. What the dispatcher had not yet written when it handed over (the
+//! answers to requests pipelined ahead of this one) goes first, and a
+//! request that expects `100 Continue` gets it at once, as the dispatcher
+//! would have sent it.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -80,6 +83,8 @@ pub(super) struct Upgraded {
     /// client has closed its side (or the socket failed), or the answer is
     /// written.
     inbound: Option<mpsc::Sender<Result<Bytes, PayloadError>>>,
+    /// What waits for the socket.
+    out: Outgoing,
     stage: Stage,
 }
 
@@ -104,13 +109,18 @@ where
 {
     let parts = framed.into_parts();
     // What the client sent after the request's head (a WebSocket client may
-    // send frames before the 101 comes), copied out so the dispatcher's
-    // buffers go now.
+    // send frames before the 101 comes), and what the dispatcher had not
+    // yet written, copied out so the dispatcher's buffers go now.
     let early = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
+    let mut out = Outgoing::default();
+    out.push(Bytes::copy_from_slice(&parts.write_buf));
     drop(parts.read_buf);
     drop(parts.write_buf);
 
     let mut req = req;
+    if req.head().expect() {
+        out.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+    }
     let connection = req.take_conn_data();
     let (mut inbound, payload) = mpsc::channel::<Result<Bytes, PayloadError>>(READ_AHEAD_CHUNKS);
     if let Some(early) = early {
@@ -125,6 +135,7 @@ where
         codec: parts.codec,
         _connection: connection,
         inbound: Some(inbound),
+        out,
         stage: Stage::Answering(Box::pin(async move { into_response(call.await) })),
     }
 }
@@ -148,10 +159,15 @@ impl Future for Upgraded {
             match &mut this.stage {
                 Stage::Answering(answering) => {
                     read_client(&mut this.io, &mut this.inbound, cx);
+                    if let Poll::Ready(Err(e)) = this.out.flush(&mut this.io, cx) {
+                        log::debug!("an upgraded connection's socket failed: {e}");
+                        this.stage = Stage::ShuttingDown;
+                        continue;
+                    }
                     let Poll::Ready(response) = answering.as_mut().poll(cx) else {
                         return Poll::Pending;
                     };
-                    this.stage = match Answer::start(response, &mut this.codec) {
+                    this.stage = match Answer::start(response, &mut this.codec, &mut this.out) {
                         Ok(answer) => Stage::Writing(answer),
                         Err(e) => {
                             log::debug!("cannot encode the answer to an upgrade request: {e}");
@@ -162,7 +178,7 @@ impl Future for Upgraded {
                 Stage::Writing(answer) => {
                     read_client(&mut this.io, &mut this.inbound, cx);
                     if answer
-                        .poll_write(&mut this.io, &mut this.codec, cx)
+                        .poll_write(&mut this.io, &mut this.codec, &mut this.out, cx)
                         .is_pending()
                     {
                         return Poll::Pending;
@@ -191,7 +207,9 @@ impl Future for Upgraded {
 
 /// Moves what the client sent into the request's payload while its reader
 /// has room; once the reader is gone, reads on only to see the client
-/// close. Sets `inbound` to `None` at the end of the client's stream.
+/// close. Sets `inbound` to `None` at the end of the client's stream, which
+/// the reader gets as [`PayloadError::Incomplete`] (a body cut short is
+/// never taken for a whole one).
 fn read_client(
     io: &mut TcpStream,
     inbound: &mut Option<mpsc::Sender<Result<Bytes, PayloadError>>>,
@@ -207,7 +225,14 @@ fn read_client(
         let mut read = ReadBuf::uninit(&mut buf);
         match Pin::new(&mut *io).poll_read(cx, &mut read) {
             Poll::Pending => return,
-            Poll::Ready(Ok(())) if read.filled().is_empty() => *inbound = None,
+            // The dispatcher reports a client's end of stream to the
+            // request's reader as an incomplete payload: so does herald.
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                if !reader_gone {
+                    let _ = sender.try_send(Err(PayloadError::Incomplete(None)));
+                }
+                *inbound = None;
+            }
             Poll::Ready(Ok(())) => {
                 if !reader_gone {
                     let _ = sender.try_send(Ok(Bytes::copy_from_slice(read.filled())));
@@ -237,7 +262,7 @@ fn drain(io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<()> {
     }
 }
 
-/// The answer on its way to the socket.
+/// The answer's body on its way to the socket.
 struct Answer {
     body: BoxBody,
     /// A `101`: the body's bytes are the upgraded stream, written as they
@@ -245,13 +270,15 @@ struct Answer {
     upgraded: bool,
     /// The body has ended (or failed): what is queued is the last of it.
     body_done: bool,
-    queue: VecDeque<Bytes>,
-    queued_bytes: usize,
 }
 
 impl Answer {
-    /// Queues the head of `response`.
-    fn start(response: Response<BoxBody>, codec: &mut Codec) -> io::Result<Self> {
+    /// Queues the head of `response` on `out`.
+    fn start(
+        response: Response<BoxBody>,
+        codec: &mut Codec,
+        out: &mut Outgoing,
+    ) -> io::Result<Self> {
         let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         let (mut head, body) = response.into_parts();
         if !upgraded {
@@ -259,35 +286,30 @@ impl Answer {
         }
         let mut encoded = BytesMut::new();
         codec.encode(h1::Message::Item((head, body.size())), &mut encoded)?;
-        let mut answer = Self {
+        out.push(encoded.freeze());
+        Ok(Self {
             body,
             upgraded,
             body_done: false,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-        };
-        answer.push(encoded.freeze());
-        Ok(answer)
+        })
     }
 
-    fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.queued_bytes += bytes.len();
-            self.queue.push_back(bytes);
-        }
-    }
-
-    /// Takes what the body has ready, up to [`WRITE_QUEUE_BYTES`]; `true`
-    /// if it stopped because the body has nothing more now.
-    fn fill(&mut self, codec: &mut Codec, cx: &mut Context<'_>) -> io::Result<bool> {
-        while !self.body_done && self.queued_bytes < WRITE_QUEUE_BYTES {
+    /// Queues what the body has ready, up to [`WRITE_QUEUE_BYTES`] in all;
+    /// `true` if it stopped because the body has nothing more now.
+    fn fill(
+        &mut self,
+        codec: &mut Codec,
+        out: &mut Outgoing,
+        cx: &mut Context<'_>,
+    ) -> io::Result<bool> {
+        while !self.body_done && out.bytes < WRITE_QUEUE_BYTES {
             match Pin::new(&mut self.body).poll_next(cx) {
                 Poll::Pending => return Ok(true),
-                Poll::Ready(Some(Ok(chunk))) if self.upgraded => self.push(chunk),
+                Poll::Ready(Some(Ok(chunk))) if self.upgraded => out.push(chunk),
                 Poll::Ready(Some(Ok(chunk))) => {
                     let mut encoded = BytesMut::new();
                     codec.encode(h1::Message::Chunk(Some(chunk)), &mut encoded)?;
-                    self.push(encoded.freeze());
+                    out.push(encoded.freeze());
                 }
                 Poll::Ready(Some(Err(e))) => {
                     log::debug!("an upgraded connection's body failed: {e}");
@@ -298,7 +320,7 @@ impl Answer {
                     if !self.upgraded {
                         let mut encoded = BytesMut::new();
                         codec.encode(h1::Message::Chunk(None), &mut encoded)?;
-                        self.push(encoded.freeze());
+                        out.push(encoded.freeze());
                     }
                 }
             }
@@ -312,17 +334,18 @@ impl Answer {
         &mut self,
         io: &mut TcpStream,
         codec: &mut Codec,
+        out: &mut Outgoing,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         loop {
-            let body_waiting = match self.fill(codec, cx) {
+            let body_waiting = match self.fill(codec, out, cx) {
                 Ok(waiting) => waiting,
                 Err(e) => {
                     log::debug!("cannot encode an upgraded connection's answer: {e}");
                     return Poll::Ready(());
                 }
             };
-            match self.flush(io, cx) {
+            match out.flush(io, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
                     log::debug!("an upgraded connection's socket failed: {e}");
@@ -335,8 +358,26 @@ impl Answer {
             }
         }
     }
+}
 
-    /// Writes the queue out, as many buffers per call as the socket takes.
+/// Bytes waiting for the socket, in order, each buffer as it was queued.
+#[derive(Default)]
+struct Outgoing {
+    queue: VecDeque<Bytes>,
+    /// Their total length.
+    bytes: usize,
+}
+
+impl Outgoing {
+    fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.bytes += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Writes the queue out, as many buffers per call as the socket takes;
+    /// ready once it is empty.
     fn flush(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
@@ -358,7 +399,7 @@ impl Answer {
 
     /// Drops `written` bytes from the front of the queue.
     fn consume(&mut self, mut written: usize) {
-        self.queued_bytes -= written;
+        self.bytes -= written;
         while written > 0 {
             let Some(front) = self.queue.front_mut() else {
                 return;

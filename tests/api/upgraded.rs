@@ -1,7 +1,9 @@
 //! A connection that asks to upgrade, once the HTTP server hands it over
-//! to herald: frames sent with the handshake reach the session, a refusal
-//! is answered whole and the connection closed after it, and a client that
-//! closes its side ends its session.
+//! to herald: frames sent with the handshake reach the session, answers to
+//! requests pipelined ahead of the upgrade are not lost, a refusal is
+//! answered whole and the connection closed after it, a body cut short is
+//! refused, `100 Continue` comes when asked for, and a client that closes
+//! its side ends its session.
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,12 +49,7 @@ async fn a_refused_upgrade_is_answered_whole_and_the_connection_closed() {
             .await
             .expect("write the handshake");
         // The whole answer, then the end of the stream.
-        let mut answer = Vec::new();
-        within("the refusal and the close", stream.read_to_end(&mut answer))
-            .await
-            .expect("read the refusal");
-
-        let text = String::from_utf8_lossy(&answer);
+        let text = read_all(&mut stream, "the refusal and the close").await;
         let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
         let head = head.to_ascii_lowercase();
         assert!(
@@ -105,4 +102,106 @@ async fn a_client_that_closes_its_side_ends_its_session() {
         }
     })
     .await;
+}
+
+/// Reads what the server sends on `stream` until it closes.
+async fn read_all(stream: &mut TcpStream, what: &str) -> String {
+    let mut answer = Vec::new();
+    within(what, stream.read_to_end(&mut answer))
+        .await
+        .expect("read to the end");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[actix_web::test]
+async fn the_answer_to_a_request_pipelined_before_the_upgrade_is_not_lost() {
+    let app = spawn_app().await;
+    let host = format!("127.0.0.1:{}", app.port);
+    let body = "message=ahead&id=nobody";
+    let mut bytes = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    bytes.push_str(&upgrade_request_to("/ws?id=behind", &host, &[]));
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("TCP connect");
+    // Both requests in one write: the dispatcher reads them together.
+    stream.write_all(bytes.as_bytes()).await.expect("write");
+
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    within("the publish's answer, then the 101", async {
+        while !String::from_utf8_lossy(&received).contains("101 Switching Protocols") {
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed after {:?}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&received);
+    let publish = text.find("HTTP/1.1 200 OK").expect("the publish's 200");
+    let upgrade = text.find("HTTP/1.1 101").expect("the 101");
+    assert!(publish < upgrade, "{text}");
+    assert!(text.contains(r#""delivered":0"#), "{text}");
+}
+
+#[actix_web::test]
+async fn a_body_cut_short_on_an_upgrade_request_is_refused_and_not_published() {
+    let app = spawn_app().await;
+    let host = format!("127.0.0.1:{}", app.port);
+    let seq_before = app.health().await["seq"].clone();
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("TCP connect");
+    // Forty bytes announced, thirteen sent, then the client's side closed.
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: 40\r\n\r\nmessage=Hello"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.shutdown().await.expect("close the client's side");
+
+    let answer = read_all(&mut stream, "the refusal").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(app.health().await["seq"], seq_before, "nothing published");
+}
+
+#[actix_web::test]
+async fn an_upgrade_request_that_expects_100_continue_gets_it_first() {
+    let app = spawn_app().await;
+    let host = format!("127.0.0.1:{}", app.port);
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("TCP connect");
+    let request = upgrade_request_to("/ws?id=patient", &host, &[("Expect", "100-continue")]);
+    stream.write_all(request.as_bytes()).await.expect("write");
+
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    within("100 Continue, then the 101", async {
+        while !String::from_utf8_lossy(&received).contains("101 Switching Protocols") {
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed after {:?}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(
+        String::from_utf8_lossy(&received)
+            .starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
 }
