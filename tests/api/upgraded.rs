@@ -104,6 +104,25 @@ async fn a_client_that_closes_its_side_ends_its_session() {
     .await;
 }
 
+/// Reads what the server sends on `stream` until a `101` has come.
+async fn read_until_upgraded(stream: &mut TcpStream, what: &str) -> String {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    within(what, async {
+        while !String::from_utf8_lossy(&received).contains("101 Switching Protocols") {
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "closed after {:?}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&received).into_owned()
+}
+
 /// Reads what the server sends on `stream` until it closes.
 async fn read_all(stream: &mut TcpStream, what: &str) -> String {
     let mut answer = Vec::new();
@@ -131,21 +150,7 @@ async fn the_answer_to_a_request_pipelined_before_the_upgrade_is_not_lost() {
     // Both requests in one write: the dispatcher reads them together.
     stream.write_all(bytes.as_bytes()).await.expect("write");
 
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    within("the publish's answer, then the 101", async {
-        while !String::from_utf8_lossy(&received).contains("101 Switching Protocols") {
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(
-                n > 0,
-                "closed after {:?}",
-                String::from_utf8_lossy(&received)
-            );
-            received.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
-    let text = String::from_utf8_lossy(&received);
+    let text = read_until_upgraded(&mut stream, "the publish's answer, then the 101").await;
     let publish = text.find("HTTP/1.1 200 OK").expect("the publish's 200");
     let upgrade = text.find("HTTP/1.1 101").expect("the 101");
     assert!(publish < upgrade, "{text}");
@@ -184,24 +189,9 @@ async fn an_upgrade_request_that_expects_100_continue_gets_it_first() {
     let request = upgrade_request_to("/ws?id=patient", &host, &[("Expect", "100-continue")]);
     stream.write_all(request.as_bytes()).await.expect("write");
 
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    within("100 Continue, then the 101", async {
-        while !String::from_utf8_lossy(&received).contains("101 Switching Protocols") {
-            let n = stream.read(&mut chunk).await.expect("read");
-            assert!(
-                n > 0,
-                "closed after {:?}",
-                String::from_utf8_lossy(&received)
-            );
-            received.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
+    let text = read_until_upgraded(&mut stream, "100 Continue, then the 101").await;
     assert!(
-        String::from_utf8_lossy(&received)
-            .starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 "),
-        "{}",
-        String::from_utf8_lossy(&received)
+        text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 "),
+        "{text}"
     );
 }
