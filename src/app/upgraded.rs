@@ -1,5 +1,6 @@
-//! Connections that ask to upgrade (`Connection: upgrade`: WebSocket
-//! handshakes), once actix-http's HTTP/1 dispatcher hands them over.
+//! Connections whose request asks for a WebSocket (`Upgrade: websocket`;
+//! also any `CONNECT`), once actix-http's HTTP/1 dispatcher hands them
+//! over.
 //!
 //! The request still runs through the whole app (Host check, routes,
 //! refusals, the upgrade itself); what herald serves here is the socket
