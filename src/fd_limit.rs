@@ -84,9 +84,9 @@ pub struct DescriptorBudget {
     /// fit the open-file limit.
     pub max_tcp_connections: usize,
     /// Connections each worker may hold before actix stops accepting
-    /// (actix-server's `max_concurrent_connections`). Together they stay within the
-    /// descriptors left for connections, so accept never fails for want of
-    /// one: connections past it wait in the kernel's queue.
+    /// (actix-server's `max_concurrent_connections`). Together they stay
+    /// within the descriptors left for connections, so accept never fails
+    /// for want of one: connections past it wait in the kernel's queue.
     pub accept_limit_per_worker: usize,
     /// Why `max_tcp_connections` was lowered and what to change, when it
     /// was.

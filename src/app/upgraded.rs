@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_codec::{Encoder, Framed};
-use actix_http::body::{BoxBody, MessageBody};
+use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::error::PayloadError;
 use actix_http::h1::{self, Codec};
 use actix_http::{ConnectionType, Extensions, Payload, Request, Response, StatusCode};
@@ -285,9 +285,8 @@ impl Answer {
         if !upgraded {
             head.head_mut().set_connection_type(ConnectionType::Close);
         }
-        let mut encoded = BytesMut::new();
-        codec.encode(h1::Message::Item((head, body.size())), &mut encoded)?;
-        out.push(encoded.freeze());
+        let size = body.size();
+        out.push_encoded(codec, h1::Message::Item((head, size)))?;
         Ok(Self {
             body,
             upgraded,
@@ -308,9 +307,7 @@ impl Answer {
                 Poll::Pending => return Ok(true),
                 Poll::Ready(Some(Ok(chunk))) if self.upgraded => out.push(chunk),
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let mut encoded = BytesMut::new();
-                    codec.encode(h1::Message::Chunk(Some(chunk)), &mut encoded)?;
-                    out.push(encoded.freeze());
+                    out.push_encoded(codec, h1::Message::Chunk(Some(chunk)))?
                 }
                 Poll::Ready(Some(Err(e))) => {
                     log::debug!("an upgraded connection's body failed: {e}");
@@ -319,9 +316,7 @@ impl Answer {
                 Poll::Ready(None) => {
                     self.body_done = true;
                     if !self.upgraded {
-                        let mut encoded = BytesMut::new();
-                        codec.encode(h1::Message::Chunk(None), &mut encoded)?;
-                        out.push(encoded.freeze());
+                        out.push_encoded(codec, h1::Message::Chunk(None))?;
                     }
                 }
             }
@@ -375,6 +370,19 @@ impl Outgoing {
             self.bytes += bytes.len();
             self.queue.push_back(bytes);
         }
+    }
+
+    /// Queues `item` as the request's codec writes it (a head, a chunk of a
+    /// body, its end).
+    fn push_encoded(
+        &mut self,
+        codec: &mut Codec,
+        item: h1::Message<(Response<()>, BodySize)>,
+    ) -> io::Result<()> {
+        let mut encoded = BytesMut::new();
+        codec.encode(item, &mut encoded)?;
+        self.push(encoded.freeze());
+        Ok(())
     }
 
     /// Writes the queue out, as many buffers per call as the socket takes;
