@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use herald::cli::{herald_env, run_command, Cli, EXIT_CONFIG};
 use herald::Application;
 
+/// Every allocation of the server process goes through mimalloc
+/// (Cargo.toml says why).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::from_process();
     let config = match herald_env().and_then(|env| cli.config(env)) {
