@@ -84,8 +84,8 @@ const CEILING: &str = "ceiling";
 pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> {
     let groups = load(input)?;
     let mut md = String::from(
-        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | POST p50 ms | POST p99 ms | server CPU at idle | generator CPU |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | clients | server | runs (invalid) | headline | ÷ ceiling | p50 ms | p99 ms | p999 ms | max ms | POST p50 ms | POST p99 ms | server RSS at idle, MiB | server CPU at idle | generator CPU |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((scenario, server, clients), group) in &groups {
         let (field, unit) = headline(scenario);
@@ -101,7 +101,7 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
         };
         let ms = |f: &str| fmt(group.median(f) / 1000.0);
         md.push_str(&format!(
-            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {scenario} | {clients} | {server} | {} ({}) | {} {unit} | {ratio} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             group.runs.len(),
             group.rejected.len(),
             fmt(value),
@@ -111,6 +111,15 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
             ms("max_us"),
             ms("post_p50_us"),
             ms("post_p99_us"),
+            if scenario == "idle" {
+                format!(
+                    "{:.1} → {:.1}",
+                    group.median("rss_before_kib") / 1024.0,
+                    group.median("rss_after_kib") / 1024.0
+                )
+            } else {
+                String::from("–")
+            },
             if scenario == "idle" {
                 format!("{:.1} %", group.median("server_idle_cpu") * 100.0)
             } else {
@@ -125,7 +134,9 @@ pub fn write(input: &Path, markdown: &Path, chart: &Path) -> Result<(), String> 
          share of one core the load generator used over the measured phase, among all runs of the \
          row (valid and invalid; a run above 90 % is invalid). POST: the publisher's round trip \
          (request sent to answer read) while the server fans out; delivery latencies (p50 to max) \
-         are from the publish to the client's read. server CPU at idle: the server's CPU over the idle \
+         are from the publish to the client's read. server RSS at idle: the whole server's RSS before the \
+         clients connect and while they are held (the headline is the difference per connection). \
+         server CPU at idle: the server's CPU over the idle \
          hold, as a share of one core (heartbeats and timers only). herald-redis: two herald nodes \
          on one Redis (all three on the server's core), clients spread over both, publishers on the \
          first; its memory is the two nodes'.\n",
@@ -266,6 +277,41 @@ mod tests {
         assert!(row("herald").ends_with("| 95 % |"), "{md}");
         assert!(row("socketio").contains("| 0.25× |"), "{md}");
         assert!(row("socketio").ends_with("| 20 % |"), "{md}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn idle_rows_show_the_whole_servers_memory_beside_the_growth_per_connection() {
+        let dir = std::env::temp_dir().join(format!("herald-bench-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |server: &str, before: u64, after: u64| {
+            format!(
+                r#"{{"scenario":"idle","server":"{server}","clients":1000,"rss_per_connection_bytes":{},"rss_before_kib":{before},"rss_after_kib":{after},"server_idle_cpu":0.01,"generator_cpu":0.1,"valid":true}}"#,
+                (after - before) * 1024 / 1000
+            )
+        };
+        let input = [line("ceiling", 3072, 11264), line("herald", 20480, 25600)].join("\n");
+        std::fs::write(dir.join("results.jsonl"), input).unwrap();
+        write(
+            &dir.join("results.jsonl"),
+            &dir.join("summary.md"),
+            &dir.join("chart.svg"),
+        )
+        .unwrap();
+        let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+        let row = |server: &str| {
+            md.lines()
+                .find(|l| l.contains(&format!("| {server} |")))
+                .unwrap()
+                .to_owned()
+        };
+        // herald grows less per connection but starts higher: both show.
+        assert!(
+            row("herald").contains("| 5242 bytes/conn | 0.62× |"),
+            "{md}"
+        );
+        assert!(row("herald").contains("| 20.0 → 25.0 | 1.0 % |"), "{md}");
+        assert!(row("ceiling").contains("| 3.0 → 11.0 |"), "{md}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
