@@ -21,6 +21,8 @@ RUN groupadd --system --gid 10001 herald \
 COPY --from=build /src/target/release/herald /usr/local/bin/herald
 # Listen on every interface of the container; publish the port with -p.
 ENV HERALD_HOST=0.0.0.0
+# No transparent huge pages for herald's allocator (docs/deploy.md).
+ENV MIMALLOC_ALLOW_THP=0
 EXPOSE 8001
 USER 10001:10001
 # herald closes its sessions and exits 0 within shutdown_timeout_secs (10 by
